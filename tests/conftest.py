@@ -1,0 +1,117 @@
+"""Fixtures that run the real thing: redis-server, SQL, the model server, gunicorn, the worker.
+
+Session-scoped processes are shared by the tests; every test makes its own
+chat session and its own unique prompts, so tests never see each other's
+events. Tests that break processes on purpose start their own.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from tests.support.model_server import ModelServer
+from tests.support.processes import Process, RedisServer, start_web, start_worker
+
+TEST_SYSTEM_PROMPT = "You are relay's test assistant."
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def redis_server(log_dir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(log_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def model_server() -> Iterator[ModelServer]:
+    server = ModelServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """TEST_DATABASE_URL (PostgreSQL) when set, else a fresh SQLite file."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'relay-test.sqlite3'}"
+
+
+@pytest.fixture(scope="session")
+def base_env(redis_server: RedisServer, model_server: ModelServer, database_url: str) -> dict[str, str]:
+    """The environment of every app process started by the tests."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LLM_"))}
+    env.update(
+        REDIS_URL=redis_server.url,
+        DATABASE_URL=database_url,
+        OPENAI_API_KEY="test-key",
+        OPENAI_BASE_URL=model_server.base_url,
+        LLM_MODEL="test-model",
+        SYSTEM_PROMPT=TEST_SYSTEM_PROMPT,
+        HEARTBEAT_SECONDS="1",
+        WORKER_POP_TIMEOUT_SECONDS="1",
+        PYTHONUNBUFFERED="1",
+        LOG_LEVEL="INFO",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def app(base_env: dict[str, str]):
+    """An in-process app on the same Redis and database, for checking stored state."""
+    from webapp import create_app
+    from webapp.config import database_url as normalise
+    from webapp.extensions import db
+
+    app = create_app({
+        "REDIS_URL": base_env["REDIS_URL"],
+        "SQLALCHEMY_DATABASE_URI": normalise(base_env["DATABASE_URL"]),
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": base_env["OPENAI_BASE_URL"],
+    })
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+        db.session.remove()
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def web(app, base_env: dict[str, str], log_dir: Path) -> Iterator[str]:
+    """Base URL of a gunicorn+gevent server running wsgi:app."""
+    proc, base_url = start_web(base_env, log_dir)
+    yield base_url
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(app, base_env: dict[str, str], log_dir: Path) -> Iterator[Process]:
+    proc = start_worker(base_env, log_dir)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture()
+def client(web: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=web, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture()
+def unique() -> str:
+    """A string no other test uses, for prompts and names."""
+    return uuid.uuid4().hex[:12]

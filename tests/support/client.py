@@ -1,0 +1,144 @@
+"""A test client for relay's HTTP API: sessions, prompts, SSE and long-poll readers."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import httpx
+
+FINAL = ("end", "error")
+
+
+@dataclass
+class Event:
+    id: str | None
+    event: str
+    data: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str | None, str, str]:
+        return self.id, self.event, json.dumps(self.data, sort_keys=True)
+
+
+@dataclass
+class RawSSE:
+    """Everything one SSE connection received, in order, as parsed fields."""
+
+    events: list[Event] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)
+    retry: list[str] = field(default_factory=list)
+    first_field: str | None = None
+
+
+def create_session(http: httpx.Client) -> str:
+    response = http.post("/api/sessions")
+    assert response.status_code == 201, response.text
+    return response.json()["session_id"]
+
+
+def post_prompt(http: httpx.Client, session_id: str, content: str) -> dict[str, Any]:
+    response = http.post(f"/api/sessions/{session_id}/messages", json={"content": content})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def iter_sse_lines(response: httpx.Response) -> Iterator[tuple[str, str]]:
+    """(field, value) pairs of an SSE body; ("", "") marks the end of a message."""
+    for line in response.iter_lines():
+        if line == "":
+            yield "", ""
+            continue
+        name, _, value = line.partition(":")
+        yield name, value[1:] if value.startswith(" ") else value
+
+
+def read_sse(
+    base_url: str,
+    session_id: str,
+    *,
+    until_message: str | None = None,
+    max_events: int | None = None,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> RawSSE:
+    """Read one SSE connection until the message's final event or `max_events` events."""
+    raw = RawSSE()
+    deadline = time.monotonic() + timeout
+    url = f"{base_url}/api/sessions/{session_id}/events"
+    with httpx.stream("GET", url, headers=headers, params=params,
+                      timeout=httpx.Timeout(timeout, connect=5)) as response:
+        assert response.status_code == 200, response.read()
+        fields: dict[str, str] = {}
+        for name, value in iter_sse_lines(response):
+            if raw.first_field is None and name:
+                raw.first_field = name
+            if name == "" and value == "":
+                if "event" in fields or "data" in fields:
+                    event = Event(fields.get("id"), fields.get("event", "message"),
+                                  json.loads(fields.get("data", "{}")))
+                    raw.events.append(event)
+                    if until_message and event.event in FINAL and \
+                            event.data.get("message_id") == until_message:
+                        return raw
+                    if max_events is not None and len(raw.events) >= max_events:
+                        return raw
+                fields = {}
+            elif name == "":
+                raw.comments.append(value)
+            elif name == "retry":
+                raw.retry.append(value)
+            else:
+                assert name not in fields, f"field {name} twice in one event"
+                fields[name] = value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"SSE read timed out; got {len(raw.events)} events")
+    return raw
+
+
+def poll_until(
+    http: httpx.Client, session_id: str, message_id: str, *, after: str = "0-0",
+    timeout: float = 30.0, poll_timeout: float = 5.0,
+) -> list[Event]:
+    """A long-poll loop from `after` until the message's final event."""
+    events: list[Event] = []
+    deadline = time.monotonic() + timeout
+    cursor = after
+    while time.monotonic() < deadline:
+        response = http.get(f"/api/sessions/{session_id}/poll",
+                            params={"after": cursor, "timeout": poll_timeout})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["reset"] is False
+        for item in body["events"]:
+            events.append(Event(item["id"], item["event"], item["data"]))
+        cursor = body["cursor"]
+        if any(e.event in FINAL and e.data.get("message_id") == message_id for e in events):
+            return events
+    raise AssertionError(f"long-poll timed out after {len(events)} events")
+
+
+def answer_text(events: list[Event], message_id: str) -> str:
+    """The text of the message's latest attempt, as a client would show it."""
+    text = ""
+    for event in events:
+        if event.data.get("message_id") != message_id:
+            continue
+        if event.event == "start":
+            text = ""
+        elif event.event == "chunk":
+            text += event.data["text"]
+    return text
+
+
+def id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
+
+
+def assert_strictly_increasing(events: list[Event]) -> None:
+    keys = [id_key(e.id) for e in events if e.id]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys), "ids must strictly increase"

@@ -1,0 +1,170 @@
+"""A small OpenAI-compatible chat completions server for tests.
+
+It speaks the streaming wire format of `POST /v1/chat/completions` (SSE
+`data: {chunk}` lines, then `data: [DONE]`), so the worker's real `openai`
+client code runs against it. It records every request and the text it sent.
+
+Behaviour is chosen per prompt: a test registers a `Behavior` under a prompt
+string unique to that test, so tests sharing the server never interfere.
+Unregistered prompts get `default_chunks(prompt)`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def default_chunks(prompt: str) -> list[str]:
+    """The deterministic answer to an unregistered prompt, as the chunks sent."""
+    words = f"You said: {prompt}. Here is a short answer in several pieces.".split(" ")
+    return [w + " " for w in words[:-1]] + [words[-1]]
+
+
+@dataclass
+class Behavior:
+    chunks: list[str] | None = None
+    delay_seconds: float = 0.01  # between chunks
+    usage: dict[str, int] | None = None
+    finish_reason: str = "stop"
+    fail_status: int | None = None  # answer this HTTP status ...
+    fail_times: int = 0  # ... this many times (0 with fail_status: always)
+    drop_after: int | None = None  # close the connection after this many chunks
+    stall_after: int | None = None  # go silent after this many chunks
+    # Send `gate_after` chunks, then wait for `gate` before the rest.
+    gate_after: int | None = None
+    gate: threading.Event = field(default_factory=threading.Event)
+    calls: int = 0
+
+
+@dataclass
+class Call:
+    body: dict[str, Any]
+    sent: list[str] = field(default_factory=list)
+    finished: bool = False
+
+    @property
+    def prompt(self) -> str:
+        return self.body["messages"][-1]["content"]
+
+
+class ModelServer:
+    def __init__(self) -> None:
+        self.behaviors: dict[str, Behavior] = {}
+        self.calls: list[Call] = []
+        self.lock = threading.Lock()
+        self.stop_stalls = threading.Event()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def start(self) -> "ModelServer":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self.stop_stalls.set()
+        for behavior in self.behaviors.values():
+            behavior.gate.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def behave(self, prompt: str, **kwargs: Any) -> Behavior:
+        behavior = Behavior(**kwargs)
+        self.behaviors[prompt] = behavior
+        return behavior
+
+    def calls_for(self, prompt: str) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.prompt == prompt]
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if not self.path.endswith("/chat/completions"):
+                    self._json(404, {"error": {"message": "not found"}})
+                    return
+                server._complete(self, body)
+
+            def _json(self, status: int, payload: dict[str, Any]) -> None:
+                raw = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        return Handler
+
+    def _complete(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        call = Call(body)
+        with self.lock:
+            self.calls.append(call)
+        behavior = self.behaviors.get(call.prompt, Behavior())
+        behavior.calls += 1
+        if behavior.fail_status and (not behavior.fail_times or behavior.calls <= behavior.fail_times):
+            handler._json(behavior.fail_status, {"error": {"message": "scripted failure",
+                                                           "type": "test", "code": None}})
+            return
+        chunks = behavior.chunks if behavior.chunks is not None else default_chunks(call.prompt)
+        model = body.get("model", "test-model")
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Cache-Control", "no-cache")
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+
+        def send(payload: dict[str, Any] | str) -> None:
+            data = payload if isinstance(payload, str) else json.dumps(payload)
+            handler.wfile.write(f"data: {data}\n\n".encode())
+            handler.wfile.flush()
+
+        def frame(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {"id": "chatcmpl-test", "object": "chat.completion.chunk",
+                    "created": int(time.time()), "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        try:
+            send(frame({"role": "assistant", "content": ""}))
+            for index, text in enumerate(chunks):
+                if index == behavior.drop_after:
+                    handler.close_connection = True
+                    handler.connection.shutdown(2)
+                    return
+                if index == behavior.stall_after:
+                    self.stop_stalls.wait(120)
+                    return
+                if index == behavior.gate_after:
+                    behavior.gate.wait(60)
+                time.sleep(behavior.delay_seconds)
+                send(frame({"content": text}))
+                call.sent.append(text)
+            send(frame({}, behavior.finish_reason))
+            usage = behavior.usage or {
+                "prompt_tokens": sum(len(m["content"]) for m in body["messages"]) // 4,
+                "completion_tokens": len(chunks),
+                "total_tokens": sum(len(m["content"]) for m in body["messages"]) // 4 + len(chunks),
+            }
+            send({"id": "chatcmpl-test", "object": "chat.completion.chunk",
+                  "created": int(time.time()), "model": model, "choices": [], "usage": usage})
+            send("[DONE]")
+            call.finished = True
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass

@@ -1,0 +1,121 @@
+"""End to end: prompt -> job list -> worker -> stream -> SSE / long-poll -> SQL."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import TEST_SYSTEM_PROMPT
+from tests.support.client import (
+    answer_text, assert_strictly_increasing, create_session, poll_until, post_prompt, read_sse,
+)
+from tests.support.model_server import ModelServer
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def stored_message(app, message_id: str):
+    from webapp import models
+    from webapp.extensions import db
+
+    with app.app_context():
+        message = db.session.scalar(db.select(models.Message).filter_by(id=message_id))
+        db.session.expunge_all()
+        db.session.remove()
+        return message
+
+
+def test_one_prompt_streams_start_chunks_end_and_is_stored(
+    app, web: str, client: httpx.Client, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"first prompt {unique}"
+    model_server.behave(prompt, chunks=["Hello", ", ", "world", "! ", "Ünïcødé ✓\nline two"],
+                        usage={"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16})
+    session_id = create_session(client)
+    accepted = post_prompt(client, session_id, prompt)
+    assert accepted["status"] == "queued"
+    message_id = accepted["message_id"]
+
+    raw = read_sse(web, session_id, until_message=message_id)
+
+    kinds = [e.event for e in raw.events]
+    assert kinds[0] == "start" and kinds[-1] == "end"
+    assert set(kinds[1:-1]) == {"chunk"}
+    assert raw.events[0].data == {"message_id": message_id, "model": "test-model",
+                                  "attempt": 1, "cached": False}
+    assert_strictly_increasing(raw.events)
+    sent = "".join(model_server.calls_for(prompt)[0].sent)
+    text = answer_text(raw.events, message_id)
+    assert text == sent == "Hello, world! Ünïcødé ✓\nline two"
+    end = raw.events[-1].data
+    assert end["finish_reason"] == "stop"
+    assert end["usage"] == {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
+    assert end["text_length"] == len(text) and end["chunks"] == 5
+
+    snapshot = client.get(f"/api/sessions/{session_id}").json()
+    assert snapshot["active_message_id"] is None
+    assert snapshot["cursor"] == raw.events[-1].id
+    user, answer = snapshot["messages"]
+    assert (user["role"], user["content"], user["status"]) == ("user", prompt, "done")
+    assert answer["id"] == message_id and answer["content"] == text
+    assert answer["status"] == "done" and answer["finish_reason"] == "stop"
+    assert answer["usage"] == end["usage"] and answer["model"] == "test-model"
+
+    row = stored_message(app, message_id)
+    assert row.content == text and row.status == "done" and row.finish_reason == "stop"
+    assert row.usage == end["usage"] and row.duration_ms == end["duration_ms"]
+
+
+def test_sse_starts_with_retry_and_sets_headers(web: str, client: httpx.Client) -> None:
+    session_id = create_session(client)
+    url = f"{web}/api/sessions/{session_id}/events"
+    with httpx.stream("GET", url, timeout=10) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        lines = response.iter_lines()
+        assert next(lines).startswith("retry: ")
+        assert next(lines) == ""
+        # HEARTBEAT_SECONDS is 1 in the tests: an idle stream sends a comment.
+        assert next(lines) == ": keep-alive"
+
+
+@pytest.mark.parametrize("how", ["header", "query"])
+def test_reconnect_after_k_chunks_yields_exactly_the_rest(
+    web: str, client: httpx.Client, model_server: ModelServer, unique: str, how: str
+) -> None:
+    prompt = f"resume via {how} {unique}"
+    chunks = [f"piece-{i} " for i in range(12)]
+    behavior = model_server.behave(prompt, chunks=chunks, gate_after=6, delay_seconds=0)
+    session_id = create_session(client)
+    message_id = post_prompt(client, session_id, prompt)["message_id"]
+
+    k = 4  # start + 3 chunks, read while the model is held at chunk 6
+    first = read_sse(web, session_id, max_events=k)
+    last_id = first.events[-1].id
+    behavior.gate.set()
+    if how == "header":
+        rest = read_sse(web, session_id, until_message=message_id, headers={"Last-Event-ID": last_id})
+    else:
+        rest = read_sse(web, session_id, until_message=message_id, params={"last_event_id": last_id})
+
+    whole = read_sse(web, session_id, until_message=message_id)
+    assert [e.key for e in first.events + rest.events] == [e.key for e in whole.events]
+    assert_strictly_increasing(first.events + rest.events)
+    assert answer_text(first.events + rest.events, message_id) == "".join(chunks)
+
+
+def test_long_poll_yields_the_sse_sequence(
+    web: str, client: httpx.Client, unique: str
+) -> None:
+    session_id = create_session(client)
+    message_id = post_prompt(client, session_id, f"poll me {unique}")["message_id"]
+    polled = poll_until(client, session_id, message_id, poll_timeout=2)
+    streamed = read_sse(web, session_id, until_message=message_id)
+    assert [e.key for e in polled] == [e.key for e in streamed.events]
+
+    cursor = polled[-1].id
+    empty = client.get(f"/api/sessions/{session_id}/poll", params={"after": cursor, "timeout": 0.5})
+    assert empty.status_code == 200
+    assert empty.json() == {"events": [], "cursor": cursor, "reset": False}

@@ -1,0 +1,154 @@
+"""JSON endpoints: sessions, prompts, messages, cancellation, health."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from sqlalchemy import text
+
+from . import jobs, models
+from .errors import ApiError, error_response
+from .extensions import db, redis_store
+from .models import ChatSession, Message
+from .snapshot import live_messages, snapshot
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("api", __name__)
+
+ID_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{8,64}\Z")
+
+
+def valid_id(raw: str, kind: str) -> str:
+    """Check an id's shape before it names any key or row."""
+    if not ID_PATTERN.match(raw):
+        raise ApiError(400, f"invalid_{kind}_id", f"That is not a valid {kind} id.")
+    return raw
+
+
+def load_session(session_id: str) -> ChatSession:
+    chat = db.session.get(ChatSession, valid_id(session_id, "session"))
+    if chat is None:
+        raise ApiError(404, "session_not_found", "No session with that id.")
+    return chat
+
+
+def prompt_from_request() -> str:
+    """The prompt of a POST body, validated as API.md says."""
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "Send the prompt as application/json.")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, "invalid_json", "The body is not valid JSON.")
+    if not isinstance(body, dict) or not isinstance(body.get("content"), str):
+        raise ApiError(400, "invalid_json", 'The body must be an object with a "content" string.')
+    content: str = body["content"]
+    if not content.strip():
+        raise ApiError(400, "empty_prompt", "The prompt is empty.")
+    limit = current_app.config["MAX_PROMPT_CHARS"]
+    if len(content) > limit:
+        raise ApiError(413, "prompt_too_large", f"The prompt is over {limit} characters.")
+    if "\x00" in content:
+        raise ApiError(400, "invalid_prompt", "The prompt contains a NUL character.")
+    return content
+
+
+@bp.post("/api/sessions")
+def create_session() -> tuple[Response, int, dict[str, str]]:
+    chat = ChatSession(id=models.new_session_id())
+    db.session.add(chat)
+    db.session.commit()
+    log.info("session created session=%s", chat.id)
+    location = url_for("api.get_session", session_id=chat.id)
+    return jsonify({"session_id": chat.id}), 201, {"Location": location}
+
+
+@bp.get("/api/sessions/<session_id>")
+def get_session(session_id: str) -> Response:
+    load_session(session_id)
+    return jsonify(snapshot(redis_store.client, session_id))
+
+
+@bp.post("/api/sessions/<session_id>/messages")
+def post_message(session_id: str) -> tuple[Response, int, dict[str, str]]:
+    load_session(session_id)
+    content = prompt_from_request()
+    client = redis_store.client
+    message_id = models.new_message_id()
+    active = jobs.claim(client, session_id, message_id)
+    if active is not None:
+        raise ApiError(409, "generation_active", "An answer is still being generated.",
+                       message_id=active)
+    try:
+        db.session.add(Message(id=models.new_message_id(), session_id=session_id,
+                               role=models.USER, content=content, status=models.DONE))
+        db.session.add(Message(id=message_id, session_id=session_id,
+                               role=models.ASSISTANT, content="", status=models.QUEUED))
+        db.session.commit()
+        jobs.enqueue(client, session_id, message_id)
+    except Exception:
+        db.session.rollback()
+        jobs.release(client, session_id, message_id)
+        raise
+    body = {
+        "session_id": session_id,
+        "message_id": message_id,
+        "status": models.QUEUED,
+        "events_url": url_for("stream.events", session_id=session_id),
+        "poll_url": url_for("stream.poll", session_id=session_id),
+    }
+    return jsonify(body), 202, {"Location": url_for(
+        "api.get_message", session_id=session_id, message_id=message_id)}
+
+
+def find_live_message(session_id: str, message_id: str) -> dict[str, Any]:
+    valid_id(message_id, "message")
+    messages, _ = live_messages(redis_store.client, session_id)
+    for message in messages:
+        if message.id == message_id:
+            return message.to_json()
+    raise ApiError(404, "message_not_found", "No message with that id in this session.")
+
+
+@bp.get("/api/sessions/<session_id>/messages/<message_id>")
+def get_message(session_id: str, message_id: str) -> Response:
+    load_session(session_id)
+    return jsonify(find_live_message(session_id, message_id))
+
+
+@bp.post("/api/sessions/<session_id>/messages/<message_id>/cancel")
+def cancel_message(session_id: str, message_id: str) -> tuple[Response, int]:
+    load_session(session_id)
+    message = find_live_message(session_id, message_id)
+    if message["role"] != models.ASSISTANT:
+        raise ApiError(409, "not_cancellable", "Only an assistant answer can be cancelled.")
+    requested = jobs.request_cancel(redis_store.client, session_id, message_id)
+    if requested:
+        log.info("cancel requested session=%s message=%s", session_id, message_id)
+    status = "cancelling" if requested else message["status"]
+    return jsonify({"session_id": session_id, "message_id": message_id, "status": status}), 202
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    checks = {"redis": "ok", "database": "ok"}
+    try:
+        redis_store.client.ping()
+    except Exception as exc:  # any failure means not ready
+        checks["redis"] = f"error: {type(exc).__name__}"
+    try:
+        db.session.execute(text("SELECT 1"))
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    if any(v != "ok" for v in checks.values()):
+        return error_response(503, "unavailable", "Redis or the database does not answer.",
+                              {"Retry-After": "1"}, checks=checks), 503
+    return jsonify({"status": "ok", "checks": checks}), 200

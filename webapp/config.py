@@ -1,0 +1,88 @@
+"""Settings from the environment, in one class.
+
+Every knob of the service is read here and nowhere else. Names carry their
+unit (`..._SECONDS`, `..._CHARS`). Defaults are safe for development: SQLite
+in a file under `var/`, Redis on localhost, the demo model when no API key
+is set. Tests pass a mapping to `create_app(config)` that overrides any of
+them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    return float(raw) if raw else default
+
+
+def database_url(raw: str | None) -> str:
+    """Normalise a DATABASE_URL: Heroku's `postgres://` -> SQLAlchemy + psycopg 3.
+
+    SQLAlchemy dropped the `postgres://` alias, and a bare `postgresql://` means
+    psycopg2, which we do not ship; psycopg 3 is what requirements.txt installs.
+    """
+    if not raw:
+        return f"sqlite:///{PROJECT_ROOT / 'var' / 'relay.sqlite3'}"
+    return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", raw)
+
+
+def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read every setting from `env` (default: `os.environ`)."""
+    env = os.environ if env is None else env
+    return {
+        "REDIS_URL": env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "SQLALCHEMY_DATABASE_URI": database_url(env.get("DATABASE_URL")),
+        "OPENAI_API_KEY": env.get("OPENAI_API_KEY", ""),
+        "OPENAI_BASE_URL": env.get("OPENAI_BASE_URL", "") or None,
+        "LLM_MODEL": env.get("LLM_MODEL", "gpt-4o-mini"),
+        "LLM_MAX_TOKENS": _int(env, "LLM_MAX_TOKENS", 1024),
+        "LLM_CONNECT_TIMEOUT_SECONDS": _float(env, "LLM_CONNECT_TIMEOUT_SECONDS", 10.0),
+        # Longest silence allowed between two streamed deltas of the model.
+        "LLM_READ_TIMEOUT_SECONDS": _float(env, "LLM_READ_TIMEOUT_SECONDS", 60.0),
+        "SYSTEM_PROMPT": env.get("SYSTEM_PROMPT", "You are a helpful assistant."),
+        # The conversation sent to the model is trimmed oldest-first to this.
+        "CONTEXT_BUDGET_CHARS": _int(env, "CONTEXT_BUDGET_CHARS", 48_000),
+        # Pause between the demo model's words: a realistic reading pace.
+        "DEMO_DELAY_SECONDS": _float(env, "DEMO_DELAY_SECONDS", 0.04),
+        "ANSWER_CACHE_TTL_SECONDS": _int(env, "ANSWER_CACHE_TTL_SECONDS", 0),
+        "WORKER_CONCURRENCY": _int(env, "WORKER_CONCURRENCY", 32),
+        # How long a worker waits on the job list before looking around again.
+        "WORKER_POP_TIMEOUT_SECONDS": _float(env, "WORKER_POP_TIMEOUT_SECONDS", 5.0),
+        "WORKER_SHUTDOWN_GRACE_SECONDS": _float(env, "WORKER_SHUTDOWN_GRACE_SECONDS", 20.0),
+        "HEARTBEAT_SECONDS": _float(env, "HEARTBEAT_SECONDS", 15.0),
+        "SSE_MAX_SECONDS": _float(env, "SSE_MAX_SECONDS", 300.0),
+        "SSE_RETRY_MS": _int(env, "SSE_RETRY_MS", 2000),
+        "POLL_TIMEOUT_SECONDS": _float(env, "POLL_TIMEOUT_SECONDS", 20.0),
+        "STREAM_TTL_SECONDS": _int(env, "STREAM_TTL_SECONDS", 3600),
+        "STREAM_MAXLEN": _int(env, "STREAM_MAXLEN", 10_000),
+        "MAX_PROMPT_CHARS": _int(env, "MAX_PROMPT_CHARS", 16_000),
+        "RATE_LIMIT": env.get("RATE_LIMIT", "20/minute"),
+        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
+    }
+
+
+# Limits fixed by API.md rather than by operators.
+POLL_TIMEOUT_MAX_SECONDS = 25.0
+
+
+def flask_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Flask and SQLAlchemy settings derived from ours."""
+    return {
+        # A prompt of MAX_PROMPT_CHARS characters, 4 bytes each in UTF-8 at
+        # worst, escaped in JSON: anything larger is refused before parsing.
+        "MAX_CONTENT_LENGTH": settings["MAX_PROMPT_CHARS"] * 8 + 4096,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "JSON_SORT_KEYS": False,
+    }

@@ -1,0 +1,83 @@
+"""Every error leaves as API.md's JSON: `{"error": {"code", "message"}}`.
+
+    ApiError              raised by views with a status and a code
+    werkzeug HTTPException  mapped by status (404, 405, 413, ...)
+    redis / SQL outages   503 unavailable, retryable
+    anything else         500 internal_error, logged with its traceback
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from flask import Flask, Response, jsonify
+from sqlalchemy.exc import OperationalError, InterfaceError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# Codes for errors werkzeug raises before our views run.
+_HTTP_CODES = {
+    400: ("bad_request", "The request is malformed."),
+    404: ("not_found", "No such resource."),
+    405: ("method_not_allowed", "That method is not allowed here."),
+    413: ("prompt_too_large", "The request body is too large."),
+    415: ("unsupported_media_type", "The body must be JSON."),
+    429: ("rate_limited", "Too many requests."),
+}
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, API.md code, a sentence for people."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
+    response = jsonify({"error": {"code": code, "message": message, **extra}})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code, message = _HTTP_CODES.get(status, ("http_error", exc.description or ""))
+        headers = {}
+        if status == 405 and exc.valid_methods:
+            headers["Allow"] = ", ".join(exc.valid_methods)
+        return error_response(status, code, message, headers)
+
+    @app.errorhandler(redis.RedisError)
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def unavailable(exc: Exception) -> Response:
+        log.warning("backing service unavailable: %s: %s", type(exc).__name__, exc)
+        return error_response(
+            503, "unavailable", "A backing service is unavailable; retry shortly.",
+            {"Retry-After": "1"},
+        )
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "Something went wrong on our side.")

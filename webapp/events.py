@@ -1,0 +1,137 @@
+"""Events of a session stream: names, cursors, and their two wire formats.
+
+A stream entry has two fields, `event` (the type) and `data` (one JSON
+object, serialised once by the writer). Readers never re-serialise `data`:
+the SSE frame and the long-poll JSON both splice the stored text in as is.
+
+Deliberate choices:
+- `data` is produced by `json.dumps`, which escapes every control character,
+  so it is always a single line: model output holding NUL, CR or LF cannot
+  break SSE framing.
+- `id` and `event` are checked for CR/LF anyway, because the SSE encoder is
+  the one place that guards the wire format.
+- A cursor is a Redis entry id `<ms>-<seq>` with both parts within 64 bits;
+  anything else is rejected before it reaches Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+START = "start"
+CHUNK = "chunk"
+END = "end"
+ERROR = "error"
+RESET = "reset"
+
+# Events after which a message has nothing more to say.
+FINAL_EVENTS = frozenset({END, ERROR})
+
+ZERO_ID = "0-0"
+_U64_MAX = 2**64 - 1
+_CURSOR = re.compile(r"\A([0-9]{1,20})-([0-9]{1,20})\Z")
+
+
+class InvalidCursor(ValueError):
+    """A cursor that is not a Redis stream entry id."""
+
+
+def parse_cursor(raw: str) -> tuple[int, int]:
+    """Return `(ms, seq)` of an entry id, or raise InvalidCursor."""
+    match = _CURSOR.match(raw)
+    if not match:
+        raise InvalidCursor(raw)
+    ms, seq = int(match[1]), int(match[2])
+    if ms > _U64_MAX or seq > _U64_MAX:
+        raise InvalidCursor(raw)
+    return ms, seq
+
+
+def id_key(entry_id: str) -> tuple[int, int]:
+    """Sort key of a valid entry id (ids compare as number pairs, not text)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
+
+
+def dumps(data: dict[str, Any]) -> str:
+    """Serialise event data the one way every writer does."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(slots=True)
+class Entry:
+    """One stream entry, with its wire encodings computed once and shared."""
+
+    id: str
+    event: str
+    data: str  # the stored JSON text
+    _sse: bytes | None = field(default=None, repr=False)
+    _poll: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_redis(cls, entry_id: str | bytes, fields: dict) -> "Entry":
+        def text(value: str | bytes) -> str:
+            return value.decode() if isinstance(value, bytes) else value
+
+        decoded = {text(k): text(v) for k, v in fields.items()}
+        return cls(text(entry_id), decoded.get("event", ""), decoded.get("data", "{}"))
+
+    @property
+    def sse(self) -> bytes:
+        if self._sse is None:
+            self._sse = encode_sse(self.data, event=self.event, id=self.id)
+        return self._sse
+
+    @property
+    def poll_json(self) -> str:
+        """The entry as a long-poll JSON object, `data` spliced in unparsed."""
+        if self._poll is None:
+            self._poll = (
+                f'{{"id":{json.dumps(self.id)},"event":{json.dumps(self.event)},'
+                f'"data":{self.data}}}'
+            )
+        return self._poll
+
+    def parsed(self) -> dict[str, Any]:
+        return json.loads(self.data)
+
+
+def _one_line(value: str, what: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"SSE {what} must not contain CR or LF: {value!r}")
+    return value
+
+
+def encode_sse(
+    data: str | None = None,
+    *,
+    event: str | None = None,
+    id: str | None = None,
+    retry_ms: int | None = None,
+    comment: str | None = None,
+) -> bytes:
+    """Encode one SSE message (https://html.spec.whatwg.org/#server-sent-events).
+
+    Multi-line `data` becomes several `data:` lines, which the client joins
+    with LF again; a comment is a line starting with a colon.
+    """
+    lines: list[str] = []
+    if comment is not None:
+        lines.extend(f": {part}" for part in comment.splitlines() or [""])
+    if retry_ms is not None:
+        lines.append(f"retry: {int(retry_ms)}")
+    if id is not None:
+        lines.append(f"id: {_one_line(id, 'id')}")
+    if event is not None:
+        lines.append(f"event: {_one_line(event, 'event')}")
+    if data is not None:
+        parts = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        lines.extend(f"data: {part}" for part in parts)
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def reset_data(reason: str) -> str:
+    return dumps({"reason": reason})

@@ -1,0 +1,45 @@
+"""Every Redis key and channel name, in one place.
+
+Keys of one session carry the session id as a hash tag (`{sid}`), so they all
+live in one Redis Cluster slot and one Lua script may touch them together
+(https://redis.io/docs/reference/cluster-spec/#hash-tags). The two job lists
+share the `{jobs}` tag so `BLMOVE` can move a job between them.
+
+    relay:{jobs}:queued            list    jobs waiting for a worker (LPUSH / BLMOVE)
+    relay:{jobs}:processing        list    jobs a worker has taken and not finished
+    relay:{<sid>}:stream           stream  the session's events (start, chunk, end, error)
+    relay:{<sid>}:active           hash    the active generation: message_id, attempt, cancel
+    relay:{<sid>}:meta             hash    last_id written, floor (everything <= floor is gone)
+    relay:events                   channel one notice per appended event (see hub.py)
+"""
+
+from __future__ import annotations
+
+PREFIX = "relay"
+
+JOBS_QUEUED = f"{PREFIX}:{{jobs}}:queued"
+JOBS_PROCESSING = f"{PREFIX}:{{jobs}}:processing"
+
+# Pub/sub is not keyed, so one channel serves every session; each web
+# process filters the notices for the sessions its clients follow.
+EVENTS_CHANNEL = f"{PREFIX}:events"
+
+# The meta hash outlives the stream so a reader can tell "expired" from "new".
+META_TTL_FACTOR = 24
+
+
+def stream(session_id: str) -> str:
+    return f"{PREFIX}:{{{session_id}}}:stream"
+
+
+def active(session_id: str) -> str:
+    return f"{PREFIX}:{{{session_id}}}:active"
+
+
+def meta(session_id: str) -> str:
+    return f"{PREFIX}:{{{session_id}}}:meta"
+
+
+def session_keys(session_id: str) -> list[str]:
+    """The keys every stream-writing script takes, in its KEYS order."""
+    return [stream(session_id), active(session_id), meta(session_id)]

@@ -1,0 +1,179 @@
+"""The model adapter: the network edge between a generation and an LLM.
+
+`Model.stream(messages)` yields `Delta`s of text and then one `Finish`.
+Two implementations:
+
+- `OpenAIModel` speaks to any OpenAI-compatible server through the `openai`
+  SDK (`stream=True`, usage included), with explicit timeouts. It takes its
+  HTTP client from the caller, so tests point it at a local model server.
+- `DemoModel` needs no key: it streams a deterministic answer at a reading
+  pace, so the app is useful out of the box. Its model name is "demo".
+
+Exceptions, flat:
+
+    ModelError            the model failed; `code` is API.md's error code
+     (`upstream_error` or `upstream_timeout`), `retryable` says whether
+     trying again before any text was sent may help
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Protocol
+
+import httpx2
+import openai
+
+log = logging.getLogger(__name__)
+
+UPSTREAM_ERROR = "upstream_error"
+UPSTREAM_TIMEOUT = "upstream_timeout"
+
+
+class ModelError(Exception):
+    """The model could not produce (the rest of) an answer."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    model: str
+    finish_reason: str
+    usage: dict[str, int] | None
+
+
+Piece = Delta | Finish
+
+
+class Model(Protocol):
+    name: str
+
+    def stream(self, messages: list[dict[str, str]]) -> Iterator[Piece]: ...
+
+
+class OpenAIModel:
+    """Chat completions from any OpenAI-compatible server, streamed."""
+
+    def __init__(self, client: openai.OpenAI, name: str, max_tokens: int) -> None:
+        self._client = client
+        self.name = name
+        self._max_tokens = max_tokens
+
+    @classmethod
+    def from_settings(
+        cls, settings: Mapping[str, Any], http_client: httpx2.Client | None = None
+    ) -> "OpenAIModel":
+        timeout = httpx2.Timeout(
+            settings["LLM_READ_TIMEOUT_SECONDS"],
+            connect=settings["LLM_CONNECT_TIMEOUT_SECONDS"],
+        )
+        client = openai.OpenAI(
+            api_key=settings["OPENAI_API_KEY"],
+            base_url=settings["OPENAI_BASE_URL"],
+            timeout=timeout,
+            # The SDK retries only before a response arrives, never mid-stream.
+            max_retries=2,
+            http_client=http_client,
+        )
+        return cls(client, settings["LLM_MODEL"], settings["LLM_MAX_TOKENS"])
+
+    def stream(self, messages: list[dict[str, str]]) -> Iterator[Piece]:
+        model, finish_reason, usage = self.name, "stop", None
+        try:
+            chunks = self._client.chat.completions.create(
+                model=self.name,
+                messages=messages,
+                max_tokens=self._max_tokens,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            with chunks:
+                for chunk in chunks:
+                    model = chunk.model or model
+                    if chunk.usage is not None:
+                        usage = {
+                            "prompt_tokens": chunk.usage.prompt_tokens,
+                            "completion_tokens": chunk.usage.completion_tokens,
+                            "total_tokens": chunk.usage.total_tokens,
+                        }
+                    for choice in chunk.choices[:1]:
+                        if choice.delta is not None and choice.delta.content:
+                            yield Delta(choice.delta.content)
+                        if choice.finish_reason:
+                            finish_reason = choice.finish_reason
+        except openai.APITimeoutError as exc:
+            raise ModelError(UPSTREAM_TIMEOUT, "the model timed out", retryable=True) from exc
+        except openai.APIStatusError as exc:
+            retryable = exc.status_code == 429 or exc.status_code >= 500
+            raise ModelError(
+                UPSTREAM_ERROR, f"the model answered {exc.status_code}", retryable=retryable
+            ) from exc
+        except openai.APIError as exc:  # connection errors, malformed streams
+            raise ModelError(UPSTREAM_ERROR, f"the model failed: {exc}", retryable=True) from exc
+        except httpx2.HTTPError as exc:  # a read timeout or drop mid-stream
+            code = UPSTREAM_TIMEOUT if isinstance(exc, httpx2.TimeoutException) else UPSTREAM_ERROR
+            raise ModelError(code, f"the model stream broke: {exc}") from exc
+        yield Finish(model, finish_reason, usage)
+
+
+class DemoModel:
+    """A deterministic stand-in model, used when no OPENAI_API_KEY is set."""
+
+    name = "demo"
+
+    def __init__(self, delay_seconds: float = 0.04) -> None:
+        self._delay = delay_seconds
+
+    @staticmethod
+    def answer(prompt: str) -> str:
+        """The demo's answer to a prompt: the same prompt always gets the same text."""
+        digest = hashlib.sha256(prompt.encode()).hexdigest()[:8]
+        quoted = " ".join(prompt.split())[:200]
+        return (
+            "This is **relay's demo model**: no `OPENAI_API_KEY` is set, so no real "
+            "model was asked.\n\n"
+            f"You wrote: *{quoted}*\n\n"
+            "Every word of this answer travelled from the worker through a Redis "
+            "stream to your browser. Switch tabs, reload the page or drop the "
+            "network: the answer picks up where it was, with nothing lost and "
+            "nothing repeated.\n\n"
+            f"- answer fingerprint: `{digest}`\n"
+            "- set `OPENAI_API_KEY` (and `OPENAI_BASE_URL` for another server) "
+            "to talk to a real model."
+        )
+
+    def stream(self, messages: list[dict[str, str]]) -> Iterator[Piece]:
+        text = self.answer(messages[-1]["content"] if messages else "")
+        pieces = [word + " " for word in text.split(" ")]
+        pieces[-1] = pieces[-1].rstrip(" ")
+        for piece in pieces:
+            time.sleep(self._delay)
+            yield Delta(piece)
+        words = len(pieces)
+        prompt_chars = sum(len(m["content"]) for m in messages)
+        yield Finish(
+            self.name,
+            "stop",
+            {"prompt_tokens": prompt_chars // 4, "completion_tokens": words,
+             "total_tokens": prompt_chars // 4 + words},
+        )
+
+
+def model_from_settings(settings: Mapping[str, Any]) -> Model:
+    if not settings["OPENAI_API_KEY"]:
+        log.warning("OPENAI_API_KEY is not set: answering with the demo model")
+        return DemoModel(settings["DEMO_DELAY_SECONDS"])
+    return OpenAIModel.from_settings(settings)

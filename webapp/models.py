@@ -1,0 +1,123 @@
+"""SQL tables: chat sessions and their messages, the durable record.
+
+Redis holds the live stream and forgets it after STREAM_TTL_SECONDS; these
+rows are what a snapshot, and the model's conversation history, come from.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import ForeignKey, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
+
+USER = "user"
+ASSISTANT = "assistant"
+
+QUEUED = "queued"
+STREAMING = "streaming"
+DONE = "done"
+FAILED = "error"
+CANCELLED = "cancelled"
+FINAL_STATUSES = frozenset({DONE, FAILED, CANCELLED})
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_session_id() -> str:
+    """192 random bits, URL-safe: holding the id is the only credential."""
+    return secrets.token_urlsafe(24)
+
+
+def new_message_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def isoformat(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # SQLite hands back naive datetimes
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+class ChatSession(db.Model):
+    __tablename__ = "chat_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Message(db.Model):
+    __tablename__ = "messages"
+
+    # `seq` orders messages; `id` is the opaque public id.
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("chat_sessions.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(128))
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
+    total_tokens: Mapped[int | None]
+    duration_ms: Mapped[int | None]
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    @property
+    def usage(self) -> dict[str, int] | None:
+        if self.total_tokens is None:
+            return None
+        return {
+            "prompt_tokens": self.prompt_tokens or 0,
+            "completion_tokens": self.completion_tokens or 0,
+            "total_tokens": self.total_tokens,
+        }
+
+    @usage.setter
+    def usage(self, usage: dict[str, int] | None) -> None:
+        usage = usage or {}
+        self.prompt_tokens = usage.get("prompt_tokens")
+        self.completion_tokens = usage.get("completion_tokens")
+        self.total_tokens = usage.get("total_tokens")
+
+    def to_json(self) -> dict[str, Any]:
+        """The message object of API.md's snapshot."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "role": self.role,
+            "content": self.content,
+            "status": self.status,
+            "created_at": isoformat(self.created_at),
+        }
+        if self.role == ASSISTANT:
+            body.update(
+                model=self.model,
+                finish_reason=self.finish_reason,
+                usage=self.usage,
+            )
+            if self.error_code:
+                body["error"] = {"code": self.error_code, "message": self.error_message}
+        return body
+
+
+def conversation(session_id: str) -> list[Message]:
+    """Every message of a session, oldest first."""
+    query = select(Message).where(Message.session_id == session_id).order_by(Message.seq)
+    return list(db.session.scalars(query))
+
+
+def find_message(session_id: str, message_id: str) -> Message | None:
+    query = select(Message).where(Message.session_id == session_id, Message.id == message_id)
+    return db.session.scalar(query)

@@ -1,0 +1,98 @@
+"""A session's state right now: stored messages plus the live answer so far.
+
+SQL is read first, then the tail of the session stream. A message that SQL
+still shows unfinished takes its text and status from the stream, and the
+snapshot's `cursor` is the newest entry read, so a client that renders the
+snapshot and follows events after `cursor` misses nothing and repeats
+nothing. (If the answer ends between the two reads, the stream already shows
+its `end`; if SQL is ahead of the stream, the client just sees an `end` for a
+message it already shows finished.)
+
+The stream is read backwards only as far as the unfinished generation
+reaches: a session has one generation at a time, so the first event of any
+other message marks where it began.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from . import events, keys, models
+from .events import ZERO_ID
+from .models import Message
+
+PAGE_ENTRIES = 500
+
+
+def _tail(client: redis.Redis, session_id: str, pending: set[str]) -> tuple[str, list[tuple[str, dict]]]:
+    """The cursor, and the events of `pending` messages oldest first."""
+    stream = keys.stream(session_id)
+    with client.pipeline(transaction=False) as pipe:
+        pipe.xrevrange(stream, count=PAGE_ENTRIES)
+        pipe.hget(keys.meta(session_id), "last_id")
+        page, last_id = pipe.execute()
+    cursor = page[0][0] if page else (last_id or ZERO_ID)
+    found: list[tuple[str, dict]] = []
+    while page and pending:
+        for entry_id, fields in page:
+            data = json.loads(fields.get("data", "{}"))
+            if data.get("message_id") not in pending:
+                return cursor, found[::-1]
+            found.append((fields.get("event", ""), data))
+            if fields.get("event") == events.START:
+                pending = pending - {data["message_id"]}
+                if not pending:
+                    return cursor, found[::-1]
+        if len(page) < PAGE_ENTRIES:
+            break
+        page = client.xrevrange(stream, max=f"({page[-1][0]}", count=PAGE_ENTRIES)
+    return cursor, found[::-1]
+
+
+def _apply(message: Message, event: str, data: dict[str, Any]) -> None:
+    """Fold one event into an unsaved copy of an unfinished message."""
+    if event == events.START:
+        message.content, message.status = "", models.STREAMING
+        message.model = data.get("model", message.model)
+    elif event == events.CHUNK:
+        message.content += data.get("text", "")
+    elif event == events.END:
+        reason = data.get("finish_reason")
+        message.status = models.CANCELLED if reason == "cancelled" else models.DONE
+        message.finish_reason = reason
+        message.usage = data.get("usage")
+    elif event == events.ERROR:
+        error = data.get("error") or {}
+        message.status = models.FAILED
+        message.error_code, message.error_message = error.get("code"), error.get("message")
+
+
+def live_messages(client: redis.Redis, session_id: str) -> tuple[list[Message], str]:
+    """Messages with unfinished answers brought up to date, and the cursor."""
+    messages = models.conversation(session_id)
+    pending = {
+        m.id: m for m in messages
+        if m.role == models.ASSISTANT and m.status not in models.FINAL_STATUSES
+    }
+    cursor, found = _tail(client, session_id, set(pending))
+    for message in pending.values():
+        models.db.session.expunge(message)  # folded in memory, never saved
+    for event, data in found:
+        _apply(pending[data["message_id"]], event, data)
+    return messages, cursor
+
+
+def snapshot(client: redis.Redis, session_id: str) -> dict[str, Any]:
+    messages, cursor = live_messages(client, session_id)
+    active = next(
+        (m.id for m in messages if m.status in (models.QUEUED, models.STREAMING)), None
+    )
+    return {
+        "session_id": session_id,
+        "messages": [m.to_json() for m in messages],
+        "active_message_id": active,
+        "cursor": cursor,
+    }

@@ -1,0 +1,127 @@
+"""Event delivery: Server-Sent Events and the long-poll fallback.
+
+Both read through the hub (hub.py). Everything that can fail with a JSON
+error (the session, the cursor, the timeout) is decided before a streaming
+response starts; the generator gets plain values only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from typing import Iterator
+
+import redis
+from flask import Blueprint, Response, current_app, request
+
+from . import events
+from .api import load_session
+from .config import POLL_TIMEOUT_MAX_SECONDS
+from .errors import ApiError
+from .events import ZERO_ID, InvalidCursor, encode_sse, parse_cursor
+from .hub import Follower, Reset, get_hub
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("stream", __name__)
+
+KEEP_ALIVE = encode_sse(comment="keep-alive")
+POLL_MAX_EVENTS = 1000
+SSE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx and similar proxies: do not buffer
+}
+
+
+def valid_cursor(raw: str | None) -> str:
+    if raw is None or raw == "":
+        return ZERO_ID
+    try:
+        parse_cursor(raw)
+    except InvalidCursor:
+        raise ApiError(400, "invalid_cursor", "A cursor is a stream entry id like 1700000000000-0.")
+    return raw
+
+
+def sse_cursor() -> str:
+    """Last-Event-ID header, else ?last_event_id=, else the retained stream's start."""
+    header = request.headers.get("Last-Event-ID")
+    if header is not None and header.strip():
+        return valid_cursor(header.strip())
+    return valid_cursor(request.args.get("last_event_id"))
+
+
+def poll_timeout() -> float:
+    raw = request.args.get("timeout")
+    if raw is None:
+        return min(current_app.config["POLL_TIMEOUT_SECONDS"], POLL_TIMEOUT_MAX_SECONDS)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise ApiError(400, "invalid_timeout", "timeout must be a number of seconds.")
+    return min(max(seconds, 0.0), POLL_TIMEOUT_MAX_SECONDS)
+
+
+def sse_body(
+    follower: Follower, *, session_id: str, retry_ms: int, heartbeat_seconds: float,
+    max_seconds: float,
+) -> Iterator[bytes]:
+    """The SSE body: retry hint, then events and keep-alives until the time is up."""
+    deadline = time.monotonic() + max_seconds
+    with follower:
+        yield encode_sse(retry_ms=retry_ms)
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                batch = follower.next_batch(min(heartbeat_seconds, remaining))
+            except Reset as reset:
+                log.info("sse reset session=%s cursor=%s floor=%s",
+                         session_id, follower.cursor, reset.floor)
+                yield encode_sse(events.reset_data("cursor_expired"), event=events.RESET)
+                follower.cursor = reset.floor
+                continue
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # Close: the client reconnects with Last-Event-ID and loses nothing.
+                log.warning("sse closed, redis unavailable session=%s: %s", session_id, exc)
+                return
+            yield b"".join(entry.sse for entry in batch) if batch else KEEP_ALIVE
+
+
+@bp.get("/api/sessions/<session_id>/events", endpoint="events")
+def events_(session_id: str) -> Response:
+    load_session(session_id)
+    cursor = sse_cursor()
+    config = current_app.config
+    follower = get_hub(current_app._get_current_object()).follow(session_id, cursor)
+    log.info("sse open session=%s cursor=%s", session_id, cursor)
+    body = sse_body(
+        follower,
+        session_id=session_id,
+        retry_ms=config["SSE_RETRY_MS"],
+        heartbeat_seconds=config["HEARTBEAT_SECONDS"],
+        max_seconds=config["SSE_MAX_SECONDS"],
+    )
+    return Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+
+
+@bp.get("/api/sessions/<session_id>/poll")
+def poll(session_id: str) -> Response:
+    load_session(session_id)
+    cursor = valid_cursor(request.args.get("after"))
+    timeout = poll_timeout()
+    reset = False
+    with get_hub(current_app._get_current_object()).follow(session_id, cursor) as follower:
+        try:
+            batch = follower.next_batch(timeout)[:POLL_MAX_EVENTS]
+        except Reset as exc:
+            batch, reset, cursor = [], True, exc.floor
+    if batch:
+        cursor = batch[-1].id
+    body = (
+        f'{{"events":[{",".join(entry.poll_json for entry in batch)}],'
+        f'"cursor":{json.dumps(cursor)},"reset":{json.dumps(reset)}}}'
+    )
+    return Response(body, mimetype="application/json", headers={"Cache-Control": "no-store"})
