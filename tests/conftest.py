@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
 import pytest
@@ -42,17 +43,15 @@ def model_server() -> Iterator[ModelServer]:
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """TEST_DATABASE_URL (PostgreSQL) when set, else a fresh SQLite file."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        return url
+    """The shared stack's database: always a fresh SQLite file."""
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'relay-test.sqlite3'}"
 
 
 @pytest.fixture(scope="session")
 def base_env(redis_server: RedisServer, model_server: ModelServer, database_url: str) -> dict[str, str]:
     """The environment of every app process started by the tests."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LLM_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENAI_", "LLM_", "DATABASE_", "REDIS_"))}
     env.update(
         REDIS_URL=redis_server.url,
         DATABASE_URL=database_url,
@@ -68,26 +67,38 @@ def base_env(redis_server: RedisServer, model_server: ModelServer, database_url:
     return env
 
 
-@pytest.fixture(scope="session")
-def app(base_env: dict[str, str]):
-    """An in-process app on the same Redis and database, for checking stored state."""
+def make_app(env: dict[str, str]):
+    """An in-process app on the stack's Redis and a fresh schema in its database."""
     from webapp import create_app
     from webapp.config import database_url as normalise
     from webapp.extensions import db
 
     app = create_app({
-        "REDIS_URL": base_env["REDIS_URL"],
-        "SQLALCHEMY_DATABASE_URI": normalise(base_env["DATABASE_URL"]),
+        "REDIS_URL": env["REDIS_URL"],
+        "SQLALCHEMY_DATABASE_URI": normalise(env["DATABASE_URL"]),
         "OPENAI_API_KEY": "test-key",
-        "OPENAI_BASE_URL": base_env["OPENAI_BASE_URL"],
+        "OPENAI_BASE_URL": env["OPENAI_BASE_URL"],
     })
     with app.app_context():
         db.drop_all()
         db.create_all()
         db.session.remove()
-    yield app
+    return app
+
+
+def dispose(app) -> None:
+    from webapp.extensions import db
+
     with app.app_context():
         db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(base_env: dict[str, str]):
+    """The shared stack's app, in process, for checking stored state."""
+    app = make_app(base_env)
+    yield app
+    dispose(app)
 
 
 @pytest.fixture(scope="session")
@@ -115,3 +126,44 @@ def client(web: str) -> Iterator[httpx.Client]:
 def unique() -> str:
     """A string no other test uses, for prompts and names."""
     return uuid.uuid4().hex[:12]
+
+
+@dataclass
+class Stack:
+    """A web server and a worker over one database, and an app to read it."""
+
+    app: Any
+    web: str
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.web, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def postgres_stack(base_env: dict[str, str], log_dir: Path) -> Iterator[Stack]:
+    """Web + worker on PostgreSQL (TEST_DATABASE_URL), with a Redis of their own.
+
+    Their own Redis, so the two stacks' workers never take each other's jobs.
+    """
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    redis_server = RedisServer(log_dir).start()
+    env = dict(base_env, DATABASE_URL=url, REDIS_URL=redis_server.url)
+    app = make_app(env)
+    web_proc, base_url = start_web(env, log_dir, name="web-postgres")
+    worker_proc = start_worker(env, log_dir, name="worker-postgres")
+    yield Stack(app, base_url)
+    worker_proc.stop()
+    web_proc.stop()
+    redis_server.stop()
+    dispose(app)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stack(request: pytest.FixtureRequest) -> Stack:
+    """Each end-to-end test that takes this runs on SQLite, and on PostgreSQL when set."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_stack")
+    request.getfixturevalue("worker")
+    return Stack(request.getfixturevalue("app"), request.getfixturevalue("web"))
