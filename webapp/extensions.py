@@ -1,4 +1,4 @@
-"""Process-wide extensions: the SQL database and the Redis connection pool.
+"""Process-wide extensions: the SQL database, its migrations, the Redis connection pool.
 
 They are module globals bound to an app later by `init_app`, so the web app
 and the worker share one definition (the Flask extension pattern).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import redis
 from flask import Flask, current_app
+from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
@@ -17,6 +18,10 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+# Alembic through Flask-Migrate: `flask --app wsgi db upgrade` is the Procfile's
+# release line; the scripts live in migrations/ at the project root.
+migrate = Migrate()
 
 # Commands on the shared pool never block server-side, so a short socket
 # timeout only ever fires on a dead connection. Blocking reads (the worker's
