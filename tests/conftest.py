@@ -61,6 +61,7 @@ def base_env(redis_server: RedisServer, model_server: ModelServer, database_url:
         SYSTEM_PROMPT=TEST_SYSTEM_PROMPT,
         HEARTBEAT_SECONDS="1",
         WORKER_POP_TIMEOUT_SECONDS="1",
+        RATE_LIMIT="100000/minute",  # tests that limit start their own web server
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="INFO",
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from sqlalchemy import text
 
-from . import jobs, models
+from . import jobs, keys, limits, models
 from .errors import ApiError, error_response
 from .extensions import db, redis_store
 from .models import ChatSession, Message
@@ -20,6 +22,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 
 ID_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{8,64}\Z")
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"\A[\x21-\x7e]{1,255}\Z")
 
 
 def valid_id(raw: str, kind: str) -> str:
@@ -72,14 +75,45 @@ def get_session(session_id: str) -> Response:
     return jsonify(snapshot(redis_store.client, session_id))
 
 
+def idempotency_key(session_id: str, content: str) -> tuple[str, str] | None:
+    """(redis key, content digest) for a prompt post with an Idempotency-Key header."""
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    if not IDEMPOTENCY_KEY_PATTERN.match(raw):
+        raise ApiError(400, "invalid_idempotency_key",
+                       "Idempotency-Key must be 1 to 255 visible ASCII characters.")
+    key_digest = hashlib.sha256(raw.encode()).hexdigest()[:32]
+    content_digest = hashlib.sha256(content.encode()).hexdigest()
+    return keys.idempotency(session_id, key_digest), content_digest
+
+
+def replay(stored: str, content_digest: str) -> Response:
+    """The answer given to the first request with this Idempotency-Key."""
+    record = json.loads(stored)
+    if record["content_sha256"] != content_digest:
+        raise ApiError(422, "idempotency_key_reused",
+                       "This Idempotency-Key was used with a different prompt.")
+    return Response(record["body"], 202, mimetype="application/json",
+                    headers={"Idempotent-Replayed": "true", "Location": record["location"]})
+
+
 @bp.post("/api/sessions/<session_id>/messages")
-def post_message(session_id: str) -> tuple[Response, int, dict[str, str]]:
+def post_message(session_id: str) -> tuple[Response, int, dict[str, str]] | Response:
     load_session(session_id)
     content = prompt_from_request()
     client = redis_store.client
+    idempotency = idempotency_key(session_id, content)
+    if idempotency and (stored := client.get(idempotency[0])):
+        return replay(stored, idempotency[1])
+    config = current_app.config
+    address = limits.client_address(request, config["PROXY_HOPS"])
+    limits.check_prompt_rate(client, address, limits.parse_rate(config["RATE_LIMIT"]))
     message_id = models.new_message_id()
     active = jobs.claim(client, session_id, message_id)
     if active is not None:
+        if idempotency and (stored := client.get(idempotency[0])):
+            return replay(stored, idempotency[1])  # the same request, sent twice at once
         raise ApiError(409, "generation_active", "An answer is still being generated.",
                        message_id=active)
     try:
@@ -93,15 +127,18 @@ def post_message(session_id: str) -> tuple[Response, int, dict[str, str]]:
         db.session.rollback()
         jobs.release(client, session_id, message_id)
         raise
-    body = {
+    body = json.dumps({
         "session_id": session_id,
         "message_id": message_id,
         "status": models.QUEUED,
         "events_url": url_for("stream.events", session_id=session_id),
         "poll_url": url_for("stream.poll", session_id=session_id),
-    }
-    return jsonify(body), 202, {"Location": url_for(
-        "api.get_message", session_id=session_id, message_id=message_id)}
+    })
+    location = url_for("api.get_message", session_id=session_id, message_id=message_id)
+    if idempotency:
+        record = {"content_sha256": idempotency[1], "body": body, "location": location}
+        client.set(idempotency[0], json.dumps(record), ex=keys.IDEMPOTENCY_TTL_SECONDS)
+    return Response(body, 202, mimetype="application/json", headers={"Location": location})
 
 
 def find_live_message(session_id: str, message_id: str) -> dict[str, Any]:

@@ -44,6 +44,14 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {
         "REDIS_URL": env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         "SQLALCHEMY_DATABASE_URI": database_url(env.get("DATABASE_URL")),
+        # PostgreSQL connections kept open per process, and how many more it
+        # may open under load; unset, the ceiling is WORKER_CONCURRENCY, so
+        # no generation of a full worker waits for a connection.
+        "DATABASE_POOL_SIZE": _int(env, "DATABASE_POOL_SIZE", 5),
+        "DATABASE_MAX_OVERFLOW": _int(env, "DATABASE_MAX_OVERFLOW", -1),
+        # A request that cannot get a connection for this long fails rather
+        # than outlive the router's 30 s.
+        "DATABASE_POOL_TIMEOUT_SECONDS": _float(env, "DATABASE_POOL_TIMEOUT_SECONDS", 10.0),
         "OPENAI_API_KEY": env.get("OPENAI_API_KEY", ""),
         "OPENAI_BASE_URL": env.get("OPENAI_BASE_URL", "") or None,
         "LLM_MODEL": env.get("LLM_MODEL", "gpt-4o-mini"),
@@ -61,6 +69,10 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # How long a worker waits on the job list before looking around again.
         "WORKER_POP_TIMEOUT_SECONDS": _float(env, "WORKER_POP_TIMEOUT_SECONDS", 5.0),
         "WORKER_SHUTDOWN_GRACE_SECONDS": _float(env, "WORKER_SHUTDOWN_GRACE_SECONDS", 20.0),
+        # A job whose worker has not renewed its lease for this long is run again.
+        "JOB_LEASE_SECONDS": _float(env, "JOB_LEASE_SECONDS", 15.0),
+        # Attempts per answer before it ends with `error` worker_lost.
+        "JOB_MAX_ATTEMPTS": _int(env, "JOB_MAX_ATTEMPTS", 3),
         "HEARTBEAT_SECONDS": _float(env, "HEARTBEAT_SECONDS", 15.0),
         "SSE_MAX_SECONDS": _float(env, "SSE_MAX_SECONDS", 300.0),
         "SSE_RETRY_MS": _int(env, "SSE_RETRY_MS", 2000),
@@ -69,6 +81,13 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "STREAM_MAXLEN": _int(env, "STREAM_MAXLEN", 10_000),
         "MAX_PROMPT_CHARS": _int(env, "MAX_PROMPT_CHARS", 16_000),
         "RATE_LIMIT": env.get("RATE_LIMIT", "20/minute"),
+        # Proxies in front of the web process whose X-Forwarded-For we trust
+        # (Heroku's router is one).
+        "PROXY_HOPS": _int(env, "PROXY_HOPS", 1),
+        # Open SSE streams and waiting long-polls per client, per web process.
+        "MAX_STREAMS_PER_CLIENT": _int(env, "MAX_STREAMS_PER_CLIENT", 32),
+        # A client that has not taken an SSE write for this long is dropped.
+        "SSE_SEND_TIMEOUT_SECONDS": _float(env, "SSE_SEND_TIMEOUT_SECONDS", 30.0),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
     }
 
@@ -77,12 +96,36 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
 POLL_TIMEOUT_MAX_SECONDS = 25.0
 
 
+def engine_options(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """SQLAlchemy engine options: a PostgreSQL pool sized for WORKER_CONCURRENCY.
+
+    Under gevent a greenlet that finds the pool empty waits for a connection
+    without blocking the others, so the ceiling only has to cover what one
+    process does at once: at most WORKER_CONCURRENCY generations in a worker.
+    Every process opens up to pool size + overflow connections, which must fit
+    the database plan's limit (README, Deploy).
+    """
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if settings["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        size = max(settings["DATABASE_POOL_SIZE"], 1)
+        overflow = settings["DATABASE_MAX_OVERFLOW"]
+        if overflow < 0:
+            overflow = max(settings["WORKER_CONCURRENCY"] - size, 0)
+        options.update(
+            pool_size=size,
+            max_overflow=overflow,
+            pool_timeout=settings["DATABASE_POOL_TIMEOUT_SECONDS"],
+            connect_args={"connect_timeout": 10},
+        )
+    return options
+
+
 def flask_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """Flask and SQLAlchemy settings derived from ours."""
     return {
         # A prompt of MAX_PROMPT_CHARS characters, 4 bytes each in UTF-8 at
         # worst, escaped in JSON: anything larger is refused before parsing.
         "MAX_CONTENT_LENGTH": settings["MAX_PROMPT_CHARS"] * 8 + 4096,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(settings),
         "JSON_SORT_KEYS": False,
     }

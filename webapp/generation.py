@@ -1,10 +1,23 @@
 """One job: model deltas -> session stream events -> the stored answer in SQL.
 
 A generation always ends in a final state, in the stream and in SQL: `end`
-(finish_reason stop, length or cancelled) or `error`. The `finally` of
-`run_generation` makes sure of it. The order of the last step is what makes
-API.md's "end means stored" true: the SQL row is committed first, then the
-`end` event is written, so a client that saw `end` finds the answer stored.
+(finish_reason stop, length or cancelled) or `error`. The order of the last
+step is what makes API.md's "end means stored" true: the SQL row is updated
+first, then the `end` event is written, so a client that saw `end` finds the
+answer stored.
+
+Several attempts may run for one message when a worker is lost (jobs.py).
+Each attempt is fenced twice: in Redis (writer.py) and in SQL, where the
+answer row is updated only while `messages.attempt` is this attempt's number
+and the row is not final yet. So whatever happens, one message has one
+answer, written once.
+
+Interruptions come from the worker, raised into the generation's greenlet:
+
+    Interrupt (BaseException, so no `except Exception` swallows it)
+     ├── Cancelled     a cancel was requested: end with finish_reason "cancelled"
+     └── HandedBack    the worker is shutting down and returns the job to the
+                       queue: write nothing more, the next attempt takes over
 """
 
 from __future__ import annotations
@@ -12,21 +25,40 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import redis
 from flask import Flask
+from sqlalchemy import update
 
-from . import events, models
+from . import events, jobs, models
 from .extensions import db, redis_store
 from .jobs import Job
-from .llm import Delta, Finish, Model, ModelError
+from .llm import Delta, Finish, Model, ModelError, Piece
 from .models import Message
 from .writer import StreamWriter
 
 log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = "internal_error"
+WORKER_LOST = "worker_lost"
+CANCELLED = "cancelled"
+
+MODEL_RETRIES = 3
+MODEL_BACKOFF_SECONDS = (0.5, 1.0, 2.0)
+MODEL_RETRY_AFTER_MAX_SECONDS = 10.0
+
+
+class Interrupt(BaseException):
+    """Raised into a running generation by its worker."""
+
+
+class Cancelled(Interrupt):
+    """The client asked to stop this answer."""
+
+
+class HandedBack(Interrupt):
+    """The worker returns this job to the queue; another attempt will run it."""
 
 
 @dataclass
@@ -35,11 +67,14 @@ class Outcome:
 
     started_at: float = field(default_factory=time.monotonic)
     parts: list[str] = field(default_factory=list)
-    chunks: int = 0
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    @property
+    def chunks(self) -> int:
+        return len(self.parts)
 
     @property
     def duration_ms(self) -> int:
@@ -72,8 +107,24 @@ def build_prompt(
     return system + kept[::-1] + newest
 
 
+def end_data(message: Message) -> dict[str, Any]:
+    """The `end` event of a stored, finished answer."""
+    return {
+        "message_id": message.id,
+        "finish_reason": message.finish_reason,
+        "usage": message.usage,
+        "duration_ms": message.duration_ms,
+        "chunks": message.chunk_count or 0,
+        "text_length": len(message.content),
+    }
+
+
+def error_data(message_id: str, code: str, text: str) -> dict[str, Any]:
+    return {"message_id": message_id, "error": {"code": code, "message": text}}
+
+
 class Generation:
-    """Runs one job to its final state."""
+    """Runs one attempt of one job to its final state."""
 
     def __init__(self, app: Flask, model: Model, job: Job) -> None:
         self.app = app
@@ -91,29 +142,51 @@ class Generation:
         )
         self.outcome = Outcome()
         self.ended = False
+        # True only while waiting on the model: the one place a cancel must interrupt.
+        self.waiting_on_model = False
 
     def _ids(self) -> tuple[str, str]:
         return self.job.session_id, self.job.message_id
 
+    # -- the run -----------------------------------------------------------
+
     def run(self) -> None:
-        message = models.find_message(self.job.session_id, self.job.message_id)
-        if message is None or message.status in models.FINAL_STATUSES:
-            log.warning("job skipped, message missing or final session=%s message=%s", *self._ids())
+        if not jobs.begin(self.client, self.job):
+            log.info("job stale, skipped session=%s message=%s attempt=%d",
+                     *self._ids(), self.job.attempt)
+            return
+        message = models.find_message(*self._ids())
+        if message is None:
+            log.error("job for a missing message session=%s message=%s", *self._ids())
+            self._finish_stream(events.ERROR, error_data(self.job.message_id, INTERNAL_ERROR,
+                                                         "the message was not found"))
+            return
+        if message.status in models.FINAL_STATUSES:
+            self._replay_final(message)
             return
         try:
             self._generate(message)
+        except HandedBack:
+            self.ended = True  # write nothing more: the next attempt takes over
+            log.info("generation handed back session=%s message=%s", *self._ids())
+        except Cancelled:
+            self._end(Finish(self.model.name, CANCELLED, None))
         except ModelError as exc:
             log.warning("generation failed session=%s message=%s code=%s: %s",
                         *self._ids(), exc.code, exc.message)
-            self._fail(message, exc.code, exc.message)
+            self.fail(exc.code, exc.message)
         except Exception:
             log.exception("generation crashed session=%s message=%s", *self._ids())
-            self._fail(message, INTERNAL_ERROR, "the generation failed unexpectedly")
+            self.fail(INTERNAL_ERROR, "the generation failed unexpectedly")
         finally:
             if not self.ended:
-                self._fail(message, INTERNAL_ERROR, "the generation stopped unexpectedly")
+                self.fail(INTERNAL_ERROR, "the generation stopped unexpectedly")
 
     def _generate(self, message: Message) -> None:
+        if not self._claim_row(message.seq):
+            self.ended = True
+            log.warning("fenced off in SQL session=%s message=%s", *self._ids())
+            return
         history = [m for m in models.conversation(self.job.session_id) if m.seq < message.seq]
         prompt = build_prompt(
             history, self.settings["SYSTEM_PROMPT"], self.settings["CONTEXT_BUDGET_CHARS"]
@@ -122,86 +195,171 @@ class Generation:
                  "attempt": self.job.attempt, "cached": False}
         written = self.writer.append(events.START, events.dumps(start))
         if written.fenced:
-            self.ended = True  # another attempt owns this message now
+            self.ended = True
             log.warning("fenced off at start session=%s message=%s", *self._ids())
             return
         log.info("generation started session=%s message=%s attempt=%d",
                  *self._ids(), self.job.attempt)
-        message.status, message.model = models.STREAMING, self.model.name
-        db.session.commit()
         if written.cancel_requested:
-            self._end(message, Finish(self.model.name, "cancelled", None))
-            return
-        for piece in self.model.stream(prompt):
+            raise Cancelled()
+        for piece in self._model_pieces(prompt):
             if isinstance(piece, Finish):
-                self._end(message, piece)
+                self._end(piece)
                 return
-            if not self._chunk(message, piece):
+            self._chunk(piece)
+            if self.ended:
                 return
         raise ModelError("upstream_error", "the model stream ended without finishing")
 
-    def _chunk(self, message: Message, delta: Delta) -> bool:
-        """Append one delta; False when the generation must stop writing."""
+    def _model_pieces(self, prompt: list[dict[str, str]]) -> Iterator[Piece]:
+        """The model's pieces, retrying failures that happen before any text was sent."""
+        for retry in range(MODEL_RETRIES + 1):
+            pieces = self.model.stream(prompt)
+            try:
+                while True:
+                    self.waiting_on_model = True
+                    try:
+                        piece = next(pieces)
+                    except StopIteration:
+                        return
+                    finally:
+                        self.waiting_on_model = False
+                    yield piece
+            except ModelError as exc:
+                if self.outcome.chunks or not exc.retryable or retry == MODEL_RETRIES:
+                    raise
+                pause = MODEL_BACKOFF_SECONDS[min(retry, len(MODEL_BACKOFF_SECONDS) - 1)]
+                if exc.retry_after_seconds is not None:
+                    pause = min(max(pause, exc.retry_after_seconds), MODEL_RETRY_AFTER_MAX_SECONDS)
+                log.warning("model failed before any text, retry %d in %.1fs session=%s "
+                            "message=%s: %s", retry + 1, pause, *self._ids(), exc.message)
+                self.waiting_on_model = True
+                try:
+                    time.sleep(pause)
+                finally:
+                    self.waiting_on_model = False
+            finally:
+                close = getattr(pieces, "close", None)
+                if close is not None:
+                    close()
+
+    def _chunk(self, delta: Delta) -> None:
         data = events.dumps({"message_id": self.job.message_id, "text": delta.text})
         written = self.writer.append(events.CHUNK, data)
         if written.fenced:
             self.ended = True
             log.warning("fenced off mid-answer session=%s message=%s", *self._ids())
-            return False
+            return
         self.outcome.parts.append(delta.text)
-        self.outcome.chunks += 1
         if written.cancel_requested:
-            self._end(message, Finish(self.model.name, "cancelled", None))
-            return False
-        return True
+            raise Cancelled()
 
-    def _end(self, message: Message, finish: Finish) -> None:
-        """Store the answer, then write `end`: a client that saw `end` finds it stored."""
-        text = self.outcome.text
-        message.content = text
-        message.status = models.CANCELLED if finish.finish_reason == "cancelled" else models.DONE
-        message.model = finish.model
-        message.finish_reason = finish.finish_reason
-        message.usage = finish.usage
-        message.duration_ms = self.outcome.duration_ms
-        message.finished_at = models.utcnow()
+    # -- SQL, fenced by attempt --------------------------------------------
+
+    def _claim_row(self, seq: int) -> bool:
+        """Make this attempt the owner of the answer row, unless a later one is."""
+        result = db.session.execute(
+            update(Message)
+            .where(Message.seq == seq, Message.attempt < self.job.attempt,
+                   Message.status.not_in(models.FINAL_STATUSES))
+            .values(attempt=self.job.attempt, status=models.STREAMING, model=self.model.name)
+        )
         db.session.commit()
+        return result.rowcount == 1
+
+    def _store(self, **values: Any) -> bool:
+        """Finish the answer row if this attempt still owns it; False if fenced off.
+
+        An attempt that died before claiming the row leaves it with an older
+        attempt number, which a later attempt may still finish.
+        """
+        result = db.session.execute(
+            update(Message)
+            .where(Message.session_id == self.job.session_id, Message.id == self.job.message_id,
+                   Message.attempt <= self.job.attempt,
+                   Message.status.not_in(models.FINAL_STATUSES))
+            .values(content=self.outcome.text, chunk_count=self.outcome.chunks,
+                    finished_at=models.utcnow(), **values)
+        )
+        db.session.commit()
+        return result.rowcount == 1
+
+    # -- final states ------------------------------------------------------
+
+    def _end(self, finish: Finish) -> None:
+        """Store the answer, then write `end`: a client that saw `end` finds it stored."""
+        self.ended = True
+        status = models.CANCELLED if finish.finish_reason == CANCELLED else models.DONE
+        duration_ms = self.outcome.duration_ms
+        if not self._store(status=status, model=finish.model, finish_reason=finish.finish_reason,
+                           duration_ms=duration_ms,
+                           prompt_tokens=(finish.usage or {}).get("prompt_tokens"),
+                           completion_tokens=(finish.usage or {}).get("completion_tokens"),
+                           total_tokens=(finish.usage or {}).get("total_tokens")):
+            log.warning("fenced off at the end session=%s message=%s", *self._ids())
+            return
         data = {
-            "message_id": message.id,
+            "message_id": self.job.message_id,
             "finish_reason": finish.finish_reason,
             "usage": finish.usage,
-            "duration_ms": message.duration_ms,
+            "duration_ms": duration_ms,
             "chunks": self.outcome.chunks,
-            "text_length": len(text),
+            "text_length": len(self.outcome.text),
         }
-        self.writer.finish(events.END, events.dumps(data))
-        self.ended = True
+        self._finish_stream(events.END, data)
         log.info("generation ended session=%s message=%s finish_reason=%s chunks=%d ms=%d",
-                 *self._ids(), finish.finish_reason, self.outcome.chunks, message.duration_ms)
+                 *self._ids(), finish.finish_reason, self.outcome.chunks, data["duration_ms"])
 
-    def _fail(self, message: Message, code: str, text: str) -> None:
+    def fail(self, code: str, text: str) -> None:
         """Record the failure in SQL, then end the stream with `error`."""
         if self.ended:
             return
         self.ended = True
         try:
             db.session.rollback()
-            message.status = models.FAILED
-            message.content = self.outcome.text
-            message.error_code, message.error_message = code, text
-            message.duration_ms = self.outcome.duration_ms
-            message.finished_at = models.utcnow()
-            db.session.commit()
+            stored = self._store(status=models.FAILED, error_code=code, error_message=text,
+                                 duration_ms=self.outcome.duration_ms)
         except Exception:
             log.exception("could not store the failure session=%s message=%s", *self._ids())
-        data = {"message_id": message.id, "error": {"code": code, "message": text}}
-        self.writer.finish(events.ERROR, events.dumps(data))
+            stored = True  # still end the stream: a client must not wait forever
+        if stored:
+            self._finish_stream(events.ERROR, error_data(self.job.message_id, code, text))
+
+    def _replay_final(self, message: Message) -> None:
+        """SQL holds the final answer but the stream may lack its last event: write it."""
+        if message.status == models.FAILED:
+            data = error_data(message.id, message.error_code or INTERNAL_ERROR,
+                              message.error_message or "the generation failed")
+            self._finish_stream(events.ERROR, data)
+        else:
+            self._finish_stream(events.END, end_data(message))
+        self.ended = True
+        log.info("final event replayed from SQL session=%s message=%s", *self._ids())
+
+    def _finish_stream(self, event: str, data: dict[str, Any]) -> None:
+        self.ended = True
+        if self.writer.finish(event, events.dumps(data)).fenced:
+            log.warning("final %s fenced off session=%s message=%s", event, *self._ids())
 
 
-def run_generation(app: Flask, model: Model, job: Job) -> None:
-    """Run one job inside its own app context (its own SQL session)."""
+def run_generation(generation: Generation) -> None:
+    """Run one attempt inside its own app context (its own SQL session)."""
+    with generation.app.app_context():
+        try:
+            generation.run()
+        finally:
+            db.session.remove()
+
+
+def fail_lost_job(app: Flask, model: Model, job: Job) -> None:
+    """End a job whose workers kept dying: `error` worker_lost, in SQL and the stream."""
     with app.app_context():
         try:
-            Generation(app, model, job).run()
+            generation = Generation(app, model, job)
+            if not jobs.begin(generation.client, job):
+                return  # it finished after all, or a newer attempt owns it
+            generation.fail(WORKER_LOST, "the answer was lost with its worker, too many times")
+            log.error("job failed for good session=%s message=%s attempts=%d",
+                      job.session_id, job.message_id, job.attempt)
         finally:
             db.session.remove()

@@ -46,6 +46,10 @@ CATCH_UP_BATCH = 1000
 RECONNECT_BACKOFF_MAX_SECONDS = 5.0
 
 
+class HubClosed(Exception):
+    """The web process is shutting down: end the stream, the client resumes elsewhere."""
+
+
 class Reset(Exception):
     """The cursor is older than the retained stream; `floor` is whole again."""
 
@@ -91,8 +95,16 @@ class Channel:
             dropped = len(self.entries) - BUFFER_ENTRIES
             self.base = self.entries[dropped - 1].id
             del self.entries[:dropped], self._keys[:dropped]
+        self.wake()
+
+    def wake(self) -> None:
         woken, self.changed = self.changed, Event()
         woken.set()
+
+    def clear(self) -> None:
+        """Forget everything: the next follower read goes to Redis (and may reset)."""
+        self.base, self.entries, self._keys = None, [], []
+        self.wake()
 
     def after(self, cursor: str) -> list[Entry] | None:
         """Buffered entries after `cursor`, or None if the buffer does not reach back."""
@@ -110,6 +122,13 @@ class Hub:
         self._client: redis.Redis = redis_store.client_for(app)
         self._channels: dict[str, Channel] = {}
         self._listener: gevent.Greenlet | None = None
+        self.closed = False
+
+    def close(self) -> None:
+        """End every follower's wait (SIGTERM): streams close and clients reconnect."""
+        self.closed = True
+        for channel in list(self._channels.values()):
+            channel.wake()
 
     # -- followers -------------------------------------------------------
 
@@ -213,18 +232,26 @@ class Hub:
         gevent.spawn(self._refresh_until_clean, channel)
 
     def _refresh_until_clean(self, channel: Channel) -> None:
+        """Range-read until no notice came meanwhile; retry through Redis outages."""
+        backoff = 0.1
+        channel.dirty = True
         try:
-            channel.dirty = True
-            while channel.dirty and channel.newest is not None:
+            while channel.dirty and channel.followers > 0 and channel.newest is not None:
                 channel.dirty = False
                 try:
                     while len(self.read_after(channel, channel.newest)) == CATCH_UP_BATCH:
                         pass
                 except Reset:
-                    log.warning("hub channel reset session=%s", channel.session_id)
-                    channel.dirty = False
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            log.warning("hub refresh failed session=%s: %s", channel.session_id, exc)
+                    # We missed more than is retained: followers must reset too.
+                    log.warning("hub channel fell behind the stream session=%s",
+                                channel.session_id)
+                    channel.clear()
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    log.warning("hub refresh failed, retrying in %.1fs session=%s: %s",
+                                backoff, channel.session_id, exc)
+                    channel.dirty = True
+                    gevent.sleep(backoff)
+                    backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX_SECONDS)
         finally:
             channel.refreshing = False
 
@@ -238,18 +265,21 @@ class Follower:
         self.cursor = cursor
         self._closed = False
 
-    def next_batch(self, timeout_seconds: float) -> list[Entry]:
-        """Entries after the cursor, waiting up to `timeout_seconds` for some.
+    def next_batch(self, timeout_seconds: float, limit: int | None = None) -> list[Entry]:
+        """Up to `limit` entries after the cursor, waiting up to `timeout_seconds` for some.
 
         Returns [] on timeout; raises Reset if the cursor is no longer retained.
         """
         deadline = time.monotonic() + max(timeout_seconds, 0.0)
         while True:
+            if self._hub.closed:
+                raise HubClosed()
             changed = self._channel.changed
             entries = self._channel.after(self.cursor)
             if entries is None:
                 entries = self._hub.catch_up(self._channel, self.cursor)
             if entries:
+                entries = entries[:limit]
                 self.cursor = entries[-1].id
                 return entries
             remaining = deadline - time.monotonic()
@@ -282,3 +312,10 @@ def get_hub(app: Flask) -> Hub:
     if hub is None:
         hub = app.extensions["relay.hub"] = Hub(app)
     return hub
+
+
+def close_hub(app: Flask) -> None:
+    """End this process's streams now (called on SIGTERM, see gunicorn.conf.py)."""
+    hub = app.extensions.get("relay.hub")
+    if hub is not None:
+        hub.close()

@@ -6,6 +6,15 @@ the queued list to the processing list (`BLMOVE`), so a worker that dies
 holding a job leaves it there to be found, never lost; `ack` removes it once
 its stream has ended.
 
+Leases (issue 4): a worker holds each job it runs under a lease in the
+`leases` sorted set, renewed every few seconds; expiry times are Redis server
+time, so worker clocks do not matter. Any worker's reaper takes back a job
+whose lease ran out: it moves the job back to the queue with `attempt + 1`
+in one script, so it happens once however many reapers race. The new
+attempt fences the old one off when it begins (`begin`). A processing entry
+with no lease (its worker died between BLMOVE and leasing it) is adopted
+with a fresh lease, so it too is taken back if nobody renews it.
+
 A session has at most one active generation. Its `active` hash is claimed
 before the prompt is stored and released only by the script that writes the
 final event, so "queued counts as active" (API.md) holds across processes.
@@ -125,7 +134,108 @@ def pop(blocking_client: redis.Redis, timeout_seconds: float) -> Taken | None:
 
 def ack(client: redis.Redis, taken: Taken) -> None:
     """Forget a finished job."""
-    client.lrem(keys.JOBS_PROCESSING, 1, taken.raw)
+    with client.pipeline(transaction=True) as pipe:
+        pipe.lrem(keys.JOBS_PROCESSING, 1, taken.raw)
+        pipe.zrem(keys.JOBS_LEASES, taken.raw)
+        pipe.execute()
+
+
+_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: processing, leases. ARGV: ttl_ms, raw... Lease jobs still processing.
+_LEASE = _NOW_MS + """
+local leased = 0
+for i = 2, #ARGV do
+  if redis.call('LPOS', KEYS[1], ARGV[i]) then
+    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), ARGV[i])
+    leased = leased + 1
+  end
+end
+return leased
+"""
+
+# KEYS: leases. ARGV: ttl_ms, raw... Renew leases that still exist (not taken back).
+_RENEW = _NOW_MS + """
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i])
+end
+return #ARGV - 1
+"""
+
+# KEYS: processing, leases. ARGV: ttl_ms, limit. Adopt orphans, list expired jobs.
+_EXPIRED = _NOW_MS + """
+for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, 999)) do
+  if not redis.call('ZSCORE', KEYS[2], raw) then
+    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), raw)
+  end
+end
+return redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+"""
+
+# KEYS: processing, leases, queued. ARGV: old raw, new raw ('' to drop), force.
+# Takes back a job whose lease is still expired (or any, when its own worker
+# hands it back: force = 1); 1 if this call took it.
+_TAKE_BACK = _NOW_MS + """
+local expiry = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if ARGV[3] ~= '1' and (not expiry or tonumber(expiry) > now) then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+if ARGV[2] ~= '' then redis.call('LPUSH', KEYS[3], ARGV[2]) end
+return 1
+"""
+
+# KEYS: active. ARGV: message_id, attempt. The attempt takes the session over.
+_BEGIN = """
+local active = redis.call('HMGET', KEYS[1], 'message_id', 'attempt')
+if active[1] ~= ARGV[1] then return 0 end
+if tonumber(active[2] or '0') > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'attempt', ARGV[2], 'seq', '0')
+return 1
+"""
+
+
+def lease(client: redis.Redis, ttl_seconds: float, raws: list[str]) -> int:
+    """Put newly taken jobs under lease (only those still in the processing list)."""
+    if not raws:
+        return 0
+    return client.eval(_LEASE, 2, keys.JOBS_PROCESSING, keys.JOBS_LEASES,
+                       int(ttl_seconds * 1000), *raws)
+
+
+def renew(client: redis.Redis, ttl_seconds: float, raws: list[str]) -> None:
+    """Extend the leases of running jobs; a job taken back stays taken back."""
+    if raws:
+        client.eval(_RENEW, 1, keys.JOBS_LEASES, int(ttl_seconds * 1000), *raws)
+
+
+def expired(client: redis.Redis, ttl_seconds: float, limit: int = 100) -> list[str]:
+    """Jobs whose worker stopped renewing their lease."""
+    return client.eval(_EXPIRED, 2, keys.JOBS_PROCESSING, keys.JOBS_LEASES,
+                       int(ttl_seconds * 1000), limit)
+
+
+def take_back(client: redis.Redis, raw: str, retry: Job | None, *, force: bool = False) -> bool:
+    """Remove an expired job from processing and queue `retry` (None: drop it).
+
+    True if this call took the job; False if its lease was renewed or
+    another reaper took it first. `force` skips the expiry check: a worker
+    handing back its own job at shutdown.
+    """
+    new_raw = retry.dumps() if retry is not None else ""
+    return bool(client.eval(_TAKE_BACK, 3, keys.JOBS_PROCESSING, keys.JOBS_LEASES,
+                            keys.JOBS_QUEUED, raw, new_raw, "1" if force else "0"))
+
+
+def begin(client: redis.Redis, job: Job) -> bool:
+    """Make this attempt the one allowed to write; False if the job is stale."""
+    return bool(client.eval(_BEGIN, 1, keys.active(job.session_id), job.message_id, job.attempt))
+
+
+def next_attempt(job: Job) -> Job:
+    return Job(job.session_id, job.message_id, job.attempt + 1, job.enqueued_at)
 
 
 def queue_depth(client: redis.Redis) -> tuple[int, int]:

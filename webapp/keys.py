@@ -7,9 +7,12 @@ share the `{jobs}` tag so `BLMOVE` can move a job between them.
 
     relay:{jobs}:queued            list    jobs waiting for a worker (LPUSH / BLMOVE)
     relay:{jobs}:processing        list    jobs a worker has taken and not finished
+    relay:{jobs}:leases            zset    processing job -> lease expiry (Redis server ms)
     relay:{<sid>}:stream           stream  the session's events (start, chunk, end, error)
     relay:{<sid>}:active           hash    the active generation: message_id, attempt, cancel
     relay:{<sid>}:meta             hash    last_id written, floor (everything <= floor is gone)
+    relay:{<sid>}:idem:<key>       string  the answer to a prompt post with that Idempotency-Key
+    relay:rate:<address>:<window>  string  prompts counted in a rate-limit window
     relay:events                   channel one notice per appended event (see hub.py)
 """
 
@@ -19,6 +22,7 @@ PREFIX = "relay"
 
 JOBS_QUEUED = f"{PREFIX}:{{jobs}}:queued"
 JOBS_PROCESSING = f"{PREFIX}:{{jobs}}:processing"
+JOBS_LEASES = f"{PREFIX}:{{jobs}}:leases"
 
 # Pub/sub is not keyed, so one channel serves every session; each web
 # process filters the notices for the sessions its clients follow.
@@ -38,6 +42,17 @@ def active(session_id: str) -> str:
 
 def meta(session_id: str) -> str:
     return f"{PREFIX}:{{{session_id}}}:meta"
+
+
+def idempotency(session_id: str, key_digest: str) -> str:
+    return f"{PREFIX}:{{{session_id}}}:idem:{key_digest}"
+
+
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+
+
+def rate_limit(address: str, window: int) -> str:
+    return f"{PREFIX}:rate:{address}:{window}"
 
 
 def session_keys(session_id: str) -> list[str]:

@@ -13,7 +13,11 @@ Exceptions, flat:
 
     ModelError            the model failed; `code` is API.md's error code
      (`upstream_error` or `upstream_timeout`), `retryable` says whether
-     trying again before any text was sent may help
+     trying again before any text was sent may help, `retry_after_seconds`
+     what the server asked for (429 and 503 answers)
+
+Retries are the caller's (generation.py): only it knows whether text was
+already sent, after which trying again would repeat the answer.
 """
 
 from __future__ import annotations
@@ -36,11 +40,15 @@ UPSTREAM_TIMEOUT = "upstream_timeout"
 class ModelError(Exception):
     """The model could not produce (the rest of) an answer."""
 
-    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+    def __init__(
+        self, code: str, message: str, *, retryable: bool = False,
+        retry_after_seconds: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.retry_after_seconds = retry_after_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +92,8 @@ class OpenAIModel:
             api_key=settings["OPENAI_API_KEY"],
             base_url=settings["OPENAI_BASE_URL"],
             timeout=timeout,
-            # The SDK retries only before a response arrives, never mid-stream.
-            max_retries=2,
+            # generation.py retries, and only before the first chunk.
+            max_retries=0,
             http_client=http_client,
         )
         return cls(client, settings["LLM_MODEL"], settings["LLM_MAX_TOKENS"])
@@ -117,16 +125,33 @@ class OpenAIModel:
         except openai.APITimeoutError as exc:
             raise ModelError(UPSTREAM_TIMEOUT, "the model timed out", retryable=True) from exc
         except openai.APIStatusError as exc:
-            retryable = exc.status_code == 429 or exc.status_code >= 500
-            raise ModelError(
-                UPSTREAM_ERROR, f"the model answered {exc.status_code}", retryable=retryable
-            ) from exc
+            raise status_error(exc) from exc
         except openai.APIError as exc:  # connection errors, malformed streams
             raise ModelError(UPSTREAM_ERROR, f"the model failed: {exc}", retryable=True) from exc
         except httpx2.HTTPError as exc:  # a read timeout or drop mid-stream
             code = UPSTREAM_TIMEOUT if isinstance(exc, httpx2.TimeoutException) else UPSTREAM_ERROR
             raise ModelError(code, f"the model stream broke: {exc}") from exc
         yield Finish(model, finish_reason, usage)
+
+
+def _retry_after(response: httpx2.Response) -> float | None:
+    try:
+        return float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+
+
+def status_error(exc: openai.APIStatusError) -> ModelError:
+    """Classify an HTTP error answer of the model server."""
+    status = exc.status_code
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+    if status == 429 and "insufficient_quota" in (error.get("code"), error.get("type")):
+        # Out of credit: waiting will not help, so say so at once.
+        return ModelError(UPSTREAM_ERROR, "the model provider's quota is exhausted")
+    retryable = status in (408, 409, 429) or status >= 500
+    return ModelError(UPSTREAM_ERROR, f"the model answered HTTP {status}", retryable=retryable,
+                      retry_after_seconds=_retry_after(exc.response))
 
 
 class DemoModel:

@@ -7,21 +7,24 @@ response starts; the generator gets plain values only.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
 import time
-from typing import Iterator
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
+import gevent
 import redis
 from flask import Blueprint, Response, current_app, request
 
-from . import events
+from . import events, limits
 from .api import load_session
 from .config import POLL_TIMEOUT_MAX_SECONDS
 from .errors import ApiError
 from .events import ZERO_ID, InvalidCursor, encode_sse, parse_cursor
-from .hub import Follower, Reset, get_hub
+from .hub import Follower, HubClosed, Reset, get_hub
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,8 @@ bp = Blueprint("stream", __name__)
 
 KEEP_ALIVE = encode_sse(comment="keep-alive")
 POLL_MAX_EVENTS = 1000
+# Entries per SSE write: bounds what one slow client can hold in memory.
+SSE_MAX_BATCH = 256
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",  # nginx and similar proxies: do not buffer
@@ -66,28 +71,63 @@ def poll_timeout() -> float:
     return min(max(seconds, 0.0), POLL_TIMEOUT_MAX_SECONDS)
 
 
+class SlowClient(BrokenPipeError):
+    """A client stopped taking our writes; gunicorn closes its socket quietly (EPIPE)."""
+
+
+@contextmanager
+def send_deadline(seconds: float, session_id: str) -> Iterator[None]:
+    """Drop the client if the write of what we yield inside takes longer than `seconds`.
+
+    The generator is suspended while gunicorn writes what it yielded, so the
+    timer runs across the `yield`: it fires inside gunicorn's blocked
+    `sendall`, which closes the connection and frees the greenlet.
+    """
+    timer = gevent.Timeout(seconds, SlowClient(errno.EPIPE, "client too slow"))
+    timer.start()
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        timer.close()
+        if time.monotonic() - started >= seconds:
+            log.warning("sse dropped a client that stopped reading session=%s", session_id)
+
+
 def sse_body(
     follower: Follower, *, session_id: str, retry_ms: int, heartbeat_seconds: float,
-    max_seconds: float,
+    max_seconds: float, send_timeout_seconds: float,
 ) -> Iterator[bytes]:
     """The SSE body: retry hint, then events and keep-alives until the time is up."""
     deadline = time.monotonic() + max_seconds
-    with follower:
+    with send_deadline(send_timeout_seconds, session_id):
         yield encode_sse(retry_ms=retry_ms)
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                batch = follower.next_batch(min(heartbeat_seconds, remaining))
-            except Reset as reset:
-                log.info("sse reset session=%s cursor=%s floor=%s",
-                         session_id, follower.cursor, reset.floor)
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            batch = follower.next_batch(min(heartbeat_seconds, remaining), SSE_MAX_BATCH)
+        except Reset as reset:
+            log.info("sse reset session=%s cursor=%s floor=%s",
+                     session_id, follower.cursor, reset.floor)
+            follower.cursor = reset.floor
+            with send_deadline(send_timeout_seconds, session_id):
                 yield encode_sse(events.reset_data("cursor_expired"), event=events.RESET)
-                follower.cursor = reset.floor
-                continue
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                # Close: the client reconnects with Last-Event-ID and loses nothing.
-                log.warning("sse closed, redis unavailable session=%s: %s", session_id, exc)
-                return
+            continue
+        except HubClosed:
+            log.info("sse closed for shutdown session=%s", session_id)
+            return
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Close: the client reconnects with Last-Event-ID and loses nothing.
+            log.warning("sse closed, redis unavailable session=%s: %s", session_id, exc)
+            return
+        with send_deadline(send_timeout_seconds, session_id):
             yield b"".join(entry.sse for entry in batch) if batch else KEEP_ALIVE
+
+
+def stream_slot() -> Callable[[], None]:
+    """Take one of the client's open streams (429 beyond the cap); returns its release."""
+    config = current_app.config
+    address = limits.client_address(request, config["PROXY_HOPS"])
+    return limits.streams.acquire(address, config["MAX_STREAMS_PER_CLIENT"])
 
 
 @bp.get("/api/sessions/<session_id>/events", endpoint="events")
@@ -95,6 +135,7 @@ def events_(session_id: str) -> Response:
     load_session(session_id)
     cursor = sse_cursor()
     config = current_app.config
+    release = stream_slot()
     follower = get_hub(current_app._get_current_object()).follow(session_id, cursor)
     log.info("sse open session=%s cursor=%s", session_id, cursor)
     body = sse_body(
@@ -103,8 +144,13 @@ def events_(session_id: str) -> Response:
         retry_ms=config["SSE_RETRY_MS"],
         heartbeat_seconds=config["HEARTBEAT_SECONDS"],
         max_seconds=config["SSE_MAX_SECONDS"],
+        send_timeout_seconds=config["SSE_SEND_TIMEOUT_SECONDS"],
     )
-    return Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+    response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+    # Run when gunicorn closes the body, even if it never started iterating it.
+    response.call_on_close(follower.close)
+    response.call_on_close(release)
+    return response
 
 
 @bp.get("/api/sessions/<session_id>/poll")
@@ -113,11 +159,17 @@ def poll(session_id: str) -> Response:
     cursor = valid_cursor(request.args.get("after"))
     timeout = poll_timeout()
     reset = False
-    with get_hub(current_app._get_current_object()).follow(session_id, cursor) as follower:
-        try:
-            batch = follower.next_batch(timeout)[:POLL_MAX_EVENTS]
-        except Reset as exc:
-            batch, reset, cursor = [], True, exc.floor
+    hub = get_hub(current_app._get_current_object())
+    release = stream_slot()
+    try:
+        with hub.follow(session_id, cursor) as follower:
+            batch = follower.next_batch(timeout, POLL_MAX_EVENTS)
+    except HubClosed:
+        batch = []
+    except Reset as exc:
+        batch, reset, cursor = [], True, exc.floor
+    finally:
+        release()
     if batch:
         cursor = batch[-1].id
     body = (

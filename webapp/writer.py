@@ -6,38 +6,62 @@ checks and the write are atomic:
 - Fencing: a write goes through only while the session's `active` hash still
   names this message and attempt. A worker whose job was taken over (a
   higher attempt) or already finished writes nothing more (API.md, Events).
+- Exactly once: each write of an attempt carries a sequence number, kept in
+  the `active` hash. A write retried after its reply was lost (a dropped
+  connection, a Redis restart) is recognised and not appended twice.
 - Cancellation: the reply tells the writer whether a cancel was requested,
   so checking costs no extra round trip.
 - Retention: the final write (end or error) releases the session, trims the
   stream to STREAM_MAXLEN and sets its TTL. The `meta` hash records the last
   id written and the `floor` (every entry at or below it is gone), which is
-  how readers tell an old cursor (reset) from a current one.
+  how readers tell an old cursor (reset) from a current one, and which
+  message and attempt finished last, so a retried final write is recognised.
 - Notification: every append publishes `<sid> <prev_id> <id> <event> <data>`
   on one channel, which the hub of each web process follows (see hub.py).
+
+Redis errors are retried with backoff for up to `retry_seconds`, so a Redis
+restart pauses an answer instead of failing it.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
 from . import keys
 
-# KEYS: stream, active, meta. ARGV: message_id, attempt, event, data, channel, session_id.
+log = logging.getLogger(__name__)
+
+# KEYS: stream, active, meta.
+# ARGV: message_id, attempt, seq, event, data, channel, session_id.
 _FENCE_AND_APPEND = """
-local active = redis.call('HMGET', KEYS[2], 'message_id', 'attempt', 'cancel')
-if active[1] ~= ARGV[1] or active[2] ~= ARGV[2] then return {'', '0'} end
+local active = redis.call('HMGET', KEYS[2], 'message_id', 'attempt', 'cancel', 'seq')
+if active[1] ~= ARGV[1] or active[2] ~= ARGV[2] then
+  -- a retry of this attempt's final write, whose reply was lost, succeeded
+  local done = redis.call('HMGET', KEYS[3], 'done_message_id', 'done_attempt', 'done_seq', 'last_id')
+  if done[1] == ARGV[1] and done[2] == ARGV[2] and tonumber(done[3]) >= tonumber(ARGV[3]) then
+    return {done[4], '0'}
+  end
+  return {'', '0'}
+end
+if tonumber(active[4] or '0') >= tonumber(ARGV[3]) then
+  return {redis.call('HGET', KEYS[3], 'last_id'), active[3] or '0'}
+end
 local prev = redis.call('HGET', KEYS[3], 'last_id')
 if prev and redis.call('EXISTS', KEYS[1]) == 0 then
   -- the stream expired since: everything up to its last id is gone
   redis.call('HSET', KEYS[3], 'floor', prev)
 end
-local id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[3], 'data', ARGV[4])
+local id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[4], 'data', ARGV[5])
 redis.call('HSET', KEYS[3], 'last_id', id)
+redis.call('HSET', KEYS[2], 'seq', ARGV[3])
 redis.call('PERSIST', KEYS[1])
-redis.call('PUBLISH', ARGV[5],
-  ARGV[6] .. ' ' .. (prev or '0-0') .. ' ' .. id .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
+redis.call('PUBLISH', ARGV[6],
+  ARGV[7] .. ' ' .. (prev or '0-0') .. ' ' .. id .. ' ' .. ARGV[4] .. ' ' .. ARGV[5])
 """
 
 _APPEND = _FENCE_AND_APPEND + """
@@ -47,16 +71,20 @@ return {id, active[3] or '0'}
 # ARGV continued: stream_ttl, maxlen, meta_ttl.
 _FINISH = _FENCE_AND_APPEND + """
 redis.call('DEL', KEYS[2])
-local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[8])
+redis.call('HSET', KEYS[3], 'done_message_id', ARGV[1], 'done_attempt', ARGV[2], 'done_seq', ARGV[3])
+local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[9])
 if excess > 0 then
   local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
-  redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[8])
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[9])
   redis.call('HSET', KEYS[3], 'floor', gone[#gone][1])
 end
-redis.call('EXPIRE', KEYS[1], ARGV[7])
-redis.call('EXPIRE', KEYS[3], ARGV[9])
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+redis.call('EXPIRE', KEYS[3], ARGV[10])
 return {id, '0'}
 """
+
+RETRY_START_SECONDS = 0.1
+RETRY_MAX_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +100,7 @@ class Written:
 
 
 class StreamWriter:
-    """Writes one generation's events, fenced by its message id and attempt."""
+    """Writes one generation attempt's events, fenced by message id and attempt."""
 
     def __init__(
         self,
@@ -83,26 +111,44 @@ class StreamWriter:
         *,
         stream_ttl_seconds: int,
         maxlen: int,
+        retry_seconds: float = 30.0,
     ) -> None:
         self._client = client
         self._keys = keys.session_keys(session_id)
         self._session_id = session_id
         self._fence = (message_id, str(attempt))
+        self._seq = 0
         self._stream_ttl = stream_ttl_seconds
         self._maxlen = maxlen
+        self._retry_seconds = retry_seconds
         self._append = client.register_script(_APPEND)
         self._finish = client.register_script(_FINISH)
 
-    def _args(self, event: str, data: str) -> list[str]:
-        return [*self._fence, event, data, keys.EVENTS_CHANNEL, self._session_id]
+    def _args(self, event: str, data: str) -> list[Any]:
+        self._seq += 1
+        return [*self._fence, self._seq, event, data, keys.EVENTS_CHANNEL, self._session_id]
+
+    def _run(self, script: Any, args: list[Any]) -> Written:
+        """Run a write script, retrying through Redis outages; the seq makes retries safe."""
+        deadline = time.monotonic() + self._retry_seconds
+        backoff = RETRY_START_SECONDS
+        while True:
+            try:
+                entry_id, cancel = script(keys=self._keys, args=args)
+                return Written(entry_id or "", cancel == "1")
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() + backoff > deadline:
+                    raise
+                log.warning("stream write failed, retrying in %.1fs session=%s message=%s: %s",
+                            backoff, self._session_id, self._fence[0], exc)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_MAX_SECONDS)
 
     def append(self, event: str, data: str) -> Written:
-        entry_id, cancel = self._append(keys=self._keys, args=self._args(event, data))
-        return Written(entry_id, cancel == "1")
+        return self._run(self._append, self._args(event, data))
 
     def finish(self, event: str, data: str) -> Written:
         """Write the final event, release the session and apply retention."""
         meta_ttl = self._stream_ttl * keys.META_TTL_FACTOR
         args = [*self._args(event, data), self._stream_ttl, self._maxlen, meta_ttl]
-        entry_id, _ = self._finish(keys=self._keys, args=args)
-        return Written(entry_id, False)
+        return self._run(self._finish, args)
