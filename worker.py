@@ -121,7 +121,8 @@ class Worker:
     def _run(self, running: Running) -> None:
         try:
             run_generation(running.generation)
-            jobs.ack(self.client, running.taken)
+            if not running.generation.handed_back:  # else _drain gives the job back
+                jobs.ack(self.client, running.taken)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             # Unacked, the job's lease runs out and a reaper runs it again.
             log.error("job left to the reaper session=%s message=%s: %s",

@@ -168,3 +168,55 @@ def stack(request: pytest.FixtureRequest) -> Stack:
         return request.getfixturevalue("postgres_stack")
     request.getfixturevalue("worker")
     return Stack(request.getfixturevalue("app"), request.getfixturevalue("web"))
+
+
+class PrivateStack:
+    """A Redis, a database and app processes of one test's own, to break on purpose."""
+
+    def __init__(self, base_env: dict[str, str], log_dir: Path, name: str,
+                 appendonly: bool = False, **env: str) -> None:
+        self.log_dir = log_dir
+        self.name = name
+        self.redis = RedisServer(log_dir, appendonly=appendonly).start()
+        self.env = dict(base_env, REDIS_URL=self.redis.url,
+                        DATABASE_URL=f"sqlite:///{log_dir / f'{name}.sqlite3'}", **env)
+        self.app = make_app(self.env)
+        self.processes: list[Process] = []
+
+    def web(self, **env: str) -> str:
+        proc, base_url = start_web(dict(self.env, **env), self.log_dir,
+                                   name=f"{self.name}-web{len(self.processes)}")
+        self.processes.append(proc)
+        return base_url
+
+    def worker(self, **env: str) -> Process:
+        proc = start_worker(dict(self.env, **env), self.log_dir,
+                            name=f"{self.name}-worker{len(self.processes)}")
+        self.processes.append(proc)
+        return proc
+
+    def redis_client(self):
+        from webapp.extensions import redis_store
+
+        return redis_store.client_for(self.app)
+
+    def close(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop(timeout=30)
+        self.redis.stop()
+        dispose(self.app)
+
+
+@pytest.fixture()
+def private_stack(base_env: dict[str, str], log_dir: Path, request: pytest.FixtureRequest):
+    """Make PrivateStacks; all are stopped when the test ends."""
+    stacks: list[PrivateStack] = []
+
+    def make(appendonly: bool = False, **env: str) -> PrivateStack:
+        name = f"{request.node.name[:40]}-{len(stacks)}".replace("[", "-").replace("]", "")
+        stacks.append(PrivateStack(base_env, log_dir, name, appendonly, **env))
+        return stacks[-1]
+
+    yield make
+    for stack in stacks:
+        stack.close()

@@ -142,6 +142,7 @@ class Generation:
         )
         self.outcome = Outcome()
         self.ended = False
+        self.handed_back = False
         # True only while waiting on the model: the one place a cancel must interrupt.
         self.waiting_on_model = False
 
@@ -167,7 +168,7 @@ class Generation:
         try:
             self._generate(message)
         except HandedBack:
-            self.ended = True  # write nothing more: the next attempt takes over
+            self.ended = self.handed_back = True  # write nothing more: the next attempt takes over
             log.info("generation handed back session=%s message=%s", *self._ids())
         except Cancelled:
             self._end(Finish(self.model.name, CANCELLED, None))

@@ -99,7 +99,7 @@ class OpenAIModel:
         return cls(client, settings["LLM_MODEL"], settings["LLM_MAX_TOKENS"])
 
     def stream(self, messages: list[dict[str, str]]) -> Iterator[Piece]:
-        model, finish_reason, usage = self.name, "stop", None
+        model, finish_reason, usage = self.name, None, None
         try:
             chunks = self._client.chat.completions.create(
                 model=self.name,
@@ -131,6 +131,10 @@ class OpenAIModel:
         except httpx2.HTTPError as exc:  # a read timeout or drop mid-stream
             code = UPSTREAM_TIMEOUT if isinstance(exc, httpx2.TimeoutException) else UPSTREAM_ERROR
             raise ModelError(code, f"the model stream broke: {exc}") from exc
+        if finish_reason is None:
+            # A body cut short can look like a normal end (a close-delimited
+            # response, a proxy): only a finish_reason says the answer is whole.
+            raise ModelError(UPSTREAM_ERROR, "the model stream ended before the answer finished")
         yield Finish(model, finish_reason, usage)
 
 

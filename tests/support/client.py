@@ -142,3 +142,21 @@ def id_key(entry_id: str) -> tuple[int, int]:
 def assert_strictly_increasing(events: list[Event]) -> None:
     keys = [id_key(e.id) for e in events if e.id]
     assert keys == sorted(keys) and len(set(keys)) == len(keys), "ids must strictly increase"
+
+
+def stream_events(http: httpx.Client, session_id: str, after: str = "0-0") -> list[Event]:
+    """Everything the session stream holds after `after`, right now (polls that do not wait)."""
+    events: list[Event] = []
+    cursor = after
+    while True:
+        response = http.get(f"/api/sessions/{session_id}/poll", params={"after": cursor, "timeout": 0})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if not body["events"]:
+            return events
+        events += [Event(item["id"], item["event"], item["data"]) for item in body["events"]]
+        cursor = body["cursor"]
+
+
+def count(events: list[Event], kind: str, **data: Any) -> int:
+    return sum(1 for e in events if e.event == kind and all(e.data.get(k) == v for k, v in data.items()))

@@ -33,6 +33,7 @@ class Behavior:
     finish_reason: str = "stop"
     fail_status: int | None = None  # answer this HTTP status ...
     fail_times: int = 0  # ... this many times (0 with fail_status: always)
+    fail_code: str | None = None  # the error body's "code", e.g. insufficient_quota
     drop_after: int | None = None  # close the connection after this many chunks
     stall_after: int | None = None  # go silent after this many chunks
     # Send `gate_after` chunks, then wait for `gate` before the rest.
@@ -121,7 +122,8 @@ class ModelServer:
         behavior.calls += 1
         if behavior.fail_status and (not behavior.fail_times or behavior.calls <= behavior.fail_times):
             handler._json(behavior.fail_status, {"error": {"message": "scripted failure",
-                                                           "type": "test", "code": None}})
+                                                           "type": "test",
+                                                           "code": behavior.fail_code}})
             return
         chunks = behavior.chunks if behavior.chunks is not None else default_chunks(call.prompt)
         model = body.get("model", "test-model")
