@@ -49,6 +49,10 @@ def prompt_from_request() -> str:
     if not isinstance(body, dict) or not isinstance(body.get("content"), str):
         raise ApiError(400, "invalid_json", 'The body must be an object with a "content" string.')
     content: str = body["content"]
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError:  # JSON's \ud800 escapes can smuggle in lone surrogates
+        raise ApiError(400, "invalid_json", "The prompt is not valid Unicode text.") from None
     if not content.strip():
         raise ApiError(400, "empty_prompt", "The prompt is empty.")
     limit = current_app.config["MAX_PROMPT_CHARS"]
