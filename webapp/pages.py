@@ -1,12 +1,40 @@
-"""The chat page."""
+"""The chat page: one HTML file, one stylesheet, one ES module; no build step.
+
+The page shows model output, which is untrusted. chat.js builds the DOM with
+`textContent` and never parses HTML from an answer; the page's
+Content-Security-Policy is the second line: scripts only from our origin (no
+inline script, no `on...=` attributes, no `eval`), so even a rendering bug
+could not run injected markup. The session id in the page URL is the only
+credential to the chat, so no Referer ever carries it to a linked site.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, Response, render_template
 
 bp = Blueprint("pages", __name__)
 
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self'",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
 
 @bp.get("/")
-def index() -> str:
-    return render_template("index.html")
+def index() -> Response:
+    response = Response(render_template("index.html"), mimetype="text/html")
+    response.headers.update(PAGE_HEADERS)
+    return response

@@ -1,0 +1,794 @@
+// relay's chat page: render the session's snapshot, then follow its events.
+//
+// Exactly once: every event carries a stream id that only grows (API.md,
+// "Events"), so the page keeps one cursor, the id of the last event it
+// applied, and applies an event only when its id is after the cursor.
+// However events reach us (EventSource and its reconnects, long-polls,
+// probes, a snapshot reload), each is applied once and in order.
+//
+// Transport: EventSource first. It cannot see the server's `retry:` line or
+// its `: keep-alive` comments, so a proxy that holds the body looks exactly
+// like a quiet stream. The page finds out by asking: when an answer is due
+// and SSE has been quiet, one long-poll with timeout=0 (a "probe") fetches
+// what is new. If the probe found events that SSE then does not deliver
+// within GRACE_MS, SSE is being buffered and the page long-polls instead,
+// trying SSE again later.
+
+const SESSION_KEY = "relay.session";
+const SESSION_ID = /^[A-Za-z0-9_-]{8,64}$/;
+const EVENT_TYPES = ["start", "chunk", "end", "error", "reset"];
+
+const CONNECT_TIMEOUT_MS = 6000; // SSE response headers due within this
+const MAX_SSE_ERRORS = 3; // failed SSE connections in a row before polling
+const QUIET_MS = 3000; // an answer due but SSE quiet this long: probe
+const GRACE_MS = 1500; // SSE must deliver what a probe found within this
+const IDLE_PROBE_MAX_MS = 30000; // an SSE that never delivered: probe this rarely at most
+const SSE_RETRY_MS = [15000, 30000, 60000, 120000, 300000]; // from polling, try SSE again
+const SSE_TRIAL_MS = 20000; // a retried SSE must deliver something new within this
+const POLL_TIMEOUT_S = 20;
+
+// ---- event ids and the conversation model (no DOM, no network) ----
+
+/** True when stream id `a` comes after `b` (ids are `<ms>-<seq>`, 64-bit). */
+export function idAfter(a, b) {
+  const [am, as] = a.split("-").map(BigInt);
+  const [bm, bs] = b.split("-").map(BigInt);
+  return am > bm || (am === bm && as > bs);
+}
+
+/** Characters as the server counts them (`len()` of a Python str): code points. */
+function codePoints(text) {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
+
+/**
+ * Fold one event into the message it names. Returns "ok", "unknown" (the
+ * message is not on the page: another tab posted it) or "mismatch" (after
+ * `end`, the text is not as long as the server says).
+ */
+export function applyEvent(byId, { event, data }) {
+  const message = byId.get(data.message_id);
+  if (!message) return "unknown";
+  if (event === "start") {
+    // A start after the first is a new attempt (a worker was lost): its text
+    // starts over, so drop what was shown.
+    Object.assign(message, {
+      content: "", status: "streaming", model: data.model, attempt: data.attempt, error: null,
+    });
+  } else if (event === "chunk") {
+    message.content += data.text;
+    message.status = "streaming";
+  } else if (event === "end") {
+    message.status = data.finish_reason === "cancelled" ? "cancelled" : "done";
+    message.finish_reason = data.finish_reason;
+    message.usage = data.usage;
+    if (codePoints(message.content) !== data.text_length) return "mismatch";
+  } else if (event === "error") {
+    message.status = "error";
+    message.error = data.error;
+  }
+  return "ok";
+}
+
+/**
+ * Take one event into the conversation `{cursor, byId}` unless it was seen:
+ * "seen" for an id at or before the cursor, else applyEvent's outcome.
+ */
+export function accept(conversation, ev) {
+  if (!ev.id || !idAfter(ev.id, conversation.cursor)) return "seen";
+  conversation.cursor = ev.id;
+  return applyEvent(conversation.byId, ev);
+}
+
+// ---- Markdown, safely: model output never becomes HTML ----
+//
+// Only elements we create, only text set with textContent, only links whose
+// URL parses as http(s) or mailto. A small subset: paragraphs, line breaks,
+// headings, lists, quotes, fenced code, inline code, bold, italic, links.
+
+const INLINE = new RegExp([
+  /`([^`\n]+)`/.source, // 1: code
+  /\*\*(\S(?:[\s\S]*?\S)?)\*\*/.source, // 2: bold
+  /\*(\S(?:[^*]*?\S)?)\*/.source, // 3: italic
+  /(?<!\w)_(\S(?:[^_]*?\S)?)_(?!\w)/.source, // 4: italic, not inside snake_case
+  /\[([^\]\n]+)\]\(((?:[^()\s]|\([^()\s]*\))+)\)/.source, // 5, 6: link; its URL may hold (...)
+].join("|"), "g");
+
+const BLOCK_START = /^\s*(```|~~~|#{1,6}\s|>|[-*+]\s|\d+[.)]\s)/;
+const LIST_ITEM = /^\s*(?:([-*+])|(\d+)[.)])\s+(.*)$/;
+
+function el(tag, text) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** An href we are willing to follow, or null. */
+export function safeHref(raw) {
+  try {
+    const url = new URL(raw);
+    return ["http:", "https:", "mailto:"].includes(url.protocol) ? url.href : null;
+  } catch {
+    return null; // relative or malformed: not a link
+  }
+}
+
+function link(label, raw) {
+  const href = safeHref(raw);
+  if (!href) return inline(label); // a javascript: or data: link shows as its label only
+  const a = el("a");
+  a.href = href;
+  a.rel = "noopener noreferrer nofollow";
+  a.target = "_blank";
+  a.append(inline(label));
+  return a;
+}
+
+function inline(text) {
+  const out = document.createDocumentFragment();
+  let last = 0;
+  for (const m of text.matchAll(INLINE)) {
+    if (m.index > last) out.append(text.slice(last, m.index));
+    if (m[1] !== undefined) out.append(el("code", m[1]));
+    else if (m[2] !== undefined) out.append(wrap("strong", m[2]));
+    else if (m[3] !== undefined || m[4] !== undefined) out.append(wrap("em", m[3] ?? m[4]));
+    else out.append(link(m[5], m[6]));
+    last = m.index + m[0].length;
+  }
+  out.append(text.slice(last));
+  return out;
+}
+
+function wrap(tag, text) {
+  const node = el(tag);
+  node.append(inline(text));
+  return node;
+}
+
+function lines(parent, textLines) {
+  textLines.forEach((line, i) => {
+    if (i) parent.append(el("br"));
+    parent.append(inline(line));
+  });
+  return parent;
+}
+
+/** Markdown source -> a DocumentFragment built only from safe elements and text. */
+export function renderMarkdown(source) {
+  const out = document.createDocumentFragment();
+  const src = source.replace(/\r\n?/g, "\n").split("\n");
+  let i = 0;
+  while (i < src.length) {
+    const line = src[i];
+    const fence = line.match(/^\s*(```|~~~)/);
+    if (fence) {
+      // An unclosed fence (the answer is still streaming) runs to the end.
+      const body = [];
+      for (i++; i < src.length && !src[i].trimStart().startsWith(fence[1]); i++) body.push(src[i]);
+      i++;
+      const pre = el("pre");
+      pre.append(el("code", body.join("\n")));
+      out.append(pre);
+    } else if (!line.trim()) {
+      i++;
+    } else if (/^#{1,6}\s/.test(line)) {
+      const level = line.match(/^#+/)[0].length;
+      out.append(wrap(`h${Math.min(level + 2, 6)}`, line.replace(/^#+\s+/, "")));
+      i++;
+    } else if (line.startsWith(">")) {
+      const quoted = [];
+      for (; i < src.length && src[i].startsWith(">"); i++) quoted.push(src[i].replace(/^>\s?/, ""));
+      const quote = el("blockquote");
+      quote.append(renderMarkdown(quoted.join("\n")));
+      out.append(quote);
+    } else if (LIST_ITEM.test(line)) {
+      const ordered = LIST_ITEM.exec(line)[2] !== undefined;
+      const list = el(ordered ? "ol" : "ul");
+      for (let m; i < src.length && (m = LIST_ITEM.exec(src[i])) && (m[2] !== undefined) === ordered; i++) {
+        list.append(wrap("li", m[3]));
+      }
+      out.append(list);
+    } else {
+      const para = [];
+      for (; i < src.length && src[i].trim() && (!para.length || !BLOCK_START.test(src[i])); i++) {
+        para.push(src[i]);
+      }
+      out.append(lines(el("p"), para));
+    }
+  }
+  return out;
+}
+
+// ---- page state ----
+
+const state = {
+  sid: null,
+  cursor: "0-0", // id of the last event applied
+  messages: [], // snapshot message objects, oldest first
+  byId: new Map(),
+  reloading: null, // a Promise while the snapshot is being reloaded
+  queued: [], // events that arrived during a reload
+  sending: false,
+  gone: false, // the session no longer exists
+  cancelling: null, // message id we asked to stop
+  dueSince: 0, // when the page last learned an answer is due
+};
+
+const net = {
+  mode: "sse", // "sse" or "poll"
+  es: null, // the EventSource: the transport, or on trial while polling
+  esSince: 0, // when it was created or last failed, 0 once open
+  esErrors: 0,
+  esLastAt: 0, // when it last delivered an event
+  esLastId: null, // the id of the last event it delivered
+  trialUntil: 0, // while polling: the retried SSE must prove itself by then
+  retryStep: 0,
+  retryTimer: null,
+  suspect: null, // {id, deadline}: a probe found events SSE had not delivered
+  probing: false,
+  idleProbeAt: 0,
+  idleProbeDelay: QUIET_MS,
+  poll: null, // AbortController of the running poll loop
+  pollOk: true,
+};
+
+const sleepers = new Set();
+
+function activeAnswer() {
+  return state.messages.find((m) => m.role === "assistant" && (m.status === "queued" || m.status === "streaming"));
+}
+
+// ---- applying events ----
+
+/** Apply an event unless already seen. Returns true when it was new. */
+function receive(ev) {
+  if (ev.event === "reset") {
+    // Our cursor is older than the retained stream: start again from a snapshot.
+    reloadSnapshot();
+    return false;
+  }
+  if (state.reloading) {
+    state.queued.push(ev);
+    return false;
+  }
+  const outcome = accept(state, ev);
+  if (outcome === "seen") return false;
+  if (outcome === "ok") {
+    if (ev.event === "start") state.dueSince = Date.now();
+    changed(ev.data.message_id);
+  } else {
+    // "unknown": a prompt from another tab; "mismatch": text went missing.
+    // The snapshot has both, and `end` means the answer is stored.
+    reloadSnapshot();
+  }
+  return true;
+}
+
+function adoptSnapshot(snapshot) {
+  const behind = idAfter(state.cursor, snapshot.cursor);
+  state.messages = snapshot.messages;
+  state.byId = new Map(snapshot.messages.map((m) => [m.id, m]));
+  state.cursor = snapshot.cursor;
+  if (activeAnswer()) state.dueSince = Date.now();
+  renderAll();
+  // Transports go on from their own positions; a snapshot older than what we
+  // had applied (never expected) would leave a gap, so start them afresh.
+  if (behind) restartTransport();
+}
+
+/** Reload the snapshot once, however many callers ask meanwhile; events wait. */
+function reloadSnapshot() {
+  if (!state.reloading) {
+    state.reloading = fetchSnapshot()
+      .catch((err) => (err.status === 404 ? sessionGone() : Promise.reject(err)))
+      .finally(() => {
+        state.reloading = null;
+        state.queued.splice(0).forEach(receive);
+      });
+  }
+  return state.reloading;
+}
+
+/** GET the snapshot and show it, retrying until it answers; 404 is final. */
+async function fetchSnapshot() {
+  for (let failures = 0; ; failures++) {
+    try {
+      adoptSnapshot(await getJson(`/api/sessions/${state.sid}`));
+      return;
+    } catch (err) {
+      if (err.status === 404) throw err;
+      await sleep(backoff(failures + 1));
+    }
+  }
+}
+
+// ---- network helpers ----
+
+class HttpError extends Error {
+  constructor(status, body) {
+    super(body?.error?.message || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function getJson(url, options = {}) {
+  const response = await fetch(url, { cache: "no-store", ...options });
+  const body = await response.json().catch(() => null);
+  if (!response.ok) throw new HttpError(response.status, body);
+  return body;
+}
+
+function postJson(url, payload) {
+  return getJson(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(payload ?? {}),
+  });
+}
+
+function backoff(failures) {
+  const base = Math.min(500 * 2 ** (failures - 1), 10000);
+  return base / 2 + Math.random() * base / 2;
+}
+
+/** Sleep that the tab coming back, or the network returning, cuts short. */
+function sleep(ms, signal) {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      sleepers.delete(done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    sleepers.add(done);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+function wakeSleepers() {
+  [...sleepers].forEach((wake) => wake());
+}
+
+function pollUrl(timeoutS) {
+  return `/api/sessions/${state.sid}/poll?after=${encodeURIComponent(state.cursor)}&timeout=${timeoutS}`;
+}
+
+// ---- transport: SSE ----
+
+function openSse() {
+  closeSse();
+  const es = new EventSource(`/api/sessions/${state.sid}/events?last_event_id=${encodeURIComponent(state.cursor)}`);
+  Object.assign(net, {
+    es, esSince: Date.now(), esErrors: 0, esLastAt: 0, esLastId: null, suspect: null,
+    idleProbeDelay: QUIET_MS, idleProbeAt: Date.now() + QUIET_MS,
+  });
+  es.onopen = () => {
+    net.esSince = 0;
+    showConnection();
+  };
+  es.onerror = () => onSseError(es);
+  for (const type of EVENT_TYPES) es.addEventListener(type, (e) => onSseEvent(es, type, e));
+}
+
+function closeSse() {
+  net.es?.close();
+  net.es = null;
+  net.suspect = null;
+}
+
+function onSseEvent(es, type, message) {
+  if (es !== net.es) return;
+  let data;
+  try {
+    data = JSON.parse(message.data);
+  } catch {
+    return;
+  }
+  Object.assign(net, { esErrors: 0, esLastAt: Date.now() });
+  // `reset` has no id of its own: lastEventId would be the previous event's.
+  const id = type === "reset" ? null : message.lastEventId;
+  if (id) net.esLastId = id;
+  const fresh = receive({ id, event: type, data });
+  if (fresh && net.mode === "poll") promoteSse();
+}
+
+function onSseError(es) {
+  if (es !== net.es) return;
+  net.esSince ||= Date.now();
+  net.esErrors++;
+  // CLOSED: a non-200 answer or a wrong content type; EventSource gave up.
+  if (es.readyState === EventSource.CLOSED || net.esErrors >= MAX_SSE_ERRORS) sseFailed();
+  showConnection();
+}
+
+/** SSE does not work from here: poll (or, if this was a trial, go on polling). */
+function sseFailed() {
+  closeSse();
+  net.trialUntil = 0;
+  if (net.mode === "sse") {
+    net.mode = "poll";
+    startPolling();
+  }
+  scheduleSseTrial();
+  showConnection();
+}
+
+function scheduleSseTrial() {
+  clearTimeout(net.retryTimer);
+  const delay = SSE_RETRY_MS[Math.min(net.retryStep++, SSE_RETRY_MS.length - 1)];
+  net.retryTimer = setTimeout(() => {
+    // Poll on meanwhile: the trial replaces polling only once it delivers.
+    openSse();
+    net.trialUntil = Date.now() + SSE_TRIAL_MS;
+  }, delay);
+}
+
+/** A retried SSE delivered something new before polling did: use it again. */
+function promoteSse() {
+  net.mode = "sse";
+  net.trialUntil = 0;
+  net.retryStep = 0;
+  stopPolling();
+  showConnection();
+}
+
+function restartTransport() {
+  if (net.mode === "sse") openSse();
+  else startPolling();
+}
+
+/** Once a second: is SSE answering, buffered, or failing? */
+function watch() {
+  const now = Date.now();
+  if (!net.es) return;
+  if (net.mode === "poll") {
+    if (net.trialUntil && now > net.trialUntil) sseFailed();
+    return;
+  }
+  if (net.esSince && now - net.esSince > CONNECT_TIMEOUT_MS) return sseFailed();
+  if (net.suspect && now >= net.suspect.deadline) {
+    if (!net.esLastId || idAfter(net.suspect.id, net.esLastId)) return sseFailed();
+    net.suspect = null;
+  }
+  if (!net.probing && !net.suspect && probeDue(now)) probe();
+}
+
+function probeDue(now) {
+  if (activeAnswer() || state.sending) {
+    return now - Math.max(net.esLastAt, state.dueSince) >= QUIET_MS;
+  }
+  // Idle: an SSE that has not delivered anything yet might be held by a
+  // proxy while another tab's answer streams; check it, ever more rarely.
+  return !net.esLastAt && now >= net.idleProbeAt;
+}
+
+/** One long-poll with timeout=0: take what is new, and see if SSE keeps up. */
+async function probe() {
+  net.probing = true;
+  try {
+    const body = await getJson(pollUrl(0));
+    if (body.reset) return void reloadSnapshot();
+    let fresh = null;
+    for (const ev of body.events) if (receive(ev)) fresh = ev.id;
+    if (fresh && net.mode === "sse" && net.es) net.suspect = { id: fresh, deadline: Date.now() + GRACE_MS };
+  } catch {
+    // The transport's own error handling reports trouble.
+  } finally {
+    net.probing = false;
+    net.idleProbeDelay = Math.min(net.idleProbeDelay * 2, IDLE_PROBE_MAX_MS);
+    net.idleProbeAt = Date.now() + net.idleProbeDelay;
+  }
+}
+
+// ---- transport: long-poll ----
+
+function startPolling() {
+  stopPolling();
+  const controller = new AbortController();
+  net.poll = controller;
+  pollLoop(controller.signal);
+}
+
+function stopPolling() {
+  net.poll?.abort();
+  net.poll = null;
+}
+
+async function pollLoop(signal) {
+  let failures = 0;
+  let timeoutS = POLL_TIMEOUT_S;
+  while (!signal.aborted) {
+    if (state.reloading) await state.reloading.catch(() => {});
+    try {
+      const body = await getJson(pollUrl(timeoutS), { signal });
+      if (signal.aborted) return;
+      failures = 0;
+      net.pollOk = true;
+      timeoutS = Math.min(timeoutS * 2, POLL_TIMEOUT_S);
+      if (body.reset) await reloadSnapshot();
+      else body.events.forEach(receive);
+    } catch (err) {
+      if (signal.aborted) return;
+      if (err.status === 404) return void sessionGone();
+      failures++;
+      net.pollOk = false;
+      // A connection cut while we waited (a proxy's idle timeout?): wait less.
+      timeoutS = Math.max(timeoutS / 2, 1);
+      showConnection();
+      await sleep(backoff(failures), signal);
+    }
+    showConnection();
+  }
+}
+
+/** The tab is back or the network returned: catch up now, not at the next retry. */
+function catchUp() {
+  if (state.gone) return;
+  wakeSleepers();
+  if (net.mode === "sse" && net.es?.readyState !== EventSource.OPEN) openSse();
+  if (!net.probing) probe();
+  showConnection();
+}
+
+// ---- rendering ----
+
+const $ = (id) => document.getElementById(id);
+const views = new Map(); // message id -> <li>
+const dirty = new Set();
+let frame = 0;
+
+function changed(messageId) {
+  dirty.add(messageId);
+  // Hidden tabs get no animation frames; visibilitychange flushes instead.
+  if (!frame && !document.hidden) frame = requestAnimationFrame(flush);
+}
+
+function flush() {
+  frame = 0;
+  const stick = nearBottom();
+  for (const id of dirty) {
+    const message = state.byId.get(id);
+    if (message) views.get(id)?.replaceWith(messageView(message));
+  }
+  dirty.clear();
+  updateChrome();
+  if (stick) scrollToEnd();
+}
+
+function renderAll() {
+  const stick = nearBottom();
+  views.clear();
+  dirty.clear();
+  $("messages").replaceChildren(...state.messages.map(messageView));
+  updateChrome();
+  if (stick) scrollToEnd();
+}
+
+const STATUS_LABEL = {
+  queued: "waiting…", streaming: "writing…", cancelled: "stopped", error: "failed",
+};
+
+function messageView(message) {
+  const li = el("li");
+  li.className = `message ${message.role}`;
+  li.dataset.messageId = message.id;
+  li.dataset.role = message.role;
+  li.dataset.status = message.status;
+  const head = el("div");
+  head.className = "head";
+  head.append(el("span", message.role === "user" ? "You" : message.model || "assistant"));
+  const label = message.finish_reason === "length" ? "cut off (length limit)" : STATUS_LABEL[message.status];
+  if (label) {
+    const badge = el("span", message.id === state.cancelling && message.status === "streaming" ? "stopping…" : label);
+    badge.className = `badge ${message.status}`;
+    head.append(badge);
+  }
+  const body = el("div");
+  body.className = "body";
+  if (message.role === "user") body.textContent = message.content;
+  else body.append(renderMarkdown(message.content));
+  li.append(head, body);
+  if (message.status === "error") li.append(errorView(message));
+  views.set(message.id, li);
+  return li;
+}
+
+function errorView(message) {
+  const box = el("div");
+  box.className = "error";
+  box.append(el("span", message.error?.message || "The answer failed."));
+  const retry = el("button", "Retry");
+  retry.type = "button";
+  retry.addEventListener("click", () => {
+    const index = state.messages.indexOf(message);
+    const prompt = state.messages.slice(0, index).reverse().find((m) => m.role === "user");
+    if (prompt) send(prompt.content);
+  });
+  box.append(retry);
+  return box;
+}
+
+function updateChrome() {
+  const active = activeAnswer();
+  $("empty").hidden = state.messages.length > 0;
+  $("send").disabled = state.sending || Boolean(active);
+  $("stop").hidden = !active;
+  $("stop").disabled = Boolean(active && state.cancelling === active.id);
+  const model = [...state.messages].reverse().find((m) => m.model)?.model;
+  $("model").hidden = !model;
+  $("model").textContent = model || "";
+}
+
+const CONNECTION_LABEL = {
+  live: "live", reconnecting: "reconnecting…", polling: "polling", offline: "offline",
+};
+
+function showConnection() {
+  let now;
+  if (!navigator.onLine) now = "offline";
+  else if (net.mode === "poll") now = net.pollOk ? "polling" : "reconnecting";
+  else now = net.es?.readyState === EventSource.OPEN ? "live" : "reconnecting";
+  const badge = $("connection");
+  if (badge.dataset.state !== now || badge.textContent !== CONNECTION_LABEL[now]) {
+    badge.dataset.state = now;
+    badge.textContent = CONNECTION_LABEL[now];
+  }
+}
+
+function nearBottom() {
+  const page = document.scrollingElement;
+  return page.scrollHeight - page.scrollTop - page.clientHeight < 80;
+}
+
+function scrollToEnd() {
+  document.scrollingElement.scrollTop = document.scrollingElement.scrollHeight;
+}
+
+function notice(text) {
+  $("notice").textContent = text || "";
+  $("notice").hidden = !text;
+}
+
+// ---- actions ----
+
+async function send(content) {
+  if (!content.trim() || state.sending || activeAnswer()) return;
+  state.sending = true;
+  state.dueSince = Date.now();
+  notice("");
+  updateChrome();
+  try {
+    const accepted = await postJson(`/api/sessions/${state.sid}/messages`, { content });
+    if ($("prompt").value === content) $("prompt").value = "";
+    // Its `start` may have come first and made a snapshot reload show it.
+    if (state.reloading) await state.reloading.catch(() => {});
+    if (!state.byId.has(accepted.message_id)) {
+      addMessage({ id: `local-${accepted.message_id}`, role: "user", content, status: "done" });
+      addMessage({ id: accepted.message_id, role: "assistant", content: "", status: "queued", model: null });
+    }
+    state.dueSince = Date.now();
+  } catch (err) {
+    notice(err.status === 409 ? "An answer is still being written." : `Not sent: ${err.message}`);
+    // Did it land before the connection failed? The snapshot says.
+    reloadSnapshot();
+  } finally {
+    state.sending = false;
+    updateChrome();
+  }
+}
+
+function addMessage(message) {
+  state.messages.push(message);
+  state.byId.set(message.id, message);
+  const stick = nearBottom();
+  $("messages").append(messageView(message));
+  updateChrome();
+  if (stick) scrollToEnd();
+}
+
+async function stop() {
+  const active = activeAnswer();
+  if (!active) return;
+  state.cancelling = active.id;
+  changed(active.id);
+  try {
+    await postJson(`/api/sessions/${state.sid}/messages/${active.id}/cancel`);
+  } catch (err) {
+    state.cancelling = null;
+    changed(active.id);
+    notice(`Could not stop: ${err.message}`);
+  }
+}
+
+async function createSession() {
+  for (let failures = 1; ; failures++) {
+    try {
+      return (await postJson("/api/sessions")).session_id;
+    } catch {
+      notice("Cannot reach the server; retrying…");
+      await sleep(backoff(failures));
+    }
+  }
+}
+
+function remember(sid) {
+  state.sid = sid;
+  try {
+    localStorage.setItem(SESSION_KEY, sid);
+  } catch {
+    // Storage disabled: the URL still carries the session.
+  }
+  const url = new URL(location.href);
+  url.searchParams.set("session", sid);
+  history.replaceState(null, "", url);
+}
+
+function storedSession() {
+  const fromUrl = new URLSearchParams(location.search).get("session");
+  if (SESSION_ID.test(fromUrl || "")) return fromUrl;
+  try {
+    const stored = localStorage.getItem(SESSION_KEY);
+    return SESSION_ID.test(stored || "") ? stored : null;
+  } catch {
+    return null;
+  }
+}
+
+async function newChat() {
+  const sid = await createSession();
+  remember(sid);
+  location.reload();
+}
+
+function sessionGone() {
+  state.gone = true;
+  stopPolling();
+  closeSse();
+  clearTimeout(net.retryTimer);
+  notice("This chat no longer exists. Start a new one.");
+}
+
+function bindUi() {
+  const prompt = $("prompt");
+  $("composer").addEventListener("submit", (e) => {
+    e.preventDefault();
+    send(prompt.value);
+  });
+  prompt.addEventListener("keydown", (e) => {
+    // Enter sends, Shift+Enter is a new line; not while an IME composes.
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      send(prompt.value);
+    }
+  });
+  $("stop").addEventListener("click", stop);
+  $("new-chat").addEventListener("click", newChat);
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) return;
+    flush();
+    catchUp();
+  });
+  addEventListener("online", catchUp);
+  addEventListener("offline", showConnection);
+}
+
+async function boot() {
+  bindUi();
+  remember(storedSession() || await createSession());
+  try {
+    await fetchSnapshot();
+  } catch (err) {
+    if (err.status !== 404) throw err;
+    // Expired or from another server: start afresh rather than show an error page.
+    remember(await createSession());
+    await fetchSnapshot();
+    notice("That chat no longer exists; this is a new one.");
+  }
+  openSse();
+  setInterval(watch, 1000);
+}
+
+if ($("composer")) boot();

@@ -1,0 +1,182 @@
+"""Hostile HTTP proxies for browser tests: one that buffers, one that cuts.
+
+Both listen on 127.0.0.1 on a free port, forward to one upstream, and carry
+one request per connection: they rewrite the request's `Connection` header to
+`close`, so gunicorn closes the upstream connection after each response (and
+says so to the browser). That gives "the upstream closed it" a meaning for
+every response, and it means a cut only ever hits a request that is still
+running when the time is up, not a quick one that happened to reuse an old
+connection.
+
+- `BufferingProxy` forwards response headers at once but holds the body
+  until the upstream closes, like an anti-virus or corporate proxy that
+  scans whole responses: an SSE stream shows its headers and then nothing.
+- `CuttingProxy` forwards bytes as they come and closes both sides a short
+  time after accepting, like a flaky network or a router's hard timeout.
+
+Every connection is bounded by `max_seconds`; `stop()` closes them all.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+import time
+from typing import Iterator
+
+HEAD_LIMIT = 65536
+HOP_BY_HOP = (b"connection", b"keep-alive", b"proxy-connection")
+
+
+def read_head(sock: socket.socket, deadline: float) -> tuple[bytes, bytes]:
+    """Bytes up to and including the blank line, and whatever came after."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        chunk = sock.recv(16384)
+        if not chunk or len(data) > HEAD_LIMIT:
+            raise ConnectionError("no complete request head")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head + b"\r\n\r\n", rest
+
+
+def one_request_per_connection(head: bytes) -> bytes:
+    """The request head with `Connection: close` instead of any keep-alive."""
+    lines = head.rstrip(b"\r\n").split(b"\r\n")
+    kept = [lines[0]] + [
+        line for line in lines[1:] if line.split(b":", 1)[0].strip().lower() not in HOP_BY_HOP
+    ]
+    return b"\r\n".join(kept + [b"Connection: close"]) + b"\r\n\r\n"
+
+
+class Proxy:
+    """Accepts connections and relays each to the upstream in its own thread."""
+
+    def __init__(self, upstream: str, max_seconds: float = 60.0) -> None:
+        host, _, port = upstream.removeprefix("http://").partition(":")
+        self.upstream = (host, int(port))
+        self.max_seconds = max_seconds
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def start(self) -> "Proxy":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._listener.close()
+        with self._lock:
+            still_open = list(self._open)
+        for sock in still_open:
+            self._close(sock)
+        self._thread.join(5)
+
+    def _accept_loop(self) -> None:
+        self._listener.settimeout(0.2)  # closing a socket does not wake accept() on Linux
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # the listener was closed by stop()
+            client.settimeout(None)
+            with self._lock:
+                self.connections += 1
+                self._open.add(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        accepted = time.monotonic()
+        upstream = None
+        try:
+            head, rest = read_head(client, accepted + 10)
+            upstream = socket.create_connection(self.upstream, timeout=5)
+            with self._lock:
+                self._open.add(upstream)
+            upstream.sendall(one_request_per_connection(head) + rest)
+            self.relay(client, upstream, accepted)
+        except OSError:
+            pass  # either side went away: the browser sees a failed request
+        finally:
+            for sock in (client, upstream):
+                if sock is not None:
+                    self._close(sock)
+
+    def _close(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(sock)
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+    def pump(self, client: socket.socket, upstream: socket.socket,
+             deadline: float) -> Iterator[bytes]:
+        """Request bytes go up as they come; yields response bytes; stops at EOF or deadline."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(client, selectors.EVENT_READ)
+            sel.register(upstream, selectors.EVENT_READ)
+            while not self._stopped.is_set() and (remaining := deadline - time.monotonic()) > 0:
+                for key, _ in sel.select(min(remaining, 0.25)):
+                    data = key.fileobj.recv(65536)
+                    if key.fileobj is client:
+                        if not data:
+                            return  # the browser gave up on this request
+                        upstream.sendall(data)
+                    elif data:
+                        yield data
+                    else:
+                        return  # upstream closed: the response is complete
+
+    def relay(self, client: socket.socket, upstream: socket.socket, accepted: float) -> None:
+        raise NotImplementedError
+
+
+class BufferingProxy(Proxy):
+    """Passes response headers at once and holds every body until the upstream closes."""
+
+    def __init__(self, upstream: str, max_seconds: float = 60.0) -> None:
+        super().__init__(upstream, max_seconds)
+        self.held_streams = 0  # text/event-stream responses it held
+
+    def relay(self, client: socket.socket, upstream: socket.socket, accepted: float) -> None:
+        received = b""
+        head_sent = False
+        for data in self.pump(client, upstream, accepted + self.max_seconds):
+            received += data
+            if not head_sent and b"\r\n\r\n" in received:
+                head, _, received = received.partition(b"\r\n\r\n")
+                client.sendall(head + b"\r\n\r\n")
+                head_sent = True
+                if b"text/event-stream" in head.lower():
+                    with self._lock:
+                        self.held_streams += 1
+        client.sendall(received)
+
+
+class CuttingProxy(Proxy):
+    """Relays bytes as they come and closes both sides `cut_after_seconds` after accepting."""
+
+    def __init__(self, upstream: str, cut_after_seconds: float) -> None:
+        super().__init__(upstream, max_seconds=cut_after_seconds)
+        self.cuts = 0  # connections closed while the upstream was still sending
+
+    def relay(self, client: socket.socket, upstream: socket.socket, accepted: float) -> None:
+        deadline = accepted + self.max_seconds
+        for data in self.pump(client, upstream, deadline):
+            client.sendall(data)
+        if time.monotonic() >= deadline:
+            with self._lock:
+                self.cuts += 1

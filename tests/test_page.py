@@ -1,0 +1,468 @@
+"""The chat page (templates/, static/, webapp/pages.py), driven in headless Chromium.
+
+Each test types into the real page, served by gunicorn, answered by the real
+worker from the fake model server, and compares what the page shows with
+the answer stored in SQL. Answers are made of distinct numbered words, so a
+repeated or missing piece changes the text. Answers are held mid-way with the
+model server's gate, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from tests.support.browser import CHROMIUM, ChatPage, launch
+from tests.support.model_server import ModelServer
+from tests.support.processes import ROOT, wait_for
+from tests.support.proxies import BufferingProxy, CuttingProxy
+
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOT = ARTIFACTS / "chat-mid-answer.png"
+
+
+def words(prefix: str, count: int) -> list[str]:
+    """Chunks "p00 p01 ... pNN": every piece distinct, no Markdown in them."""
+    return [f"{prefix}{i:02d} " for i in range(count - 1)] + [f"{prefix}{count - 1:02d}"]
+
+
+def stored_message(app, message_id: str):
+    from webapp import models
+    from webapp.extensions import db
+
+    with app.app_context():
+        message = db.session.scalar(db.select(models.Message).filter_by(id=message_id))
+        db.session.expunge_all()
+        db.session.remove()
+        return message
+
+
+def final_message(app, message_id: str):
+    """The stored answer once its generation has finished."""
+    from webapp.models import FINAL_STATUSES
+
+    return wait_for(lambda: (m := stored_message(app, message_id)) and
+                    m.status in FINAL_STATUSES and m, timeout=30, what="answer stored")
+
+
+def assert_prefixes(seen: list[str], final: str) -> None:
+    """Everything the page showed was a prefix of the final answer: no piece
+    was ever shown twice or out of order, even if a later reload repaired it."""
+    assert seen and seen[-1] == final
+    for text in seen:
+        assert final.startswith(text), f"the page showed {text!r}, not a prefix of the answer"
+
+
+def assert_progressive(seen: list[str], final: str, at_least: int) -> None:
+    """The page showed `at_least` distinct partial texts, each a prefix of the final one."""
+    partial = [text for text in seen if text and text != final]
+    assert len(partial) >= at_least, f"only {len(partial)} intermediate texts: {partial!r}"
+    assert_prefixes(seen, final)
+
+
+# ---- fixtures ----
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium to run browser tests")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def contexts(browser) -> Iterator[Any]:
+    """Make browser contexts (separate storage, like separate browsers); all closed after."""
+    made: list[Any] = []
+
+    def make() -> Any:
+        context = browser.new_context(viewport={"width": 960, "height": 720})
+        made.append(context)
+        return context
+
+    yield make
+    for context in made:
+        context.close()
+
+
+@pytest.fixture()
+def open_chat(contexts, worker) -> Iterator[Any]:
+    """Open the chat page at a URL in a new context; each page is checked for JS errors."""
+    pages: list[ChatPage] = []
+
+    def open_(url: str, context: Any = None) -> ChatPage:
+        chat = ChatPage(context or contexts()).open(url)
+        pages.append(chat)
+        return chat
+
+    yield open_
+    for chat in pages:
+        chat.check_no_errors()
+
+
+@pytest.fixture()
+def buffering_proxy(web: str) -> Iterator[BufferingProxy]:
+    proxy = BufferingProxy(web).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture()
+def cutting_proxy(web: str) -> Iterator[CuttingProxy]:
+    proxy = CuttingProxy(web, cut_after_seconds=1.0).start()
+    yield proxy
+    proxy.stop()
+
+
+# ---- the page itself ----
+
+def test_page_forbids_inline_script_and_leaks_no_session(client: httpx.Client) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "object-src 'none'" in csp
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert '<script type="module" src="/static/chat.js">' in response.text
+    assert client.get("/static/chat.js").status_code == 200
+    assert client.get("/static/chat.css").status_code == 200
+
+
+@pytest.mark.browser
+def test_answer_appears_progressively_and_ends_as_stored(
+    app, web: str, open_chat, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"stream to the page {unique}\nsecond line"
+    chunks = words("w", 24)
+    behavior = model_server.behave(prompt, chunks=chunks, delay_seconds=0.03, gate_after=8)
+    chat = open_chat(web)
+
+    # Shift+Enter is a new line, not a send.
+    chat.type_prompt(prompt)
+    assert chat.page.locator("#prompt").input_value() == prompt
+    assert chat.answer_ids() == []
+    chat.page.locator("#prompt").press("Enter")
+    answer_id = chat.wait_for("document.querySelector('li.message.assistant')?.dataset.messageId")
+
+    chat.wait_text_contains(answer_id, "w07")
+    assert chat.page.locator("#stop").is_visible()
+    assert chat.page.locator("#send").is_disabled()
+    assert chat.page.locator("#model").text_content() == "test-model"
+    behavior.gate.set()
+    chat.wait_status(answer_id, "done")
+
+    stored = final_message(app, answer_id)
+    text = chat.answer_text(answer_id)
+    assert text == stored.content == "".join(chunks)
+    assert_progressive(chat.seen(answer_id), text, at_least=3)
+    assert chat.page.locator("li.message.user .body").text_content() == prompt
+    assert not chat.page.locator("#stop").is_visible()
+    assert chat.connection() == "live"
+
+
+@pytest.mark.browser
+def test_markdown_renders_and_a_screenshot_is_taken_mid_answer(
+    app, web: str, open_chat, model_server: ModelServer, unique: str
+) -> None:
+    first = f"show me markdown {unique}"
+    model_server.behave(first, chunks=[
+        "## Streaming that survives\n\n", "Answers are **stored** before `end` is sent, ",
+        "so a reload *never* loses text.\n\n", "- SSE first\n", "- long-poll behind proxies\n",
+        "- snapshot on reload\n\n", "```python\n", "for event in stream:\n", "    show(event)\n",
+        "```\n\n", "See [the spec](https://html.spec.whatwg.org/#server-sent-events).",
+    ], delay_seconds=0.01)
+    second = f"and keep going {unique}"
+    behavior = model_server.behave(second, chunks=[
+        "Reloading this page now would show these words at once, ", "then the rest ",
+        "as it arrives, ", "each piece exactly once. ", "The end.",
+    ], delay_seconds=0.01, gate_after=3)
+    chat = open_chat(web)
+
+    answer_id = chat.send(first)
+    chat.wait_status(answer_id, "done")
+    body = chat.answer(answer_id).locator(".body")
+    assert body.locator("h4").text_content() == "Streaming that survives"
+    assert body.locator("strong").text_content() == "stored"
+    assert body.locator("em").text_content() == "never"
+    assert body.locator("p code").text_content() == "end"
+    assert body.locator("ul li").all_text_contents() == [
+        "SSE first", "long-poll behind proxies", "snapshot on reload"]
+    assert body.locator("pre code").text_content() == "for event in stream:\n    show(event)"
+    link = body.locator("a")
+    assert link.get_attribute("href") == "https://html.spec.whatwg.org/#server-sent-events"
+    assert "noopener" in link.get_attribute("rel")
+
+    live_id = chat.send(second)
+    chat.wait_text_contains(live_id, "as it arrives")
+    ARTIFACTS.mkdir(exist_ok=True)
+    chat.page.screenshot(path=str(SCREENSHOT))
+    behavior.gate.set()
+    chat.wait_status(live_id, "done")
+    assert SCREENSHOT.stat().st_size > 0
+    assert chat.answer_text(live_id) == final_message(app, live_id).content
+
+
+@pytest.mark.browser
+def test_reload_mid_answer_shows_the_whole_answer_once(
+    app, web: str, open_chat, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"reload me {unique}"
+    chunks = words("r", 30)
+    behavior = model_server.behave(prompt, chunks=chunks, delay_seconds=0.01, gate_after=12)
+    chat = open_chat(web)
+    session_id = chat.session_id
+    answer_id = chat.send(prompt)
+    chat.wait_text_contains(answer_id, "r11")
+
+    chat.page.reload()
+    # The model is still held: what shows now came from the snapshot alone.
+    chat.wait_text_contains(answer_id, "r11")
+    assert chat.answer_text(answer_id) == "".join(chunks[:12])
+    assert chat.session_id == session_id
+    behavior.gate.set()
+    chat.wait_status(answer_id, "done")
+
+    assert chat.answer_text(answer_id) == final_message(app, answer_id).content == "".join(chunks)
+    assert_prefixes(chat.seen(answer_id), "".join(chunks))
+    assert chat.page.locator("li.message.user").count() == 1
+
+
+@pytest.mark.browser
+def test_two_tabs_on_one_session_end_with_identical_text(
+    app, web: str, contexts, open_chat, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"two tabs {unique}"
+    chunks = words("t", 20)
+    # No delay: `start` and the first pieces reach the other tab together, so
+    # they arrive while it reloads the snapshot to learn of the new message,
+    # and the snapshot already holds them.
+    behavior = model_server.behave(prompt, chunks=chunks, delay_seconds=0, gate_after=5)
+    first = open_chat(web)
+    # Another browser (its own storage) opening the URL: the URL carries the session.
+    second = open_chat(first.page.url)
+    assert second.session_id == first.session_id
+
+    answer_id = first.send(prompt)
+    second.wait_text_contains(answer_id, "t04")  # the other tab follows live ...
+    assert second.answer_text(answer_id) == "".join(chunks[:5])  # ... each piece once
+    assert second.page.locator("li.message.user .body").text_content() == prompt
+    behavior.gate.set()
+    first.wait_status(answer_id, "done")
+    second.wait_status(answer_id, "done")
+
+    stored = final_message(app, answer_id).content
+    assert first.answer_text(answer_id) == second.answer_text(answer_id) == stored
+    assert stored == "".join(chunks)
+    assert_prefixes(first.seen(answer_id), stored)
+    assert_prefixes(second.seen(answer_id), stored)
+
+
+@pytest.mark.browser
+def test_buffering_proxy_makes_the_page_long_poll_and_still_stream(
+    app, open_chat, buffering_proxy: BufferingProxy, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"through a buffering proxy {unique}"
+    chunks = words("b", 24)
+    behavior = model_server.behave(prompt, chunks=chunks, delay_seconds=0.1, gate_after=3)
+    chat = open_chat(buffering_proxy.base_url)  # SSE headers pass, so it looks live at first
+    answer_id = chat.send(prompt)
+
+    # The answer is held after 3 pieces; SSE shows none of it; the page notices.
+    chat.wait_connection("polling")
+    assert buffering_proxy.held_streams >= 1
+    chat.wait_text_contains(answer_id, "b02")
+    held_text = chat.answer_text(answer_id)
+    behavior.gate.set()
+    chat.wait_status(answer_id, "done")
+
+    text = chat.answer_text(answer_id)
+    assert text == final_message(app, answer_id).content == "".join(chunks)
+    after_gate = [t for t in chat.seen(answer_id) if len(t) > len(held_text)]
+    assert_progressive(after_gate, text, at_least=3)
+    assert chat.connection() == "polling"
+
+
+@pytest.mark.browser
+def test_connection_cutting_proxy_still_gives_the_whole_answer_once(
+    app, open_chat, cutting_proxy: CuttingProxy, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"through a cutting proxy {unique}"
+    chunks = words("c", 50)
+    model_server.behave(prompt, chunks=chunks, delay_seconds=0.08)
+    chat = open_chat(cutting_proxy.base_url)
+    answer_id = chat.send(prompt)
+    chat.wait_status(answer_id, "done", timeout_ms=60_000)
+
+    assert chat.answer_text(answer_id) == final_message(app, answer_id).content == "".join(chunks)
+    assert_prefixes(chat.seen(answer_id), "".join(chunks))
+    assert cutting_proxy.cuts >= 2
+
+
+@pytest.mark.browser
+def test_model_output_runs_no_script(
+    app, web: str, open_chat, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"<img src=x onerror=\"window.__pwned='prompt'\"> {unique}"
+    model_server.behave(prompt, chunks=[
+        "Text <script>window.__pwned = 'script'</script> then ",
+        "<img src=x onerror=\"window.__pwned='img'\"> and ",
+        "[click me](javascript:window.__pwned='link') and ",
+        "[data](data:text/html,<script>window.__pwned='data'</script>) and ",
+        "[fine](https://example.com/ok)\n\n",
+        "<iframe src=\"javascript:window.__pwned='iframe'\"></iframe>\n\n",
+        "**<svg onload=\"window.__pwned='svg'\">**",
+    ], delay_seconds=0.01)
+    chat = open_chat(web)
+    answer_id = chat.send(prompt)
+    chat.wait_status(answer_id, "done")
+
+    messages = chat.page.locator("#messages")
+    for tag in ("script", "img", "iframe", "svg", "object", "embed"):
+        assert messages.locator(tag).count() == 0, f"a <{tag}> element was created"
+    hrefs = messages.locator("a").evaluate_all("(els) => els.map((a) => a.href)")
+    assert hrefs == ["https://example.com/ok"]
+    text = chat.answer_text(answer_id)
+    assert "<script>window.__pwned = 'script'</script>" in text
+    assert "click me" in text and "<img src=x" in text
+    assert "<img src=x" in chat.page.locator("li.message.user .body").text_content()
+    assert chat.page.evaluate("window.__pwned") is None
+    assert chat.violations() == []
+
+
+@pytest.mark.browser
+def test_stop_cancels_the_answer_and_shows_it_stopped(
+    app, web: str, open_chat, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"stop me {unique}"
+    model_server.behave(prompt, chunks=words("s", 400), delay_seconds=0.05)
+    chat = open_chat(web)
+    answer_id = chat.send(prompt)
+    chat.wait_text_contains(answer_id, "s03")
+    chat.page.locator("#stop").click()
+    chat.wait_status(answer_id, "cancelled")
+
+    stored = final_message(app, answer_id)
+    assert (stored.status, stored.finish_reason) == ("cancelled", "cancelled")
+    assert chat.answer_text(answer_id) == stored.content
+    assert "s399" not in stored.content
+    assert chat.answer(answer_id).locator(".badge").text_content() == "stopped"
+    assert not chat.page.locator("#stop").is_visible()
+    assert chat.page.locator("#send").is_enabled()
+
+
+@pytest.mark.browser
+def test_hidden_tab_catches_up_when_shown(
+    app, web: str, open_chat, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"hide the tab {unique}"
+    chunks = words("h", 20)
+    behavior = model_server.behave(prompt, chunks=chunks, delay_seconds=0.01, gate_after=5)
+    chat = open_chat(web)
+    answer_id = chat.send(prompt)
+    chat.wait_text_contains(answer_id, "h04")
+
+    # Headless tabs are always visible; make the page believe it was hidden.
+    chat.page.evaluate("""(hidden) => {
+        for (const [name, value] of [["hidden", hidden], ["visibilityState", hidden ? "hidden" : "visible"]])
+          Object.defineProperty(document, name, { configurable: true, get: () => value });
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""", True)
+    behavior.gate.set()
+    stored = final_message(app, answer_id).content
+    assert chat.answer_text(answer_id) != stored  # a hidden tab does not render ...
+    chat.page.evaluate("""() => {
+        delete document.hidden; delete document.visibilityState;
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""")
+    chat.wait_status(answer_id, "done")  # ... and shows everything once it is back
+    assert chat.answer_text(answer_id) == stored == "".join(chunks)
+    assert_prefixes(chat.seen(answer_id), stored)
+
+
+# ---- chat.js functions, run in the browser ----
+
+@pytest.mark.browser
+def test_markdown_renderer_builds_only_safe_elements(web: str, open_chat) -> None:
+    chat = open_chat(web)
+    cases = {
+        "plain": "<p>plain</p>",
+        "a\nb\n\nc": "<p>a<br>b</p><p>c</p>",
+        "**b** *i* _i_ snake_case_name `c*o*de`":
+            "<p><strong>b</strong> <em>i</em> <em>i</em> snake_case_name <code>c*o*de</code></p>",
+        "1. one\n2. two": "<ol><li>one</li><li>two</li></ol>",
+        "> quoted": "<blockquote><p>quoted</p></blockquote>",
+        "```\n<b>x</b>": "<pre><code>&lt;b&gt;x&lt;/b&gt;</code></pre>",  # unclosed while streaming
+        "[x](javascript:alert(1))": "<p>x</p>",
+        "[x](JaVaScRiPt:alert(1))": "<p>x</p>",
+        "[x](/relative)": "<p>x</p>",
+        "[m](mailto:a@b.example)":
+            '<p><a href="mailto:a@b.example" rel="noopener noreferrer nofollow" target="_blank">m</a></p>',
+        "<b onmouseover=x>hi</b>": "<p>&lt;b onmouseover=x&gt;hi&lt;/b&gt;</p>",
+    }
+    rendered = chat.page.evaluate("""async (cases) => {
+        const { renderMarkdown } = await import("/static/chat.js");
+        const out = {};
+        for (const source of cases) {
+          const box = document.createElement("div");
+          box.append(renderMarkdown(source));
+          out[source] = box.innerHTML;
+        }
+        return out;
+    }""", list(cases))
+    assert rendered == cases
+
+
+@pytest.mark.browser
+def test_events_fold_into_messages(web: str, open_chat) -> None:
+    """A higher `attempt` drops the text so far; `end` checks `text_length` in code points."""
+    chat = open_chat(web)
+    result = chat.page.evaluate("""async () => {
+        const { applyEvent, idAfter } = await import("/static/chat.js");
+        const m = { id: "m1", role: "assistant", content: "", status: "queued" };
+        const byId = new Map([["m1", m]]);
+        const fold = (event, data) => applyEvent(byId, { event, data: { message_id: "m1", ...data } });
+        const log = [];
+        fold("start", { model: "x", attempt: 1 });
+        fold("chunk", { text: "half an ans" });
+        log.push(m.content);
+        fold("start", { model: "x", attempt: 2 });
+        log.push(m.content);
+        fold("chunk", { text: "whole ✓ 😀" });
+        log.push(fold("end", { finish_reason: "stop", text_length: 9 }), m.status);
+        log.push(fold("end", { finish_reason: "stop", text_length: 10 }));
+        log.push(fold("chunk", { message_id: "other", text: "?" }));
+        log.push(idAfter("1700000000000-10", "1700000000000-9"), idAfter("18446744073709551615-0", "18446744073709551614-99"));
+        return log;
+    }""")
+    assert result == ["half an ans", "", "ok", "done", "mismatch", "unknown", True, True]
+
+
+@pytest.mark.browser
+def test_each_event_is_applied_once_whichever_way_it_comes(web: str, open_chat) -> None:
+    """SSE, a probe, an EventSource reconnect from its own older id: overlapping deliveries."""
+    chat = open_chat(web)
+    result = chat.page.evaluate("""async () => {
+        const { accept } = await import("/static/chat.js");
+        const m = { id: "m1", role: "assistant", content: "", status: "queued" };
+        const conversation = { cursor: "100-0", byId: new Map([["m1", m]]) };
+        const ev = (id, event, data) => ({ id, event, data: { message_id: "m1", ...data } });
+        const start = ev("100-1", "start", { model: "x", attempt: 1 });
+        const c = (id, text) => ev(id, "chunk", { text });
+        const sse = [start, c("100-2", "a"), c("100-3", "b")];
+        const probe = [c("100-3", "b"), c("101-0", "c"), c("101-1", "d")];
+        const reconnect = [c("100-3", "b"), c("101-0", "c"), c("101-1", "d"), c("102-0", "e")];
+        const stale = [c("100-0", "z"), c("99-9", "y"), { event: "chunk", data: { message_id: "m1", text: "no id" } }];
+        const outcomes = [...sse, ...probe, ...reconnect, ...stale].map((e) => accept(conversation, e));
+        return { text: m.content, cursor: conversation.cursor, outcomes };
+    }""")
+    assert result["text"] == "abcde"
+    assert result["cursor"] == "102-0"
+    assert result["outcomes"] == (["ok"] * 3 + ["seen", "ok", "ok"] + ["seen"] * 3 + ["ok"]
+                                  + ["seen"] * 3)
