@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 BUFFER_ENTRIES = 2048
 CATCH_UP_BATCH = 1000
-RECONNECT_BACKOFF_MAX_SECONDS = 5.0
+RECONNECT_BACKOFF_MAX_SECONDS = 1.0
 
 
 class HubClosed(Exception):

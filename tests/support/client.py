@@ -160,3 +160,63 @@ def stream_events(http: httpx.Client, session_id: str, after: str = "0-0") -> li
 
 def count(events: list[Event], kind: str, **data: Any) -> int:
     return sum(1 for e in events if e.event == kind and all(e.data.get(k) == v for k, v in data.items()))
+
+
+def follow_resuming(base_url: str, session_id: str, message_id: str, *,
+                    timeout: float = 60.0) -> tuple[list[Event], list[int]]:
+    """Follow SSE like a browser: on a closed stream or an error answer, reconnect with
+    Last-Event-ID after a short pause. Returns the events and the statuses of failed connects."""
+    events: list[Event] = []
+    failures: list[int] = []
+    deadline = time.monotonic() + timeout
+    url = f"{base_url}/api/sessions/{session_id}/events"
+    while time.monotonic() < deadline:
+        headers = {"Last-Event-ID": events[-1].id} if events else {}
+        try:
+            with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, connect=2)) as response:
+                if response.status_code != 200:
+                    response.read()
+                    failures.append(response.status_code)
+                    raise httpx.HTTPError(f"status {response.status_code}")
+                fields: dict[str, str] = {}
+                for name, value in iter_sse_lines(response):
+                    if name == "" and value == "" and "data" in fields:
+                        event = Event(fields.get("id"), fields.get("event", "message"),
+                                      json.loads(fields["data"]))
+                        events.append(event)
+                        if event.event in FINAL and event.data.get("message_id") == message_id:
+                            return events, failures
+                        fields = {}
+                    elif name not in ("", "retry"):
+                        fields[name] = value
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)  # a client's reconnect delay, not synchronisation
+    raise AssertionError(f"never saw the end of {message_id}; got {len(events)} events")
+
+
+def poll_resuming(base_url: str, session_id: str, message_id: str, *,
+                  timeout: float = 60.0) -> tuple[list[Event], list[int]]:
+    """A long-poll loop that retries after error answers and dropped connections."""
+    events: list[Event] = []
+    failures: list[int] = []
+    cursor = "0-0"
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=base_url, timeout=httpx.Timeout(10, connect=2)) as http:
+        while time.monotonic() < deadline:
+            try:
+                response = http.get(f"/api/sessions/{session_id}/poll",
+                                    params={"after": cursor, "timeout": 2})
+            except httpx.HTTPError:
+                time.sleep(0.2)
+                continue
+            if response.status_code != 200:
+                failures.append(response.status_code)
+                time.sleep(0.2)
+                continue
+            body = response.json()
+            events += [Event(item["id"], item["event"], item["data"]) for item in body["events"]]
+            cursor = body["cursor"]
+            if any(e.event in FINAL and e.data.get("message_id") == message_id for e in events):
+                return events, failures
+    raise AssertionError(f"long-poll never saw the end of {message_id}")
