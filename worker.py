@@ -38,6 +38,7 @@ from webapp.generation import (  # noqa: E402
 )
 from webapp.llm import Model, model_from_settings  # noqa: E402
 from webapp.logs import configure  # noqa: E402
+from webapp.writer import WriteBatcher  # noqa: E402
 
 log = logging.getLogger("worker")
 
@@ -65,6 +66,7 @@ class Worker:
         self.stopping = Event()
         self.running: dict[str, Running] = {}
         self.client = redis_store.client_for(app)
+        self.batcher = WriteBatcher(self.client)
         self.lease_seconds: float = app.config["JOB_LEASE_SECONDS"]
         self.pop_timeout = app.config["WORKER_POP_TIMEOUT_SECONDS"]
         # The socket may wait a little longer than the pop itself blocks.
@@ -114,7 +116,7 @@ class Worker:
         job = taken.job
         log.info("job taken session=%s message=%s attempt=%d",
                  job.session_id, job.message_id, job.attempt)
-        running = Running(taken, Generation(self.app, self.model, job))
+        running = Running(taken, Generation(self.app, self.model, job, self.batcher))
         self.running[taken.raw] = running
         running.greenlet = self.pool.spawn(self._run, running)
 
@@ -165,7 +167,7 @@ class Worker:
             job = jobs.Job.loads(raw)
             if job.attempt >= self.config["JOB_MAX_ATTEMPTS"]:
                 if jobs.take_back(self.client, raw, None):
-                    fail_lost_job(self.app, self.model, job)
+                    fail_lost_job(self.app, self.model, job, self.batcher)
             elif jobs.take_back(self.client, raw, jobs.next_attempt(job)):
                 log.warning("job taken back from a lost worker session=%s message=%s "
                             "next_attempt=%d", job.session_id, job.message_id, job.attempt + 1)

@@ -36,7 +36,7 @@ from .extensions import db, redis_store
 from .jobs import Job
 from .llm import Delta, Finish, Model, ModelError, Piece
 from .models import Message
-from .writer import StreamWriter
+from .writer import StreamWriter, WriteBatcher
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,8 @@ def error_data(message_id: str, code: str, text: str) -> dict[str, Any]:
 class Generation:
     """Runs one attempt of one job to its final state."""
 
-    def __init__(self, app: Flask, model: Model, job: Job) -> None:
+    def __init__(self, app: Flask, model: Model, job: Job,
+                 batcher: WriteBatcher | None = None) -> None:
         self.app = app
         self.model = model
         self.job = job
@@ -139,6 +140,7 @@ class Generation:
             job.attempt,
             stream_ttl_seconds=self.settings["STREAM_TTL_SECONDS"],
             maxlen=self.settings["STREAM_MAXLEN"],
+            batcher=batcher,
         )
         self.outcome = Outcome()
         self.ended = False
@@ -352,11 +354,11 @@ def run_generation(generation: Generation) -> None:
             db.session.remove()
 
 
-def fail_lost_job(app: Flask, model: Model, job: Job) -> None:
+def fail_lost_job(app: Flask, model: Model, job: Job, batcher: WriteBatcher | None = None) -> None:
     """End a job whose workers kept dying: `error` worker_lost, in SQL and the stream."""
     with app.app_context():
         try:
-            generation = Generation(app, model, job)
+            generation = Generation(app, model, job, batcher)
             if not jobs.begin(generation.client, job):
                 return  # it finished after all, or a newer attempt owns it
             generation.fail(WORKER_LOST, "the answer was lost with its worker, too many times")

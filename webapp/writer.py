@@ -21,6 +21,10 @@ checks and the write are atomic:
 
 Redis errors are retried with backoff for up to `retry_seconds`, so a Redis
 restart pauses an answer instead of failing it.
+
+In the worker, all generations of the process share one `WriteBatcher`: one
+greenlet sends whatever writes are waiting as one pipeline, so many answers
+cost one round trip, and one connection, at a time (issue 5).
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import gevent
 import redis
+from gevent.event import AsyncResult, Event
+from redis.commands.core import Script
 
 from . import keys
 
@@ -83,6 +90,17 @@ redis.call('EXPIRE', KEYS[3], ARGV[10])
 return {id, '0'}
 """
 
+_SCRIPTS: dict[tuple[int, str], Script] = {}
+
+
+def _script(client: redis.Redis, source: str) -> Script:
+    """One Script object per client and source, so its SHA is computed once."""
+    key = (id(client), source)
+    if key not in _SCRIPTS:
+        _SCRIPTS[key] = client.register_script(source)
+    return _SCRIPTS[key]
+
+
 RETRY_START_SECONDS = 0.1
 RETRY_MAX_SECONDS = 2.0
 
@@ -99,6 +117,62 @@ class Written:
         return not self.entry_id
 
 
+class WriteBatcher:
+    """Sends the stream writes of every generation in this process as pipelines.
+
+    No timer: a write waits only for the pipeline already in flight, and all
+    writes that arrived meanwhile go out together in the next one.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._pending: list[tuple[Script, list[Any], AsyncResult]] = []
+        self._wakeup = Event()
+        self._greenlet: gevent.Greenlet | None = None
+        self.pipelines = 0  # counters for the benchmark
+        self.writes = 0
+
+    def run_script(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        if self._greenlet is None or self._greenlet.dead:
+            self._greenlet = gevent.spawn(self._send_forever)
+        result = AsyncResult()
+        self._pending.append((script, [*keys, *args], result))
+        self._wakeup.set()
+        return result.get()
+
+    def _send_forever(self) -> None:
+        while True:
+            self._wakeup.wait()
+            self._wakeup.clear()
+            batch, self._pending = self._pending, []
+            if batch:
+                self._send(batch)
+
+    def _send(self, batch: list[tuple[Script, list[Any], AsyncResult]]) -> None:
+        try:
+            results = self._pipeline(batch)
+            if any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
+                # Redis restarted and forgot our scripts; nothing ran, so send again.
+                for script in {id(s): s for s, _, _ in batch}.values():
+                    script.sha = self._client.script_load(script.script)
+                results = self._pipeline(batch)
+        except Exception as exc:  # the connection failed: every writer retries on its own
+            results = [exc] * len(batch)
+        self.pipelines += 1
+        self.writes += len(batch)
+        for (_, _, result), outcome in zip(batch, results):
+            if isinstance(outcome, Exception):
+                result.set_exception(outcome)
+            else:
+                result.set(outcome)
+
+    def _pipeline(self, batch: list[tuple[Script, list[Any], AsyncResult]]) -> list[Any]:
+        with self._client.pipeline(transaction=False) as pipe:
+            for script, keys_and_args, _ in batch:
+                pipe.evalsha(script.sha, 3, *keys_and_args)
+            return pipe.execute(raise_on_error=False)
+
+
 class StreamWriter:
     """Writes one generation attempt's events, fenced by message id and attempt."""
 
@@ -112,6 +186,7 @@ class StreamWriter:
         stream_ttl_seconds: int,
         maxlen: int,
         retry_seconds: float = 30.0,
+        batcher: WriteBatcher | None = None,
     ) -> None:
         self._client = client
         self._keys = keys.session_keys(session_id)
@@ -121,8 +196,9 @@ class StreamWriter:
         self._stream_ttl = stream_ttl_seconds
         self._maxlen = maxlen
         self._retry_seconds = retry_seconds
-        self._append = client.register_script(_APPEND)
-        self._finish = client.register_script(_FINISH)
+        self._batcher = batcher
+        self._append = _script(client, _APPEND)
+        self._finish = _script(client, _FINISH)
 
     def _args(self, event: str, data: str) -> list[Any]:
         self._seq += 1
@@ -134,7 +210,10 @@ class StreamWriter:
         backoff = RETRY_START_SECONDS
         while True:
             try:
-                entry_id, cancel = script(keys=self._keys, args=args)
+                if self._batcher is not None:
+                    entry_id, cancel = self._batcher.run_script(script, self._keys, args)
+                else:
+                    entry_id, cancel = script(keys=self._keys, args=args)
                 return Written(entry_id or "", cancel == "1")
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if time.monotonic() + backoff > deadline:
