@@ -5,15 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from sqlalchemy import text
 
-from . import jobs, keys, limits, models
+from . import events, jobs, keys, limits, models
 from .errors import ApiError, error_response
+from .events import Entry
 from .extensions import db, redis_store
+from .hub import HubClosed, Reset, get_hub
 from .models import ChatSession, Message
 from .snapshot import live_messages, snapshot
 
@@ -22,6 +25,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 
 ID_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{8,64}\Z")
+# Long enough for most answers, short enough for Heroku's 30 s router window.
+WAIT_MAX_SECONDS = 25.0
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"\A[\x21-\x7e]{1,255}\Z")
 
 
@@ -145,25 +150,62 @@ def post_message(session_id: str) -> tuple[Response, int, dict[str, str]] | Resp
     return Response(body, 202, mimetype="application/json", headers={"Location": location})
 
 
-def find_live_message(session_id: str, message_id: str) -> dict[str, Any]:
+def find_live_message(session_id: str, message_id: str) -> tuple[dict[str, Any], str]:
+    """The message as a snapshot shows it, and the snapshot's cursor."""
     valid_id(message_id, "message")
-    messages, _ = live_messages(redis_store.client, session_id)
+    messages, cursor = live_messages(redis_store.client, session_id)
     for message in messages:
         if message.id == message_id:
-            return message.to_json()
+            return message.to_json(), cursor
     raise ApiError(404, "message_not_found", "No message with that id in this session.")
+
+
+def wait_seconds() -> float | None:
+    """The `wait` parameter: None when absent, else seconds clamped to 0..25."""
+    raw = request.args.get("wait")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise ApiError(400, "invalid_wait", "wait must be a number of seconds.")
+    return min(max(seconds, 0.0), WAIT_MAX_SECONDS)
+
+
+def wait_until_final(session_id: str, message_id: str, cursor: str, seconds: float) -> None:
+    """Hold the request on the hub (not on a Redis connection) until the message ends."""
+    def is_final(entry: Entry) -> bool:
+        return entry.event in events.FINAL_EVENTS and entry.parsed().get("message_id") == message_id
+
+    release = limits.acquire_stream(request, current_app.config)
+    try:
+        with get_hub(current_app._get_current_object()).follow(session_id, cursor) as follower:
+            follower.wait_until(is_final, seconds)
+    except (Reset, HubClosed):
+        pass  # answer with what SQL and the stream hold now
+    finally:
+        release()
 
 
 @bp.get("/api/sessions/<session_id>/messages/<message_id>")
 def get_message(session_id: str, message_id: str) -> Response:
+    """One message; with ?wait=, once it is finished or the wait runs out."""
     load_session(session_id)
-    return jsonify(find_live_message(session_id, message_id))
+    valid_id(message_id, "message")
+    wait = wait_seconds()
+    message, cursor = find_live_message(session_id, message_id)
+    if wait and message["status"] in (models.QUEUED, models.STREAMING):
+        wait_until_final(session_id, message_id, cursor, wait)
+        message, _ = find_live_message(session_id, message_id)
+    return jsonify(message)
 
 
 @bp.post("/api/sessions/<session_id>/messages/<message_id>/cancel")
 def cancel_message(session_id: str, message_id: str) -> tuple[Response, int]:
     load_session(session_id)
-    message = find_live_message(session_id, message_id)
+    message, _ = find_live_message(session_id, message_id)
     if message["role"] != models.ASSISTANT:
         raise ApiError(409, "not_cancellable", "Only an assistant answer can be cancelled.")
     requested = jobs.request_cancel(redis_store.client, session_id, message_id)

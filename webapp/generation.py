@@ -32,6 +32,7 @@ from flask import Flask
 from sqlalchemy import update
 
 from . import events, jobs, models
+from .cache import AnswerCache, CachedAnswer, cache_key
 from .extensions import db, redis_store
 from .jobs import Job
 from .llm import Delta, Finish, Model, ModelError, Piece
@@ -143,6 +144,10 @@ class Generation:
             batcher=batcher,
         )
         self.outcome = Outcome()
+        ttl = self.settings["ANSWER_CACHE_TTL_SECONDS"]
+        self.cache = AnswerCache(self.client, ttl) if ttl > 0 else None
+        self.cache_key: str | None = None
+        self.from_cache = False
         self.ended = False
         self.handed_back = False
         # True only while waiting on the model: the one place a cancel must interrupt.
@@ -194,8 +199,10 @@ class Generation:
         prompt = build_prompt(
             history, self.settings["SYSTEM_PROMPT"], self.settings["CONTEXT_BUDGET_CHARS"]
         )
-        start = {"message_id": message.id, "model": self.model.name,
-                 "attempt": self.job.attempt, "cached": False}
+        cached = self._cached_answer(prompt)
+        self.from_cache = cached is not None
+        start = {"message_id": message.id, "model": cached.model if cached else self.model.name,
+                 "attempt": self.job.attempt, "cached": cached is not None}
         written = self.writer.append(events.START, events.dumps(start))
         if written.fenced:
             self.ended = True
@@ -205,7 +212,7 @@ class Generation:
                  *self._ids(), self.job.attempt)
         if written.cancel_requested:
             raise Cancelled()
-        for piece in self._model_pieces(prompt):
+        for piece in cached.pieces() if cached else self._model_pieces(prompt):
             if isinstance(piece, Finish):
                 self._end(piece)
                 return
@@ -245,6 +252,15 @@ class Generation:
                 close = getattr(pieces, "close", None)
                 if close is not None:
                     close()
+
+    def _cached_answer(self, prompt: list[dict[str, str]]) -> CachedAnswer | None:
+        """The cached answer to this exact request, when the cache is on."""
+        if self.cache is None:
+            return None
+        self.cache_key = cache_key(self.model.name, prompt, self.settings["LLM_MAX_TOKENS"])
+        cached = self.cache.get(self.cache_key)
+        log.info("answer cache %s session=%s message=%s", "hit" if cached else "miss", *self._ids())
+        return cached
 
     def _chunk(self, delta: Delta) -> None:
         data = events.dumps({"message_id": self.job.message_id, "text": delta.text})
@@ -310,6 +326,9 @@ class Generation:
             "text_length": len(self.outcome.text),
         }
         self._finish_stream(events.END, data)
+        if self.cache is not None and self.cache_key and not self.from_cache:
+            self.cache.put(self.cache_key, CachedAnswer(
+                list(self.outcome.parts), finish.model, finish.finish_reason, finish.usage))
         log.info("generation ended session=%s message=%s finish_reason=%s chunks=%d ms=%d",
                  *self._ids(), finish.finish_reason, self.outcome.chunks, data["duration_ms"])
 

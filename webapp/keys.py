@@ -13,6 +13,7 @@ share the `{jobs}` tag so `BLMOVE` can move a job between them.
     relay:{<sid>}:meta             hash    last_id written, floor (everything <= floor is gone)
     relay:{<sid>}:idem:<key>       string  the answer to a prompt post with that Idempotency-Key
     relay:rate:<address>:<window>  string  prompts counted in a rate-limit window
+    relay:cache:<sha256>           string  a cached answer (cache.py), with a TTL
     relay:events                   channel one notice per appended event (see hub.py)
 """
 
@@ -49,6 +50,10 @@ def idempotency(session_id: str, key_digest: str) -> str:
 
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+
+
+def answer_cache(digest: str) -> str:
+    return f"{PREFIX}:cache:{digest}"
 
 
 def rate_limit(address: str, window: int) -> str:

@@ -17,7 +17,7 @@ import math
 import re
 import time
 from collections import Counter
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import redis
 from flask import Request
@@ -99,3 +99,9 @@ class StreamCounter:
 
 
 streams = StreamCounter()
+
+
+def acquire_stream(request: Request, config: Mapping[str, Any]) -> Callable[[], None]:
+    """Take one of the client's open streams (429 beyond the cap); returns its release."""
+    address = client_address(request, config["PROXY_HOPS"])
+    return streams.acquire(address, config["MAX_STREAMS_PER_CLIENT"])

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Iterator
 
 import gevent
 import redis
@@ -123,19 +123,12 @@ def sse_body(
             yield b"".join(entry.sse for entry in batch) if batch else KEEP_ALIVE
 
 
-def stream_slot() -> Callable[[], None]:
-    """Take one of the client's open streams (429 beyond the cap); returns its release."""
-    config = current_app.config
-    address = limits.client_address(request, config["PROXY_HOPS"])
-    return limits.streams.acquire(address, config["MAX_STREAMS_PER_CLIENT"])
-
-
 @bp.get("/api/sessions/<session_id>/events", endpoint="events")
 def events_(session_id: str) -> Response:
     load_session(session_id)
     cursor = sse_cursor()
     config = current_app.config
-    release = stream_slot()
+    release = limits.acquire_stream(request, current_app.config)
     follower = get_hub(current_app._get_current_object()).follow(session_id, cursor)
     log.info("sse open session=%s cursor=%s", session_id, cursor)
     body = sse_body(
@@ -160,7 +153,7 @@ def poll(session_id: str) -> Response:
     timeout = poll_timeout()
     reset = False
     hub = get_hub(current_app._get_current_object())
-    release = stream_slot()
+    release = limits.acquire_stream(request, current_app.config)
     try:
         with hub.follow(session_id, cursor) as follower:
             batch = follower.next_batch(timeout, POLL_MAX_EVENTS)
