@@ -9,10 +9,6 @@ and dropped afterwards.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -21,6 +17,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from tests.support.flask_cli import flask_cli
+from tests.support.postgres import fresh_database
 from tests.support.processes import ROOT
 from webapp import models  # noqa: F401  (registers the tables on the metadata)
 from webapp.config import database_url as normalise
@@ -31,14 +29,7 @@ TABLES = {"chat_sessions", "messages"}
 
 def flask_db(database_url: str, *args: str) -> str:
     """Run `flask --app wsgi db <args>` against `database_url`; its standard output."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
-    env["DATABASE_URL"] = database_url
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "db", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+    return flask_cli({"DATABASE_URL": database_url}, "db", *args).stdout
 
 
 def schema_differences(engine: sa.Engine) -> list:
@@ -70,23 +61,29 @@ def test_sqlite_upgrades_to_the_models_and_downgrades(tmp_path: Path) -> None:
     check_up_and_down(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
 
 
+def test_a_database_made_before_migrations_is_adopted(tmp_path: Path) -> None:
+    """The old release line (`init-db`) left 0001's tables and no version: upgrade adopts them."""
+    url = f"sqlite:///{tmp_path / 'init-db.sqlite3'}"
+    flask_db(url, "upgrade", "0001")
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE alembic_version"))
+            conn.execute(sa.text("INSERT INTO chat_sessions (id, created_at)"
+                                 " VALUES ('kept-session', '2026-01-01 00:00:00')"))
+        flask_db(url, "upgrade")
+        assert schema_differences(engine) == []
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT id FROM chat_sessions")).scalars().all() == [
+                "kept-session"]
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture()
 def empty_postgres() -> Iterator[str]:
-    """A new, empty PostgreSQL database on TEST_DATABASE_URL's server, dropped after."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    if not url:
-        pytest.skip("TEST_DATABASE_URL is not set")
-    import psycopg
-
-    name = f"relay_mig_{uuid.uuid4().hex[:12]}"
-    admin = sa.make_url(normalise(url))
-    with psycopg.connect(admin.set(drivername="postgresql").render_as_string(False),
-                         autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield admin.set(database=name, drivername="postgresql").render_as_string(False)
-        finally:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("relay_mig") as url:
+        yield url
 
 
 def test_postgresql_upgrades_to_the_models_and_downgrades(empty_postgres: str) -> None:

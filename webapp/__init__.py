@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from flask import Flask
 
 from . import config, errors
-from .extensions import db, migrate, redis_store
+from .extensions import check_green_postgres, db, migrate, redis_store
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -29,6 +29,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     _sqlite_folder(app)
     db.init_app(app)
+    check_green_postgres(app)
     # The schema comes from migrations only (`flask db upgrade`, the Procfile's
     # release line), never from create_all() in a running process.
     migrate.init_app(app, db, directory=str(config.PROJECT_ROOT / "migrations"))

@@ -27,6 +27,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    return raw not in ("0", "false", "no", "off")
+
+
 def database_url(raw: str | None) -> str:
     """Normalise a DATABASE_URL: Heroku's `postgres://` -> SQLAlchemy + psycopg 3.
 
@@ -43,6 +50,15 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if env is None else env
     return {
         "REDIS_URL": env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        # Check a `rediss://` server's certificate. Heroku's Redis add-on
+        # presents a self-signed one: set 0 there (README, Deploy).
+        "REDIS_SSL_VERIFY": _bool(env, "REDIS_SSL_VERIFY", True),
+        # REDIS_URL names one node of a Redis Cluster (README, Operations).
+        "REDIS_CLUSTER": _bool(env, "REDIS_CLUSTER", False),
+        # The shared pool's connections per process (per node on a cluster);
+        # a command waits this long for a free one before failing.
+        "REDIS_MAX_CONNECTIONS": _int(env, "REDIS_MAX_CONNECTIONS", 20),
+        "REDIS_POOL_TIMEOUT_SECONDS": _float(env, "REDIS_POOL_TIMEOUT_SECONDS", 5.0),
         "SQLALCHEMY_DATABASE_URI": database_url(env.get("DATABASE_URL")),
         # PostgreSQL connections kept open per process, and how many more it
         # may open under load; unset, the ceiling is WORKER_CONCURRENCY, so

@@ -6,10 +6,15 @@ and the worker share one definition (the Flask extension pattern).
 
 from __future__ import annotations
 
+import socket
+import sys
+from typing import Any, Mapping
+
 import redis
 from flask import Flask, current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from redis.cluster import RedisCluster
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -23,30 +28,106 @@ db = SQLAlchemy(model_class=Base)
 # release line; the scripts live in migrations/ at the project root.
 migrate = Migrate()
 
+
+def check_green_postgres(app: Flask) -> None:
+    """Refuse to run a gevent process whose PostgreSQL driver would block the hub.
+
+    psycopg 3 (3.1.14 and later) cooperates with gevent on its own: when
+    `psycopg.waiting` is imported after gevent patched `select`, it waits on
+    sockets with the patched `poll`, which yields to other greenlets, instead
+    of its C wait function, which blocks the whole process. So the import
+    order is what matters: monkey-patch first (worker.py's first lines;
+    gunicorn's gevent worker patches before it loads the app), then import
+    anything that imports psycopg. A process that got it wrong would stall
+    every open stream during each SQL call; it stops here instead.
+    """
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        return
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("select"):
+        return  # not a gevent process (the release phase, the CLI, tests)
+    from psycopg import waiting
+
+    if waiting.wait is getattr(waiting, "wait_c", None):
+        raise RuntimeError(
+            "psycopg was imported before gevent patched the standard library, so "
+            "SQL calls would block every greenlet: call gevent.monkey.patch_all() first"
+        )
+
+
 # Commands on the shared pool never block server-side, so a short socket
 # timeout only ever fires on a dead connection. Blocking reads (the worker's
 # BLMOVE, the hub's pub/sub) get a client of their own with a timeout longer
 # than their block, so redis-py never cuts them short.
 COMMAND_TIMEOUT_SECONDS = 10.0
 CONNECT_TIMEOUT_SECONDS = 5.0
+# Before using a connection idle this long, PING it (redis-py's health check):
+# a connection the server or a router dropped is replaced, not failed on.
 HEALTH_CHECK_SECONDS = 30
+# TCP keep-alive probes: a peer that vanished without a FIN (a failover, a
+# dropped NAT entry) is noticed within about a minute, even on a connection
+# that only waits, like the hub's pub/sub.
+KEEPALIVE_OPTIONS = {
+    getattr(socket, option): value
+    for option, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3))
+    if hasattr(socket, option)
+}
+
+
+def redis_options(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Connection options that every Redis client of the process shares.
+
+    `rediss://` URLs connect with TLS and verify the server's certificate,
+    unless REDIS_SSL_VERIFY is off: Heroku Data for Redis presents a
+    self-signed certificate (https://devcenter.heroku.com/articles/connecting-heroku-redis),
+    so there the connection is encrypted but the certificate is not checked.
+    """
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "socket_keepalive": True,
+        "socket_keepalive_options": KEEPALIVE_OPTIONS,
+        "health_check_interval": HEALTH_CHECK_SECONDS,
+        # A timed-out write may have run: retrying it could append an event twice.
+        "retry_on_timeout": False,
+    }
+    if settings["REDIS_URL"].startswith("rediss://") and not settings["REDIS_SSL_VERIFY"]:
+        options.update(ssl_cert_reqs="none", ssl_check_hostname=False)
+    return options
+
+
+def make_redis(
+    settings: Mapping[str, Any], *, socket_timeout: float | None, max_connections: int | None,
+) -> redis.Redis:
+    """A client with its own pool: a single server, or a Redis Cluster (REDIS_CLUSTER).
+
+    The pool blocks, under gevent cooperatively, for up to
+    REDIS_POOL_TIMEOUT_SECONDS when all its connections are busy, instead of
+    failing at once: a burst of reconnecting streams queues for a moment.
+    """
+    options = redis_options(settings)
+    options["socket_timeout"] = socket_timeout
+    if max_connections is not None:
+        options.update(max_connections=max_connections,
+                       timeout=settings["REDIS_POOL_TIMEOUT_SECONDS"])
+    if settings["REDIS_CLUSTER"]:
+        # The cluster client keeps one pool per node and follows MOVED/ASK.
+        return RedisCluster.from_url(
+            settings["REDIS_URL"], connection_pool_class=redis.BlockingConnectionPool, **options
+        )
+    pool = redis.BlockingConnectionPool.from_url(settings["REDIS_URL"], **options)
+    return redis.Redis(connection_pool=pool)
 
 
 class RedisStore:
     """One Redis connection pool per process, shared by every request and job."""
 
     def init_app(self, app: Flask) -> None:
-        url = app.config["REDIS_URL"]
-        app.extensions["relay.redis"] = redis.Redis.from_url(
-            url,
-            decode_responses=True,
+        app.extensions["relay.redis"] = make_redis(
+            app.config,
             socket_timeout=COMMAND_TIMEOUT_SECONDS,
-            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            socket_keepalive=True,
-            health_check_interval=HEALTH_CHECK_SECONDS,
-            retry_on_timeout=False,
+            max_connections=app.config["REDIS_MAX_CONNECTIONS"],
         )
-        app.extensions["relay.redis_url"] = url
 
     @property
     def client(self) -> redis.Redis:
@@ -58,14 +139,18 @@ class RedisStore:
 
     @staticmethod
     def blocking_client(app: Flask, read_timeout_seconds: float | None) -> redis.Redis:
-        """A single-connection client for a long blocking read."""
+        """A client of its own for a long blocking read (BLMOVE, pub/sub).
+
+        Its socket timeout (None: wait for ever) must be longer than the block.
+        On a single server it holds one connection; a cluster client holds one
+        per node it talks to.
+        """
+        if app.config["REDIS_CLUSTER"]:
+            return make_redis(app.config, socket_timeout=read_timeout_seconds, max_connections=4)
+        options = redis_options(app.config)
         return redis.Redis.from_url(
-            app.extensions["relay.redis_url"],
-            decode_responses=True,
-            socket_timeout=read_timeout_seconds,
-            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            socket_keepalive=True,
-            single_connection_client=True,
+            app.config["REDIS_URL"], socket_timeout=read_timeout_seconds,
+            single_connection_client=True, **options,
         )
 
 

@@ -4,10 +4,13 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-21
 
+Databases made before migrations existed (the old `flask init-db`, which ran
+create_all() on these very models) already hold both tables: this revision
+adopts them as they are, so the release line upgrades them like any other.
 """
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision = "0001"
 down_revision = None
@@ -15,7 +18,15 @@ branch_labels = None
 depends_on = None
 
 
+def created_before_migrations() -> bool:
+    if context.is_offline_mode():
+        return False
+    return {"chat_sessions", "messages"} <= set(sa.inspect(op.get_bind()).get_table_names())
+
+
 def upgrade():
+    if created_before_migrations():
+        return
     op.create_table(
         "chat_sessions",
         sa.Column("id", sa.String(length=64), nullable=False),
