@@ -1,0 +1,95 @@
+"""The Procfile, run as Heroku runs it: the release line to completion, then web and worker.
+
+honcho (the Procfile runner in requirements.txt) starts the Procfile's own
+lines, unchanged; only the environment is the test's: a Redis and a SQLite
+file of its own, the test model server, and gunicorn bound to 127.0.0.1
+through GUNICORN_CMD_ARGS. Then an answer streams end to end and is stored.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from tests.support.client import answer_text, create_session, post_prompt, read_sse
+from tests.support.model_server import ModelServer
+from tests.support.processes import ROOT, Process, RedisServer, free_port, wait_for
+
+pytestmark = pytest.mark.slow
+
+HONCHO = str(Path(sys.executable).parent / "honcho")
+
+
+def procfile_lines() -> dict[str, str]:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def test_procfile_has_the_three_heroku_process_types() -> None:
+    lines = procfile_lines()
+    assert set(lines) == {"release", "web", "worker"}
+    assert lines["release"] == "flask --app wsgi db upgrade"
+    assert "gunicorn --config gunicorn.conf.py wsgi:app" in lines["web"]
+    assert "worker.py" in lines["worker"]
+
+
+@pytest.fixture()
+def procfile_env(base_env: dict[str, str], log_dir: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
+    redis_server = RedisServer(log_dir).start()
+    port = free_port()
+    env = dict(
+        base_env,
+        REDIS_URL=redis_server.url,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'procfile.sqlite3'}",
+        PORT=str(port),
+        # Command-line settings override gunicorn.conf.py: listen on loopback only.
+        GUNICORN_CMD_ARGS=f"--bind 127.0.0.1:{port}",
+        PATH=f"{Path(sys.executable).parent}:{base_env.get('PATH', '')}",
+    )
+    yield env
+    redis_server.stop()
+
+
+def test_procfile_release_web_and_worker_stream_an_answer(
+    procfile_env: dict[str, str], model_server: ModelServer, log_dir: Path, unique: str,
+) -> None:
+    env = procfile_env
+    release = Process("procfile-release", [HONCHO, "start", "release"], env, log_dir).start()
+    assert release.proc.wait(60) == 0, release.log_text()[-3000:]
+    assert "Running upgrade" in release.log_text()
+
+    port = env["PORT"]
+    honcho = Process("procfile-web-worker", [HONCHO, "start", "--port", port, "web", "worker"],
+                     env, log_dir).start()
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        def ready() -> bool:
+            assert honcho.alive(), honcho.log_text()[-3000:]
+            try:
+                return httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, timeout=60, what="the Procfile's web line to answer /readyz")
+        wait_for(lambda: "worker ready" in honcho.log_text(), timeout=30,
+                 what="the Procfile's worker line")
+
+        prompt = f"procfile {unique}"
+        chunks = ["Heroku ", "runs ", "this ", "Procfile."]
+        model_server.behave(prompt, chunks=chunks)
+        with httpx.Client(base_url=base_url, timeout=30) as http:
+            session_id = create_session(http)
+            message_id = post_prompt(http, session_id, prompt)["message_id"]
+            raw = read_sse(base_url, session_id, until_message=message_id)
+            assert raw.events[-1].event == "end"
+            assert answer_text(raw.events, message_id) == "".join(chunks)
+            stored = http.get(f"/api/sessions/{session_id}").json()["messages"][-1]
+            assert (stored["status"], stored["content"]) == ("done", "".join(chunks))
+    finally:
+        honcho.stop(timeout=40)
+    log = honcho.log_text()
+    assert "web.1 stopped" in log and "worker.1 stopped" in log
