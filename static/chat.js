@@ -598,7 +598,7 @@ function messageView(message) {
 
 function errorView(message) {
   const box = el("div");
-  box.className = "error";
+  box.className = "failure";
   box.append(el("span", message.error?.message || "The answer failed."));
   const retry = el("button", "Retry");
   retry.type = "button";

@@ -358,6 +358,59 @@ def test_stop_cancels_the_answer_and_shows_it_stopped(
 
 
 @pytest.mark.browser
+def test_error_is_shown_on_the_answer_and_retry_asks_again(
+    app, web: str, open_chat, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"fail once {unique}"
+    chunks = words("e", 6)
+    # 400 is not worth retrying for the worker: the first answer fails for good.
+    model_server.behave(prompt, chunks=chunks, fail_status=400, fail_times=1)
+    chat = open_chat(web)
+    failed_id = chat.send(prompt)
+    chat.wait_status(failed_id, "error")
+    failed = chat.answer(failed_id)
+    assert "HTTP 400" in failed.locator(".failure").text_content()
+    assert final_message(app, failed_id).status == "error"
+
+    failed.get_by_role("button", name="Retry").click()
+    retry_id = chat.wait_for("""(() => {
+        const ids = [...document.querySelectorAll("li.message.assistant")].map((li) => li.dataset.messageId);
+        return ids.length === 2 && ids[1];
+    })()""")
+    chat.wait_status(retry_id, "done")
+    assert chat.answer_text(retry_id) == final_message(app, retry_id).content == "".join(chunks)
+    assert chat.page.locator("li.message.user .body").all_text_contents() == [prompt, prompt]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_worker_lost_mid_answer_page_shows_only_the_second_attempt(
+    private_stack, contexts, model_server: ModelServer, unique: str
+) -> None:
+    stack = private_stack(JOB_LEASE_SECONDS="1.5")
+    web = stack.web()
+    first_worker = stack.worker()
+    prompt = f"lose the worker {unique}"
+    chunks = words("k", 20)
+    behavior = model_server.behave(prompt, chunks=chunks, delay_seconds=0.005, gate_after=5)
+    chat = ChatPage(contexts()).open(web)
+    answer_id = chat.send(prompt)
+    chat.wait_text_contains(answer_id, "k04")
+
+    first_worker.kill()
+    behavior.gate.set()
+    stack.worker()  # takes the job over as attempt 2, which starts the answer afresh
+    chat.wait_status(answer_id, "done")
+
+    text = chat.answer_text(answer_id)
+    assert text == final_message(stack.app, answer_id).content == "".join(chunks)
+    # Attempt 1's text is a prefix of the answer too: had the page kept it when
+    # attempt 2 started, it would have shown "k00 ... k04 k00 ...".
+    assert_prefixes(chat.seen(answer_id), text)
+    chat.check_no_errors()
+
+
+@pytest.mark.browser
 def test_hidden_tab_catches_up_when_shown(
     app, web: str, open_chat, model_server: ModelServer, unique: str
 ) -> None:
