@@ -30,3 +30,41 @@ keepalive = 95
 graceful_timeout = 25
 accesslog = "-"
 errorlog = "-"
+
+
+# -- Prometheus multiprocess mode (webapp/metrics.py) -------------------------
+# Every web process writes its metrics to files in PROMETHEUS_MULTIPROC_DIR,
+# and a scrape answered by any of them adds up all the files. The folder must
+# hold this server's processes only, so it starts empty, and a dead process's
+# gauges must go, or its open streams would be counted for ever.
+
+def on_starting(server):
+    """In the arbiter, before any fork: the metrics folder, fresh."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+    else:
+        folder = tempfile.mkdtemp(prefix="relay-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder  # inherited by the forked workers
+        server.relay_metrics_tmp = folder
+    server.relay_rmtree = shutil.rmtree
+
+
+def child_exit(server, worker):
+    # Imported here, after on_starting set the folder: prometheus_client picks
+    # file-backed values only if the variable is set when it is first imported.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    folder = getattr(server, "relay_metrics_tmp", None)
+    if folder:
+        server.relay_rmtree(folder, ignore_errors=True)
