@@ -105,6 +105,8 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # A client that has not taken an SSE write for this long is dropped.
         "SSE_SEND_TIMEOUT_SECONDS": _float(env, "SSE_SEND_TIMEOUT_SECONDS", 30.0),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
+        # `text` for people, `json` (one object per line) for log drains (logs.py).
+        "LOG_FORMAT": env.get("LOG_FORMAT", "text"),
     }
 
 
