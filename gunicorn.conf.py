@@ -30,6 +30,10 @@ keepalive = 95
 graceful_timeout = 25
 accesslog = "-"
 errorlog = "-"
+# gunicorn 25+ opens a control socket for `gunicornc` at one default path per
+# user, which every server on a machine would share; Heroku manages dynos
+# with `heroku ps` instead.
+control_socket_disable = True
 
 
 # -- Prometheus multiprocess mode (webapp/metrics.py) -------------------------
