@@ -24,7 +24,7 @@ const QUIET_MS = 3000; // an answer due but SSE quiet this long: probe
 const GRACE_MS = 1500; // SSE must deliver what a probe found within this
 const IDLE_PROBE_MAX_MS = 30000; // an SSE that never delivered: probe this rarely at most
 const SSE_RETRY_MS = [15000, 30000, 60000, 120000, 300000]; // from polling, try SSE again
-const SSE_TRIAL_MS = 20000; // a retried SSE must deliver something new within this
+const SSE_TRIAL_MS = 20000; // a retried SSE must catch up with polling within this
 const POLL_TIMEOUT_S = 20;
 
 // ---- event ids and the conversation model (no DOM, no network) ----
@@ -391,8 +391,10 @@ function onSseEvent(es, type, message) {
   // `reset` has no id of its own: lastEventId would be the previous event's.
   const id = type === "reset" ? null : message.lastEventId;
   if (id) net.esLastId = id;
-  const fresh = receive({ id, event: type, data });
-  if (fresh && net.mode === "poll") promoteSse();
+  receive({ id, event: type, data });
+  // On trial, SSE proves itself by being caught up: it delivered what polling
+  // has, or newer. A proxy holding the body cannot do that.
+  if (net.mode === "poll" && id && !idAfter(state.cursor, id)) promoteSse();
 }
 
 function onSseError(es) {
@@ -426,7 +428,7 @@ function scheduleSseTrial() {
   }, delay);
 }
 
-/** A retried SSE delivered something new before polling did: use it again. */
+/** A retried SSE keeps up with polling: use it again. */
 function promoteSse() {
   net.mode = "sse";
   net.trialUntil = 0;

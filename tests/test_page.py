@@ -19,7 +19,7 @@ import pytest
 from tests.support.browser import CHROMIUM, ChatPage, launch
 from tests.support.model_server import ModelServer
 from tests.support.processes import ROOT, wait_for
-from tests.support.proxies import BufferingProxy, CuttingProxy
+from tests.support.proxies import BufferingProxy, CuttingProxy, SseRefusingProxy
 
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOT = ARTIFACTS / "chat-mid-answer.png"
@@ -97,8 +97,8 @@ def open_chat(contexts, worker) -> Iterator[Any]:
     """Open the chat page at a URL in a new context; each page is checked for JS errors."""
     pages: list[ChatPage] = []
 
-    def open_(url: str, context: Any = None) -> ChatPage:
-        chat = ChatPage(context or contexts()).open(url)
+    def open_(url: str, context: Any = None, connection: str = "live") -> ChatPage:
+        chat = ChatPage(context or contexts()).open(url, connection)
         pages.append(chat)
         return chat
 
@@ -110,6 +110,13 @@ def open_chat(contexts, worker) -> Iterator[Any]:
 @pytest.fixture()
 def buffering_proxy(web: str) -> Iterator[BufferingProxy]:
     proxy = BufferingProxy(web).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture()
+def refusing_proxy(web: str) -> Iterator[SseRefusingProxy]:
+    proxy = SseRefusingProxy(web, refuse=1).start()
     yield proxy
     proxy.stop()
 
@@ -303,6 +310,26 @@ def test_connection_cutting_proxy_still_gives_the_whole_answer_once(
     assert chat.answer_text(answer_id) == final_message(app, answer_id).content == "".join(chunks)
     assert_prefixes(chat.seen(answer_id), "".join(chunks))
     assert cutting_proxy.cuts >= 2
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_refused_sse_means_polling_then_sse_again_later(
+    app, open_chat, refusing_proxy: SseRefusingProxy, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"refused sse {unique}"
+    chunks = words("p", 30)
+    model_server.behave(prompt, chunks=chunks, delay_seconds=0.03)
+    # A 503 closes the EventSource for good: the page long-polls at once ...
+    chat = open_chat(refusing_proxy.base_url, connection="polling")
+    # ... and tries SSE again later (the proxy lets the second one through).
+    wait_for(lambda: refusing_proxy.sse_requests >= 2, timeout=60, what="SSE tried again")
+    answer_id = chat.send(prompt)
+    chat.wait_connection("live")  # it kept up with polling, so it is used again
+    chat.wait_status(answer_id, "done")
+    text = chat.answer_text(answer_id)
+    assert text == final_message(app, answer_id).content == "".join(chunks)
+    assert_prefixes(chat.seen(answer_id), text)
 
 
 @pytest.mark.browser

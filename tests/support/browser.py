@@ -48,10 +48,10 @@ class ChatPage:
                                                dialog.dismiss()))
         self.page.add_init_script(RECORDER)
 
-    def open(self, url: str) -> "ChatPage":
+    def open(self, url: str, connection: str = "live") -> "ChatPage":
         self.page.goto(url)
         self.wait_for("new URLSearchParams(location.search).get('session')")
-        self.wait_connection("live")
+        self.wait_connection(connection)
         return self
 
     @property

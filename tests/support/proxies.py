@@ -13,6 +13,8 @@ connection.
   scans whole responses: an SSE stream shows its headers and then nothing.
 - `CuttingProxy` forwards bytes as they come and closes both sides a short
   time after accepting, like a flaky network or a router's hard timeout.
+- `SseRefusingProxy` answers the first SSE requests itself with a 503, like
+  a gateway that does not allow streaming, then lets them through.
 
 Every connection is bounded by `max_seconds`; `stop()` closes them all.
 """
@@ -102,6 +104,10 @@ class Proxy:
         upstream = None
         try:
             head, rest = read_head(client, accepted + 10)
+            answer = self.intercept(head)
+            if answer is not None:
+                client.sendall(answer)
+                return
             upstream = socket.create_connection(self.upstream, timeout=5)
             with self._lock:
                 self._open.add(upstream)
@@ -140,8 +146,14 @@ class Proxy:
                     else:
                         return  # upstream closed: the response is complete
 
+    def intercept(self, head: bytes) -> bytes | None:
+        """A response to send instead of asking the upstream, or None."""
+        return None
+
     def relay(self, client: socket.socket, upstream: socket.socket, accepted: float) -> None:
-        raise NotImplementedError
+        """Forward the response as it comes (subclasses hold or cut it)."""
+        for data in self.pump(client, upstream, accepted + self.max_seconds):
+            client.sendall(data)
 
 
 class BufferingProxy(Proxy):
@@ -180,3 +192,24 @@ class CuttingProxy(Proxy):
         if time.monotonic() >= deadline:
             with self._lock:
                 self.cuts += 1
+
+
+class SseRefusingProxy(Proxy):
+    """Answers the first `refuse` SSE requests with 503; relays everything else."""
+
+    def __init__(self, upstream: str, refuse: int) -> None:
+        super().__init__(upstream)
+        self.refuse = refuse
+        self.sse_requests = 0
+
+    def intercept(self, head: bytes) -> bytes | None:
+        path = head.split(b" ", 2)[1]
+        if b"/events" not in path:
+            return None
+        with self._lock:
+            self.sse_requests += 1
+            if self.sse_requests > self.refuse:
+                return None
+        body = b'{"error": {"code": "unavailable", "message": "no streaming here"}}'
+        return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
