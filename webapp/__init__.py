@@ -36,12 +36,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     redis_store.init_app(app)
     errors.register(app)
 
-    from . import api, metrics, pages, stream
+    from . import api, cli, metrics, pages, stream
 
     app.register_blueprint(api.bp)
     app.register_blueprint(stream.bp)
     app.register_blueprint(pages.bp)
     metrics.init_app(app)
+    cli.init_app(app)
 
     return app
 

@@ -1,0 +1,141 @@
+"""Operator commands: `flask --app wsgi relay ...` (and `flask --app wsgi db ...` for migrations).
+
+    relay enqueue-test [PROMPT]   post a prompt through the real API code and print the answer
+    relay queue [--older-than S]  queued and running jobs, and running ones that look stuck
+
+On Heroku: `heroku run flask --app wsgi relay queue`. Both commands go through
+the app's own code: `enqueue-test` posts with Flask's test client, so
+validation, limits and queueing are exactly the API's; it then reads the
+session's stream from Redis (read only) until the answer's final event.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from . import events, jobs, keys
+from .extensions import redis_store
+
+relay = AppGroup("relay", help="Operate relay: test prompts, the job queue.")
+
+FOLLOW_BLOCK_MS = 1000
+
+
+def _api(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    response = current_app.test_client().open(path, method=method, **kwargs)
+    body = response.get_json(silent=True) or {}
+    if response.status_code >= 400:
+        error = body.get("error", {})
+        raise click.ClickException(
+            f"{method} {path}: {response.status_code} {error.get('code')}: {error.get('message')}"
+        )
+    return body
+
+
+@relay.command("enqueue-test")
+@click.argument("prompt", default="Hello from relay: say something short.")
+@click.option("--session", "session_id", help="Post into this session instead of a new one.")
+@click.option("--follow/--no-follow", default=True, show_default=True,
+              help="Print the answer as it streams.")
+@click.option("--timeout", "timeout_seconds", default=120.0, show_default=True,
+              help="Seconds to wait for the answer's final event.")
+def enqueue_test(prompt: str, session_id: str | None, follow: bool,
+                 timeout_seconds: float) -> None:
+    """Post PROMPT as a client would, then print the answer as it streams."""
+    if session_id is None:
+        session_id = _api("POST", "/api/sessions")["session_id"]
+    accepted = _api("POST", f"/api/sessions/{session_id}/messages", json={"content": prompt})
+    message_id = accepted["message_id"]
+    click.echo(f"session {session_id}")
+    click.echo(f"message {message_id}")
+    if follow:
+        sys.exit(_follow(current_app._get_current_object(), session_id, message_id,
+                         timeout_seconds))
+
+
+def _follow(app: Flask, session_id: str, message_id: str, timeout_seconds: float) -> int:
+    """Print the message's chunks, then its end or error; the exit status."""
+    client = redis_store.blocking_client(app, read_timeout_seconds=FOLLOW_BLOCK_MS / 1000 + 5)
+    cursor, deadline = events.ZERO_ID, time.monotonic() + timeout_seconds
+    try:
+        while time.monotonic() < deadline:
+            reply = client.xread({keys.stream(session_id): cursor}, count=500,
+                                 block=FOLLOW_BLOCK_MS)
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    cursor = entry_id
+                    data = json.loads(fields.get("data", "{}"))
+                    if data.get("message_id") != message_id:
+                        continue
+                    event = fields.get("event")
+                    if event == events.CHUNK:
+                        click.echo(data.get("text", ""), nl=False)
+                    elif event == events.START and data.get("attempt", 1) > 1:
+                        click.echo(f"\n[attempt {data['attempt']}: starting over]")
+                    elif event == events.END:
+                        click.echo(f"\nend finish_reason={data.get('finish_reason')} "
+                                   f"chunks={data.get('chunks')} ms={data.get('duration_ms')}")
+                        return 0
+                    elif event == events.ERROR:
+                        error = data.get("error", {})
+                        click.echo(f"\nerror code={error.get('code')}: {error.get('message')}")
+                        return 1
+        click.echo(f"\nno final event after {timeout_seconds:g}s")
+        return 2
+    finally:
+        client.close()
+
+
+@relay.command("queue")
+@click.option("--older-than", "older_than_seconds", default=120.0, show_default=True,
+              help="A running job enqueued longer ago than this is listed as stuck.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+def queue(older_than_seconds: float, as_json: bool) -> None:
+    """Jobs queued and running, and running jobs that look stuck."""
+    client = redis_store.client
+    queued, running = jobs.queue_depth(client)
+    now = time.time()
+    seconds, microseconds = client.time()  # leases run on Redis server time
+    server_now = seconds + microseconds / 1e6
+    stuck = []
+    for raw in client.lrange(keys.JOBS_PROCESSING, 0, 9999):
+        try:
+            job = jobs.Job.loads(raw)
+        except (ValueError, KeyError, TypeError):
+            stuck.append({"raw": raw, "problem": "malformed"})
+            continue
+        age = now - job.enqueued_at
+        if age > older_than_seconds:
+            lease_ms = client.zscore(keys.JOBS_LEASES, raw)
+            stuck.append({
+                "session_id": job.session_id, "message_id": job.message_id,
+                "attempt": job.attempt, "age_seconds": round(age, 1),
+                "lease_expires_in_seconds":
+                    None if lease_ms is None else round(lease_ms / 1000 - server_now, 1),
+            })
+    if as_json:
+        click.echo(json.dumps({"queued": queued, "running": running, "stuck": stuck}))
+        return
+    click.echo(f"queued {queued}")
+    click.echo(f"running {running}")
+    click.echo(f"stuck {len(stuck)} (running for more than {older_than_seconds:g}s)")
+    for job in stuck:
+        if "problem" in job:
+            click.echo(f"  malformed job {job['raw'][:200]!r}")
+            continue
+        lease = job["lease_expires_in_seconds"]
+        lease_text = "no lease" if lease is None else (
+            f"lease expires in {lease:g}s" if lease >= 0 else f"lease expired {-lease:g}s ago")
+        click.echo(f"  session={job['session_id']} message={job['message_id']} "
+                   f"attempt={job['attempt']} age={job['age_seconds']:g}s {lease_text}")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(relay)
