@@ -56,8 +56,12 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # REDIS_URL names one node of a Redis Cluster (README, Operations).
         "REDIS_CLUSTER": _bool(env, "REDIS_CLUSTER", False),
         # The shared pool's connections per process (per node on a cluster);
-        # a command waits this long for a free one before failing.
-        "REDIS_MAX_CONNECTIONS": _int(env, "REDIS_MAX_CONNECTIONS", 20),
+        # a command waits this long for a free one before failing. Every
+        # command on it is short (no blocking reads), and hosted Redis plans
+        # allow only a few dozen connections for all dynos together: with the
+        # one blocking connection of each process (the hub's pub/sub, the
+        # worker's pop) that is 4 per process.
+        "REDIS_MAX_CONNECTIONS": _int(env, "REDIS_MAX_CONNECTIONS", 3),
         "REDIS_POOL_TIMEOUT_SECONDS": _float(env, "REDIS_POOL_TIMEOUT_SECONDS", 5.0),
         "SQLALCHEMY_DATABASE_URI": database_url(env.get("DATABASE_URL")),
         # PostgreSQL connections kept open per process, and how many more it

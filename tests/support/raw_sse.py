@@ -28,6 +28,8 @@ class RawStream:
         self.pending = b""
         self.started = False  # the `retry:` line arrived: the server is streaming
         self.chunk_times: list[float] = []
+        self.event_ids: list[str] = []
+        self.ended = False  # an `end` event arrived
         self.closed = False
 
     def feed(self, data: bytes, now: float) -> None:
@@ -44,6 +46,10 @@ class RawStream:
                 self.started = True
             elif line == b"event: chunk":
                 self.chunk_times.append(now)
+            elif line == b"event: end":
+                self.ended = True
+            elif line.startswith(b"id: "):
+                self.event_ids.append(line[4:].decode())
 
     def chunks_between(self, start: float, end: float) -> int:
         return sum(1 for t in self.chunk_times if start < t < end)
