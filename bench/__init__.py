@@ -1,0 +1,12 @@
+"""relay's benchmark suite (issue 5): `python -m bench` prints the table.
+
+Modules, in the order data flows through a run:
+
+    stack.py          starts redis-server, the model server, gunicorn (one gevent
+                      worker) and worker.py; reads RSS, CPU and Redis connections
+    model_server.py   OpenAI-compatible streaming, each delta stamped with its send time
+    client.py         the load client process: SSE streams, long-poll loops, TTFT
+    redis_floor.py    XADD -> XREAD on the same redis-server: the floor
+    scenarios.py      the six scenarios, each returning rows for the table
+    report.py         the table and bench/results/latest.json
+"""

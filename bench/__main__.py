@@ -1,0 +1,92 @@
+"""`python -m bench`: run the benchmark scenarios of issue 5 and print one table.
+
+    .venv/bin/python -m bench                     # everything, a few minutes
+    .venv/bin/python -m bench --quick             # small counts, seconds per scenario
+    .venv/bin/python -m bench --scenario fanout   # one scenario (repeatable)
+
+The Redis floor (scenario 6) always runs first, on the same redis-server, so
+the other figures can be quoted as a ratio to it. The figures also go to
+bench/results/latest.json (or --json PATH), with the details behind them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from bench import scenarios
+from bench.report import Row, machine, table, write_json
+from bench.scenarios import Plan, say
+from bench.stack import Stack
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small client counts and a few seconds per scenario (a smoke run)")
+    parser.add_argument("--scenario", action="append", choices=list(scenarios.SCENARIOS),
+                        help="run only this scenario (repeatable); the floor always runs")
+    parser.add_argument("--json", type=Path, default=RESULTS, help=f"default: {RESULTS}")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary directory (logs, database) and print its path")
+    args = parser.parse_args(argv)
+
+    # Every connection is a file descriptor, in this process's children too.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    plan = Plan.quick() if args.quick else Plan()
+    chosen = args.scenario or list(scenarios.SCENARIOS)
+    workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
+    rows: list[Row] = []
+    details: dict = {}
+    failed: list[str] = []
+    started = time.monotonic()
+    stack = Stack(workdir)
+    try:
+        stack.start()
+        say("6 redis floor")
+        floor_rows, floor = scenarios.floor(stack, plan)
+        rows += floor_rows
+        details["floor"] = floor
+        for name in chosen:
+            say(f"{name} ({time.monotonic() - started:.0f} s into the run)")
+            try:
+                scenario_rows, details[name] = scenarios.SCENARIOS[name](stack, plan, floor)
+                rows += scenario_rows
+            except Exception as exc:
+                failed.append(name)
+                details[name] = {"error": traceback.format_exc()}
+                rows.append(Row(name, "FAILED", f"{type(exc).__name__}: {exc}"[:200]))
+                traceback.print_exc()
+                stack.stop_app()
+    finally:
+        stack.close()
+        if args.keep or failed:
+            print(f"logs and database kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    elapsed = time.monotonic() - started
+    meta = dict(machine(), quick=args.quick, scenarios=chosen, seconds=elapsed,
+                plan=plan.__dict__)
+    write_json(args.json, rows, details, meta)
+    print()
+    print(f"relay bench{' --quick' if args.quick else ''}: {meta['cpus']} CPUs ({meta['cpu_model']}),"
+          f" Python {meta['python']}, commit {meta['commit']}"
+          f"{' + local changes' if meta['dirty_files'] else ''}, {elapsed:.0f} s")
+    print(table(rows))
+    print(f"\n(written to {args.json})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,506 @@
+"""The load client: thousands of SSE streams and long-poll loops on one core, in its own process.
+
+It runs as `python -m bench.client --port <web port>` and takes commands
+from the bench, one JSON object per line on stdin, answering each with one
+JSON line on stdout (see `Client`'s `op_*` methods). The bench measures the
+server while the client holds its connections between commands.
+
+Deliberate choices:
+- asyncio Protocols over raw sockets and a small HTTP/1.1 parser (chunked
+  bodies, Content-Length bodies), no HTTP library: an idle stream costs a
+  transport and one small object, so 10,000 fit in one process, and 20,000
+  deliveries/s leave the core mostly free (the bench reports its CPU).
+- Every delivery is timed on arrival: one `time.monotonic_ns()` per read,
+  shared by the events that read holds, minus the send stamp the bench
+  model server put in the delta's text (`⟨i=.. t=..⟩`, model_server.py).
+- A stream that the server closes is not reopened: the bench counts it as
+  dropped, and what it missed as lost, instead of letting a reconnect hide it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import resource
+import sys
+import time
+from array import array
+from typing import Any, Callable
+
+STAMP = re.compile(rb"\xe2\x9f\xa8i=(\d+) t=(\d+)(?: r=(\d+))?\xe2\x9f\xa9")
+MESSAGE_ID = re.compile(rb'"message_id":"([^"]+)"')
+CONTENT_LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)\s*$")
+CHUNKED = re.compile(rb"(?im)^transfer-encoding:\s*chunked\s*$")
+MAX_HEAD_BYTES = 65536
+
+
+def raise_fd_limit() -> None:
+    """Soft open-files limit up to the hard one: every connection is a descriptor."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def percentiles(values_ns: array | list[int]) -> dict[str, float | int | None]:
+    """p50/p90/p99/max/mean in milliseconds, nearest rank."""
+    if not values_ns:
+        return {"count": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None,
+                "max_ms": None, "mean_ms": None}
+    ordered = sorted(values_ns)
+    count = len(ordered)
+
+    def rank(p: float) -> float:
+        return ordered[min(count - 1, max(0, int(p * count + 0.999999) - 1))] / 1e6
+
+    return {"count": count, "p50_ms": rank(0.50), "p90_ms": rank(0.90), "p99_ms": rank(0.99),
+            "max_ms": ordered[-1] / 1e6, "mean_ms": sum(ordered) / count / 1e6}
+
+
+class SSEConn(asyncio.Protocol):
+    """One `GET .../events` stream: HTTP/1.1, chunked body, SSE events recorded as they come."""
+
+    def __init__(self, client: "Client", session_id: str, path: str,
+                 on_event: Callable[["SSEConn", bytes, bytes, bytes, int], None]) -> None:
+        self.client = client
+        self.session_id = session_id
+        self.path = path
+        self.on_event = on_event
+        self.transport: asyncio.Transport | None = None
+        self.raw = bytearray()
+        self.text = bytearray()
+        self.head_done = False
+        self.chunked = False
+        self.chunk_left = 0
+        self.need_crlf = False
+        self.status = 0
+        self.opened: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.closed = False
+        self.ended = False  # the server ended the body (a 0-length chunk)
+        self.ids: set[bytes] = set()
+        self.indices: set[int] = set()
+        self.duplicates = 0
+        self.keepalives = 0
+        self.end: dict | None = None
+        self.error: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(  # type: ignore[attr-defined]
+            f"GET {self.path} HTTP/1.1\r\nHost: {self.client.host}\r\n"
+            "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n".encode())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.opened.done():
+            self.error = self.error or f"closed before the stream started ({exc!r})"
+            self.opened.set_result(False)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic_ns()
+        raw = self.raw
+        raw += data
+        if not self.head_done:
+            end = raw.find(b"\r\n\r\n")
+            if end < 0:
+                if len(raw) > MAX_HEAD_BYTES:
+                    self._fail("response head too large")
+                return
+            head = bytes(raw[:end])
+            del raw[:end + 4]
+            self.head_done = True
+            try:
+                self.status = int(head[9:12])
+            except ValueError:
+                self.status = 0
+            self.chunked = CHUNKED.search(head) is not None
+            if self.status != 200:
+                self._fail(f"HTTP {self.status}: {bytes(raw[:200])!r}")
+                return
+        if self.chunked:
+            self._dechunk()
+        else:
+            self.text += raw
+            raw.clear()
+        text = self.text
+        cut = text.rfind(b"\n\n")
+        if cut < 0:
+            return
+        blocks = bytes(text[:cut]).split(b"\n\n")
+        del text[:cut + 2]
+        for block in blocks:
+            self._block(block, now)
+
+    def _fail(self, error: str) -> None:
+        self.error = error
+        if not self.opened.done():
+            self.opened.set_result(False)
+        self.close()
+
+    def _dechunk(self) -> None:
+        """Move the payload of complete HTTP chunks from `raw` to `text`."""
+        raw, pos, size_all = self.raw, 0, len(self.raw)
+        while True:
+            if self.need_crlf:
+                if size_all - pos < 2:
+                    break
+                pos += 2
+                self.need_crlf = False
+            if self.chunk_left == 0:
+                line_end = raw.find(b"\r\n", pos)
+                if line_end < 0:
+                    break
+                size = int(bytes(raw[pos:line_end]).split(b";")[0], 16)
+                pos = line_end + 2
+                if size == 0:
+                    self.ended = True
+                    break
+                self.chunk_left = size
+            take = min(self.chunk_left, size_all - pos)
+            if take <= 0:
+                break
+            self.text += raw[pos:pos + take]
+            pos += take
+            self.chunk_left -= take
+            if self.chunk_left == 0:
+                self.need_crlf = True
+        del raw[:pos]
+
+    def _block(self, block: bytes, now: int) -> None:
+        if block.startswith(b":"):
+            self.keepalives += 1
+            return
+        entry_id = event = data = b""
+        for line in block.split(b"\n"):
+            if line.startswith(b"data: "):
+                data = line[6:]
+            elif line.startswith(b"id: "):
+                entry_id = line[4:]
+            elif line.startswith(b"event: "):
+                event = line[7:]
+            elif line.startswith(b"retry:") and not self.opened.done():
+                self.opened.set_result(True)
+        if not entry_id:
+            return
+        if entry_id in self.ids:
+            self.duplicates += 1
+            return
+        self.ids.add(entry_id)
+        self.on_event(self, entry_id, event, data, now)
+
+
+class Client:
+    """Holds the connections between commands; each `op_*` is one command."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.streams: list[SSEConn] = []
+        self.latencies = array("q")
+        self.poll_loops: list[asyncio.Task] = []
+        self.poll_results: list[dict] = []
+
+    # -- SSE -------------------------------------------------------------
+
+    def record(self, conn: SSEConn, entry_id: bytes, event: bytes, data: bytes, now: int) -> None:
+        """The fan-out recorder: chunk index and latency per delivery, the `end`."""
+        if event == b"chunk":
+            stamp = STAMP.search(data)
+            if stamp is not None:
+                conn.indices.add(int(stamp[1]))
+                self.latencies.append(now - int(stamp[2]))
+        elif event == b"end":
+            conn.end = json.loads(data)
+
+    async def _open_one(self, session_id: str, on_event: Callable, timeout: float) -> SSEConn:
+        loop = asyncio.get_running_loop()
+        path = f"/api/sessions/{session_id}/events"
+        conn: SSEConn | None = None
+
+        def factory() -> SSEConn:
+            nonlocal conn
+            conn = SSEConn(self, session_id, path, on_event)
+            return conn
+
+        try:
+            await asyncio.wait_for(loop.create_connection(factory, self.host, self.port), timeout)
+            await asyncio.wait_for(asyncio.shield(conn.opened), timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            if conn is None:
+                conn = SSEConn(self, session_id, path, on_event)
+                conn.closed = True
+            conn.error = conn.error or repr(exc)
+            conn.close()
+        return conn
+
+    async def op_sse_open(self, sessions: list[str], batch: int = 500,
+                          timeout: float = 60.0) -> dict[str, Any]:
+        """Open one stream per entry of `sessions`, `batch` at a time; report how many started."""
+        started, failed, errors = time.monotonic(), 0, {}
+        deadline = started + timeout
+        for first in range(0, len(sessions), batch):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                failed += len(sessions) - first
+                errors["not tried: out of time"] = len(sessions) - first
+                break
+            opened = await asyncio.gather(*(self._open_one(sid, self.record, left)
+                                            for sid in sessions[first:first + batch]))
+            for conn in opened:
+                if conn.error is None and not conn.closed:
+                    self.streams.append(conn)
+                else:
+                    failed += 1
+                    key = (conn.error or "?")[:120]
+                    errors[key] = errors.get(key, 0) + 1
+        return {"opened": len(sessions) - failed, "failed": failed, "errors": errors,
+                "seconds": time.monotonic() - started, "open_now": self._open_count()}
+
+    def _open_count(self) -> int:
+        return sum(1 for conn in self.streams if not conn.closed)
+
+    async def op_sse_status(self) -> dict[str, Any]:
+        return {"streams": len(self.streams), "open": self._open_count(),
+                "with_keepalive": sum(1 for c in self.streams if c.keepalives),
+                "errors": sum(1 for c in self.streams if c.error)}
+
+    async def op_sse_reset_counters(self) -> dict[str, Any]:
+        for conn in self.streams:
+            conn.keepalives = 0
+        self.latencies = array("q")
+        return {}
+
+    async def op_sse_wait_end(self, expected: dict[str, int], timeout: float) -> dict[str, Any]:
+        """Wait until every stream of an expected session saw `end` (or closed); then count."""
+        deadline = time.monotonic() + timeout
+        mine = [c for c in self.streams if c.session_id in expected]
+        while time.monotonic() < deadline:
+            if all(c.end is not None or c.closed for c in mine):
+                break
+            await asyncio.sleep(0.05)
+        lost = unexpected = duplicates = no_end = dropped = short_end = 0
+        for conn in mine:
+            want = expected[conn.session_id]
+            got = sum(1 for i in conn.indices if 0 <= i < want)
+            lost += want - got
+            unexpected += len(conn.indices) - got
+            duplicates += conn.duplicates
+            no_end += conn.end is None
+            dropped += conn.closed and conn.end is None
+            short_end += conn.end is not None and conn.end.get("chunks") != want
+        return {"streams": len(mine), "deliveries": len(self.latencies), "lost": lost,
+                "duplicated": duplicates, "unexpected": unexpected, "no_end": no_end,
+                "dropped": dropped, "end_with_wrong_chunk_count": short_end,
+                "waited_seconds": timeout - max(0.0, deadline - time.monotonic()),
+                "latency": percentiles(self.latencies)}
+
+    async def op_sse_close(self) -> dict[str, Any]:
+        for conn in self.streams:
+            conn.close()
+        count = len(self.streams)
+        self.streams = []
+        self.latencies = array("q")
+        await asyncio.sleep(0.2)
+        return {"closed": count}
+
+    # -- long-poll -------------------------------------------------------
+
+    async def _request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       request: bytes) -> tuple[int, bytes]:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = CONTENT_LENGTH.search(head)
+        if length is None:
+            raise ConnectionError(f"no Content-Length: {head[:200]!r}")
+        body = await reader.readexactly(int(length[1]))
+        return int(head[9:12]), body
+
+    async def _poll_loop(self, session_id: str, want: int, poll_timeout: float,
+                         deadline: float, started: asyncio.Event) -> dict[str, Any]:
+        """Poll one session from its start until its `end`, recording every event once."""
+        seen: set[str] = set()
+        indices: set[int] = set()
+        result = {"polls": 0, "duplicated": 0, "errors": 0, "resets": 0, "end": None}
+        cursor, reader, writer = "0-0", None, None
+        first = True
+        try:
+            while time.monotonic() < deadline and result["end"] is None:
+                try:
+                    if writer is None:
+                        reader, writer = await asyncio.open_connection(self.host, self.port)
+                    request = (f"GET /api/sessions/{session_id}/poll?after={cursor}"
+                               f"&timeout={poll_timeout:g} HTTP/1.1\r\nHost: {self.host}\r\n\r\n")
+                    pending = self._request(reader, writer, request.encode())
+                    if first:
+                        first = False
+                        started.set()
+                    status, body = await asyncio.wait_for(
+                        pending, max(0.1, deadline - time.monotonic()))
+                except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError,
+                        ConnectionError):
+                    result["errors"] += 1
+                    if writer is not None:
+                        writer.close()
+                    reader = writer = None
+                    await asyncio.sleep(0.05)
+                    continue
+                now = time.monotonic_ns()
+                result["polls"] += 1
+                if status != 200:
+                    result["errors"] += 1
+                    await asyncio.sleep(0.05)
+                    continue
+                answer = json.loads(body)
+                if answer.get("reset"):
+                    result["resets"] += 1
+                for event in answer["events"]:
+                    if event["id"] in seen:
+                        result["duplicated"] += 1
+                        continue
+                    seen.add(event["id"])
+                    if event["event"] == "chunk":
+                        stamp = STAMP.search(event["data"]["text"].encode())
+                        if stamp is not None:
+                            indices.add(int(stamp[1]))
+                            self.latencies.append(now - int(stamp[2]))
+                    elif event["event"] == "end":
+                        result["end"] = event["data"]
+                cursor = answer["cursor"]
+        finally:
+            started.set()
+            if writer is not None:
+                writer.close()
+        got = sum(1 for i in indices if 0 <= i < want)
+        result.update(lost=want - got, unexpected=len(indices) - got)
+        return result
+
+    async def op_poll_start(self, sessions: list[str], expected: int, poll_timeout: float,
+                            timeout: float) -> dict[str, Any]:
+        """Start one long-poll loop per entry of `sessions`; answer once each sent its first poll."""
+        deadline = time.monotonic() + timeout
+        self.latencies = array("q")
+        starts = [asyncio.Event() for _ in sessions]
+        self.poll_loops = [
+            asyncio.ensure_future(self._poll_loop(sid, expected, poll_timeout, deadline, ev))
+            for sid, ev in zip(sessions, starts)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in starts)), timeout)
+        return {"loops": len(self.poll_loops)}
+
+    async def op_poll_wait(self, timeout: float) -> dict[str, Any]:
+        """Wait for every poll loop to see its `end` (each stops at its own deadline too)."""
+        done, pending = await asyncio.wait(self.poll_loops, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        results = [task.result() for task in done if not task.cancelled() and not task.exception()]
+        failed = len(self.poll_loops) - len(results)
+        self.poll_loops = []
+        total = lambda key: sum(r[key] for r in results)  # noqa: E731
+        return {"loops": len(results) + failed, "unfinished": failed,
+                "polls": total("polls"), "lost": total("lost"), "duplicated": total("duplicated"),
+                "unexpected": total("unexpected"), "errors": total("errors"),
+                "resets": total("resets"), "no_end": sum(r["end"] is None for r in results),
+                "deliveries": len(self.latencies), "latency": percentiles(self.latencies)}
+
+    # -- time to first token ---------------------------------------------
+
+    async def op_ttft(self, sessions: list[str], prompt: str, timeout: float) -> dict[str, Any]:
+        """For each session in turn: open its stream, post the prompt, time the first chunk."""
+        samples: list[dict[str, int]] = []
+        errors: list[str] = []
+        deadline = time.monotonic() + timeout
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        body = json.dumps({"content": prompt}).encode()
+        try:
+            for session_id in sessions:
+                if time.monotonic() > deadline:
+                    errors.append("out of time")
+                    break
+                firsts: dict[bytes, tuple[int, int, int]] = {}
+                ends: set[bytes] = set()
+                arrived = asyncio.Event()
+
+                def on_event(conn: SSEConn, entry_id: bytes, event: bytes, data: bytes,
+                             now: int) -> None:
+                    message = MESSAGE_ID.search(data)
+                    if message is None:
+                        return
+                    if event == b"chunk" and message[1] not in firsts:
+                        stamp = STAMP.search(data)
+                        if stamp is not None and stamp[3] is not None:
+                            firsts[message[1]] = (now, int(stamp[2]), int(stamp[3]))
+                            arrived.set()
+                    elif event in (b"end", b"error"):
+                        ends.add(message[1])
+                        arrived.set()
+
+                conn = await self._open_one(session_id, on_event, 10.0)
+                if conn.error:
+                    errors.append(conn.error)
+                    continue
+                try:
+                    posted = time.monotonic_ns()
+                    status, answer = await asyncio.wait_for(self._request(reader, writer, (
+                        f"POST /api/sessions/{session_id}/messages HTTP/1.1\r\n"
+                        f"Host: {self.host}\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n").encode() + body), 10.0)
+                    answered = time.monotonic_ns()
+                    if status != 202:
+                        errors.append(f"POST answered {status}: {answer[:200]!r}")
+                        continue
+                    message_id = json.loads(answer)["message_id"].encode()
+                    wait_until = time.monotonic() + 10.0
+                    while message_id not in ends and time.monotonic() < wait_until:
+                        arrived.clear()
+                        try:
+                            await asyncio.wait_for(arrived.wait(), wait_until - time.monotonic())
+                        except asyncio.TimeoutError:
+                            break
+                    if message_id not in firsts:
+                        errors.append("no chunk within 10 s")
+                        continue
+                    received, sent, requested = firsts[message_id]
+                    samples.append({"posted": posted, "answered": answered, "received": received,
+                                    "model_sent": sent, "model_requested": requested})
+                finally:
+                    conn.close()
+        finally:
+            writer.close()
+        return {"samples": samples, "errors": errors}
+
+
+async def serve(client: Client) -> None:
+    """Read commands from stdin, answer each on stdout, until `quit` or end of input."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 26)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print(json.dumps({"ready": True}), flush=True)
+    while line := await reader.readline():
+        command = json.loads(line)
+        op = command.pop("op")
+        if op == "quit":
+            break
+        try:
+            answer = await getattr(client, f"op_{op}")(**command)
+        except Exception as exc:  # report to the bench, keep the connections
+            answer = {"exception": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(answer), flush=True)
+    for conn in client.streams:
+        conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    raise_fd_limit()
+    asyncio.run(serve(Client(args.host, args.port)))
+
+
+if __name__ == "__main__":
+    main()

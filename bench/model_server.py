@@ -1,0 +1,180 @@
+"""The bench's model server: OpenAI-compatible streaming, every delta stamped with its send time.
+
+`POST /v1/chat/completions` with `stream: true` answers in the SSE wire
+format of the real API (the same frames as tests/support/model_server.py:
+a role frame, one frame per delta, a finish frame, a usage frame, then
+`data: [DONE]`), over HTTP/1.1 chunked encoding on a keep-alive connection,
+as api.openai.com does, so the worker's `openai` client reuses connections.
+
+What to send is read from the last message, the prompt:
+
+    bench n=<deltas> rate=<deltas per second, 0: as fast as possible> [first_ms=<delay>]
+
+Delta i's text is `⟨i=<i> t=<ns>⟩` where `ns` is `time.monotonic_ns()` just
+before the frame is written; delta 0 also carries `r=<ns>`, when the request
+was read, so `t - r` is the model's own time to first token. CLOCK_MONOTONIC
+is one clock for the whole machine on Linux, so a client in another process
+subtracts it from its own receive time to get the delivery latency.
+
+Deliberate choices:
+- asyncio and hand-written HTTP, no framework: 100 paced streams at 20
+  deltas/s must cost the model server little of the two cores the bench
+  shares with the system under test.
+- Paced deltas are scheduled on absolute times (start + i / rate), so a late
+  wake-up does not shift every later delta.
+- `rate=0` writes the whole answer at once: an "instant" model, for
+  measuring the worker's cost per delta alone.
+
+Run as `python -m bench.model_server`; it prints `port <n>` when listening.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import signal
+import sys
+import time
+
+DIRECTIVE = re.compile(r"(\w+)=([0-9.]+)")
+MAX_DELTAS = 100_000
+MAX_HEADER_BYTES = 65536
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def parse_prompt(prompt: str) -> tuple[int, float, float]:
+    """(deltas, deltas per second, first token delay in seconds) from a bench prompt."""
+    found = dict(DIRECTIVE.findall(prompt))
+    deltas = min(int(float(found.get("n", "10"))), MAX_DELTAS)
+    return deltas, float(found.get("rate", "0")), float(found.get("first_ms", "0")) / 1000
+
+
+def _chunk(payload: bytes) -> bytes:
+    """One HTTP/1.1 chunk holding one SSE frame."""
+    frame = b"data: " + payload + b"\n\n"
+    return b"%x\r\n%s\r\n" % (len(frame), frame)
+
+
+class Frames:
+    """The JSON frames of one streamed completion."""
+
+    def __init__(self, model: str) -> None:
+        self._head = json.dumps({"id": "chatcmpl-bench", "object": "chat.completion.chunk",
+                                 "created": int(time.time()), "model": model})[:-1]
+
+    def frame(self, delta: dict, finish: str | None = None) -> bytes:
+        choices = json.dumps([{"index": 0, "delta": delta, "finish_reason": finish}],
+                             ensure_ascii=False)
+        return _chunk(f'{self._head}, "choices": {choices}}}'.encode())
+
+    def delta(self, text: str) -> bytes:
+        return self.frame({"content": text})
+
+    def tail(self, prompt_tokens: int, deltas: int) -> bytes:
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": deltas,
+                 "total_tokens": prompt_tokens + deltas}
+        return (self.frame({}, "stop")
+                + _chunk(f'{self._head}, "choices": [], "usage": {json.dumps(usage)}}}'.encode())
+                + _chunk(b"[DONE]") + b"0\r\n\r\n")
+
+
+class Stats:
+    requests = 0
+    deltas = 0
+
+
+async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Serve requests on one keep-alive connection until the client closes it."""
+    try:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                return
+            received = time.monotonic_ns()
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = (lines[0].split(" ") + ["", ""])[:3]
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            length = min(int(headers.get("content-length", "0") or 0), MAX_BODY_BYTES)
+            body = await reader.readexactly(length) if length else b""
+            if method == "GET" and path == "/stats":
+                await respond_json(writer, 200, {"requests": Stats.requests, "deltas": Stats.deltas})
+            elif method == "POST" and path.endswith("/chat/completions"):
+                await complete(writer, json.loads(body or b"{}"), received)
+            else:
+                await respond_json(writer, 404, {"error": {"message": "not found"}})
+            if headers.get("connection", "").lower() == "close":
+                return
+    except (ConnectionError, asyncio.IncompleteReadError):
+        return
+    finally:
+        writer.close()
+
+
+async def respond_json(writer: asyncio.StreamWriter, status: int, payload: dict) -> None:
+    raw = json.dumps(payload).encode()
+    writer.write(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                 % (status, len(raw), raw))
+    await writer.drain()
+
+
+async def complete(writer: asyncio.StreamWriter, body: dict, received: int) -> None:
+    messages = body.get("messages") or [{"content": ""}]
+    prompt = str(messages[-1].get("content", ""))
+    deltas, rate, first_delay = parse_prompt(prompt)
+    frames = Frames(str(body.get("model", "bench-model")))
+    Stats.requests += 1
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                 b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 + frames.frame({"role": "assistant", "content": ""}))
+    if rate <= 0:
+        if first_delay:
+            await asyncio.sleep(first_delay)
+        parts = [frames.delta(f"⟨i=0 t={time.monotonic_ns()} r={received}⟩")]
+        parts.extend(frames.delta(f"⟨i={i} t={time.monotonic_ns()}⟩") for i in range(1, deltas))
+        writer.write(b"".join(parts))
+        Stats.deltas += deltas
+    else:
+        loop = asyncio.get_running_loop()
+        start = loop.time() + first_delay
+        for i in range(deltas):
+            wait = start + i / rate - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            stamp = time.monotonic_ns()
+            text = f"⟨i=0 t={stamp} r={received}⟩" if i == 0 else f"⟨i={i} t={stamp}⟩"
+            writer.write(frames.delta(text))
+            Stats.deltas += 1
+            if writer.transport.get_write_buffer_size() > 1 << 20:
+                await writer.drain()  # a stuck reader: stop buffering without bound
+    prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4
+    writer.write(frames.tail(prompt_tokens, deltas))
+    await writer.drain()
+
+
+async def serve(port: int) -> None:
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with server:
+        await stop.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    asyncio.run(serve(args.port))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,488 @@
+"""The six scenarios of issue 5. Each returns its rows for the table and its raw details.
+
+Every scenario but the floor starts a fresh web process (one gunicorn gevent
+worker) and worker.py, so what one leaves behind (memory, connections) does
+not count against the next.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import psutil
+
+from bench import redis_floor
+from bench.client import percentiles
+from bench.report import Row, at_most, ratio
+from bench.stack import Stack, cpu_seconds, rss_kb
+
+# Targets of issue 5 ("Done when").
+MAX_RSS_PER_CONNECTION_KB = 20
+MAX_WEB_REDIS_CONNECTIONS = 4
+MAX_FANOUT_P99_MS = 25
+MAX_ADDED_TTFT_P50_MS = 5
+
+
+@dataclass
+class Plan:
+    """Sizes and durations; `quick()` is the smoke run."""
+
+    capacity_levels: list[int] = field(default_factory=lambda: [1000, 5000, 10000])
+    # Longer than HEARTBEAT_SECONDS (15): every stream must get a keep-alive.
+    capacity_hold_seconds: float = 17.0
+    connect_batch: int = 500
+    sessions: int = 100
+    clients: int = 1000
+    deltas_per_second: float = 20.0
+    stream_seconds: float = 20.0
+    worker_generations: int = 64
+    worker_deltas: int = 1000
+    sdk_streams: int = 16
+    ttft_rounds: int = 100
+    floor_seconds: float = 10.0
+    floor_throughput_seconds: float = 2.0
+
+    @classmethod
+    def quick(cls) -> "Plan":
+        return cls(capacity_levels=[200, 500], capacity_hold_seconds=1.0, sessions=10,
+                   clients=100, stream_seconds=3.0, worker_generations=8, worker_deltas=200,
+                   sdk_streams=4, ttft_rounds=10, floor_seconds=2.0, floor_throughput_seconds=0.5)
+
+    @property
+    def deltas_per_stream(self) -> int:
+        return int(self.deltas_per_second * self.stream_seconds)
+
+
+def bench_prompt(deltas: int, rate: float) -> str:
+    """A prompt the bench model server answers with `deltas` stamped deltas (model_server.py)."""
+    return f"bench n={deltas} rate={rate:g}"
+
+
+def say(message: str) -> None:
+    """Progress on stderr: a full run takes minutes."""
+    print(f"  {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def _machine_busy_seconds() -> float:
+    times = psutil.cpu_times()
+    return sum(getattr(times, part, 0.0) for part in
+               ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+class CpuWindow:
+    """CPU time each process used inside the `with` block, as % of one core.
+
+    Also what every other process on the machine used meanwhile: other work
+    on a 2-core machine (a test run, a browser) shows up in the latencies.
+    """
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = dict(pids, bench=os.getpid())
+
+    def _ours(self) -> dict[str, float]:
+        used = {role: cpu_seconds(pid) for role, pid in self.pids.items()}
+        me = psutil.Process()
+        used["bench"] += sum(c.cpu_times().user + c.cpu_times().system
+                             for c in me.children(recursive=True)
+                             if c.pid not in self.pids.values())
+        return used
+
+    def __enter__(self) -> "CpuWindow":
+        self.started = time.monotonic()
+        self.before = self._ours()
+        self.machine_before = _machine_busy_seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.monotonic() - self.started
+        after = self._ours()
+        self.used = {role: after[role] - self.before[role] for role in after}
+        machine = _machine_busy_seconds() - self.machine_before
+        self.used["everything else on the machine"] = max(0.0, machine - sum(self.used.values()))
+
+    def percent(self) -> dict[str, float]:
+        return {role: 100 * used / self.seconds for role, used in self.used.items()}
+
+
+def cpu_rows(scenario: str, window: CpuWindow) -> list[Row]:
+    return [Row(scenario, f"CPU: {role}", pct, "% of a core")
+            for role, pct in window.percent().items() if role != "web arbiter"]
+
+
+# -- 6. the Redis floor ------------------------------------------------------
+
+
+def floor(stack: Stack, plan: Plan) -> tuple[list[Row], dict[str, Any]]:
+    rate = plan.sessions * plan.deltas_per_second
+    latency = redis_floor.latency(stack.redis_server.url, rate, plan.sessions, plan.floor_seconds)
+    throughput = redis_floor.throughput(stack.redis_server.url, plan.floor_throughput_seconds)
+    lat = latency["latency"]
+    name = "6 redis floor"
+    rows = [
+        Row(name, f"XADD->XREAD p50 ({rate:g}/s over {plan.sessions} streams)", lat["p50_ms"], "ms"),
+        Row(name, "XADD->XREAD p99", lat["p99_ms"], "ms"),
+        Row(name, "XADD->XREAD max", lat["max_ms"], "ms"),
+        Row(name, "XADD->XREAD lost", latency["sent"] - latency["received"], "",
+            "0", latency["sent"] == latency["received"]),
+        Row(name, "sequential XADD round trips, one client", throughput["per_second"], "/s"),
+    ]
+    return rows, {"latency": latency, "throughput": throughput}
+
+
+# -- 1. capacity -------------------------------------------------------------
+
+
+def capacity(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
+    name = "1 capacity"
+    top = plan.capacity_levels[-1]
+    # gunicorn's gevent worker serves at most WORKER_CONNECTIONS at once (default 5000).
+    stack.start_app(WORKER_CONNECTIONS=str(top + 1000))
+    sessions = stack.seed_sessions(top + 20)
+    warm, sessions = sessions[:20], sessions[20:]
+    pid = stack.web_worker_pid
+    client = stack.load_client()
+    rows: list[Row] = []
+    details: dict[str, Any] = {"levels": []}
+    try:
+        # Warm up: the hub's listener and the lazily built parts of the app.
+        client.call("sse_open", sessions=warm, timeout=30)
+        client.call("sse_close")
+        time.sleep(0.5)
+        rss_before = rss_kb(pid)
+        cpu_before = cpu_seconds(pid)
+        details["rss_before_kb"] = rss_before
+        opened = 0
+        for level in plan.capacity_levels:
+            started = time.monotonic()
+            answer = client.call("sse_open", sessions=sessions[opened:level],
+                                 batch=plan.connect_batch, timeout=120)
+            connect_seconds = time.monotonic() - started
+            say(f"capacity: {level:,} streams asked for, {answer['opened']:,} opened "
+                f"in {connect_seconds:.1f} s")
+            opened = level
+            time.sleep(1.0)
+            status = client.call("sse_status")
+            rss = rss_kb(pid)
+            per_connection = (rss - rss_before) / level
+            connections = stack.redis_connections()
+            details["levels"].append({"clients": level, "open": answer, "status": status,
+                                      "rss_kb": rss, "redis": connections,
+                                      "connect_seconds": connect_seconds})
+            rows += [
+                Row(name, f"{level:,} idle SSE: open", status["open"], "", f"{level:,}",
+                    status["open"] == level),
+                Row(name, f"{level:,} idle SSE: web RSS per connection", per_connection, "kB",
+                    f"<= {MAX_RSS_PER_CONNECTION_KB} kB", per_connection <= MAX_RSS_PER_CONNECTION_KB),
+                Row(name, f"{level:,} idle SSE: web Redis connections", connections["web"], "",
+                    f"<= {MAX_WEB_REDIS_CONNECTIONS}", connections["web"] <= MAX_WEB_REDIS_CONNECTIONS),
+                Row(name, f"{level:,} idle SSE: worker Redis connections", connections["worker"]),
+            ]
+        details["web_cpu_ms_per_connect"] = 1000 * (cpu_seconds(pid) - cpu_before) / top
+        rows.append(Row(name, "web CPU per connection opened", details["web_cpu_ms_per_connect"],
+                        "ms"))
+        # Held: still open after a while, each having had a keep-alive when the
+        # hold is longer than HEARTBEAT_SECONDS.
+        client.call("sse_reset_counters")
+        say(f"capacity: holding {top:,} streams for {plan.capacity_hold_seconds:g} s")
+        with CpuWindow({"web": pid}) as idle:
+            time.sleep(plan.capacity_hold_seconds)
+        status = client.call("sse_status")
+        details["held"] = status
+        rows.append(Row(name, f"{top:,} held {plan.capacity_hold_seconds:g} s later",
+                        status["open"], "", f"{top:,}", status["open"] == top))
+        if plan.capacity_hold_seconds > 15:
+            rows.append(Row(name, "streams that got a keep-alive in that time",
+                            status["with_keepalive"], "", f"{top:,}",
+                            status["with_keepalive"] == top))
+        rows.append(Row(name, f"web CPU holding {top:,} idle streams", idle.percent()["web"],
+                        "% of a core"))
+    finally:
+        client.call("sse_close")
+        client.stop()
+        stack.stop_app()
+    return rows, details
+
+
+# -- 2. fan-out over SSE, 3. the same over long-poll -------------------------
+
+
+def _post_all(stack: Stack, sessions: list[str], prompt: str,
+              timeout: float = 60.0) -> tuple[float, list[str]]:
+    """Post one prompt per session, 4 at a time; (seconds it took, errors)."""
+    started = time.monotonic()
+    deadline = started + timeout
+    errors: list[str] = []
+
+    def post(http: httpx.Client, session_id: str) -> None:
+        if time.monotonic() > deadline:
+            errors.append("not posted: out of time")
+            return
+        try:
+            stack.post_prompt(http, session_id, prompt)
+        except (httpx.HTTPError, RuntimeError) as exc:
+            errors.append(f"{type(exc).__name__}: {exc}"[:300])
+
+    with httpx.Client(timeout=10) as http, ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda sid: post(http, sid), sessions))
+    if errors:
+        say(f"{len(errors)} prompts failed, first: {errors[0]}")
+    return time.monotonic() - started, errors
+
+
+def _post_rows(name: str, errors: list[str]) -> list[Row]:
+    return [Row(name, "prompts refused", len(errors), "", "0", False)] if errors else []
+
+
+def _delivery_rows(name: str, result: dict[str, Any], expected: int, floor: dict[str, Any],
+                   p99_target: bool) -> list[Row]:
+    lat, base = result["latency"], floor.get("latency", {}).get("latency", {})
+    p99 = Row(name, "latency p99, model send -> client receipt", lat["p99_ms"], "ms",
+              floor_ratio=ratio(lat["p99_ms"], base.get("p99_ms")))
+    if p99_target:
+        p99.target, p99.ok = f"<= {MAX_FANOUT_P99_MS} ms", at_most(MAX_FANOUT_P99_MS)(lat["p99_ms"])
+    return [
+        Row(name, "deliveries received / expected", f"{result['deliveries']:,} / {expected:,}"),
+        Row(name, "lost", result["lost"], "", "0", result["lost"] == 0),
+        Row(name, "duplicated", result["duplicated"], "", "0" if p99_target else "",
+            result["duplicated"] == 0 if p99_target else None),
+        Row(name, "latency p50", lat["p50_ms"], "ms",
+            floor_ratio=ratio(lat["p50_ms"], base.get("p50_ms"))),
+        p99,
+        Row(name, "latency max", lat["max_ms"], "ms",
+            floor_ratio=ratio(lat["max_ms"], base.get("max_ms"))),
+    ]
+
+
+def fanout(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
+    name = "2 fan-out SSE"
+    n = plan.deltas_per_stream
+    per_session = plan.clients // plan.sessions
+    stack.start_app(WORKER_CONCURRENCY=str(plan.sessions + 16),
+                    WORKER_CONNECTIONS=str(plan.clients + 1000))
+    sessions = stack.seed_sessions(plan.sessions)
+    client = stack.load_client()
+    try:
+        opened = client.call("sse_open", sessions=[s for s in sessions for _ in range(per_session)],
+                             batch=plan.connect_batch, timeout=120)
+        if opened["failed"]:
+            raise RuntimeError(f"could not open every stream: {opened}")
+        say(f"fan-out: {opened['opened']:,} streams open, posting {plan.sessions} prompts")
+        pids = dict(stack.pids(), client=client.pid)
+        with CpuWindow(pids) as cpu:
+            post_seconds, post_errors = _post_all(
+                stack, sessions, bench_prompt(n, plan.deltas_per_second))
+            result = client.call("sse_wait_end", expected=dict.fromkeys(sessions, n),
+                                 timeout=plan.stream_seconds + 60)
+        expected = plan.sessions * per_session * n
+        rate = plan.sessions * per_session * plan.deltas_per_second
+        rows = [Row(name, f"{plan.sessions} sessions x {per_session} clients, "
+                          f"{plan.deltas_per_second:g} deltas/s each", f"{rate:,.0f}",
+                    "deliveries/s")]
+        rows += _post_rows(name, post_errors)
+        rows += _delivery_rows(name, result, expected, floor, p99_target=True)
+        rows += [Row(name, "streams without their end / dropped",
+                     f"{result['no_end']} / {result['dropped']}", "", "0 / 0",
+                     result["no_end"] == 0 and result["dropped"] == 0)]
+        rows += cpu_rows(name, cpu)
+        return rows, {"result": result, "opened": opened, "post_seconds": post_seconds,
+                      "cpu_percent": cpu.percent()}
+    finally:
+        client.call("sse_close")
+        client.stop()
+        stack.stop_app()
+
+
+def longpoll(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
+    name = "3 fan-out long-poll"
+    n = plan.deltas_per_stream
+    per_session = plan.clients // plan.sessions
+    stack.start_app(WORKER_CONCURRENCY=str(plan.sessions + 16),
+                    WORKER_CONNECTIONS=str(plan.clients + 1000))
+    sessions = stack.seed_sessions(plan.sessions)
+    client = stack.load_client()
+    try:
+        pids = dict(stack.pids(), client=client.pid)
+        client.call("poll_start", sessions=[s for s in sessions for _ in range(per_session)],
+                    expected=n, poll_timeout=20, timeout=plan.stream_seconds + 30)
+        time.sleep(0.5)  # the first polls are waiting
+        say(f"long-poll: {len(sessions) * per_session:,} loops polling, posting {plan.sessions} prompts")
+        with CpuWindow(pids) as cpu:
+            post_seconds, post_errors = _post_all(
+                stack, sessions, bench_prompt(n, plan.deltas_per_second))
+            result = client.call("poll_wait", timeout=plan.stream_seconds + 35)
+        expected = plan.sessions * per_session * n
+        rows = [Row(name, f"{plan.sessions} sessions x {per_session} polling clients, "
+                          f"{plan.deltas_per_second:g} deltas/s each",
+                    f"{plan.sessions * per_session * plan.deltas_per_second:,.0f}",
+                    "deliveries/s")]
+        rows += _post_rows(name, post_errors)
+        rows += _delivery_rows(name, result, expected, floor, p99_target=False)
+        rows += [
+            Row(name, "polls answered", result["polls"] / cpu.seconds, "/s"),
+            Row(name, "events per poll", result["deliveries"] / max(result["polls"], 1)),
+            Row(name, "loops without their end / poll errors",
+                f"{result['no_end'] + result['unfinished']} / {result['errors']}", "", "0 / 0",
+                result["no_end"] + result["unfinished"] == 0 and result["errors"] == 0),
+        ]
+        rows += cpu_rows(name, cpu)
+        return rows, {"result": result, "post_seconds": post_seconds,
+                      "cpu_percent": cpu.percent()}
+    finally:
+        client.stop()
+        stack.stop_app()
+
+
+# -- 4. worker throughput ----------------------------------------------------
+
+
+def _stream_bounds(stack: Stack, sessions: list[str]) -> tuple[int, int, int, list[str]]:
+    """(chunks written, first entry ms, last entry ms, problems) of the sessions' streams."""
+    import json
+
+    from webapp import keys  # key names live in one place: use it, do not copy it
+
+    chunks, first_ms, last_ms, problems = 0, None, None, []
+    with stack.redis.pipeline(transaction=False) as pipe:
+        for session_id in sessions:
+            pipe.xrange(keys.stream(session_id), count=1)
+            pipe.xrevrange(keys.stream(session_id), count=1)
+        answers = pipe.execute()
+    for session_id, head, tail in zip(sessions, answers[::2], answers[1::2]):
+        if not head or not tail or tail[0][1].get("event") != "end":
+            problems.append(f"{session_id}: no end ({tail[:1]})")
+            continue
+        chunks += json.loads(tail[0][1]["data"])["chunks"]
+        start, end = int(head[0][0].split("-")[0]), int(tail[0][0].split("-")[0])
+        first_ms = start if first_ms is None else min(first_ms, start)
+        last_ms = end if last_ms is None else max(last_ms, end)
+    return chunks, first_ms or 0, last_ms or 0, problems
+
+
+def sdk_alone(base_url: str, prompt: str, streams: int) -> dict[str, float]:
+    """CPU time of the `openai` SDK alone reading the same streams, as llm.py reads them."""
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=60)
+
+    def read_one() -> int:
+        deltas = 0
+        chunks = client.chat.completions.create(
+            model="bench-model", messages=[{"role": "user", "content": prompt}],
+            max_tokens=1024, stream=True, stream_options={"include_usage": True})
+        with chunks:
+            for chunk in chunks:
+                for choice in chunk.choices[:1]:
+                    if choice.delta is not None and choice.delta.content:
+                        deltas += 1
+        return deltas
+
+    read_one()  # warm: imports, the connection
+    cpu_before, started = time.process_time(), time.monotonic()
+    deltas = sum(read_one() for _ in range(streams))
+    cpu = time.process_time() - cpu_before
+    client.close()
+    return {"deltas": deltas, "cpu_seconds": cpu, "wall_seconds": time.monotonic() - started,
+            "cpu_us_per_delta": 1e6 * cpu / max(deltas, 1)}
+
+
+def worker(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
+    from webapp import keys
+
+    name = "4 worker"
+    n, count = plan.worker_deltas, plan.worker_generations
+    prompt = bench_prompt(n, 0)
+    stack.start_app(WORKER_CONCURRENCY=str(count))
+    sessions = stack.seed_sessions(count)
+    say(f"worker: posting {count} prompts of {n:,} instant deltas")
+    try:
+        pids = {role: pid for role, pid in stack.pids().items()
+                if role in ("worker", "redis", "web", "model server")}
+        with CpuWindow(pids) as cpu:
+            post_seconds, post_errors = _post_all(stack, sessions, prompt)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                with stack.redis.pipeline(transaction=False) as pipe:
+                    for session_id in sessions:
+                        pipe.exists(keys.active(session_id))
+                    if not any(pipe.execute()):
+                        break
+                time.sleep(0.02)
+        chunks, first_ms, last_ms, problems = _stream_bounds(stack, sessions)
+        span = max(last_ms - first_ms, 1) / 1000
+        per_second = chunks / span
+        worker_us = 1e6 * cpu.used["worker"] / max(chunks, 1)
+        redis_us = 1e6 * cpu.used["redis"] / max(chunks, 1)
+        say(f"worker: the openai SDK alone, {plan.sdk_streams} streams")
+        sdk = sdk_alone(stack.model.base_url, prompt, plan.sdk_streams)
+        xadds = floor.get("throughput", {}).get("per_second")
+        rows = [
+            Row(name, f"{count} concurrent generations x {n:,} deltas, instant model",
+                f"{chunks:,} / {count * n:,}", "written", f"{count * n:,}", chunks == count * n),
+            Row(name, "deltas written per second", per_second, "/s",
+                floor_ratio=ratio(per_second, xadds)),
+            Row(name, "worker CPU per delta", worker_us, "us"),
+            Row(name, "openai SDK alone: CPU per delta (same stream)", sdk["cpu_us_per_delta"], "us"),
+            Row(name, "worker / SDK alone", worker_us / sdk["cpu_us_per_delta"], "x"),
+            Row(name, "redis-server CPU per delta", redis_us, "us"),
+        ] + _post_rows(name, post_errors) + cpu_rows(name, cpu)
+        if problems:
+            rows.append(Row(name, "streams without an end", len(problems), "", "0", False))
+        return rows, {"chunks": chunks, "span_seconds": span, "post_seconds": post_seconds,
+                      "cpu_seconds": cpu.used, "sdk": sdk, "problems": problems[:10]}
+    finally:
+        stack.stop_app()
+
+
+# -- 5. time to first token --------------------------------------------------
+
+
+def ttft(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
+    name = "5 time to first token"
+    stack.start_app()
+    warmup = 3
+    sessions = stack.seed_sessions(plan.ttft_rounds + warmup)
+    client = stack.load_client()
+    try:
+        prompt = bench_prompt(5, 0)
+        say(f"ttft: {plan.ttft_rounds} prompts, one at a time")
+        client.call("ttft", sessions=sessions[:warmup], prompt=prompt, timeout=60)
+        answer = client.call("ttft", sessions=sessions[warmup:], prompt=prompt,
+                             timeout=60 + plan.ttft_rounds)
+    finally:
+        client.stop()
+        stack.stop_app()
+    samples = answer["samples"]
+    total = [s["received"] - s["posted"] for s in samples]
+    model = [s["model_sent"] - s["model_requested"] for s in samples]
+    added = [t - m for t, m in zip(total, model)]
+    to_model = [s["model_requested"] - s["posted"] for s in samples]
+    from_model = [s["received"] - s["model_sent"] for s in samples]
+    post = [s["answered"] - s["posted"] for s in samples]
+    added_p, base = percentiles(added), floor.get("latency", {}).get("latency", {})
+    rows = [
+        Row(name, f"added by relay p50 ({len(samples)} prompts, one at a time)", added_p["p50_ms"],
+            "ms", f"<= {MAX_ADDED_TTFT_P50_MS} ms", at_most(MAX_ADDED_TTFT_P50_MS)(added_p["p50_ms"]),
+            ratio(added_p["p50_ms"], base.get("p50_ms"))),
+        Row(name, "added by relay p99", added_p["p99_ms"], "ms",
+            floor_ratio=ratio(added_p["p99_ms"], base.get("p99_ms"))),
+        Row(name, "  of which POST -> model request p50", percentiles(to_model)["p50_ms"], "ms"),
+        Row(name, "  of which model send -> client p50", percentiles(from_model)["p50_ms"], "ms"),
+        Row(name, "POST answered (202) p50", percentiles(post)["p50_ms"], "ms"),
+        Row(name, "model server's own first token p50", percentiles(model)["p50_ms"], "ms"),
+    ]
+    if answer["errors"]:
+        rows.append(Row(name, "rounds that failed", len(answer["errors"]), "", "0", False))
+    return rows, {"added": added_p, "total": percentiles(total), "model": percentiles(model),
+                  "post_to_model_request": percentiles(to_model),
+                  "model_send_to_client": percentiles(from_model), "post": percentiles(post),
+                  "errors": answer["errors"][:10]}
+
+
+SCENARIOS = {"capacity": capacity, "fanout": fanout, "longpoll": longpoll, "worker": worker,
+             "ttft": ttft}
