@@ -14,7 +14,9 @@ import redis
 from flask import Flask, current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.retry import Retry
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -111,9 +113,15 @@ def make_redis(
         options.update(max_connections=max_connections,
                        timeout=settings["REDIS_POOL_TIMEOUT_SECONDS"])
     if settings["REDIS_CLUSTER"]:
-        # The cluster client keeps one pool per node and follows MOVED/ASK.
+        # One pool per node; MOVED and ASK redirections are followed. Like the
+        # single-server client, a failed command is not sent again (redis-py's
+        # cluster client would, up to 10 times): callers that can repeat a write
+        # safely (the fenced stream writer, the worker loop) do so themselves.
+        # redis-py's cluster client takes no health_check_interval; it refreshes
+        # the cluster's layout when a node fails instead.
         return RedisCluster.from_url(
-            settings["REDIS_URL"], connection_pool_class=redis.BlockingConnectionPool, **options
+            settings["REDIS_URL"], connection_pool_class=redis.BlockingConnectionPool,
+            retry=Retry(NoBackoff(), 0), **options,
         )
     pool = redis.BlockingConnectionPool.from_url(settings["REDIS_URL"], **options)
     return redis.Redis(connection_pool=pool)
