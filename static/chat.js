@@ -237,7 +237,9 @@ const net = {
 const sleepers = new Set();
 
 function activeAnswer() {
-  return state.messages.find((m) => m.role === "assistant" && (m.status === "queued" || m.status === "streaming"));
+  return state.messages.find(
+    (m) => m.role === "assistant" && (m.status === "queued" || m.status === "streaming"),
+  );
 }
 
 // ---- applying events ----
@@ -360,7 +362,8 @@ function pollUrl(timeoutS) {
 
 function openSse() {
   closeSse();
-  const es = new EventSource(`/api/sessions/${state.sid}/events?last_event_id=${encodeURIComponent(state.cursor)}`);
+  const cursor = encodeURIComponent(state.cursor);
+  const es = new EventSource(`/api/sessions/${state.sid}/events?last_event_id=${cursor}`);
   Object.assign(net, {
     es, esSince: Date.now(), esErrors: 0, esLastAt: 0, esLastId: null, suspect: null,
     idleProbeDelay: QUIET_MS, idleProbeAt: Date.now() + QUIET_MS,
@@ -584,7 +587,8 @@ function messageView(message) {
   head.append(el("span", message.role === "user" ? "You" : message.model || "assistant"));
   const label = message.finish_reason === "length" ? "cut off (length limit)" : STATUS_LABEL[message.status];
   if (label) {
-    const badge = el("span", message.id === state.cancelling && message.status === "streaming" ? "stopping…" : label);
+    const stopping = message.id === state.cancelling && message.status === "streaming";
+    const badge = el("span", stopping ? "stopping…" : label);
     badge.className = `badge ${message.status}`;
     head.append(badge);
   }

@@ -175,6 +175,27 @@ def test_answer_appears_progressively_and_ends_as_stored(
 
 
 @pytest.mark.browser
+def test_session_lives_in_the_url_and_storage_and_new_chat_starts_another(
+    web: str, contexts, open_chat, unique: str
+) -> None:
+    context = contexts()
+    chat = open_chat(web, context)
+    session_id = chat.session_id
+    answer_id = chat.send(f"remember me {unique}")
+    chat.wait_status(answer_id, "done")
+
+    again = open_chat(web, context)  # no ?session=: localStorage has it
+    assert again.session_id == session_id
+    again.wait_status(answer_id, "done")
+
+    again.page.get_by_role("button", name="New chat").click()
+    again.wait_for("new URLSearchParams(location.search).get('session') !== arg", session_id)
+    again.wait_connection("live")
+    assert again.page.locator("li.message").count() == 0
+    assert again.page.evaluate("localStorage.getItem('relay.session')") == again.session_id
+
+
+@pytest.mark.browser
 def test_markdown_renders_and_a_screenshot_is_taken_mid_answer(
     app, web: str, open_chat, model_server: ModelServer, unique: str
 ) -> None:
@@ -401,7 +422,8 @@ def test_error_is_shown_on_the_answer_and_retry_asks_again(
 
     failed.get_by_role("button", name="Retry").click()
     retry_id = chat.wait_for("""(() => {
-        const ids = [...document.querySelectorAll("li.message.assistant")].map((li) => li.dataset.messageId);
+        const ids = [...document.querySelectorAll("li.message.assistant")]
+          .map((li) => li.dataset.messageId);
         return ids.length === 2 && ids[1];
     })()""")
     chat.wait_status(retry_id, "done")
@@ -450,7 +472,8 @@ def test_hidden_tab_catches_up_when_shown(
 
     # Headless tabs are always visible; make the page believe it was hidden.
     chat.page.evaluate("""(hidden) => {
-        for (const [name, value] of [["hidden", hidden], ["visibilityState", hidden ? "hidden" : "visible"]])
+        const values = [["hidden", hidden], ["visibilityState", hidden ? "hidden" : "visible"]];
+        for (const [name, value] of values)
           Object.defineProperty(document, name, { configurable: true, get: () => value });
         document.dispatchEvent(new Event("visibilitychange"));
     }""", True)
@@ -483,7 +506,8 @@ def test_markdown_renderer_builds_only_safe_elements(web: str, open_chat) -> Non
         "[x](JaVaScRiPt:alert(1))": "<p>x</p>",
         "[x](/relative)": "<p>x</p>",
         "[m](mailto:a@b.example)":
-            '<p><a href="mailto:a@b.example" rel="noopener noreferrer nofollow" target="_blank">m</a></p>',
+            '<p><a href="mailto:a@b.example" rel="noopener noreferrer nofollow" '
+            'target="_blank">m</a></p>',
         "<b onmouseover=x>hi</b>": "<p>&lt;b onmouseover=x&gt;hi&lt;/b&gt;</p>",
     }
     rendered = chat.page.evaluate("""async (cases) => {
@@ -507,7 +531,8 @@ def test_events_fold_into_messages(web: str, open_chat) -> None:
         const { applyEvent, idAfter } = await import("/static/chat.js");
         const m = { id: "m1", role: "assistant", content: "", status: "queued" };
         const byId = new Map([["m1", m]]);
-        const fold = (event, data) => applyEvent(byId, { event, data: { message_id: "m1", ...data } });
+        const fold = (event, data) =>
+          applyEvent(byId, { event, data: { message_id: "m1", ...data } });
         const log = [];
         fold("start", { model: "x", attempt: 1 });
         fold("chunk", { text: "half an ans" });
@@ -518,7 +543,8 @@ def test_events_fold_into_messages(web: str, open_chat) -> None:
         log.push(fold("end", { finish_reason: "stop", text_length: 9 }), m.status);
         log.push(fold("end", { finish_reason: "stop", text_length: 10 }));
         log.push(fold("chunk", { message_id: "other", text: "?" }));
-        log.push(idAfter("1700000000000-10", "1700000000000-9"), idAfter("18446744073709551615-0", "18446744073709551614-99"));
+        log.push(idAfter("1700000000000-10", "1700000000000-9"),
+                 idAfter("18446744073709551615-0", "18446744073709551614-99"));
         return log;
     }""")
     assert result == ["half an ans", "", "ok", "done", "mismatch", "unknown", True, True]
@@ -538,8 +564,10 @@ def test_each_event_is_applied_once_whichever_way_it_comes(web: str, open_chat) 
         const sse = [start, c("100-2", "a"), c("100-3", "b")];
         const probe = [c("100-3", "b"), c("101-0", "c"), c("101-1", "d")];
         const reconnect = [c("100-3", "b"), c("101-0", "c"), c("101-1", "d"), c("102-0", "e")];
-        const stale = [c("100-0", "z"), c("99-9", "y"), { event: "chunk", data: { message_id: "m1", text: "no id" } }];
-        const outcomes = [...sse, ...probe, ...reconnect, ...stale].map((e) => accept(conversation, e));
+        const noId = { event: "chunk", data: { message_id: "m1", text: "no id" } };
+        const stale = [c("100-0", "z"), c("99-9", "y"), noId];
+        const outcomes = [...sse, ...probe, ...reconnect, ...stale]
+          .map((e) => accept(conversation, e));
         return { text: m.content, cursor: conversation.cursor, outcomes };
     }""")
     assert result["text"] == "abcde"
