@@ -425,7 +425,7 @@ function scheduleSseTrial() {
   clearTimeout(net.retryTimer);
   const delay = SSE_RETRY_MS[Math.min(net.retryStep++, SSE_RETRY_MS.length - 1)];
   net.retryTimer = setTimeout(() => {
-    // Poll on meanwhile: the trial replaces polling only once it delivers.
+    // Poll on meanwhile: the trial replaces polling only once it has caught up.
     openSse();
     net.trialUntil = Date.now() + SSE_TRIAL_MS;
   }, delay);
