@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", action="append", choices=list(scenarios.SCENARIOS),
                         help="run only this scenario (repeatable); the floor always runs")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"default: {RESULTS}")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record py-spy profiles of web and worker into DIR "
+                             "(needs py-spy; a profiled run's figures are not the ones to quote)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary directory (logs, database) and print its path")
     args = parser.parse_args(argv)
@@ -44,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     plan = Plan.quick() if args.quick else Plan()
+    plan.profile_dir = args.profile
     chosen = args.scenario or list(scenarios.SCENARIOS)
     workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
     rows: list[Row] = []

@@ -12,12 +12,14 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 
 from bench import redis_floor
+from bench.profile import Profiler
 from bench.client import percentiles
 from bench.report import Row, at_most, ratio
 from bench.stack import Stack, cpu_seconds, rss_kb
@@ -47,6 +49,8 @@ class Plan:
     ttft_rounds: int = 100
     floor_seconds: float = 10.0
     floor_throughput_seconds: float = 2.0
+    # --profile: py-spy samples of web and worker during each measured window.
+    profile_dir: Path | None = None
 
     @classmethod
     def quick(cls) -> "Plan":
@@ -108,6 +112,11 @@ class CpuWindow:
 
     def percent(self) -> dict[str, float]:
         return {role: 100 * used / self.seconds for role, used in self.used.items()}
+
+
+def _profiled(plan: Plan, scenario: str, stack: Stack) -> Profiler:
+    return Profiler(plan.profile_dir, scenario,
+                    {"web": stack.web_worker_pid, "worker": stack.worker.pid})
 
 
 def cpu_rows(scenario: str, window: CpuWindow) -> list[Row]:
@@ -246,6 +255,7 @@ def _delivery_rows(name: str, result: dict[str, Any], expected: int, floor: dict
               floor_ratio=ratio(lat["p99_ms"], base.get("p99_ms")))
     if p99_target:
         p99.target, p99.ok = f"<= {MAX_FANOUT_P99_MS} ms", at_most(MAX_FANOUT_P99_MS)(lat["p99_ms"])
+    up, down, lag = result["upstream"], result["downstream"], result["client_loop_lag"]
     return [
         Row(name, "deliveries received / expected", f"{result['deliveries']:,} / {expected:,}"),
         Row(name, "lost", result["lost"], "", "0", result["lost"] == 0),
@@ -256,6 +266,12 @@ def _delivery_rows(name: str, result: dict[str, Any], expected: int, floor: dict
         p99,
         Row(name, "latency max", lat["max_ms"], "ms",
             floor_ratio=ratio(lat["max_ms"], base.get("max_ms"))),
+        Row(name, "  model send -> Redis append (worker) p50 / p99",
+            f"{up['p50_ms']:.1f} / {up['p99_ms']:.1f}" if up["count"] else None, "ms"),
+        Row(name, "  Redis append -> client (web) p50 / p99",
+            f"{down['p50_ms']:.1f} / {down['p99_ms']:.1f}" if down["count"] else None, "ms"),
+        Row(name, "  load client's own loop lag p99 / max",
+            f"{lag['p99_ms']:.1f} / {lag['max_ms']:.1f}" if lag["count"] else None, "ms"),
     ]
 
 
@@ -274,7 +290,7 @@ def fanout(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
             raise RuntimeError(f"could not open every stream: {opened}")
         say(f"fan-out: {opened['opened']:,} streams open, posting {plan.sessions} prompts")
         pids = dict(stack.pids(), client=client.pid)
-        with CpuWindow(pids) as cpu:
+        with CpuWindow(pids) as cpu, _profiled(plan, "fanout", stack):
             post_seconds, post_errors = _post_all(
                 stack, sessions, bench_prompt(n, plan.deltas_per_second))
             result = client.call("sse_wait_end", expected=dict.fromkeys(sessions, n),
@@ -312,7 +328,7 @@ def longpoll(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row]
                     expected=n, poll_timeout=20, timeout=plan.stream_seconds + 30)
         time.sleep(0.5)  # the first polls are waiting
         say(f"long-poll: {len(sessions) * per_session:,} loops polling, posting {plan.sessions} prompts")
-        with CpuWindow(pids) as cpu:
+        with CpuWindow(pids) as cpu, _profiled(plan, "longpoll", stack):
             post_seconds, post_errors = _post_all(
                 stack, sessions, bench_prompt(n, plan.deltas_per_second))
             result = client.call("poll_wait", timeout=plan.stream_seconds + 35)
@@ -403,7 +419,7 @@ def worker(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
     try:
         pids = {role: pid for role, pid in stack.pids().items()
                 if role in ("worker", "redis", "web", "model server")}
-        with CpuWindow(pids) as cpu:
+        with CpuWindow(pids) as cpu, _profiled(plan, "worker", stack):
             post_seconds, post_errors = _post_all(stack, sessions, prompt)
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
@@ -452,8 +468,9 @@ def ttft(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], di
         prompt = bench_prompt(5, 0)
         say(f"ttft: {plan.ttft_rounds} prompts, one at a time")
         client.call("ttft", sessions=sessions[:warmup], prompt=prompt, timeout=60)
-        answer = client.call("ttft", sessions=sessions[warmup:], prompt=prompt,
-                             timeout=60 + plan.ttft_rounds)
+        with _profiled(plan, "ttft", stack):
+            answer = client.call("ttft", sessions=sessions[warmup:], prompt=prompt,
+                                 timeout=60 + plan.ttft_rounds)
     finally:
         client.stop()
         stack.stop_app()
