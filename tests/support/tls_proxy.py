@@ -27,6 +27,14 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
 
 
 class TLSProxy:
+    """Each connection is served by its own thread, which alone closes its sockets.
+
+    Closing a socket while another thread still reads or writes it would free
+    its file descriptor for reuse, and a late write would land on whatever
+    connection got that number next; so `stop()` only shuts sockets down
+    (which wakes the readers) and waits for their threads.
+    """
+
     def __init__(self, upstream_port: int, cert: Path, key: Path) -> None:
         self.upstream_port = upstream_port
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -34,7 +42,8 @@ class TLSProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.handshake_failures = 0
-        self._open: list[socket.socket] = []
+        self._open: set[socket.socket] = set()
+        self._servers: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
 
@@ -43,18 +52,15 @@ class TLSProxy:
         return self
 
     def stop(self) -> None:
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        except OSError:
-            pass
+        _shutdown(self.listener)  # wakes the blocked accept()
+        self._thread.join(5)
         self.listener.close()
         with self._lock:
             for sock in self._open:
-                try:
-                    sock.close()
-                except OSError:
-                    pass
-        self._thread.join(5)
+                _shutdown(sock)
+            servers = list(self._servers)
+        for server in servers:
+            server.join(5)
 
     def _accept_loop(self) -> None:
         while True:
@@ -62,7 +68,10 @@ class TLSProxy:
                 raw, _ = self.listener.accept()
             except OSError:
                 return  # stopped
-            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+            server = threading.Thread(target=self._serve, args=(raw,), daemon=True)
+            with self._lock:
+                self._servers.append(server)
+            server.start()
 
     def _serve(self, raw: socket.socket) -> None:
         raw.settimeout(10)
@@ -74,12 +83,22 @@ class TLSProxy:
             raw.close()
             return
         client.settimeout(None)
-        upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+        except OSError:
+            client.close()
+            return
         upstream.settimeout(None)
         with self._lock:
-            self._open += [client, upstream]
-        threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+            self._open.update((client, upstream))
+        back = threading.Thread(target=self._pipe, args=(upstream, client), daemon=True)
+        back.start()
         self._pipe(client, upstream)
+        back.join()
+        with self._lock:
+            self._open.difference_update((client, upstream))
+        client.close()
+        upstream.close()
 
     @staticmethod
     def _pipe(source: socket.socket, target: socket.socket) -> None:
@@ -89,8 +108,12 @@ class TLSProxy:
         except OSError:
             pass
         finally:
-            for sock in (source, target):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _shutdown(source)
+            _shutdown(target)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
