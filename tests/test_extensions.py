@@ -15,6 +15,7 @@ import redis
 from tests.support.processes import ROOT, RedisServer
 from tests.support.tls_proxy import TLSProxy, self_signed_certificate
 from webapp import create_app
+from webapp.config import database_url
 from webapp.extensions import (
     COMMAND_TIMEOUT_SECONDS, HEALTH_CHECK_SECONDS, db, redis_store,
 )
@@ -145,6 +146,7 @@ if sys.argv[1] == "late":
 from gevent import monkey
 monkey.patch_all()
 from webapp import create_app
+from webapp.config import database_url
 create_app({"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://relay@127.0.0.1:1/relay"})
 print("started")
 """
@@ -160,3 +162,15 @@ def test_a_gevent_process_refuses_a_psycopg_that_would_block_the_hub(order: str)
     else:
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "started"
+
+
+def test_heroku_postgres_url_uses_psycopg_3() -> None:
+    """Heroku sets `postgres://`, which SQLAlchemy no longer knows; psycopg 3 is what we ship."""
+    heroku = "postgres://user:secret@db.example:5432/d1"
+    url = database_url(heroku)
+    assert url == "postgresql+psycopg://user:secret@db.example:5432/d1"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        assert (db.engine.dialect.name, db.engine.dialect.driver) == ("postgresql", "psycopg")
+        db.engine.dispose()
+    assert database_url(None).startswith("sqlite:///")
