@@ -199,7 +199,7 @@ def _number(fields: Mapping[str, str], name: str) -> float:
 
 
 def _labelled(fields: Mapping[str, str], prefix: str) -> Iterable[tuple[str, float]]:
-    for field, value in sorted(fields.items()):
+    for field in sorted(fields):
         if field.startswith(prefix):
             yield field[len(prefix):], _number(fields, field)
 
