@@ -26,6 +26,9 @@ from bench.scenarios import Plan, say
 from bench.stack import Stack
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+OTHERS = "CPU: everything else on the machine"
+# Above this, someone else's work (a test run, a browser) shared the cores.
+BUSY_PERCENT = 20.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,10 +87,15 @@ def main(argv: list[str] | None = None) -> int:
                 plan=plan.__dict__)
     write_json(args.json, rows, details, meta)
     print()
-    print(f"relay bench{' --quick' if args.quick else ''}: {meta['cpus']} CPUs ({meta['cpu_model']}),"
+    print(f"relay bench{' --quick' if args.quick else ''}: "
+          f"{meta['cpus']} CPUs ({meta['cpu_model']}),"
           f" Python {meta['python']}, commit {meta['commit']}"
           f"{' + local changes' if meta['dirty_files'] else ''}, {elapsed:.0f} s")
     print(table(rows))
+    for row in rows:
+        if row.figure == OTHERS and isinstance(row.value, float) and row.value > BUSY_PERCENT:
+            print(f"warning: other processes used {row.value:.0f}% of a core during "
+                  f"'{row.scenario}': its figures include waiting for the CPU")
     print(f"\n(written to {args.json})")
     return 1 if failed else 0
 

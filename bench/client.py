@@ -27,7 +27,8 @@ import resource
 import sys
 import time
 from array import array
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 STAMP = re.compile(rb"\xe2\x9f\xa8i=(\d+) t=(\d+)(?: r=(\d+))?\xe2\x9f\xa9")
 MESSAGE_ID = re.compile(rb'"message_id":"([^"]+)"')
@@ -60,8 +61,8 @@ def percentiles(values_ns: array | list[int]) -> dict[str, float | int | None]:
 class SSEConn(asyncio.Protocol):
     """One `GET .../events` stream: HTTP/1.1, chunked body, SSE events recorded as they come."""
 
-    def __init__(self, client: "Client", session_id: str, path: str,
-                 on_event: Callable[["SSEConn", bytes, bytes, bytes, int], None]) -> None:
+    def __init__(self, client: Client, session_id: str, path: str,
+                 on_event: Callable[[SSEConn, bytes, bytes, bytes, int], None]) -> None:
         self.client = client
         self.session_id = session_id
         self.path = path
@@ -238,6 +239,45 @@ class Timings:
                 "client_loop_lag": percentiles(self.loop_lag)}
 
 
+class FirstToken:
+    """One TTFT round's stream: when each message's `start` was appended, its first chunk."""
+
+    def __init__(self, offset_ns: int) -> None:
+        self.offset = offset_ns
+        self.starts: dict[bytes, int] = {}  # message id -> XADD time of its `start`
+        self.firsts: dict[bytes, tuple[int, int, int]] = {}  # -> (received, sent, requested)
+        self.ends: set[bytes] = set()
+        self.arrived = asyncio.Event()
+
+    def on_event(self, conn: SSEConn, entry_id: bytes, event: bytes, data: bytes,
+                 now: int) -> None:
+        message = MESSAGE_ID.search(data)
+        if message is None:
+            return
+        if event == b"start":
+            ms = int(entry_id[:entry_id.index(b"-")])
+            self.starts[message[1]] = ms * 1_000_000 + 500_000 - self.offset
+        elif event == b"chunk" and message[1] not in self.firsts:
+            stamp = STAMP.search(data)
+            if stamp is not None and stamp[3] is not None:
+                self.firsts[message[1]] = (now, int(stamp[2]), int(stamp[3]))
+                self.arrived.set()
+        elif event in (b"end", b"error"):
+            self.ends.add(message[1])
+            self.arrived.set()
+
+    async def wait_end(self, message_id: bytes, timeout: float) -> bool:
+        """Wait for the message's end (so rounds never overlap); True if a chunk came."""
+        wait_until = time.monotonic() + timeout
+        while message_id not in self.ends and time.monotonic() < wait_until:
+            self.arrived.clear()
+            try:
+                await asyncio.wait_for(self.arrived.wait(), wait_until - time.monotonic())
+            except TimeoutError:
+                break
+        return message_id in self.firsts
+
+
 class Client:
     """Holds the connections between commands; each `op_*` is one command."""
 
@@ -280,7 +320,7 @@ class Client:
         try:
             await asyncio.wait_for(loop.create_connection(factory, self.host, self.port), timeout)
             await asyncio.wait_for(asyncio.shield(conn.opened), timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             if conn is None:
                 conn = SSEConn(self, session_id, path, on_event)
                 conn.closed = True
@@ -391,8 +431,7 @@ class Client:
                         started.set()
                     status, body = await asyncio.wait_for(
                         pending, max(0.1, deadline - time.monotonic()))
-                except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError,
-                        ConnectionError):
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, ConnectionError):
                     result["errors"] += 1
                     if writer is not None:
                         writer.close()
@@ -431,7 +470,7 @@ class Client:
 
     async def op_poll_start(self, sessions: list[str], expected: int, poll_timeout: float,
                             timeout: float) -> dict[str, Any]:
-        """Start one long-poll loop per entry of `sessions`; answer once each sent its first poll."""
+        """One long-poll loop per entry of `sessions`; answers once each sent its first poll."""
         deadline = time.monotonic() + timeout
         self.timings = Timings()
         starts = [asyncio.Event() for _ in sessions]
@@ -450,7 +489,7 @@ class Client:
         results = [task.result() for task in done if not task.cancelled() and not task.exception()]
         failed = len(self.poll_loops) - len(results)
         self.poll_loops = []
-        total = lambda key: sum(r[key] for r in results)  # noqa: E731
+        total = lambda key: sum(r[key] for r in results)
         return {"loops": len(results) + failed, "unfinished": failed,
                 "polls": total("polls"), "lost": total("lost"), "duplicated": total("duplicated"),
                 "unexpected": total("unexpected"), "errors": total("errors"),
@@ -471,25 +510,8 @@ class Client:
                 if time.monotonic() > deadline:
                     errors.append("out of time")
                     break
-                firsts: dict[bytes, tuple[int, int, int]] = {}
-                ends: set[bytes] = set()
-                arrived = asyncio.Event()
-
-                def on_event(conn: SSEConn, entry_id: bytes, event: bytes, data: bytes,
-                             now: int) -> None:
-                    message = MESSAGE_ID.search(data)
-                    if message is None:
-                        return
-                    if event == b"chunk" and message[1] not in firsts:
-                        stamp = STAMP.search(data)
-                        if stamp is not None and stamp[3] is not None:
-                            firsts[message[1]] = (now, int(stamp[2]), int(stamp[3]))
-                            arrived.set()
-                    elif event in (b"end", b"error"):
-                        ends.add(message[1])
-                        arrived.set()
-
-                conn = await self._open_one(session_id, on_event, 10.0)
+                watch = FirstToken(self.timings.offset)
+                conn = await self._open_one(session_id, watch.on_event, 10.0)
                 if conn.error:
                     errors.append(conn.error)
                     continue
@@ -504,19 +526,13 @@ class Client:
                         errors.append(f"POST answered {status}: {answer[:200]!r}")
                         continue
                     message_id = json.loads(answer)["message_id"].encode()
-                    wait_until = time.monotonic() + 10.0
-                    while message_id not in ends and time.monotonic() < wait_until:
-                        arrived.clear()
-                        try:
-                            await asyncio.wait_for(arrived.wait(), wait_until - time.monotonic())
-                        except asyncio.TimeoutError:
-                            break
-                    if message_id not in firsts:
+                    if not await watch.wait_end(message_id, 10.0):
                         errors.append("no chunk within 10 s")
                         continue
-                    received, sent, requested = firsts[message_id]
+                    received, sent, requested = watch.firsts[message_id]
                     samples.append({"posted": posted, "answered": answered, "received": received,
-                                    "model_sent": sent, "model_requested": requested})
+                                    "model_sent": sent, "model_requested": requested,
+                                    "start_appended": watch.starts.get(message_id, 0)})
                 finally:
                     conn.close()
         finally:

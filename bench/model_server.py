@@ -103,7 +103,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             length = min(int(headers.get("content-length", "0") or 0), MAX_BODY_BYTES)
             body = await reader.readexactly(length) if length else b""
             if method == "GET" and path == "/stats":
-                await respond_json(writer, 200, {"requests": Stats.requests, "deltas": Stats.deltas})
+                stats = {"requests": Stats.requests, "deltas": Stats.deltas}
+                await respond_json(writer, 200, stats)
             elif method == "POST" and path.endswith("/chat/completions"):
                 await complete(writer, json.loads(body or b"{}"), received)
             else:

@@ -38,7 +38,7 @@ class Profiler:
         self.pids = pids
         self.procs: list[tuple[str, Path, subprocess.Popen]] = []
 
-    def __enter__(self) -> "Profiler":
+    def __enter__(self) -> Profiler:
         binary = py_spy()
         if self.out_dir is None:
             return self

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,8 @@ import httpx
 import psutil
 
 from bench import redis_floor
-from bench.profile import Profiler
 from bench.client import percentiles
+from bench.profile import Profiler
 from bench.report import Row, at_most, ratio
 from bench.stack import Stack, cpu_seconds, rss_kb
 
@@ -43,7 +44,7 @@ class Plan:
     clients: int = 1000
     deltas_per_second: float = 20.0
     stream_seconds: float = 20.0
-    worker_generations: int = 64
+    worker_generations: int = 32  # the default WORKER_CONCURRENCY
     worker_deltas: int = 1000
     sdk_streams: int = 16
     ttft_rounds: int = 100
@@ -53,7 +54,7 @@ class Plan:
     profile_dir: Path | None = None
 
     @classmethod
-    def quick(cls) -> "Plan":
+    def quick(cls) -> Plan:
         return cls(capacity_levels=[200, 500], capacity_hold_seconds=1.0, sessions=10,
                    clients=100, stream_seconds=3.0, worker_generations=8, worker_deltas=200,
                    sdk_streams=4, ttft_rounds=10, floor_seconds=2.0, floor_throughput_seconds=0.5)
@@ -97,7 +98,7 @@ class CpuWindow:
                              if c.pid not in self.pids.values())
         return used
 
-    def __enter__(self) -> "CpuWindow":
+    def __enter__(self) -> CpuWindow:
         self.started = time.monotonic()
         self.before = self._ours()
         self.machine_before = _machine_busy_seconds()
@@ -129,22 +130,33 @@ def cpu_rows(scenario: str, window: CpuWindow) -> list[Row]:
 
 def floor(stack: Stack, plan: Plan) -> tuple[list[Row], dict[str, Any]]:
     rate = plan.sessions * plan.deltas_per_second
-    latency = redis_floor.latency(stack.redis_server.url, rate, plan.sessions, plan.floor_seconds)
+    with CpuWindow({"redis": stack.redis_server.pid}) as cpu:
+        latency = redis_floor.latency(stack.redis_server.url, rate, plan.sessions,
+                                      plan.floor_seconds)
     throughput = redis_floor.throughput(stack.redis_server.url, plan.floor_throughput_seconds)
     lat = latency["latency"]
     name = "6 redis floor"
     rows = [
-        Row(name, f"XADD->XREAD p50 ({rate:g}/s over {plan.sessions} streams)", lat["p50_ms"], "ms"),
+        Row(name, f"XADD->XREAD p50 ({rate:g}/s over {plan.sessions} streams)", lat["p50_ms"],
+            "ms"),
         Row(name, "XADD->XREAD p99", lat["p99_ms"], "ms"),
         Row(name, "XADD->XREAD max", lat["max_ms"], "ms"),
         Row(name, "XADD->XREAD lost", latency["sent"] - latency["received"], "",
             "0", latency["sent"] == latency["received"]),
         Row(name, "sequential XADD round trips, one client", throughput["per_second"], "/s"),
+        Row(name, "CPU: everything else on the machine",
+            cpu.percent()["everything else on the machine"], "% of a core"),
     ]
     return rows, {"latency": latency, "throughput": throughput}
 
 
 # -- 1. capacity -------------------------------------------------------------
+
+
+def _commands(commands: list[str]) -> str:
+    """['hmget', 'hmget', 'subscribe'] -> 'hmget x2, subscribe': what each connection last did."""
+    counted = Counter(commands)
+    return ", ".join(f"{cmd} x{n}" if n > 1 else cmd for cmd, n in sorted(counted.items()))
 
 
 def capacity(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
@@ -187,10 +199,14 @@ def capacity(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row]
                 Row(name, f"{level:,} idle SSE: open", status["open"], "", f"{level:,}",
                     status["open"] == level),
                 Row(name, f"{level:,} idle SSE: web RSS per connection", per_connection, "kB",
-                    f"<= {MAX_RSS_PER_CONNECTION_KB} kB", per_connection <= MAX_RSS_PER_CONNECTION_KB),
-                Row(name, f"{level:,} idle SSE: web Redis connections", connections["web"], "",
-                    f"<= {MAX_WEB_REDIS_CONNECTIONS}", connections["web"] <= MAX_WEB_REDIS_CONNECTIONS),
-                Row(name, f"{level:,} idle SSE: worker Redis connections", connections["worker"]),
+                    f"<= {MAX_RSS_PER_CONNECTION_KB} kB",
+                    per_connection <= MAX_RSS_PER_CONNECTION_KB),
+                Row(name, f"{level:,} idle SSE: web Redis connections",
+                    f"{connections['web']} ({_commands(connections['web commands'])})", "",
+                    f"<= {MAX_WEB_REDIS_CONNECTIONS}",
+                    connections["web"] <= MAX_WEB_REDIS_CONNECTIONS),
+                Row(name, f"{level:,} idle SSE: worker Redis connections",
+                    f"{connections['worker']} ({_commands(connections['worker commands'])})"),
             ]
         details["web_cpu_ms_per_connect"] = 1000 * (cpu_seconds(pid) - cpu_before) / top
         rows.append(Row(name, "web CPU per connection opened", details["web_cpu_ms_per_connect"],
@@ -294,7 +310,7 @@ def fanout(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
             post_seconds, post_errors = _post_all(
                 stack, sessions, bench_prompt(n, plan.deltas_per_second))
             result = client.call("sse_wait_end", expected=dict.fromkeys(sessions, n),
-                                 timeout=plan.stream_seconds + 60)
+                                 timeout=plan.stream_seconds + 30)
         expected = plan.sessions * per_session * n
         rate = plan.sessions * per_session * plan.deltas_per_second
         rows = [Row(name, f"{plan.sessions} sessions x {per_session} clients, "
@@ -327,7 +343,8 @@ def longpoll(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row]
         client.call("poll_start", sessions=[s for s in sessions for _ in range(per_session)],
                     expected=n, poll_timeout=20, timeout=plan.stream_seconds + 30)
         time.sleep(0.5)  # the first polls are waiting
-        say(f"long-poll: {len(sessions) * per_session:,} loops polling, posting {plan.sessions} prompts")
+        say(f"long-poll: {len(sessions) * per_session:,} loops polling, "
+            f"posting {plan.sessions} prompts")
         with CpuWindow(pids) as cpu, _profiled(plan, "longpoll", stack):
             post_seconds, post_errors = _post_all(
                 stack, sessions, bench_prompt(n, plan.deltas_per_second))
@@ -443,7 +460,8 @@ def worker(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
             Row(name, "deltas written per second", per_second, "/s",
                 floor_ratio=ratio(per_second, xadds)),
             Row(name, "worker CPU per delta", worker_us, "us"),
-            Row(name, "openai SDK alone: CPU per delta (same stream)", sdk["cpu_us_per_delta"], "us"),
+            Row(name, "openai SDK alone: CPU per delta (same stream)", sdk["cpu_us_per_delta"],
+                "us"),
             Row(name, "worker / SDK alone", worker_us / sdk["cpu_us_per_delta"], "x"),
             Row(name, "redis-server CPU per delta", redis_us, "us"),
         ] + _post_rows(name, post_errors) + cpu_rows(name, cpu)
@@ -468,7 +486,8 @@ def ttft(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], di
         prompt = bench_prompt(5, 0)
         say(f"ttft: {plan.ttft_rounds} prompts, one at a time")
         client.call("ttft", sessions=sessions[:warmup], prompt=prompt, timeout=60)
-        with _profiled(plan, "ttft", stack):
+        pids = dict(stack.pids(), client=client.pid)
+        with CpuWindow(pids) as cpu, _profiled(plan, "ttft", stack):
             answer = client.call("ttft", sessions=sessions[warmup:], prompt=prompt,
                                  timeout=60 + plan.ttft_rounds)
     finally:
@@ -479,24 +498,37 @@ def ttft(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], di
     model = [s["model_sent"] - s["model_requested"] for s in samples]
     added = [t - m for t, m in zip(total, model)]
     to_model = [s["model_requested"] - s["posted"] for s in samples]
+    to_start = [s["start_appended"] - s["posted"] for s in samples if s["start_appended"]]
+    start_to_model = [s["model_requested"] - s["start_appended"] for s in samples
+                      if s["start_appended"]]
     from_model = [s["received"] - s["model_sent"] for s in samples]
     post = [s["answered"] - s["posted"] for s in samples]
     added_p, base = percentiles(added), floor.get("latency", {}).get("latency", {})
     rows = [
         Row(name, f"added by relay p50 ({len(samples)} prompts, one at a time)", added_p["p50_ms"],
-            "ms", f"<= {MAX_ADDED_TTFT_P50_MS} ms", at_most(MAX_ADDED_TTFT_P50_MS)(added_p["p50_ms"]),
+            "ms", f"<= {MAX_ADDED_TTFT_P50_MS} ms",
+            at_most(MAX_ADDED_TTFT_P50_MS)(added_p["p50_ms"]),
             ratio(added_p["p50_ms"], base.get("p50_ms"))),
         Row(name, "added by relay p99", added_p["p99_ms"], "ms",
             floor_ratio=ratio(added_p["p99_ms"], base.get("p99_ms"))),
         Row(name, "  of which POST -> model request p50", percentiles(to_model)["p50_ms"], "ms"),
+        Row(name, "    POST -> `start` appended (queue, SQL) p50", percentiles(to_start)["p50_ms"],
+            "ms"),
+        Row(name, "    `start` appended -> model request p50",
+            percentiles(start_to_model)["p50_ms"],
+            "ms"),
         Row(name, "  of which model send -> client p50", percentiles(from_model)["p50_ms"], "ms"),
         Row(name, "POST answered (202) p50", percentiles(post)["p50_ms"], "ms"),
         Row(name, "model server's own first token p50", percentiles(model)["p50_ms"], "ms"),
     ]
     if answer["errors"]:
         rows.append(Row(name, "rounds that failed", len(answer["errors"]), "", "0", False))
+    rows.append(Row(name, "CPU: everything else on the machine",
+                    cpu.percent()["everything else on the machine"], "% of a core"))
     return rows, {"added": added_p, "total": percentiles(total), "model": percentiles(model),
                   "post_to_model_request": percentiles(to_model),
+                  "post_to_start_appended": percentiles(to_start),
+                  "start_appended_to_model_request": percentiles(start_to_model),
                   "model_send_to_client": percentiles(from_model), "post": percentiles(post),
                   "errors": answer["errors"][:10]}
 

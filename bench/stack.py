@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,7 @@ class Stack:
 
     # -- for the whole run -------------------------------------------------
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         self.redis_server = RedisServer(self.log_dir).start()
         self.redis = redis.Redis.from_url(self.redis_server.url, decode_responses=True)
         self.redis.client_setname("bench")
@@ -224,7 +224,8 @@ class Stack:
             # It logs nothing at WARNING: ready is its first blocking pop.
             if not self.worker.alive():
                 raise RuntimeError(f"worker.py exited:\n{self.worker.log_text()[-3000:]}")
-            return any(c["cmd"] in ("blmove", "brpoplpush") for c in self.clients_of(self.worker.pid))
+            clients = self.clients_of(self.worker.pid)
+            return any(c["cmd"] in ("blmove", "brpoplpush") for c in clients)
 
         wait_for(web_ready, timeout=60, interval=0.1, what="gunicorn /readyz")
         wait_for(worker_ready, timeout=60, interval=0.1, what="worker.py's first job pop")
@@ -275,10 +276,18 @@ class Stack:
         return [c for c in self.redis.client_list()
                 if int(c["addr"].rsplit(":", 1)[1]) in ports]
 
-    def redis_connections(self) -> dict[str, int]:
-        """Connections to the bench redis-server, by the process that holds them."""
-        counts = {role: len(self.clients_of(pid)) for role, pid in self.pids().items()
-                  if role in ("web", "web arbiter", "worker")}
+    def redis_connections(self) -> dict[str, Any]:
+        """Connections to the bench redis-server, by the process that holds them.
+
+        `<role>` is the count; `<role> commands` the last command of each
+        connection (`client` alone: only the connect handshake ever ran on it).
+        """
+        counts: dict[str, Any] = {}
+        for role, pid in self.pids().items():
+            if role in ("web", "web arbiter", "worker"):
+                clients = self.clients_of(pid)
+                counts[role] = len(clients)
+                counts[f"{role} commands"] = sorted(c["cmd"] for c in clients)
         counts["total"] = len(self.redis.client_list())
         return counts
 
@@ -294,7 +303,7 @@ class Stack:
         try:
             table = sa.Table("chat_sessions", sa.MetaData(), autoload_with=engine)
             ids = [secrets.token_urlsafe(24) for _ in range(count)]
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             rows = [{"id": sid, "created_at": now} if "created_at" in table.c else {"id": sid}
                     for sid in ids]
             with engine.begin() as conn:
