@@ -13,8 +13,17 @@
 // what is new. If the probe found events that SSE then does not deliver
 // within GRACE_MS, SSE is being buffered and the page long-polls instead,
 // trying SSE again later.
+//
+// Without streaming (the header's toggle, issue 7), unfinished answers are
+// not shown from events at all: the page asks for each one whole with
+// `GET .../messages/{mid}?wait=` and shows it once it is finished. Its events
+// still move the cursor, so the stream stays in step for everything else.
+//
+// Sending: every prompt carries a fresh Idempotency-Key, so when the answer
+// to the POST is lost the page can post it again without asking twice.
 
 const SESSION_KEY = "relay.session";
+const WITHOUT_STREAMING_KEY = "relay.withoutStreaming";
 const SESSION_ID = /^[A-Za-z0-9_-]{8,64}$/;
 const EVENT_TYPES = ["start", "chunk", "end", "error", "reset"];
 
@@ -26,6 +35,15 @@ const IDLE_PROBE_MAX_MS = 30000; // an SSE that never delivered: probe this rare
 const SSE_RETRY_MS = [15000, 30000, 60000, 120000, 300000]; // from polling, try SSE again
 const SSE_TRIAL_MS = 20000; // a retried SSE must catch up with polling within this
 const POLL_TIMEOUT_S = 20;
+// At most 25 (API.md), and under Heroku's 30 s router window.
+const WHOLE_WAIT_S = 25;
+// A wait that comes back unfinished sooner than this did not wait (a server
+// restarting?): back off rather than ask again at once.
+const WHOLE_MIN_WAIT_MS = 1000;
+const POST_ATTEMPTS = 4; // posts of one prompt, under one key, when answers are lost
+// Gateways answering for an upstream they lost, and 503 (API.md: "can be retried").
+const RETRY_POST_STATUSES = [502, 503, 504];
+const UNFINISHED = ["queued", "streaming"];
 
 // ---- event ids and the conversation model (no DOM, no network) ----
 
@@ -214,6 +232,9 @@ const state = {
   gone: false, // the session no longer exists
   cancelling: null, // message id we asked to stop
   dueSince: 0, // when the page last learned an answer is due
+  withoutStreaming: false, // the toggle: show answers whole, not as they stream
+  wholeIds: new Set(), // answers whose text comes from GET ?wait, never from events
+  waits: new Map(), // answer id -> AbortController of its running whole-answer wait
 };
 
 const net = {
@@ -236,10 +257,12 @@ const net = {
 
 const sleepers = new Set();
 
+function unfinished(message) {
+  return message.role === "assistant" && UNFINISHED.includes(message.status);
+}
+
 function activeAnswer() {
-  return state.messages.find(
-    (m) => m.role === "assistant" && (m.status === "queued" || m.status === "streaming"),
-  );
+  return state.messages.find(unfinished);
 }
 
 // ---- applying events ----
@@ -255,6 +278,7 @@ function receive(ev) {
     state.queued.push(ev);
     return false;
   }
+  if (state.wholeIds.has(ev.data?.message_id)) return passOver(ev);
   const outcome = accept(state, ev);
   if (outcome === "seen") return false;
   if (outcome === "ok") {
@@ -268,12 +292,24 @@ function receive(ev) {
   return true;
 }
 
+/**
+ * An event of an answer shown whole: it moves the cursor and nothing else.
+ * Returns true when it was new, so SSE still proves it delivers.
+ */
+function passOver(ev) {
+  if (!ev.id || !idAfter(ev.id, state.cursor)) return false;
+  state.cursor = ev.id;
+  return true;
+}
+
 function adoptSnapshot(snapshot) {
   const behind = idAfter(state.cursor, snapshot.cursor);
   state.messages = snapshot.messages;
   state.byId = new Map(snapshot.messages.map((m) => [m.id, m]));
   state.cursor = snapshot.cursor;
   if (activeAnswer()) state.dueSince = Date.now();
+  // Before rendering: without streaming, a snapshot's text so far is not shown.
+  claimWholeAnswers();
   renderAll();
   // Transports go on from their own positions; a snapshot older than what we
   // had applied (never expected) would leave a gap, so start them afresh.
@@ -323,10 +359,10 @@ async function getJson(url, options = {}) {
   return body;
 }
 
-function postJson(url, payload) {
+function postJson(url, payload, headers = {}) {
   return getJson(url, {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    headers: { "Content-Type": "application/json", ...headers },
     body: JSON.stringify(payload ?? {}),
   });
 }
@@ -538,6 +574,94 @@ function catchUp() {
   showConnection();
 }
 
+// ---- answers without streaming ----
+
+/** Without streaming, every unfinished answer waits to be shown whole. */
+function claimWholeAnswers() {
+  if (!state.withoutStreaming) return;
+  for (const message of state.messages) {
+    if (unfinished(message) && !state.waits.has(message.id)) waitForWhole(message.id);
+  }
+}
+
+function waitForWhole(id) {
+  const controller = new AbortController();
+  state.wholeIds.add(id);
+  state.waits.set(id, controller);
+  changed(id);
+  wholeLoop(id, controller.signal);
+}
+
+/** GET the answer with ?wait= until it is finished, then show it. */
+async function wholeLoop(id, signal) {
+  const url = `/api/sessions/${state.sid}/messages/${encodeURIComponent(id)}?wait=${WHOLE_WAIT_S}`;
+  let failures = 0;
+  while (!signal.aborted) {
+    const asked = Date.now();
+    try {
+      const message = await getJson(url, { signal });
+      if (signal.aborted) return;
+      if (!UNFINISHED.includes(message.status)) return void showWhole(message);
+      // Still being written: the wait ran out, so ask again, at once unless
+      // the server answered without waiting.
+      failures = Date.now() - asked < WHOLE_MIN_WAIT_MS ? failures + 1 : 0;
+    } catch (err) {
+      if (signal.aborted) return;
+      if (err.body?.error?.code === "session_not_found") return void sessionGone();
+      if (err.status === 404) return void wholeLost(id);
+      failures++;
+    }
+    if (failures) await sleep(backoff(failures), signal);
+  }
+}
+
+function showWhole(final) {
+  state.waits.delete(final.id);
+  const shown = state.byId.get(final.id);
+  if (!shown) return;
+  Object.assign(shown, final);
+  changed(final.id);
+}
+
+/** The server does not know the answer (never expected): let the snapshot say what is true. */
+function wholeLost(id) {
+  state.waits.delete(id);
+  state.wholeIds.delete(id);
+  reloadSnapshot();
+}
+
+/** Stop every whole-answer wait; true when some answer was still being waited for. */
+function releaseWholeAnswers() {
+  const waiting = [...state.waits.keys()];
+  for (const id of waiting) {
+    state.waits.get(id).abort();
+    state.waits.delete(id);
+    state.wholeIds.delete(id);
+  }
+  return waiting.length > 0;
+}
+
+function setWithoutStreaming(on) {
+  state.withoutStreaming = on;
+  try {
+    localStorage.setItem(WITHOUT_STREAMING_KEY, on ? "1" : "0");
+  } catch {
+    // Storage disabled: the choice lasts until the page is closed.
+  }
+  if (on) claimWholeAnswers();
+  // Its events were passed over: the snapshot has the text so far, and the
+  // stream goes on from the snapshot's cursor.
+  else if (releaseWholeAnswers()) reloadSnapshot();
+}
+
+function storedWithoutStreaming() {
+  try {
+    return localStorage.getItem(WITHOUT_STREAMING_KEY) === "1";
+  } catch {
+    return false;
+  }
+}
+
 // ---- rendering ----
 
 const $ = (id) => document.getElementById(id);
@@ -585,21 +709,30 @@ function messageView(message) {
   const head = el("div");
   head.className = "head";
   head.append(el("span", message.role === "user" ? "You" : message.model || "assistant"));
-  const label = message.finish_reason === "length" ? "cut off (length limit)" : STATUS_LABEL[message.status];
+  // Without streaming, the text so far (a snapshot's) is not shown either.
+  const whole = state.waits.has(message.id) && unfinished(message);
+  if (whole) li.dataset.whole = "waiting";
+  const label = badgeLabel(message, whole);
   if (label) {
-    const stopping = message.id === state.cancelling && message.status === "streaming";
-    const badge = el("span", stopping ? "stopping…" : label);
-    badge.className = `badge ${message.status}`;
+    const badge = el("span", label);
+    badge.className = `badge ${whole ? "whole" : message.status}`;
     head.append(badge);
   }
   const body = el("div");
   body.className = "body";
   if (message.role === "user") body.textContent = message.content;
-  else body.append(renderMarkdown(message.content));
+  else if (!whole) body.append(renderMarkdown(message.content));
   li.append(head, body);
   if (message.status === "error") li.append(errorView(message));
   views.set(message.id, li);
   return li;
+}
+
+function badgeLabel(message, whole) {
+  const stopping = message.id === state.cancelling;
+  if (whole) return stopping ? "stopping…" : "waiting for the whole answer…";
+  if (stopping && message.status === "streaming") return "stopping…";
+  return message.finish_reason === "length" ? "cut off (length limit)" : STATUS_LABEL[message.status];
 }
 
 function errorView(message) {
@@ -667,7 +800,8 @@ async function send(content) {
   notice("");
   updateChrome();
   try {
-    const accepted = await postJson(`/api/sessions/${state.sid}/messages`, { content });
+    const accepted = await postPrompt(content);
+    notice("");
     if ($("prompt").value === content) $("prompt").value = "";
     // Its `start` may have come first and made a snapshot reload show it.
     if (state.reloading) await state.reloading.catch(() => {});
@@ -686,9 +820,49 @@ async function send(content) {
   }
 }
 
+/**
+ * POST a prompt under a fresh Idempotency-Key, and post it again under the
+ * same key when the answer was lost: the server then replays its first 202
+ * (`Idempotent-Replayed: true`) instead of queueing the prompt twice.
+ */
+async function postPrompt(content) {
+  const url = `/api/sessions/${state.sid}/messages`;
+  const headers = { "Idempotency-Key": idempotencyKey() };
+  let lost = false;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const accepted = await postJson(url, { content }, headers);
+      // A 202 whose body was cut short is a lost answer too.
+      if (typeof accepted?.message_id !== "string") throw new Error("the answer was cut short");
+      return accepted;
+    } catch (err) {
+      // After a lost answer, a 409 may be our own first post still being
+      // stored: once it is, the key replays it.
+      const again = answerLost(err) || (lost && err.status === 409);
+      if (!again || attempt >= POST_ATTEMPTS) throw err;
+      lost = true;
+      notice("The connection dropped while sending; trying again…");
+      await sleep(backoff(attempt));
+    }
+  }
+}
+
+/** True when the post may have reached the server but its answer did not reach us. */
+function answerLost(err) {
+  return !(err instanceof HttpError) || RETRY_POST_STATUSES.includes(err.status);
+}
+
+/** A fresh key per prompt. randomUUID needs a secure context (https or localhost). */
+function idempotencyKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 function addMessage(message) {
   state.messages.push(message);
   state.byId.set(message.id, message);
+  claimWholeAnswers();
   const stick = nearBottom();
   $("messages").append(messageView(message));
   updateChrome();
@@ -751,6 +925,7 @@ async function newChat() {
 
 function sessionGone() {
   state.gone = true;
+  releaseWholeAnswers();
   stopPolling();
   closeSse();
   clearTimeout(net.retryTimer);
@@ -771,6 +946,9 @@ function bindUi() {
     }
   });
   $("stop").addEventListener("click", stop);
+  const toggle = $("whole-answers");
+  toggle.checked = state.withoutStreaming = storedWithoutStreaming();
+  toggle.addEventListener("change", () => setWithoutStreaming(toggle.checked));
   $("new-chat").addEventListener("click", newChat);
   document.addEventListener("visibilitychange", () => {
     if (document.hidden) return;

@@ -9,6 +9,7 @@ model server's gate, never by sleeping.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,7 +20,12 @@ import pytest
 from tests.support.browser import CHROMIUM, ChatPage, launch
 from tests.support.model_server import ModelServer
 from tests.support.processes import ROOT, wait_for
-from tests.support.proxies import BufferingProxy, CuttingProxy, SseRefusingProxy
+from tests.support.proxies import (
+    AnswerLosingProxy,
+    BufferingProxy,
+    CuttingProxy,
+    SseRefusingProxy,
+)
 
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOT = ARTIFACTS / "chat-mid-answer.png"
@@ -62,6 +68,29 @@ def assert_progressive(seen: list[str], final: str, at_least: int) -> None:
     partial = [text for text in seen if text and text != final]
     assert len(partial) >= at_least, f"only {len(partial)} intermediate texts: {partial!r}"
     assert_prefixes(seen, final)
+
+
+def assert_only_whole(seen: list[str], final: str) -> None:
+    """Without streaming: the answer showed nothing, then the final text; never a part of it."""
+    assert seen and seen[-1] == final
+    assert set(seen) <= {"", final}, f"the page showed partial text: {seen!r}"
+
+
+def snapshot_messages(client: httpx.Client, session_id: str) -> list[tuple[str, str, str]]:
+    messages = client.get(f"/api/sessions/{session_id}").json()["messages"]
+    return [(m["role"], m["status"], m["content"]) for m in messages]
+
+
+def streamed_text(client: httpx.Client, session_id: str, message_id: str) -> str:
+    """The answer's text so far, as the API's snapshot has it."""
+    messages = client.get(f"/api/sessions/{session_id}").json()["messages"]
+    return next((m["content"] for m in messages if m["id"] == message_id), "")
+
+
+def waiting_whole(chat: ChatPage, message_id: str) -> None:
+    """Wait until the answer shows the without-streaming waiting state."""
+    chat.wait_for("""document.querySelector(`li.message[data-message-id="${arg}"]`)
+                     ?.dataset.whole === "waiting" """, message_id)
 
 
 # ---- fixtures ----
@@ -117,6 +146,16 @@ def buffering_proxy(web: str) -> Iterator[BufferingProxy]:
 @pytest.fixture()
 def refusing_proxy(web: str) -> Iterator[SseRefusingProxy]:
     proxy = SseRefusingProxy(web, refuse=1).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture()
+def losing_proxy(web: str) -> Iterator[AnswerLosingProxy]:
+    # Chromium itself resends a POST whose answer was empty when it went out
+    # on an idle pooled connection (up to twice, with the same headers), so
+    # losing three answers makes sure the page's own retry is needed.
+    proxy = AnswerLosingProxy(web, lose=3).start()
     yield proxy
     proxy.stop()
 
@@ -487,6 +526,143 @@ def test_hidden_tab_catches_up_when_shown(
     chat.wait_status(answer_id, "done")  # ... and shows everything once it is back
     assert chat.answer_text(answer_id) == stored == "".join(chunks)
     assert_prefixes(chat.seen(answer_id), stored)
+
+
+# ---- without streaming (issue 7) ----
+
+@pytest.mark.browser
+def test_without_streaming_shows_only_the_whole_answer_and_the_choice_survives_a_reload(
+    app, web: str, client: httpx.Client, open_chat, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"whole answers only {unique}"
+    chunks = words("n", 24)
+    behavior = model_server.behave(prompt, chunks=chunks, delay_seconds=0.01, gate_after=8)
+    chat = open_chat(web)
+    waits: list[str] = []
+    chat.page.on("request", lambda request: "?wait=" in request.url and waits.append(request.url))
+    chat.page.get_by_label("Without streaming").check()
+    assert chat.page.evaluate("localStorage.getItem('relay.withoutStreaming')") == "1"
+    # Another browser on the same session: its own storage, so it streams as usual.
+    watcher = open_chat(chat.page.url)
+
+    answer_id = chat.send(prompt)
+    watcher.wait_text_contains(answer_id, "n07")  # eight pieces are in the stream ...
+    waiting_whole(chat, answer_id)  # ... and none is shown here
+    badge = chat.answer(answer_id).locator(".badge")
+    assert badge.text_content() == "waiting for the whole answer…"
+    assert chat.answer_text(answer_id) == ""
+    assert chat.page.locator("#stop").is_visible()
+    assert chat.page.locator("#send").is_disabled()
+
+    # The choice survives a reload, and the snapshot's text so far stays hidden.
+    chat.page.reload()
+    chat.wait_connection("live")
+    assert chat.page.locator("#whole-answers").is_checked()
+    waiting_whole(chat, answer_id)
+    assert streamed_text(client, chat.session_id, answer_id) == "".join(chunks[:8])
+    assert chat.answer_text(answer_id) == ""
+    behavior.gate.set()
+    chat.wait_status(answer_id, "done")
+
+    stored = final_message(app, answer_id).content
+    assert stored == "".join(chunks)
+    assert chat.answer_text(answer_id) == stored
+    assert_only_whole(chat.seen(answer_id), stored)
+    assert any(f"/messages/{answer_id}?wait=25" in url for url in waits)
+    assert chat.answer(answer_id).locator(".badge").count() == 0
+    # The other tab followed the answer piece by piece.
+    watcher.wait_status(answer_id, "done")
+    assert_progressive(watcher.seen(answer_id), stored, at_least=3)
+
+
+@pytest.mark.browser
+def test_without_streaming_stop_still_cancels_and_shows_what_was_stored(
+    app, web: str, client: httpx.Client, open_chat, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"stop me whole {unique}"
+    model_server.behave(prompt, chunks=words("q", 400), delay_seconds=0.05)
+    chat = open_chat(web)
+    chat.page.get_by_label("Without streaming").check()
+    answer_id = chat.send(prompt)
+    wait_for(lambda: "q03" in streamed_text(client, chat.session_id, answer_id),
+             timeout=30, what="the answer to be under way")
+    waiting_whole(chat, answer_id)
+    chat.page.locator("#stop").click()
+    chat.wait_status(answer_id, "cancelled")
+
+    stored = final_message(app, answer_id)
+    assert (stored.status, stored.finish_reason) == ("cancelled", "cancelled")
+    assert "q03" in stored.content and "q399" not in stored.content
+    assert chat.answer_text(answer_id) == stored.content
+    assert_only_whole(chat.seen(answer_id), stored.content)
+    assert chat.answer(answer_id).locator(".badge").text_content() == "stopped"
+    assert chat.page.locator("#send").is_enabled()
+
+
+@pytest.mark.browser
+def test_turning_streaming_back_on_mid_answer_streams_the_rest(
+    app, web: str, client: httpx.Client, open_chat, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"change my mind {unique}"
+    chunks = words("m", 20)
+    behavior = model_server.behave(prompt, chunks=chunks, delay_seconds=0.01, gate_after=6)
+    chat = open_chat(web)
+    toggle = chat.page.get_by_label("Without streaming")
+    toggle.check()
+    answer_id = chat.send(prompt)
+    wait_for(lambda: "m05" in streamed_text(client, chat.session_id, answer_id),
+             timeout=30, what="six pieces in the stream")
+    waiting_whole(chat, answer_id)
+
+    toggle.uncheck()  # the text so far appears at once, and the rest streams
+    chat.wait_text_contains(answer_id, "m05")
+    assert chat.answer_text(answer_id) == "".join(chunks[:6])
+    assert chat.page.evaluate("localStorage.getItem('relay.withoutStreaming')") == "0"
+    behavior.gate.set()
+    chat.wait_status(answer_id, "done")
+    stored = final_message(app, answer_id).content
+    assert chat.answer_text(answer_id) == stored == "".join(chunks)
+    assert_prefixes(chat.seen(answer_id), stored)
+
+
+# ---- sending exactly once ----
+
+@pytest.mark.browser
+def test_a_lost_answer_to_a_post_is_posted_again_and_asks_once(
+    app, client: httpx.Client, open_chat, losing_proxy: AnswerLosingProxy,
+    model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"lost on the way back {unique}"
+    chunks = words("l", 10)
+    model_server.behave(prompt, chunks=chunks, delay_seconds=0.01)
+    chat = open_chat(losing_proxy.base_url)
+    keys: list[str | None] = []
+    chat.page.on("request", lambda request: request.method == "POST" and
+                 request.url.endswith("/messages") and
+                 keys.append(request.headers.get("idempotency-key")))
+
+    answer_id = chat.send(prompt)
+    chat.wait_status(answer_id, "done")
+    chat.wait_for("!document.getElementById('send').disabled")  # the post has an answer
+    # The proxy took the prompt upstream three times and lost each answer;
+    # the page posted again, always under the same key.
+    assert (losing_proxy.lost, losing_proxy.prompt_posts) == (3, 4)
+    assert len(keys) >= 2 and len(set(keys)) == 1
+    assert re.fullmatch(r"[0-9a-f-]{36}", keys[0] or "")
+    assert snapshot_messages(client, chat.session_id) == [
+        ("user", "done", prompt), ("assistant", "done", "".join(chunks))]
+    assert len(model_server.calls_for(prompt)) == 1
+    assert chat.page.locator("li.message.user").count() == 1
+    assert chat.answer_ids() == [answer_id]
+    assert chat.answer_text(answer_id) == final_message(app, answer_id).content
+    chat.wait_for("document.getElementById('notice').hidden")
+
+    # The next prompt gets a key of its own.
+    second = f"and another {unique}"
+    second_id = chat.send(second)
+    chat.wait_status(second_id, "done")
+    assert len(set(keys)) == 2
+    assert [m[0] for m in snapshot_messages(client, chat.session_id)] == ["user", "assistant"] * 2
 
 
 # ---- chat.js functions, run in the browser ----

@@ -1,4 +1,4 @@
-"""Hostile HTTP proxies for browser tests: one that buffers, one that cuts.
+"""Hostile HTTP proxies for browser tests: they buffer, cut, refuse or lose answers.
 
 Both listen on 127.0.0.1 on a free port, forward to one upstream, and carry
 one request per connection: they rewrite the request's `Connection` header to
@@ -15,6 +15,9 @@ connection.
   time after accepting, like a flaky network or a router's hard timeout.
 - `SseRefusingProxy` answers the first SSE requests itself with a 503, like
   a gateway that does not allow streaming, then lets them through.
+- `AnswerLosingProxy` forwards the first prompt posts to the upstream, lets
+  them finish there, and closes the browser's connection without a byte of
+  the answer: the prompt was taken, but the browser sees a network error.
 
 Every connection is bounded by `max_seconds`; `stop()` closes them all.
 """
@@ -213,3 +216,32 @@ class SseRefusingProxy(Proxy):
         body = b'{"error": {"code": "unavailable", "message": "no streaming here"}}'
         return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+
+
+class AnswerLosingProxy(Proxy):
+    """Lets the first `lose` prompt posts run upstream and drops their answers."""
+
+    def __init__(self, upstream: str, lose: int) -> None:
+        super().__init__(upstream)
+        self.lose = lose
+        self.prompt_posts = 0  # POST .../messages requests forwarded upstream
+        self.lost = 0  # of those, answers the browser never got
+        self._request = threading.local()  # each connection is served on its own thread
+
+    def intercept(self, head: bytes) -> bytes | None:
+        method, path = (head.split(b" ", 2) + [b"", b""])[:2]
+        self._request.prompt_post = method == b"POST" and path.rstrip(b"/").endswith(b"/messages")
+        return None
+
+    def relay(self, client: socket.socket, upstream: socket.socket, accepted: float) -> None:
+        with self._lock:
+            if self._request.prompt_post:
+                self.prompt_posts += 1
+            losing = self._request.prompt_post and self.prompt_posts <= self.lose
+        if not losing:
+            super().relay(client, upstream, accepted)
+            return
+        for _ in self.pump(client, upstream, accepted + self.max_seconds):
+            pass  # the whole answer, read until the upstream closes, and thrown away
+        with self._lock:
+            self.lost += 1
