@@ -40,6 +40,9 @@ def test_same_conversation_twice_calls_the_model_once(private_stack, model_serve
     assert len(model_server.calls_for(prompt)) == 1
     assert first[0].data["cached"] is False and second[0].data["cached"] is True
     assert shape(first) == shape(second)
+    scraped = httpx.get(f"{web}/metrics").text
+    assert 'relay_answer_cache_lookups_total{result="hit"} 1.0' in scraped
+    assert 'relay_answer_cache_lookups_total{result="miss"} 1.0' in scraped
     (one,), (two,) = answer_rows(stack, first_id), answer_rows(stack, second_id)
     for field in ("content", "status", "finish_reason", "usage", "model", "chunk_count"):
         assert getattr(one, field) == getattr(two, field), field

@@ -55,7 +55,6 @@ def session_slots(cluster: RedisCluster, session_id: str) -> set[int]:
     return slots
 
 
-@pytest.mark.xfail(strict=True, reason="writer.py: EVALSHA in a cluster pipeline (report)")
 def test_an_answer_streams_end_to_end_on_a_redis_cluster(
     cluster: RedisCluster, cluster_stack: str, model_server: ModelServer, unique: str,
 ) -> None:

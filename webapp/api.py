@@ -197,6 +197,7 @@ def get_message(session_id: str, message_id: str) -> Response:
     wait = wait_seconds()
     message, cursor = find_live_message(session_id, message_id)
     if wait and message["status"] in (models.QUEUED, models.STREAMING):
+        db.session.close()  # hold no pooled SQL connection while waiting
         wait_until_final(session_id, message_id, cursor, wait)
         message, _ = find_live_message(session_id, message_id)
     return jsonify(message)

@@ -13,7 +13,8 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, jsonify
-from sqlalchemy.exc import OperationalError, InterfaceError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(redis.RedisError)
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
     def unavailable(exc: Exception) -> Response:
         log.warning("backing service unavailable: %s: %s", type(exc).__name__, exc)
         return error_response(

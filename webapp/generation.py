@@ -31,7 +31,7 @@ import redis
 from flask import Flask
 from sqlalchemy import update
 
-from . import events, jobs, models
+from . import events, jobs, metrics, models
 from .cache import AnswerCache, CachedAnswer, cache_key
 from .extensions import db, redis_store
 from .jobs import Job
@@ -203,6 +203,8 @@ class Generation:
         self.from_cache = cached is not None
         start = {"message_id": message.id, "model": cached.model if cached else self.model.name,
                  "attempt": self.job.attempt, "cached": cached is not None}
+        # End the SQL transaction: a long answer must not hold a pooled connection.
+        db.session.commit()
         written = self.writer.append(events.START, events.dumps(start))
         if written.fenced:
             self.ended = True
@@ -259,6 +261,7 @@ class Generation:
             return None
         self.cache_key = cache_key(self.model.name, prompt, self.settings["LLM_MAX_TOKENS"])
         cached = self.cache.get(self.cache_key)
+        metrics.cache_lookup(self.client, hit=cached is not None)
         log.info("answer cache %s session=%s message=%s", "hit" if cached else "miss", *self._ids())
         return cached
 
@@ -270,6 +273,8 @@ class Generation:
             log.warning("fenced off mid-answer session=%s message=%s", *self._ids())
             return
         self.outcome.parts.append(delta.text)
+        if self.outcome.chunks == 1:
+            metrics.first_token(self.client, time.time() - self.job.enqueued_at)
         if written.cancel_requested:
             raise Cancelled()
 
@@ -326,6 +331,9 @@ class Generation:
             "text_length": len(self.outcome.text),
         }
         self._finish_stream(events.END, data)
+        metrics.generation_ended(self.client, finish_reason=finish.finish_reason,
+                                 duration_seconds=duration_ms / 1000,
+                                 chunks=self.outcome.chunks, usage=finish.usage)
         if self.cache is not None and self.cache_key and not self.from_cache:
             self.cache.put(self.cache_key, CachedAnswer(
                 list(self.outcome.parts), finish.model, finish.finish_reason, finish.usage))
@@ -346,6 +354,7 @@ class Generation:
             stored = True  # still end the stream: a client must not wait forever
         if stored:
             self._finish_stream(events.ERROR, error_data(self.job.message_id, code, text))
+            metrics.generation_failed(self.client, code, self.outcome.chunks)
 
     def _replay_final(self, message: Message) -> None:
         """SQL holds the final answer but the stream may lack its last event: write it."""

@@ -170,6 +170,11 @@ def generation_failed(client: redis.Redis, code: str, chunks: int = 0) -> None:
     _record(client, increments, {})
 
 
+def cache_lookup(client: redis.Redis, hit: bool) -> None:
+    """The answer cache was asked (only when it is on)."""
+    _record(client, {f"cache:{'hit' if hit else 'miss'}": 1}, {})
+
+
 # -- the scrape -------------------------------------------------------------
 
 class RedisCollector(Collector):
@@ -232,6 +237,11 @@ def generation_families(fields: Mapping[str, str]) -> Iterator[Metric]:
     for kind in ("prompt", "completion"):
         tokens.add_metric([kind], _number(fields, f"tokens:{kind}"))
     yield tokens
+    cache = CounterMetricFamily("relay_answer_cache_lookups",
+                                "Answer cache lookups, by result.", labels=["result"])
+    for result in ("hit", "miss"):
+        cache.add_metric([result], _number(fields, f"cache:{result}"))
+    yield cache
     yield _histogram(fields, "relay_time_to_first_token_seconds",
                      "From the prompt accepted to the first chunk written.", "ttft", TTFT_BUCKETS)
     yield _histogram(fields, "relay_generation_duration_seconds",

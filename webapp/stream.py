@@ -19,10 +19,11 @@ import gevent
 import redis
 from flask import Blueprint, Response, current_app, request
 
-from . import events, limits
+from . import events, limits, metrics
 from .api import load_session
 from .config import POLL_TIMEOUT_MAX_SECONDS
 from .errors import ApiError
+from .extensions import db
 from .events import ZERO_ID, InvalidCursor, encode_sse, parse_cursor
 from .hub import Follower, HubClosed, Reset, get_hub
 
@@ -109,6 +110,7 @@ def sse_body(
             log.info("sse reset session=%s cursor=%s floor=%s",
                      session_id, follower.cursor, reset.floor)
             follower.cursor = reset.floor
+            metrics.reset_sent("sse")
             with send_deadline(send_timeout_seconds, session_id):
                 yield encode_sse(events.reset_data("cursor_expired"), event=events.RESET)
             continue
@@ -149,6 +151,7 @@ def events_(session_id: str) -> Response:
 @bp.get("/api/sessions/<session_id>/poll")
 def poll(session_id: str) -> Response:
     load_session(session_id)
+    db.session.close()  # a waiting long-poll must not hold a pooled SQL connection
     cursor = valid_cursor(request.args.get("after"))
     timeout = poll_timeout()
     reset = False
@@ -161,6 +164,7 @@ def poll(session_id: str) -> Response:
         batch = []
     except Reset as exc:
         batch, reset, cursor = [], True, exc.floor
+        metrics.reset_sent("poll")
     finally:
         release()
     if batch:

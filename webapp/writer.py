@@ -169,7 +169,9 @@ class WriteBatcher:
     def _pipeline(self, batch: list[tuple[Script, list[Any], AsyncResult]]) -> list[Any]:
         with self._client.pipeline(transaction=False) as pipe:
             for script, keys_and_args, _ in batch:
-                pipe.evalsha(script.sha, 3, *keys_and_args)
+                # The raw command, which a cluster pipeline routes by its keys
+                # (it refuses the `evalsha` method by name).
+                pipe.execute_command("EVALSHA", script.sha, 3, *keys_and_args)
             return pipe.execute(raise_on_error=False)
 
 
