@@ -72,3 +72,27 @@ def on_exit(server):
     folder = getattr(server, "relay_metrics_tmp", None)
     if folder:
         server.relay_rmtree(folder, ignore_errors=True)
+
+
+# -- SIGTERM: end open streams at once -----------------------------------------
+# Left alone, open SSE streams and long-polls would be cut when graceful_timeout
+# runs out. Ended now, with a clean end of body, every client reconnects at
+# once (to a dyno that stays) with Last-Event-ID and loses nothing.
+
+def post_worker_init(worker):
+    import signal
+
+    import gevent
+
+    from webapp.hub import close_hub
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        # A signal handler may run in the middle of anything: hand the work to
+        # the gevent loop, which is safe from here.
+        gevent.get_hub().loop.run_callback_threadsafe(close_hub, worker.wsgi)
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
