@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     details: dict = {}
     failed: list[str] = []
+    notes: list[str] = []
     started = time.monotonic()
     stack = Stack(workdir)
     try:
@@ -65,16 +66,20 @@ def main(argv: list[str] | None = None) -> int:
         rows += floor_rows
         details["floor"] = floor
         for name in chosen:
-            say(f"{name} ({time.monotonic() - started:.0f} s into the run)")
+            label = scenarios.LABELS[name]
+            say(f"{label} ({time.monotonic() - started:.0f} s into the run)")
             try:
                 scenario_rows, details[name] = scenarios.SCENARIOS[name](stack, plan, floor)
                 rows += scenario_rows
-            except Exception as exc:
+            except Exception as exc:  # the next scenarios still run; the exit status says so
                 failed.append(name)
                 details[name] = {"error": traceback.format_exc()}
-                rows.append(Row(name, "FAILED", f"{type(exc).__name__}: {exc}"[:200]))
+                rows.append(Row(label, "FAILED", f"{type(exc).__name__}: {exc}"))
                 traceback.print_exc()
                 stack.stop_app()
+            log_rows, log_notes, details[f"{name} logs"] = scenarios.log_rows(label, stack)
+            rows += log_rows
+            notes += log_notes
     finally:
         stack.close()
         if args.keep or failed:
@@ -92,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
           f" Python {meta['python']}, commit {meta['commit']}"
           f"{' + local changes' if meta['dirty_files'] else ''}, {elapsed:.0f} s")
     print(table(rows))
+    for note in notes:
+        print(note if len(note) <= 160 else note[:157] + "...")
     for row in rows:
         if row.figure == OTHERS and isinstance(row.value, float) and row.value > BUSY_PERCENT:
             print(f"warning: other processes used {row.value:.0f}% of a core during "

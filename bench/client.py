@@ -82,6 +82,8 @@ class SSEConn(asyncio.Protocol):
         self.indices: set[int] = set()
         self.duplicates = 0
         self.keepalives = 0
+        self.last_read = 0  # monotonic ns of the last bytes from the server
+        self.longest_quiet = 0  # the longest time between two reads since the last reset
         self.end: dict | None = None
         self.error: str | None = None
 
@@ -98,11 +100,14 @@ class SSEConn(asyncio.Protocol):
             self.opened.set_result(False)
 
     def close(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic_ns()
+        if self.last_read and now - self.last_read > self.longest_quiet:
+            self.longest_quiet = now - self.last_read
+        self.last_read = now
         raw = self.raw
         raw += data
         if not self.head_done:
@@ -129,12 +134,19 @@ class SSEConn(asyncio.Protocol):
             raw.clear()
         text = self.text
         cut = text.rfind(b"\n\n")
-        if cut < 0:
-            return
-        blocks = bytes(text[:cut]).split(b"\n\n")
-        del text[:cut + 2]
-        for block in blocks:
-            self._block(block, now)
+        if cut >= 0:
+            blocks = bytes(text[:cut]).split(b"\n\n")
+            del text[:cut + 2]
+            for block in blocks:
+                self._block(block, now)
+        if self.ended:
+            # The server ended the response: for an SSE client that is a
+            # disconnect, even though HTTP/1.1 keeps the socket for another request.
+            self.error = self.error or "the server ended the stream"
+            if not self.opened.done():
+                self.opened.set_result(False)
+            self.closed = True
+            self.close()
 
     def _fail(self, error: str) -> None:
         self.error = error
@@ -286,6 +298,7 @@ class Client:
         self.port = port
         self.streams: list[SSEConn] = []
         self.timings = Timings()
+        self.reset_at = 0
         self.poll_loops: list[asyncio.Task] = []
 
     async def watch_loop_lag(self) -> None:
@@ -355,13 +368,25 @@ class Client:
         return sum(1 for conn in self.streams if not conn.closed)
 
     async def op_sse_status(self) -> dict[str, Any]:
+        """Streams open, and since the last reset: keep-alives, the longest silences."""
+        now = time.monotonic_ns()
+        quiet = [max(c.longest_quiet, now - c.last_read) for c in self.streams if not c.closed]
         return {"streams": len(self.streams), "open": self._open_count(),
                 "with_keepalive": sum(1 for c in self.streams if c.keepalives),
-                "errors": sum(1 for c in self.streams if c.error)}
+                "errors": sum(1 for c in self.streams if c.error),
+                "longest_quiet": percentiles(quiet),
+                # Streams with no read since the reset, by the order they were opened in.
+                "silent_positions": [i for i, c in enumerate(self.streams)
+                                     if not c.closed and c.last_read <= self.reset_at][:50],
+                "silent": sum(1 for c in self.streams
+                              if not c.closed and c.last_read <= self.reset_at)}
 
     async def op_sse_reset_counters(self) -> dict[str, Any]:
+        now = self.reset_at = time.monotonic_ns()
         for conn in self.streams:
             conn.keepalives = 0
+            conn.longest_quiet = 0
+            conn.last_read = now
         self.timings = Timings()
         return {}
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,29 @@ from tests.support.processes import Process, RedisServer, free_port, wait_for
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 GUNICORN_CONFIG = ROOT / "bench" / "gunicorn_bench.conf.py"
+
+
+_LOG_LINE = re.compile(r" (WARNING|ERROR|CRITICAL) \d+ (\S+) (.*)")
+
+
+def log_summary(path: Path) -> dict[str, Any]:
+    """Warnings, errors and tracebacks in an app log, and its most common messages.
+
+    Messages are counted with ids and numbers blanked out, so 4,000 copies of
+    one warning about 4,000 sessions count as one message.
+    """
+    text = path.read_text(errors="replace") if path.exists() else ""
+    levels: Counter[str] = Counter()
+    messages: Counter[str] = Counter()
+    for line in text.splitlines():
+        found = _LOG_LINE.search(line)
+        if found:
+            levels[found[1]] += 1
+            message = re.sub(r"\b(session|message|pid)=\S+", r"\1=.", f"{found[2]}: {found[3]}")
+            messages[re.sub(r"\d+(\.\d+)?", "N", message)[:200]] += 1
+    return {"warnings": levels["WARNING"], "errors": levels["ERROR"] + levels["CRITICAL"],
+            "tracebacks": text.count("Traceback (most recent call last)"),
+            "top": messages.most_common(5)}
 
 
 def rss_kb(pid: int) -> int:
@@ -150,6 +175,7 @@ class Stack:
         self.redis: redis.Redis | None = None
         self.database_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
         self._app_runs = 0
+        self._last_logs: dict[str, Path] = {}
 
     # -- for the whole run -------------------------------------------------
 
@@ -232,6 +258,10 @@ class Stack:
         wait_for(lambda: psutil.Process(self.web.pid).children(), timeout=10,
                  what="the gunicorn worker process")
 
+    def app_logs(self) -> dict[str, Path]:
+        """The log files of the web and worker processes started last."""
+        return dict(self._last_logs)
+
     def stop_app(self) -> None:
         """Stop web and worker together: both are idle by then, and shutdown is not measured.
 
@@ -240,6 +270,8 @@ class Stack:
         closed (the server notices at its next keep-alive write). The worker
         gets SIGTERM, which it exits on between two pops.
         """
+        if self.web is not None and self.worker is not None:
+            self._last_logs = {"web": self.web.log_path, "worker": self.worker.log_path}
         running = [proc for proc in (self.worker, self.web) if proc is not None and proc.alive()]
         for proc in running:
             proc.signal(signal.SIGQUIT if proc is self.web else signal.SIGTERM)
