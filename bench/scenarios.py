@@ -192,7 +192,8 @@ def capacity(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row]
             time.sleep(1.0)
             status = client.call("sse_status")
             rss = rss_kb(pid)
-            per_connection = (rss - rss_before) / level
+            # Per stream still open: streams the server closed are no longer held.
+            per_connection = (rss - rss_before) / max(status["open"], 1)
             connections = stack.redis_connections()
             details["levels"].append({"clients": level, "open": answer, "status": status,
                                       "rss_kb": rss, "redis": connections,
@@ -444,7 +445,7 @@ def worker(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
                 if role in ("worker", "redis", "web", "model server")}
         with CpuWindow(pids) as cpu, _profiled(plan, "worker", stack):
             post_seconds, post_errors = _post_all(stack, sessions, prompt)
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
                 with stack.redis.pipeline(transaction=False) as pipe:
                     for session_id in sessions:
