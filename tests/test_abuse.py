@@ -8,7 +8,6 @@ import socket
 from urllib.parse import quote
 
 import httpx
-import pytest
 
 from tests.support.client import create_session, post_prompt, read_sse
 from tests.support.model_server import ModelServer
@@ -19,30 +18,198 @@ M = "M" * 16
 
 # (method, path, headers, body) -> the status and code API.md gives it. `{sid}` is a real session.
 MALFORMED = [
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json"}, b"", 400, "invalid_json"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json"}, b"{", 400, "invalid_json"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json"}, b"null", 400, "invalid_json"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json"}, b'"hi"', 400, "invalid_json"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json"}, b"[]", 400, "invalid_json"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json"}, b'{"content": null}', 400, "invalid_json"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json"}, b'{"content": ["a"]}', 400, "invalid_json"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json"}, b'{"content": {"a": 1}}', 400, "invalid_json"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json"}, b'{"content": true}', 400, "invalid_json"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json"}, b"\xff\xfe{}", 400, "invalid_json"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json"}, b'{"content": "\\ud800"}', 400, "invalid_json"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json"}, b'{"content": "a\\u0000b"}', 400, "invalid_prompt"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json"}, b'{"content": ""}', 400, "empty_prompt"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json"}, b'{"content": "\\n \\t"}', 400, "empty_prompt"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "text/plain"}, b'{"content": "hi"}', 415, "unsupported_media_type"),
-    ("POST", "/api/sessions/{sid}/messages", {}, b'{"content": "hi"}', 415, "unsupported_media_type"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "multipart/form-data; boundary=x"}, b"--x--", 415, "unsupported_media_type"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json"}, b'{"content": "' + b"y" * 16_001 + b'"}', 413, "prompt_too_large"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json"}, b" " * 300_000, 413, "prompt_too_large"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json", "Idempotency-Key": ""}, b'{"content": "hi"}', 400, "invalid_idempotency_key"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json", "Idempotency-Key": "k" * 256}, b'{"content": "hi"}', 400, "invalid_idempotency_key"),
-    ("POST", "/api/sessions/{sid}/messages", {"Content-Type": "application/json", "Idempotency-Key": "a b"}, b'{"content": "hi"}', 400, "invalid_idempotency_key"),
-    ("POST", f"/api/sessions/{S}/messages", {"Content-Type": "application/json"}, b'{"content": "hi"}', 404, "session_not_found"),
-    ("POST", "/api/sessions/x/messages", {"Content-Type": "application/json"}, b'{"content": "hi"}', 400, "invalid_session_id"),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json"},
+        b"",
+        400,
+        "invalid_json",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json"},
+        b"{",
+        400,
+        "invalid_json",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json"},
+        b"null",
+        400,
+        "invalid_json",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json"},
+        b'"hi"',
+        400,
+        "invalid_json",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json"},
+        b"[]",
+        400,
+        "invalid_json",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json"},
+        b'{"content": null}',
+        400,
+        "invalid_json",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json"},
+        b'{"content": ["a"]}',
+        400,
+        "invalid_json",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json"},
+        b'{"content": {"a": 1}}',
+        400,
+        "invalid_json",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json"},
+        b'{"content": true}',
+        400,
+        "invalid_json",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json"},
+        b"\xff\xfe{}",
+        400,
+        "invalid_json",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json"},
+        b'{"content": "\\ud800"}',
+        400,
+        "invalid_json",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json"},
+        b'{"content": "a\\u0000b"}',
+        400,
+        "invalid_prompt",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json"},
+        b'{"content": ""}',
+        400,
+        "empty_prompt",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json"},
+        b'{"content": "\\n \\t"}',
+        400,
+        "empty_prompt",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "text/plain"},
+        b'{"content": "hi"}',
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {},
+        b'{"content": "hi"}',
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "multipart/form-data; boundary=x"},
+        b"--x--",
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json"},
+        b'{"content": "' + b"y" * 16_001 + b'"}',
+        413,
+        "prompt_too_large",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json"},
+        b" " * 300_000,
+        413,
+        "prompt_too_large",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json", "Idempotency-Key": ""},
+        b'{"content": "hi"}',
+        400,
+        "invalid_idempotency_key",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json", "Idempotency-Key": "k" * 256},
+        b'{"content": "hi"}',
+        400,
+        "invalid_idempotency_key",
+    ),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages",
+        {"Content-Type": "application/json", "Idempotency-Key": "a b"},
+        b'{"content": "hi"}',
+        400,
+        "invalid_idempotency_key",
+    ),
+    (
+        "POST",
+        f"/api/sessions/{S}/messages",
+        {"Content-Type": "application/json"},
+        b'{"content": "hi"}',
+        404,
+        "session_not_found",
+    ),
+    (
+        "POST",
+        "/api/sessions/x/messages",
+        {"Content-Type": "application/json"},
+        b'{"content": "hi"}',
+        400,
+        "invalid_session_id",
+    ),
     ("GET", "/api/sessions/%00%00%00%00%00%00%00%00", {}, b"", 400, "invalid_session_id"),
     ("GET", "/api/sessions/..%2F..%2F..%2Fetc", {}, b"", 404, "not_found"),
     ("GET", "/api/sessions/{sid}%0D%0AX:1", {}, b"", 400, "invalid_session_id"),
@@ -54,7 +221,14 @@ MALFORMED = [
     ("GET", "/api/sessions/{sid}/events", {"Last-Event-ID": "-1"}, b"", 400, "invalid_cursor"),
     ("GET", "/api/sessions/{sid}/events", {"Last-Event-ID": "1-"}, b"", 400, "invalid_cursor"),
     ("GET", "/api/sessions/{sid}/events", {"Last-Event-ID": "1.5-0"}, b"", 400, "invalid_cursor"),
-    ("GET", "/api/sessions/{sid}/events", {"Last-Event-ID": "99999999999999999999999-0"}, b"", 400, "invalid_cursor"),
+    (
+        "GET",
+        "/api/sessions/{sid}/events",
+        {"Last-Event-ID": "99999999999999999999999-0"},
+        b"",
+        400,
+        "invalid_cursor",
+    ),
     ("GET", "/api/sessions/{sid}/poll?after=1-2-3", {}, b"", 400, "invalid_cursor"),
     ("GET", "/api/sessions/{sid}/poll?after=%20", {}, b"", 400, "invalid_cursor"),
     ("GET", "/api/sessions/{sid}/poll?timeout=abc", {}, b"", 400, "invalid_timeout"),
@@ -63,7 +237,14 @@ MALFORMED = [
     ("GET", "/api/sessions/{sid}/messages/" + M, {}, b"", 404, "message_not_found"),
     ("GET", "/api/sessions/{sid}/messages/a.b", {}, b"", 400, "invalid_message_id"),
     ("POST", "/api/sessions/{sid}/messages/" + M + "/cancel", {}, b"", 404, "message_not_found"),
-    ("POST", "/api/sessions/{sid}/messages/%25%25%25%25%25%25%25%25/cancel", {}, b"", 400, "invalid_message_id"),
+    (
+        "POST",
+        "/api/sessions/{sid}/messages/%25%25%25%25%25%25%25%25/cancel",
+        {},
+        b"",
+        400,
+        "invalid_message_id",
+    ),
     ("GET", "/api/sessions/{sid}/messages", {}, b"", 405, "method_not_allowed"),
     ("PUT", "/api/sessions/{sid}/messages", {}, b"", 405, "method_not_allowed"),
     ("DELETE", "/api/sessions/{sid}", {}, b"", 405, "method_not_allowed"),
@@ -75,7 +256,9 @@ MALFORMED = [
 ]
 
 
-def assert_api_error(response: httpx.Response, status: int | None = None, code: str | None = None) -> None:
+def assert_api_error(
+    response: httpx.Response, status: int | None = None, code: str | None = None
+) -> None:
     assert response.status_code != 500, response.text
     assert response.headers["content-type"].startswith("application/json"), response.text[:200]
     body = response.json()
@@ -88,8 +271,9 @@ def test_table_of_malformed_requests(client: httpx.Client) -> None:
     assert len(MALFORMED) >= 40
     session_id = create_session(client)
     for method, path, headers, body, status, code in MALFORMED:
-        response = client.request(method, path.replace("{sid}", session_id), headers=headers,
-                                  content=body)
+        response = client.request(
+            method, path.replace("{sid}", session_id), headers=headers, content=body
+        )
         try:
             assert_api_error(response, status, code)
         except AssertionError as exc:
@@ -117,16 +301,32 @@ def test_bounded_random_fuzz(client: httpx.Client) -> None:
             headers["Content-Type"] = rng.choice(["application/json", "text/plain", junk(10)])
         if rng.random() < 0.3:
             headers["Last-Event-ID"] = junk(25)
-        body = rng.choice([b"", junk(40).encode(), json.dumps({"content": junk(30)}).encode(),
-                           json.dumps({"content": rng.randint(0, 9)}).encode()])
-        params = {rng.choice(["after", "timeout", "last_event_id", "wait"]): junk(8)} \
-            if rng.random() < 0.5 else None
+        body = rng.choice(
+            [
+                b"",
+                junk(40).encode(),
+                json.dumps({"content": junk(30)}).encode(),
+                json.dumps({"content": rng.randint(0, 9)}).encode(),
+            ]
+        )
+        params = (
+            {rng.choice(["after", "timeout", "last_event_id", "wait"]): junk(8)}
+            if rng.random() < 0.5
+            else None
+        )
         if "timeout" in (params or {}):
             params["timeout"] = rng.choice(["0", "0.01", junk(4)])
         try:
-            response = client.request(method, path, headers={k: v.encode("latin-1", "replace").decode("latin-1")
-                                                             for k, v in headers.items()},
-                                      content=body, params=params, timeout=10)
+            response = client.request(
+                method,
+                path,
+                headers={
+                    k: v.encode("latin-1", "replace").decode("latin-1") for k, v in headers.items()
+                },
+                content=body,
+                params=params,
+                timeout=10,
+            )
         except (httpx.LocalProtocolError, httpx.InvalidURL, UnicodeEncodeError):
             continue  # the client library refused to send it
         if response.status_code >= 400:
@@ -148,8 +348,11 @@ def test_a_flood_from_one_client_is_limited_while_another_is_served(
         statuses = []
         for i in range(20):
             session_id = create_session(http)
-            response = http.post(f"/api/sessions/{session_id}/messages", headers=flooder,
-                                 json={"content": f"flood {i} {unique}"})
+            response = http.post(
+                f"/api/sessions/{session_id}/messages",
+                headers=flooder,
+                json={"content": f"flood {i} {unique}"},
+            )
             statuses.append(response.status_code)
             if response.status_code == 429:
                 assert_api_error(response, 429, "rate_limited")
@@ -157,8 +360,11 @@ def test_a_flood_from_one_client_is_limited_while_another_is_served(
         assert statuses[:5] == [202] * 5 and statuses[5:] == [429] * 15
 
         session_id = create_session(http)
-        response = http.post(f"/api/sessions/{session_id}/messages", headers=polite,
-                             json={"content": f"polite {unique}"})
+        response = http.post(
+            f"/api/sessions/{session_id}/messages",
+            headers=polite,
+            json={"content": f"polite {unique}"},
+        )
         assert response.status_code == 202
         events = read_sse(web, session_id, until_message=response.json()["message_id"]).events
         assert events[-1].event == "end"
@@ -174,20 +380,31 @@ def test_open_streams_per_client_are_capped(private_stack) -> None:
         try:
             for stream in streams:
                 assert stream.__enter__().status_code == 200
-            assert_api_error(http.get(f"/api/sessions/{session_id}/events"), 429, "too_many_streams")
-            assert_api_error(http.get(f"/api/sessions/{session_id}/poll", params={"timeout": 0}),
-                             429, "too_many_streams")
+            assert_api_error(
+                http.get(f"/api/sessions/{session_id}/events"), 429, "too_many_streams"
+            )
+            assert_api_error(
+                http.get(f"/api/sessions/{session_id}/poll", params={"timeout": 0}),
+                429,
+                "too_many_streams",
+            )
         finally:
             for stream in streams:
                 stream.__exit__(None, None, None)
         # Closed streams give their places back.
-        wait_for(lambda: http.get(f"/api/sessions/{session_id}/poll",
-                                  params={"timeout": 0}).status_code == 200,
-                 timeout=10, what="stream places to be released")
+        wait_for(
+            lambda: (
+                http.get(f"/api/sessions/{session_id}/poll", params={"timeout": 0}).status_code
+                == 200
+            ),
+            timeout=10,
+            what="stream places to be released",
+        )
 
 
-def test_a_client_that_stops_reading_is_dropped(private_stack, model_server: ModelServer,
-                                               unique: str) -> None:
+def test_a_client_that_stops_reading_is_dropped(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
     stack = private_stack(SSE_SEND_TIMEOUT_SECONDS="1")
     web = stack.web()
     stack.worker()
@@ -198,12 +415,17 @@ def test_a_client_that_stops_reading_is_dropped(private_stack, model_server: Mod
         session_id = create_session(http)
         with socket.create_connection((host, int(port))) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.sendall(f"GET /api/sessions/{session_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.sendall(
+                f"GET /api/sessions/{session_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            )
             message_id = post_prompt(http, session_id, prompt)["message_id"]
             # We never read: the server must give up on us rather than hold the greenlet.
             web_log = stack.processes[0]
-            wait_for(lambda: "stopped reading" in web_log.log_text(), timeout=60,
-                     what="the slow client to be dropped")
+            wait_for(
+                lambda: "stopped reading" in web_log.log_text(),
+                timeout=60,
+                what="the slow client to be dropped",
+            )
         # Everyone else is still served.
         events = read_sse(web, session_id, until_message=message_id, timeout=60).events
         assert events[-1].event == "end"

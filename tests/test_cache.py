@@ -26,14 +26,18 @@ def shape(events) -> list[tuple[str, dict]]:
     return [(e.event, {k: v for k, v in e.data.items() if k not in drop}) for e in events]
 
 
-def test_same_conversation_twice_calls_the_model_once(private_stack, model_server: ModelServer,
-                                                      unique: str) -> None:
+def test_same_conversation_twice_calls_the_model_once(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
     stack = private_stack(**CACHE_ON)
     web = stack.web()
     stack.worker()
     prompt = f"cache me {unique}"
-    model_server.behave(prompt, chunks=["Cached ", "answers ", "stream ", "too."],
-                        usage={"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13})
+    model_server.behave(
+        prompt,
+        chunks=["Cached ", "answers ", "stream ", "too."],
+        usage={"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
+    )
     with httpx.Client(base_url=web, timeout=30) as http:
         first_id, first = ask(web, http, prompt)
         second_id, second = ask(web, http, prompt)
@@ -48,8 +52,9 @@ def test_same_conversation_twice_calls_the_model_once(private_stack, model_serve
         assert getattr(one, field) == getattr(two, field), field
 
 
-def test_other_system_prompt_or_model_misses(private_stack, model_server: ModelServer,
-                                             unique: str) -> None:
+def test_other_system_prompt_or_model_misses(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
     stack = private_stack(**CACHE_ON)
     web = stack.web()
     prompt = f"who asks {unique}"
@@ -60,11 +65,15 @@ def test_other_system_prompt_or_model_misses(private_stack, model_server: ModelS
             worker.stop()
     assert len(model_server.calls_for(prompt)) == 3
     assert [c.body["model"] for c in model_server.calls_for(prompt)] == [
-        "test-model", "test-model", "another-model"]
+        "test-model",
+        "test-model",
+        "another-model",
+    ]
 
 
-def test_failed_and_cancelled_answers_are_not_cached(private_stack, model_server: ModelServer,
-                                                     unique: str) -> None:
+def test_failed_and_cancelled_answers_are_not_cached(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
     stack = private_stack(**CACHE_ON)
     web = stack.web()
     stack.worker()
@@ -81,8 +90,10 @@ def test_failed_and_cancelled_answers_are_not_cached(private_stack, model_server
         message_id = post_prompt(http, session_id, stopped)["message_id"]
         read_sse(web, session_id, max_events=2)
         http.post(f"/api/sessions/{session_id}/messages/{message_id}/cancel")
-        assert read_sse(web, session_id, until_message=message_id).events[-1].data[
-            "finish_reason"] == "cancelled"
+        assert (
+            read_sse(web, session_id, until_message=message_id).events[-1].data["finish_reason"]
+            == "cancelled"
+        )
         behavior.gate.set()
         _, events = ask(web, http, stopped)
     assert len(model_server.calls_for(failing)) == 2
@@ -91,8 +102,9 @@ def test_failed_and_cancelled_answers_are_not_cached(private_stack, model_server
 
 
 @pytest.mark.usefixtures("worker")
-def test_cache_off_by_default_calls_the_model_every_time(web: str, client: httpx.Client,
-                                                         model_server: ModelServer, unique: str) -> None:
+def test_cache_off_by_default_calls_the_model_every_time(
+    web: str, client: httpx.Client, model_server: ModelServer, unique: str
+) -> None:
     prompt = f"no cache {unique}"
     ask(web, client, prompt)
     ask(web, client, prompt)

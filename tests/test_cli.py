@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -19,7 +19,11 @@ from webapp.jobs import Job
 
 
 def test_enqueue_test_posts_through_the_api_and_prints_the_answer(
-    base_env: dict[str, str], web: str, worker: Process, model_server: ModelServer, unique: str,
+    base_env: dict[str, str],
+    web: str,
+    worker: Process,
+    model_server: ModelServer,
+    unique: str,
 ) -> None:
     prompt = f"cli enqueue {unique}"
     done = flask_cli(base_env, "relay", "enqueue-test", prompt, "--timeout", "60")
@@ -53,7 +57,9 @@ def queue_redis(log_dir: Path) -> Iterator[RedisServer]:
 def test_queue_shows_depth_and_stuck_jobs(queue_redis: RedisServer) -> None:
     client = redis.Redis.from_url(queue_redis.url, decode_responses=True)
     now = time.time()
-    client.lpush(keys.JOBS_QUEUED, Job("q1", "qm1", 1, now).dumps(), Job("q2", "qm2", 1, now).dumps())
+    client.lpush(
+        keys.JOBS_QUEUED, Job("q1", "qm1", 1, now).dumps(), Job("q2", "qm2", 1, now).dumps()
+    )
     stuck = Job("stuck-session", "stuck-message", 2, now - 900).dumps()
     fresh = Job("fresh-session", "fresh-message", 1, now - 5).dumps()
     client.lpush(keys.JOBS_PROCESSING, stuck, fresh)
@@ -69,8 +75,11 @@ def test_queue_shows_depth_and_stuck_jobs(queue_redis: RedisServer) -> None:
     assert "lease expired" in stuck_line
     assert "fresh-session" not in text
 
-    report = json.loads(flask_cli(env, "relay", "queue", "--older-than", "1", "--json")
-                        .stdout.strip().splitlines()[-1])
+    report = json.loads(
+        flask_cli(env, "relay", "queue", "--older-than", "1", "--json")
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert (report["queued"], report["running"]) == (2, 2)
     assert {job["session_id"] for job in report["stuck"]} == {"stuck-session", "fresh-session"}
     fresh_report = next(job for job in report["stuck"] if job["session_id"] == "fresh-session")

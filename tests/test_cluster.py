@@ -8,15 +8,19 @@ and stored. Every key of the session lands in one slot.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 import redis
 
 from tests.support.client import (
-    answer_text, create_session, poll_until, post_prompt, read_sse,
+    answer_text,
+    create_session,
+    poll_until,
+    post_prompt,
+    read_sse,
 )
 from tests.support.cluster import RedisCluster
 from tests.support.model_server import ModelServer
@@ -33,8 +37,9 @@ def cluster(log_dir: Path) -> Iterator[RedisCluster]:
 
 
 @pytest.fixture(scope="module")
-def cluster_stack(cluster: RedisCluster, base_env: dict[str, str], app,
-                  log_dir: Path) -> Iterator[str]:
+def cluster_stack(
+    cluster: RedisCluster, base_env: dict[str, str], app, log_dir: Path
+) -> Iterator[str]:
     """Base URL of gunicorn, with a worker, both on the cluster (and the shared SQLite)."""
     env = dict(base_env, REDIS_URL=cluster.url, REDIS_CLUSTER="1")
     web, base_url = start_web(env, log_dir, name="web-cluster")
@@ -56,7 +61,10 @@ def session_slots(cluster: RedisCluster, session_id: str) -> set[int]:
 
 
 def test_an_answer_streams_end_to_end_on_a_redis_cluster(
-    cluster: RedisCluster, cluster_stack: str, model_server: ModelServer, unique: str,
+    cluster: RedisCluster,
+    cluster_stack: str,
+    model_server: ModelServer,
+    unique: str,
 ) -> None:
     prompt = f"cluster {unique}"
     chunks = ["Three ", "nodes, ", "one ", "slot ", "per ", "session."]
@@ -76,7 +84,9 @@ def test_an_answer_streams_end_to_end_on_a_redis_cluster(
 
 
 def test_the_web_side_answers_on_a_redis_cluster(
-    cluster: RedisCluster, cluster_stack: str, unique: str,
+    cluster: RedisCluster,
+    cluster_stack: str,
+    unique: str,
 ) -> None:
     """Readiness, prompts (claim + enqueue), long-poll (the hub) and /metrics, on the cluster."""
     with httpx.Client(base_url=cluster_stack, timeout=30) as http:

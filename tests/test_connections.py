@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import redis as redis_py
 import httpx
 import pytest
+import redis as redis_py
 
 from tests.support.client import create_session, post_prompt, stream_events
 from tests.support.model_server import ModelServer
@@ -37,13 +37,23 @@ def test_500_streams_on_50_sessions_hold_at_most_12_redis_connections(
     try:
         with httpx.Client(base_url=web, timeout=30) as http:
             sessions = [create_session(http) for _ in range(SESSIONS)]
-            by_session = {sid: [streams.open(port, f"/api/sessions/{sid}/events")
-                                for _ in range(CLIENTS_PER_SESSION)] for sid in sessions}
-            streams.pump(lambda: all(s.started for s in streams.streams), timeout=60,
-                         what="500 streams to start")
+            by_session = {
+                sid: [
+                    streams.open(port, f"/api/sessions/{sid}/events")
+                    for _ in range(CLIENTS_PER_SESSION)
+                ]
+                for sid in sessions
+            }
+            streams.pump(
+                lambda: all(s.started for s in streams.streams),
+                timeout=60,
+                what="500 streams to start",
+            )
             for i, sid in enumerate(sessions):
                 prompt = f"connections {i} {unique}"
-                model_server.behave(prompt, chunks=[f"c{j} " for j in range(10)], delay_seconds=0.02)
+                model_server.behave(
+                    prompt, chunks=[f"c{j} " for j in range(10)], delay_seconds=0.02
+                )
                 post_prompt(http, sid, prompt)
 
             def all_ended() -> bool:

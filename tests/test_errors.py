@@ -28,23 +28,32 @@ def messages_url(session_id: str) -> str:
     return f"/api/sessions/{session_id}/messages"
 
 
-@pytest.mark.parametrize(("body", "code"), [
-    (b"{not json", "invalid_json"),
-    (b"[1, 2]", "invalid_json"),
-    (b'{"content": 42}', "invalid_json"),
-    (b'{"text": "hi"}', "invalid_json"),
-    (b'{"content": ""}', "empty_prompt"),
-    (b'{"content": "  \\n\\t "}', "empty_prompt"),
-])
-def test_bad_prompt_bodies_are_400(client: httpx.Client, session_id: str, body: bytes, code: str) -> None:
-    response = client.post(messages_url(session_id), content=body,
-                           headers={"Content-Type": "application/json"})
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"{not json", "invalid_json"),
+        (b"[1, 2]", "invalid_json"),
+        (b'{"content": 42}', "invalid_json"),
+        (b'{"text": "hi"}', "invalid_json"),
+        (b'{"content": ""}', "empty_prompt"),
+        (b'{"content": "  \\n\\t "}', "empty_prompt"),
+    ],
+)
+def test_bad_prompt_bodies_are_400(
+    client: httpx.Client, session_id: str, body: bytes, code: str
+) -> None:
+    response = client.post(
+        messages_url(session_id), content=body, headers={"Content-Type": "application/json"}
+    )
     assert_error(response, 400, code)
 
 
 def test_non_json_body_is_415(client: httpx.Client, session_id: str) -> None:
-    response = client.post(messages_url(session_id), content=b"content=hi",
-                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = client.post(
+        messages_url(session_id),
+        content=b"content=hi",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert_error(response, 415, "unsupported_media_type")
 
 
@@ -54,18 +63,38 @@ def test_prompt_over_max_chars_is_413(client: httpx.Client, session_id: str) -> 
 
 
 def test_body_over_the_limit_is_413(client: httpx.Client, session_id: str) -> None:
-    response = client.post(messages_url(session_id), content=b'{"content": "' + b"x" * 400_000 + b'"}',
-                           headers={"Content-Type": "application/json"})
+    response = client.post(
+        messages_url(session_id),
+        content=b'{"content": "' + b"x" * 400_000 + b'"}',
+        headers={"Content-Type": "application/json"},
+    )
     assert_error(response, 413, "prompt_too_large")
 
 
-@pytest.mark.parametrize("cursor", ["abc", "-1", "1-", "1.5-0", "18446744073709551616-0",
-                                    "1-18446744073709551616", "0-0-0", " 1-0"])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "abc",
+        "-1",
+        "1-",
+        "1.5-0",
+        "18446744073709551616-0",
+        "1-18446744073709551616",
+        "0-0-0",
+        " 1-0",
+    ],
+)
 def test_malformed_cursors_are_400(client: httpx.Client, session_id: str, cursor: str) -> None:
-    assert_error(client.get(f"/api/sessions/{session_id}/poll", params={"after": cursor}),
-                 400, "invalid_cursor")
-    assert_error(client.get(f"/api/sessions/{session_id}/events", params={"last_event_id": cursor}),
-                 400, "invalid_cursor")
+    assert_error(
+        client.get(f"/api/sessions/{session_id}/poll", params={"after": cursor}),
+        400,
+        "invalid_cursor",
+    )
+    assert_error(
+        client.get(f"/api/sessions/{session_id}/events", params={"last_event_id": cursor}),
+        400,
+        "invalid_cursor",
+    )
 
 
 def test_malformed_last_event_id_header_is_400(client: httpx.Client, session_id: str) -> None:
@@ -85,10 +114,16 @@ def test_poll_timeout_is_clamped(client: httpx.Client, session_id: str) -> None:
     assert response.json() == {"events": [], "cursor": "0-0", "reset": False}
 
 
-@pytest.mark.parametrize("path", [
-    "/api/sessions/short", "/api/sessions/has.dot.inside.it", "/api/sessions/" + "a" * 65,
-    "/api/sessions/short/events", "/api/sessions/short/poll",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/sessions/short",
+        "/api/sessions/has.dot.inside.it",
+        "/api/sessions/" + "a" * 65,
+        "/api/sessions/short/events",
+        "/api/sessions/short/poll",
+    ],
+)
 def test_malformed_session_ids_are_400(client: httpx.Client, path: str) -> None:
     assert_error(client.get(path), 400, "invalid_session_id")
 
@@ -106,7 +141,9 @@ def test_unknown_session_is_404(client: httpx.Client) -> None:
 
 def test_unknown_message_is_404(client: httpx.Client, session_id: str) -> None:
     assert_error(client.get(f"{messages_url(session_id)}/{'B' * 16}"), 404, "message_not_found")
-    assert_error(client.post(f"{messages_url(session_id)}/{'B' * 16}/cancel"), 404, "message_not_found")
+    assert_error(
+        client.post(f"{messages_url(session_id)}/{'B' * 16}/cancel"), 404, "message_not_found"
+    )
     assert_error(client.get(f"{messages_url(session_id)}/bad!"), 400, "invalid_message_id")
 
 
@@ -125,8 +162,9 @@ def test_second_prompt_while_one_is_active_is_409(
     prompt = f"hold on {unique}"
     behavior = model_server.behave(prompt, chunks=["a", "b"], gate_after=1)
     message_id = post_prompt(client, session_id, prompt)["message_id"]
-    error = assert_error(client.post(messages_url(session_id), json={"content": "again"}), 409,
-                         "generation_active")
+    error = assert_error(
+        client.post(messages_url(session_id), json={"content": "again"}), 409, "generation_active"
+    )
     assert error["message_id"] == message_id
     behavior.gate.set()
     read_sse(web, session_id, until_message=message_id)

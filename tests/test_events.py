@@ -10,11 +10,17 @@ from webapp.events import Entry, InvalidCursor, encode_sse, parse_cursor
 
 
 def test_one_event_has_id_event_and_one_data_line() -> None:
-    assert encode_sse('{"a":1}', event="chunk", id="5-1") == b'id: 5-1\nevent: chunk\ndata: {"a":1}\n\n'
+    assert (
+        encode_sse('{"a":1}', event="chunk", id="5-1")
+        == b'id: 5-1\nevent: chunk\ndata: {"a":1}\n\n'
+    )
 
 
 def test_multi_line_data_becomes_several_data_lines() -> None:
-    assert encode_sse("one\r\ntwo\rthree\nfour") == b"data: one\ndata: two\ndata: three\ndata: four\n\n"
+    assert (
+        encode_sse("one\r\ntwo\rthree\nfour")
+        == b"data: one\ndata: two\ndata: three\ndata: four\n\n"
+    )
 
 
 def test_comment_and_retry() -> None:
@@ -37,17 +43,37 @@ def test_model_output_with_nul_cr_lf_stays_one_data_line() -> None:
 
 def test_long_poll_json_splices_data_unparsed() -> None:
     entry = Entry("7-3", "chunk", '{"message_id":"m","text":"hi"}')
-    assert json.loads(entry.poll_json) == {"id": "7-3", "event": "chunk",
-                                           "data": {"message_id": "m", "text": "hi"}}
+    assert json.loads(entry.poll_json) == {
+        "id": "7-3",
+        "event": "chunk",
+        "data": {"message_id": "m", "text": "hi"},
+    }
 
 
-@pytest.mark.parametrize("raw", ["0-0", "1-0", "1700000000000-12", "18446744073709551615-18446744073709551615"])
+@pytest.mark.parametrize(
+    "raw", ["0-0", "1-0", "1700000000000-12", "18446744073709551615-18446744073709551615"]
+)
 def test_valid_cursors(raw: str) -> None:
     parse_cursor(raw)
 
 
-@pytest.mark.parametrize("raw", ["", "abc", "-1", "1-", "-1-0", "1.5-0", "1-0 ", "0x1-0", "١-0",
-                                 "18446744073709551616-0", "1-18446744073709551616", "1-2-3"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "abc",
+        "-1",
+        "1-",
+        "-1-0",
+        "1.5-0",
+        "1-0 ",
+        "0x1-0",
+        "١-0",
+        "18446744073709551616-0",
+        "1-18446744073709551616",
+        "1-2-3",
+    ],
+)
 def test_invalid_cursors(raw: str) -> None:
     with pytest.raises(InvalidCursor):
         parse_cursor(raw)

@@ -6,8 +6,8 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import redis
@@ -17,7 +17,10 @@ from tests.support.tls_proxy import TLSProxy, self_signed_certificate
 from webapp import create_app
 from webapp.config import database_url
 from webapp.extensions import (
-    COMMAND_TIMEOUT_SECONDS, HEALTH_CHECK_SECONDS, db, redis_store,
+    COMMAND_TIMEOUT_SECONDS,
+    HEALTH_CHECK_SECONDS,
+    db,
+    redis_store,
 )
 
 
@@ -39,7 +42,8 @@ def test_shared_pool_has_health_checks_and_a_command_timeout(redis_server: Redis
 
 
 def test_blocking_reads_are_never_cut_short_by_the_socket_timeout(
-    redis_server: RedisServer, unique: str,
+    redis_server: RedisServer,
+    unique: str,
 ) -> None:
     app = create_app({"REDIS_URL": redis_server.url})
     listener = redis_store.blocking_client(app, read_timeout_seconds=None)
@@ -101,7 +105,8 @@ def test_rediss_checks_the_certificate_by_default(tls_redis: str) -> None:
 
 
 def test_rediss_with_verification_off_talks_tls_to_a_self_signed_server(
-    tls_redis: str, unique: str,
+    tls_redis: str,
+    unique: str,
 ) -> None:
     app = create_app({"REDIS_URL": tls_redis, "REDIS_SSL_VERIFY": False})
     client = redis_store.client_for(app)
@@ -132,8 +137,9 @@ def test_postgresql_pool_fits_worker_concurrency() -> None:
         assert pool._timeout == app.config["DATABASE_POOL_TIMEOUT_SECONDS"]
         db.engine.dispose()
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "DATABASE_POOL_SIZE": 2,
-                      "DATABASE_MAX_OVERFLOW": 3})
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": url, "DATABASE_POOL_SIZE": 2, "DATABASE_MAX_OVERFLOW": 3}
+    )
     with app.app_context():
         assert (db.engine.pool.size(), db.engine.pool._max_overflow) == (2, 3)
         db.engine.dispose()
@@ -154,8 +160,13 @@ print("started")
 
 @pytest.mark.parametrize("order", ["patched-first", "late"])
 def test_a_gevent_process_refuses_a_psycopg_that_would_block_the_hub(order: str) -> None:
-    done = subprocess.run([sys.executable, "-c", GEVENT_PROCESS, order], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", GEVENT_PROCESS, order],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if order == "late":
         assert done.returncode != 0
         assert "psycopg was imported before gevent patched" in done.stderr

@@ -12,7 +12,12 @@ import httpx
 import pytest
 
 from tests.support.client import (
-    answer_text, count, create_session, post_prompt, read_sse, stream_events,
+    answer_text,
+    count,
+    create_session,
+    post_prompt,
+    read_sse,
+    stream_events,
 )
 from tests.support.model_server import ModelServer
 from tests.support.processes import wait_for
@@ -40,12 +45,18 @@ def held_answer(model_server: ModelServer, prompt: str, chunks: int = 20, hold_a
 
 
 def wait_for_chunks(http: httpx.Client, session_id: str, n: int, **match) -> list:
-    return wait_for(lambda: (events := stream_events(http, session_id)) and
-                    count(events, "chunk") >= n and events, timeout=20, what=f"{n} chunks")
+    return wait_for(
+        lambda: (
+            (events := stream_events(http, session_id)) and count(events, "chunk") >= n and events
+        ),
+        timeout=20,
+        what=f"{n} chunks",
+    )
 
 
-def test_killed_worker_answer_completes_as_attempt_2(private_stack, model_server: ModelServer,
-                                                      unique: str) -> None:
+def test_killed_worker_answer_completes_as_attempt_2(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
     stack = private_stack(**LEASE)
     web = stack.web()
     first = stack.worker()
@@ -63,7 +74,7 @@ def test_killed_worker_answer_completes_as_attempt_2(private_stack, model_server
 
     starts = [e for e in events if e.event == "start"]
     assert [s.data["attempt"] for s in starts] == [1, 2]
-    after_restart = events[events.index(starts[1]):]
+    after_restart = events[events.index(starts[1]) :]
     assert answer_text(after_restart, message_id) == "".join(texts)
     assert count(after_restart, "chunk") == len(texts)
     assert events[-1].event == "end" and events[-1].data["text_length"] == len("".join(texts))
@@ -71,8 +82,9 @@ def test_killed_worker_answer_completes_as_attempt_2(private_stack, model_server
     assert (row.status, row.content, row.attempt) == ("done", "".join(texts), 2)
 
 
-def test_frozen_worker_is_fenced_off_when_it_wakes(private_stack, model_server: ModelServer,
-                                                    unique: str) -> None:
+def test_frozen_worker_is_fenced_off_when_it_wakes(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
     stack = private_stack(**LEASE)
     web = stack.web()
     frozen = stack.worker()
@@ -86,8 +98,11 @@ def test_frozen_worker_is_fenced_off_when_it_wakes(private_stack, model_server: 
         frozen.signal(signal.SIGSTOP)
         try:
             stack.worker()
-            wait_for(lambda: count(stream_events(http, session_id), "start", attempt=2), timeout=20,
-                     what="attempt 2 to start")
+            wait_for(
+                lambda: count(stream_events(http, session_id), "start", attempt=2),
+                timeout=20,
+                what="attempt 2 to start",
+            )
             behavior.gate.set()  # both attempts' model streams go on now
             events = read_sse(web, session_id, until_message=message_id).events
         finally:
@@ -103,8 +118,9 @@ def test_frozen_worker_is_fenced_off_when_it_wakes(private_stack, model_server: 
     assert (row.status, row.content, row.attempt) == ("done", "".join(texts), 2)
 
 
-def test_sigterm_lets_a_running_answer_finish(private_stack, model_server: ModelServer,
-                                              unique: str) -> None:
+def test_sigterm_lets_a_running_answer_finish(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
     stack = private_stack()
     web = stack.web()
     worker = stack.worker()
@@ -123,8 +139,9 @@ def test_sigterm_lets_a_running_answer_finish(private_stack, model_server: Model
     assert events[-1].event == "end"
 
 
-def test_sigterm_hands_back_what_cannot_finish_in_the_grace(private_stack, model_server: ModelServer,
-                                                            unique: str) -> None:
+def test_sigterm_hands_back_what_cannot_finish_in_the_grace(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
     stack = private_stack(WORKER_SHUTDOWN_GRACE_SECONDS="0.5")
     web = stack.web()
     first = stack.worker()
@@ -146,8 +163,9 @@ def test_sigterm_hands_back_what_cannot_finish_in_the_grace(private_stack, model
     assert (row.status, row.content) == ("done", "".join(texts))
 
 
-def test_answer_fails_for_good_after_the_last_attempt(private_stack, model_server: ModelServer,
-                                                      unique: str) -> None:
+def test_answer_fails_for_good_after_the_last_attempt(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
     stack = private_stack(JOB_MAX_ATTEMPTS="1", **LEASE)
     web = stack.web()
     doomed = stack.worker()
@@ -169,8 +187,9 @@ def test_answer_fails_for_good_after_the_last_attempt(private_stack, model_serve
 
 
 @pytest.mark.usefixtures("worker")
-def test_cancel_stops_even_a_silent_model(app, web: str, client: httpx.Client,
-                                           model_server: ModelServer, unique: str) -> None:
+def test_cancel_stops_even_a_silent_model(
+    app, web: str, client: httpx.Client, model_server: ModelServer, unique: str
+) -> None:
     prompt = f"cancel me {unique}"
     texts, behavior = held_answer(model_server, prompt, hold_at=3)
     session_id = create_session(client)

@@ -22,8 +22,13 @@ def test_system_prompt_history_then_new_prompt() -> None:
 
 
 def test_oldest_turns_are_dropped_first_to_fit_the_budget() -> None:
-    history = [msg("user", "a" * 50), msg("assistant", "b" * 50), msg("user", "c" * 50),
-               msg("assistant", "d" * 50), msg("user", "new")]
+    history = [
+        msg("user", "a" * 50),
+        msg("assistant", "b" * 50),
+        msg("user", "c" * 50),
+        msg("assistant", "d" * 50),
+        msg("user", "new"),
+    ]
     prompt = build_prompt(history, "sys", 3 + 3 + 100)
     assert [m["content"][0] for m in prompt] == ["s", "c", "d", "n"]
 
@@ -34,6 +39,10 @@ def test_the_new_prompt_is_kept_even_over_budget() -> None:
 
 
 def test_failed_and_unfinished_answers_are_left_out() -> None:
-    history = [msg("user", "q1"), msg("assistant", "", models.FAILED),
-               msg("assistant", "partial", models.STREAMING), msg("user", "q2")]
+    history = [
+        msg("user", "q1"),
+        msg("assistant", "", models.FAILED),
+        msg("assistant", "partial", models.STREAMING),
+        msg("user", "q2"),
+    ]
     assert [m["content"] for m in build_prompt(history, "", 1000)] == ["q1", "q2"]

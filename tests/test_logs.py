@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -30,12 +31,18 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 
 def test_json_format_puts_ids_and_key_values_in_fields(
-    restore_logging: None, capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     configure("INFO", "json")
     log = logging.getLogger("webapp.generation")
-    log.info("generation ended session=%s message=%s finish_reason=%s chunks=%d",
-             "S-1_abc", "M_2", "stop", 12)
+    log.info(
+        "generation ended session=%s message=%s finish_reason=%s chunks=%d",
+        "S-1_abc",
+        "M_2",
+        "stop",
+        12,
+    )
     try:
         raise RuntimeError("model went away\nsecond line")
     except RuntimeError:
@@ -43,9 +50,15 @@ def test_json_format_puts_ids_and_key_values_in_fields(
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2, "one line per event, tracebacks included"
     ended, crashed = (json.loads(line) for line in lines)
-    assert ended["msg"] == "generation ended session=S-1_abc message=M_2 finish_reason=stop chunks=12"
-    assert (ended["session"], ended["message"], ended["finish_reason"], ended["chunks"]) == \
-        ("S-1_abc", "M_2", "stop", "12")
+    assert (
+        ended["msg"] == "generation ended session=S-1_abc message=M_2 finish_reason=stop chunks=12"
+    )
+    assert (ended["session"], ended["message"], ended["finish_reason"], ended["chunks"]) == (
+        "S-1_abc",
+        "M_2",
+        "stop",
+        "12",
+    )
     assert (ended["level"], ended["logger"]) == ("INFO", "webapp.generation")
     assert ended["time"].endswith("Z") and isinstance(ended["pid"], int)
     assert crashed["session"] == "S-1_abc" and crashed["level"] == "ERROR"
@@ -53,7 +66,9 @@ def test_json_format_puts_ids_and_key_values_in_fields(
 
 
 def test_text_is_the_default(
-    restore_logging: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    restore_logging: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("LOG_FORMAT", raising=False)
     configure("INFO")
@@ -77,7 +92,9 @@ def json_stack(base_env: dict[str, str], app, log_dir: Path) -> Iterator[tuple[s
 
 
 def test_web_and_worker_log_json_lines_with_session_and_message_ids(
-    json_stack: tuple[str, Any, Any], model_server: ModelServer, unique: str,
+    json_stack: tuple[str, Any, Any],
+    model_server: ModelServer,
+    unique: str,
 ) -> None:
     base_url, web, worker = json_stack
     prompt = f"json logs {unique}"
@@ -97,7 +114,11 @@ def test_web_and_worker_log_json_lines_with_session_and_message_ids(
     web_records = json_lines(web.log_text())
     created = [r for r in web_records if r["msg"].startswith("session created")]
     assert [r["session"] for r in created] == [session_id]
-    posted = [r for r in web_records if r["logger"] == "gunicorn.access"
-              and r.get("path") == f"/api/sessions/{session_id}/messages"]
+    posted = [
+        r
+        for r in web_records
+        if r["logger"] == "gunicorn.access"
+        and r.get("path") == f"/api/sessions/{session_id}/messages"
+    ]
     assert [(r["method"], r["status"]) for r in posted] == [("POST", 202)]
     assert isinstance(posted[0]["duration_ms"], int)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -51,11 +51,19 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def test_metrics_move_with_streams_polls_resumes_and_errors(
-    web: str, worker: Process, model_server: ModelServer, unique: str,
+    web: str,
+    worker: Process,
+    model_server: ModelServer,
+    unique: str,
 ) -> None:
     before = scrape(web)
-    for name in ("relay_jobs_queued", "relay_jobs_running", "relay_sse_streams_open",
-                 "relay_long_polls_waiting", "relay_chunks_total"):
+    for name in (
+        "relay_jobs_queued",
+        "relay_jobs_running",
+        "relay_sse_streams_open",
+        "relay_long_polls_waiting",
+        "relay_chunks_total",
+    ):
         assert (name, frozenset()) in before, name
     port = int(web.rsplit(":", 1)[1])
     open_before = value(before, "relay_sse_streams_open")
@@ -75,26 +83,37 @@ def test_metrics_move_with_streams_polls_resumes_and_errors(
         finally:
             streams.close()
         # The server sees the client gone at its next write (a heartbeat at most).
-        wait_for(lambda: value(scrape(web), "relay_sse_streams_open") == open_before,
-                 timeout=15, what="the closed stream to stop counting")
+        wait_for(
+            lambda: value(scrape(web), "relay_sse_streams_open") == open_before,
+            timeout=15,
+            what="the closed stream to stop counting",
+        )
 
         # A resume with a cursor, the way EventSource reconnects.
         events = read_sse(web, session_id, until_message=message_id)
         first_id = events.events[0].id
         read_sse(web, session_id, until_message=message_id, headers={"Last-Event-ID": first_id})
         after_resume = scrape(web)
-        assert value(after_resume, "relay_sse_reconnects_total") == \
-            value(before, "relay_sse_reconnects_total") + 1
+        assert (
+            value(after_resume, "relay_sse_reconnects_total")
+            == value(before, "relay_sse_reconnects_total") + 1
+        )
 
         # A long-poll waiting on a quiet session, until a prompt wakes it.
         quiet = create_session(http)
         waiting = value(after_resume, "relay_long_polls_waiting")
         polled: list[int] = []
-        poller = threading.Thread(target=lambda: polled.append(http.get(
-            f"/api/sessions/{quiet}/poll", params={"timeout": 20}).status_code))
+        poller = threading.Thread(
+            target=lambda: polled.append(
+                http.get(f"/api/sessions/{quiet}/poll", params={"timeout": 20}).status_code
+            )
+        )
         poller.start()
-        wait_for(lambda: value(scrape(web), "relay_long_polls_waiting") == waiting + 1,
-                 timeout=10, what="the long-poll to be counted")
+        wait_for(
+            lambda: value(scrape(web), "relay_long_polls_waiting") == waiting + 1,
+            timeout=10,
+            what="the long-poll to be counted",
+        )
         post_prompt(http, quiet, f"metrics wake {unique}")
         poller.join(30)
         assert polled == [200]
@@ -102,12 +121,17 @@ def test_metrics_move_with_streams_polls_resumes_and_errors(
 
         assert http.get("/api/sessions/NoSuchSession0000").status_code == 404
     after = scrape(web)
-    assert value(after, "relay_api_errors_total", code="session_not_found") == \
-        value(before, "relay_api_errors_total", code="session_not_found") + 1
+    assert (
+        value(after, "relay_api_errors_total", code="session_not_found")
+        == value(before, "relay_api_errors_total", code="session_not_found") + 1
+    )
 
 
 def test_generation_metrics_move_as_answers_stream_and_fail(
-    web: str, worker: Process, model_server: ModelServer, unique: str,
+    web: str,
+    worker: Process,
+    model_server: ModelServer,
+    unique: str,
 ) -> None:
     def idle() -> Samples | None:
         # Other tests share this stack and may leave an answer running: wait it out.
@@ -144,7 +168,11 @@ def test_generation_metrics_move_as_answers_stream_and_fail(
 
 
 def test_resets_are_counted_by_transport(
-    web: str, worker: Process, app, model_server: ModelServer, unique: str,
+    web: str,
+    worker: Process,
+    app,
+    model_server: ModelServer,
+    unique: str,
 ) -> None:
     with httpx.Client(base_url=web, timeout=30) as http:
         session_id = create_session(http)
@@ -156,13 +184,16 @@ def test_resets_are_counted_by_transport(
         before = scrape(web)
         raw = read_sse(web, session_id, max_events=1, headers={"Last-Event-ID": first_id})
         assert raw.events[0].event == "reset"
-        polled = http.get(f"/api/sessions/{session_id}/poll",
-                          params={"after": first_id, "timeout": 0}).json()
+        polled = http.get(
+            f"/api/sessions/{session_id}/poll", params={"after": first_id, "timeout": 0}
+        ).json()
         assert polled["reset"] is True
     after = scrape(web)
     for transport in ("sse", "poll"):
-        assert value(after, "relay_resets_total", transport=transport) == \
-            value(before, "relay_resets_total", transport=transport) + 1
+        assert (
+            value(after, "relay_resets_total", transport=transport)
+            == value(before, "relay_resets_total", transport=transport) + 1
+        )
 
 
 @pytest.fixture()
@@ -177,10 +208,16 @@ def test_worker_recordings_reach_the_scrape_through_redis(private_redis: RedisSe
     client = redis_store.client_for(app)
     metrics.first_token(client, 0.3)
     metrics.first_token(client, 7.0)
-    metrics.generation_ended(client, finish_reason="stop", duration_seconds=1.5, chunks=12,
-                             usage={"prompt_tokens": 40, "completion_tokens": 12})
-    metrics.generation_ended(client, finish_reason="cancelled", duration_seconds=0.2, chunks=3,
-                             usage=None)
+    metrics.generation_ended(
+        client,
+        finish_reason="stop",
+        duration_seconds=1.5,
+        chunks=12,
+        usage={"prompt_tokens": 40, "completion_tokens": 12},
+    )
+    metrics.generation_ended(
+        client, finish_reason="cancelled", duration_seconds=0.2, chunks=3, usage=None
+    )
     metrics.generation_failed(client, "upstream_timeout", chunks=2)
     client.lpush("relay:{jobs}:queued", "{}", "{}")
 
@@ -220,16 +257,29 @@ def worker_pids(master_pid: int) -> list[int]:
 
 
 def test_gunicorn_processes_add_up_and_dead_ones_stop_counting(
-    base_env: dict[str, str], app, log_dir: Path,
+    base_env: dict[str, str],
+    app,
+    log_dir: Path,
 ) -> None:
     port = free_port()
     env = {k: v for k, v in base_env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    argv = [python(), "-m", "gunicorn", "--config", "gunicorn.conf.py",
-            "--bind", f"127.0.0.1:{port}", "--workers", "2", "wsgi:app"]
+    argv = [
+        python(),
+        "-m",
+        "gunicorn",
+        "--config",
+        "gunicorn.conf.py",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "wsgi:app",
+    ]
     server = Process("web-metrics-2", argv, env, log_dir).start()
     base_url = f"http://127.0.0.1:{port}"
     streams = StreamSet()
     try:
+
         def up() -> bool:
             assert server.alive(), server.log_text()[-3000:]
             try:
@@ -251,12 +301,15 @@ def test_gunicorn_processes_add_up_and_dead_ones_stop_counting(
 
         for pid in worker_pids(server.pid):
             os.kill(pid, signal.SIGKILL)  # children of the gunicorn this test started
-        streams.pump(lambda: all(s.closed for s in streams.streams), 30,
-                     "the killed workers' streams to end")
+        streams.pump(
+            lambda: all(s.closed for s in streams.streams), 30, "the killed workers' streams to end"
+        )
         wait_for(up, timeout=30, what="gunicorn to replace its workers")
-        wait_for(lambda: all(value(scrape(base_url), "relay_sse_streams_open") == 0
-                             for _ in range(3)),
-                 timeout=15, what="dead workers' streams to stop counting")
+        wait_for(
+            lambda: all(value(scrape(base_url), "relay_sse_streams_open") == 0 for _ in range(3)),
+            timeout=15,
+            what="dead workers' streams to stop counting",
+        )
     finally:
         streams.close()
         server.stop()

@@ -9,8 +9,8 @@ and dropped afterwards.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -69,13 +69,18 @@ def test_a_database_made_before_migrations_is_adopted(tmp_path: Path) -> None:
     try:
         with engine.begin() as conn:
             conn.execute(sa.text("DROP TABLE alembic_version"))
-            conn.execute(sa.text("INSERT INTO chat_sessions (id, created_at)"
-                                 " VALUES ('kept-session', '2026-01-01 00:00:00')"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO chat_sessions (id, created_at)"
+                    " VALUES ('kept-session', '2026-01-01 00:00:00')"
+                )
+            )
         flask_db(url, "upgrade")
         assert schema_differences(engine) == []
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT id FROM chat_sessions")).scalars().all() == [
-                "kept-session"]
+                "kept-session"
+            ]
     finally:
         engine.dispose()
 

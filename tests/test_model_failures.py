@@ -26,8 +26,9 @@ def shared(app, web, worker) -> Shared:
     return Shared(app, web)
 
 
-def test_rate_limited_once_then_answers(shared, client: httpx.Client, model_server: ModelServer,
-                                        unique: str) -> None:
+def test_rate_limited_once_then_answers(
+    shared, client: httpx.Client, model_server: ModelServer, unique: str
+) -> None:
     prompt = f"429 then fine {unique}"
     model_server.behave(prompt, chunks=["fine ", "now"], fail_status=429, fail_times=1)
     message_id, events = run_prompt(shared.web, client, prompt)
@@ -36,8 +37,9 @@ def test_rate_limited_once_then_answers(shared, client: httpx.Client, model_serv
     assert answer_text(events, message_id) == "fine now"
 
 
-def test_server_error_every_time_ends_in_error(shared, client: httpx.Client,
-                                               model_server: ModelServer, unique: str) -> None:
+def test_server_error_every_time_ends_in_error(
+    shared, client: httpx.Client, model_server: ModelServer, unique: str
+) -> None:
     prompt = f"500 always {unique}"
     model_server.behave(prompt, fail_status=500)
     message_id, events = run_prompt(shared.web, client, prompt)
@@ -48,8 +50,9 @@ def test_server_error_every_time_ends_in_error(shared, client: httpx.Client,
     assert (row.status, row.error_code) == ("error", "upstream_error")
 
 
-def test_quota_exhausted_fails_at_once(shared, client: httpx.Client, model_server: ModelServer,
-                                       unique: str) -> None:
+def test_quota_exhausted_fails_at_once(
+    shared, client: httpx.Client, model_server: ModelServer, unique: str
+) -> None:
     prompt = f"no credit {unique}"
     model_server.behave(prompt, fail_status=429, fail_code="insufficient_quota")
     message_id, events = run_prompt(shared.web, client, prompt)
@@ -59,8 +62,9 @@ def test_quota_exhausted_fails_at_once(shared, client: httpx.Client, model_serve
     assert row.status == "error" and "quota" in row.error_message
 
 
-def test_connection_dropped_after_chunks_is_not_replayed(shared, client: httpx.Client,
-                                                         model_server: ModelServer, unique: str) -> None:
+def test_connection_dropped_after_chunks_is_not_replayed(
+    shared, client: httpx.Client, model_server: ModelServer, unique: str
+) -> None:
     prompt = f"drop mid answer {unique}"
     model_server.behave(prompt, chunks=["one ", "two ", "three ", "four "], drop_after=2)
     message_id, events = run_prompt(shared.web, client, prompt)
@@ -71,8 +75,9 @@ def test_connection_dropped_after_chunks_is_not_replayed(shared, client: httpx.C
     assert (row.status, row.content, row.error_code) == ("error", "one two ", "upstream_error")
 
 
-def test_stalled_model_ends_with_a_timeout(private_stack, model_server: ModelServer,
-                                           unique: str) -> None:
+def test_stalled_model_ends_with_a_timeout(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
     stack = private_stack(LLM_READ_TIMEOUT_SECONDS="1")
     web = stack.web()
     stack.worker()

@@ -10,9 +10,8 @@ model server's gate, never by sleeping.
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -51,8 +50,11 @@ def final_message(app, message_id: str):
     """The stored answer once its generation has finished."""
     from webapp.models import FINAL_STATUSES
 
-    return wait_for(lambda: (m := stored_message(app, message_id)) and
-                    m.status in FINAL_STATUSES and m, timeout=30, what="answer stored")
+    return wait_for(
+        lambda: (m := stored_message(app, message_id)) and m.status in FINAL_STATUSES and m,
+        timeout=30,
+        what="answer stored",
+    )
 
 
 def assert_prefixes(seen: list[str], final: str) -> None:
@@ -89,11 +91,15 @@ def streamed_text(client: httpx.Client, session_id: str, message_id: str) -> str
 
 def waiting_whole(chat: ChatPage, message_id: str) -> None:
     """Wait until the answer shows the without-streaming waiting state."""
-    chat.wait_for("""document.querySelector(`li.message[data-message-id="${arg}"]`)
-                     ?.dataset.whole === "waiting" """, message_id)
+    chat.wait_for(
+        """document.querySelector(`li.message[data-message-id="${arg}"]`)
+                     ?.dataset.whole === "waiting" """,
+        message_id,
+    )
 
 
 # ---- fixtures ----
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
@@ -169,6 +175,7 @@ def cutting_proxy(web: str) -> Iterator[CuttingProxy]:
 
 # ---- the page itself ----
 
+
 def test_page_forbids_inline_script_and_leaks_no_session(client: httpx.Client) -> None:
     response = client.get("/")
     assert response.status_code == 200
@@ -239,17 +246,36 @@ def test_markdown_renders_and_a_screenshot_is_taken_mid_answer(
     app, web: str, open_chat, model_server: ModelServer, unique: str
 ) -> None:
     first = f"show me markdown {unique}"
-    model_server.behave(first, chunks=[
-        "## Streaming that survives\n\n", "Answers are **stored** before `end` is sent, ",
-        "so a reload *never* loses text.\n\n", "- SSE first\n", "- long-poll behind proxies\n",
-        "- snapshot on reload\n\n", "```python\n", "for event in stream:\n", "    show(event)\n",
-        "```\n\n", "See [the spec](https://html.spec.whatwg.org/#server-sent-events).",
-    ], delay_seconds=0.01)
+    model_server.behave(
+        first,
+        chunks=[
+            "## Streaming that survives\n\n",
+            "Answers are **stored** before `end` is sent, ",
+            "so a reload *never* loses text.\n\n",
+            "- SSE first\n",
+            "- long-poll behind proxies\n",
+            "- snapshot on reload\n\n",
+            "```python\n",
+            "for event in stream:\n",
+            "    show(event)\n",
+            "```\n\n",
+            "See [the spec](https://html.spec.whatwg.org/#server-sent-events).",
+        ],
+        delay_seconds=0.01,
+    )
     second = f"and keep going {unique}"
-    behavior = model_server.behave(second, chunks=[
-        "Reloading this page now would show these words at once, ", "then the rest ",
-        "as it arrives, ", "each piece exactly once. ", "The end.",
-    ], delay_seconds=0.01, gate_after=3)
+    behavior = model_server.behave(
+        second,
+        chunks=[
+            "Reloading this page now would show these words at once, ",
+            "then the rest ",
+            "as it arrives, ",
+            "each piece exactly once. ",
+            "The end.",
+        ],
+        delay_seconds=0.01,
+        gate_after=3,
+    )
     chat = open_chat(web)
 
     answer_id = chat.send(first)
@@ -260,7 +286,10 @@ def test_markdown_renders_and_a_screenshot_is_taken_mid_answer(
     assert body.locator("em").text_content() == "never"
     assert body.locator("p code").text_content() == "end"
     assert body.locator("ul li").all_text_contents() == [
-        "SSE first", "long-poll behind proxies", "snapshot on reload"]
+        "SSE first",
+        "long-poll behind proxies",
+        "snapshot on reload",
+    ]
     assert body.locator("pre code").text_content() == "for event in stream:\n    show(event)"
     link = body.locator("a")
     assert link.get_attribute("href") == "https://html.spec.whatwg.org/#server-sent-events"
@@ -397,15 +426,19 @@ def test_model_output_runs_no_script(
     app, web: str, open_chat, model_server: ModelServer, unique: str
 ) -> None:
     prompt = f"<img src=x onerror=\"window.__pwned='prompt'\"> {unique}"
-    model_server.behave(prompt, chunks=[
-        "Text <script>window.__pwned = 'script'</script> then ",
-        "<img src=x onerror=\"window.__pwned='img'\"> and ",
-        "[click me](javascript:window.__pwned='link') and ",
-        "[data](data:text/html,<script>window.__pwned='data'</script>) and ",
-        "[fine](https://example.com/ok)\n\n",
-        "<iframe src=\"javascript:window.__pwned='iframe'\"></iframe>\n\n",
-        "**<svg onload=\"window.__pwned='svg'\">**",
-    ], delay_seconds=0.01)
+    model_server.behave(
+        prompt,
+        chunks=[
+            "Text <script>window.__pwned = 'script'</script> then ",
+            "<img src=x onerror=\"window.__pwned='img'\"> and ",
+            "[click me](javascript:window.__pwned='link') and ",
+            "[data](data:text/html,<script>window.__pwned='data'</script>) and ",
+            "[fine](https://example.com/ok)\n\n",
+            "<iframe src=\"javascript:window.__pwned='iframe'\"></iframe>\n\n",
+            "**<svg onload=\"window.__pwned='svg'\">**",
+        ],
+        delay_seconds=0.01,
+    )
     chat = open_chat(web)
     answer_id = chat.send(prompt)
     chat.wait_status(answer_id, "done")
@@ -510,12 +543,15 @@ def test_hidden_tab_catches_up_when_shown(
     chat.wait_text_contains(answer_id, "h04")
 
     # Headless tabs are always visible; make the page believe it was hidden.
-    chat.page.evaluate("""(hidden) => {
+    chat.page.evaluate(
+        """(hidden) => {
         const values = [["hidden", hidden], ["visibilityState", hidden ? "hidden" : "visible"]];
         for (const [name, value] of values)
           Object.defineProperty(document, name, { configurable: true, get: () => value });
         document.dispatchEvent(new Event("visibilitychange"));
-    }""", True)
+    }""",
+        True,
+    )
     behavior.gate.set()
     stored = final_message(app, answer_id).content
     assert chat.answer_text(answer_id) != stored  # a hidden tab does not render ...
@@ -529,6 +565,7 @@ def test_hidden_tab_catches_up_when_shown(
 
 
 # ---- without streaming (issue 7) ----
+
 
 @pytest.mark.browser
 def test_without_streaming_shows_only_the_whole_answer_and_the_choice_survives_a_reload(
@@ -584,8 +621,11 @@ def test_without_streaming_stop_still_cancels_and_shows_what_was_stored(
     chat = open_chat(web)
     chat.page.get_by_label("Without streaming").check()
     answer_id = chat.send(prompt)
-    wait_for(lambda: "q03" in streamed_text(client, chat.session_id, answer_id),
-             timeout=30, what="the answer to be under way")
+    wait_for(
+        lambda: "q03" in streamed_text(client, chat.session_id, answer_id),
+        timeout=30,
+        what="the answer to be under way",
+    )
     waiting_whole(chat, answer_id)
     chat.page.locator("#stop").click()
     chat.wait_status(answer_id, "cancelled")
@@ -610,8 +650,11 @@ def test_turning_streaming_back_on_mid_answer_streams_the_rest(
     toggle = chat.page.get_by_label("Without streaming")
     toggle.check()
     answer_id = chat.send(prompt)
-    wait_for(lambda: "m05" in streamed_text(client, chat.session_id, answer_id),
-             timeout=30, what="six pieces in the stream")
+    wait_for(
+        lambda: "m05" in streamed_text(client, chat.session_id, answer_id),
+        timeout=30,
+        what="six pieces in the stream",
+    )
     waiting_whole(chat, answer_id)
 
     toggle.uncheck()  # the text so far appears at once, and the rest streams
@@ -627,19 +670,29 @@ def test_turning_streaming_back_on_mid_answer_streams_the_rest(
 
 # ---- sending exactly once ----
 
+
 @pytest.mark.browser
 def test_a_lost_answer_to_a_post_is_posted_again_and_asks_once(
-    app, client: httpx.Client, open_chat, losing_proxy: AnswerLosingProxy,
-    model_server: ModelServer, unique: str
+    app,
+    client: httpx.Client,
+    open_chat,
+    losing_proxy: AnswerLosingProxy,
+    model_server: ModelServer,
+    unique: str,
 ) -> None:
     prompt = f"lost on the way back {unique}"
     chunks = words("l", 10)
     model_server.behave(prompt, chunks=chunks, delay_seconds=0.01)
     chat = open_chat(losing_proxy.base_url)
     keys: list[str | None] = []
-    chat.page.on("request", lambda request: request.method == "POST" and
-                 request.url.endswith("/messages") and
-                 keys.append(request.headers.get("idempotency-key")))
+    chat.page.on(
+        "request",
+        lambda request: (
+            request.method == "POST"
+            and request.url.endswith("/messages")
+            and keys.append(request.headers.get("idempotency-key"))
+        ),
+    )
 
     answer_id = chat.send(prompt)
     chat.wait_status(answer_id, "done")
@@ -650,7 +703,9 @@ def test_a_lost_answer_to_a_post_is_posted_again_and_asks_once(
     assert len(keys) >= 2 and len(set(keys)) == 1
     assert re.fullmatch(r"[0-9a-f-]{36}", keys[0] or "")
     assert snapshot_messages(client, chat.session_id) == [
-        ("user", "done", prompt), ("assistant", "done", "".join(chunks))]
+        ("user", "done", prompt),
+        ("assistant", "done", "".join(chunks)),
+    ]
     assert len(model_server.calls_for(prompt)) == 1
     assert chat.page.locator("li.message.user").count() == 1
     assert chat.answer_ids() == [answer_id]
@@ -667,26 +722,26 @@ def test_a_lost_answer_to_a_post_is_posted_again_and_asks_once(
 
 # ---- chat.js functions, run in the browser ----
 
+
 @pytest.mark.browser
 def test_markdown_renderer_builds_only_safe_elements(web: str, open_chat) -> None:
     chat = open_chat(web)
     cases = {
         "plain": "<p>plain</p>",
         "a\nb\n\nc": "<p>a<br>b</p><p>c</p>",
-        "**b** *i* _i_ snake_case_name `c*o*de`":
-            "<p><strong>b</strong> <em>i</em> <em>i</em> snake_case_name <code>c*o*de</code></p>",
+        "**b** *i* _i_ snake_case_name `c*o*de`": "<p><strong>b</strong> <em>i</em> <em>i</em> snake_case_name <code>c*o*de</code></p>",
         "1. one\n2. two": "<ol><li>one</li><li>two</li></ol>",
         "> quoted": "<blockquote><p>quoted</p></blockquote>",
         "```\n<b>x</b>": "<pre><code>&lt;b&gt;x&lt;/b&gt;</code></pre>",  # unclosed while streaming
         "[x](javascript:alert(1))": "<p>x</p>",
         "[x](JaVaScRiPt:alert(1))": "<p>x</p>",
         "[x](/relative)": "<p>x</p>",
-        "[m](mailto:a@b.example)":
-            '<p><a href="mailto:a@b.example" rel="noopener noreferrer nofollow" '
-            'target="_blank">m</a></p>',
+        "[m](mailto:a@b.example)": '<p><a href="mailto:a@b.example" rel="noopener noreferrer nofollow" '
+        'target="_blank">m</a></p>',
         "<b onmouseover=x>hi</b>": "<p>&lt;b onmouseover=x&gt;hi&lt;/b&gt;</p>",
     }
-    rendered = chat.page.evaluate("""async (cases) => {
+    rendered = chat.page.evaluate(
+        """async (cases) => {
         const { renderMarkdown } = await import("/static/chat.js");
         const out = {};
         for (const source of cases) {
@@ -695,7 +750,9 @@ def test_markdown_renderer_builds_only_safe_elements(web: str, open_chat) -> Non
           out[source] = box.innerHTML;
         }
         return out;
-    }""", list(cases))
+    }""",
+        list(cases),
+    )
     assert rendered == cases
 
 
@@ -748,5 +805,6 @@ def test_each_event_is_applied_once_whichever_way_it_comes(web: str, open_chat) 
     }""")
     assert result["text"] == "abcde"
     assert result["cursor"] == "102-0"
-    assert result["outcomes"] == (["ok"] * 3 + ["seen", "ok", "ok"] + ["seen"] * 3 + ["ok"]
-                                  + ["seen"] * 3)
+    assert result["outcomes"] == (
+        ["ok"] * 3 + ["seen", "ok", "ok"] + ["seen"] * 3 + ["ok"] + ["seen"] * 3
+    )

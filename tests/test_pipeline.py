@@ -7,7 +7,12 @@ import pytest
 
 from tests.conftest import TEST_SYSTEM_PROMPT, Stack
 from tests.support.client import (
-    answer_text, assert_strictly_increasing, create_session, poll_until, post_prompt, read_sse,
+    answer_text,
+    assert_strictly_increasing,
+    create_session,
+    poll_until,
+    post_prompt,
+    read_sse,
 )
 from tests.support.model_server import ModelServer
 
@@ -31,8 +36,11 @@ def test_one_prompt_streams_start_chunks_end_and_is_stored(
     app, web = stack.app, stack.web
     with stack.http() as client:
         prompt = f"first prompt {unique}"
-        model_server.behave(prompt, chunks=["Hello", ", ", "world", "! ", "Ünïcødé ✓\nline two"],
-                            usage={"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16})
+        model_server.behave(
+            prompt,
+            chunks=["Hello", ", ", "world", "! ", "Ünïcødé ✓\nline two"],
+            usage={"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},
+        )
         session_id = create_session(client)
         accepted = post_prompt(client, session_id, prompt)
         assert accepted["status"] == "queued"
@@ -43,8 +51,12 @@ def test_one_prompt_streams_start_chunks_end_and_is_stored(
         kinds = [e.event for e in raw.events]
         assert kinds[0] == "start" and kinds[-1] == "end"
         assert set(kinds[1:-1]) == {"chunk"}
-        assert raw.events[0].data == {"message_id": message_id, "model": "test-model",
-                                      "attempt": 1, "cached": False}
+        assert raw.events[0].data == {
+            "message_id": message_id,
+            "model": "test-model",
+            "attempt": 1,
+            "cached": False,
+        }
         assert_strictly_increasing(raw.events)
         sent = "".join(model_server.calls_for(prompt)[0].sent)
         text = answer_text(raw.events, message_id)
@@ -98,9 +110,13 @@ def test_reconnect_after_k_chunks_yields_exactly_the_rest(
     last_id = first.events[-1].id
     behavior.gate.set()
     if how == "header":
-        rest = read_sse(web, session_id, until_message=message_id, headers={"Last-Event-ID": last_id})
+        rest = read_sse(
+            web, session_id, until_message=message_id, headers={"Last-Event-ID": last_id}
+        )
     else:
-        rest = read_sse(web, session_id, until_message=message_id, params={"last_event_id": last_id})
+        rest = read_sse(
+            web, session_id, until_message=message_id, params={"last_event_id": last_id}
+        )
 
     whole = read_sse(web, session_id, until_message=message_id)
     assert [e.key for e in first.events + rest.events] == [e.key for e in whole.events]
@@ -108,9 +124,7 @@ def test_reconnect_after_k_chunks_yields_exactly_the_rest(
     assert answer_text(first.events + rest.events, message_id) == "".join(chunks)
 
 
-def test_long_poll_yields_the_sse_sequence(
-    web: str, client: httpx.Client, unique: str
-) -> None:
+def test_long_poll_yields_the_sse_sequence(web: str, client: httpx.Client, unique: str) -> None:
     session_id = create_session(client)
     message_id = post_prompt(client, session_id, f"poll me {unique}")["message_id"]
     polled = poll_until(client, session_id, message_id, poll_timeout=2)
@@ -129,8 +143,9 @@ def test_ten_sse_and_five_long_poll_clients_see_the_same_sequence(
     from concurrent.futures import ThreadPoolExecutor
 
     prompt = f"fan out {unique}"
-    behavior = model_server.behave(prompt, chunks=[f"w{i} " for i in range(30)],
-                                   gate_after=0, delay_seconds=0.005)
+    behavior = model_server.behave(
+        prompt, chunks=[f"w{i} " for i in range(30)], gate_after=0, delay_seconds=0.005
+    )
     session_id = create_session(client)
     message_id = post_prompt(client, session_id, prompt)["message_id"]
 

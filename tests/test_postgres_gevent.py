@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import psycopg
@@ -25,7 +25,12 @@ from tests.support.flask_cli import flask_cli
 from tests.support.model_server import ModelServer
 from tests.support.postgres import fresh_database, server_url
 from tests.support.processes import (
-    Process, RedisServer, free_port, python, start_worker, wait_for,
+    Process,
+    RedisServer,
+    free_port,
+    python,
+    start_worker,
+    wait_for,
 )
 from tests.support.raw_sse import StreamSet
 
@@ -43,8 +48,18 @@ CHUNK_DELAY_SECONDS = 0.1
 def start_slow_web(env: dict[str, str], log_dir: Path) -> tuple[Process, str]:
     """gunicorn with the Procfile's config, one process, serving slow_app."""
     port = free_port()
-    argv = [python(), "-m", "gunicorn", "--config", "gunicorn.conf.py",
-            "--bind", f"127.0.0.1:{port}", "--workers", "1", "tests.support.slow_app:app"]
+    argv = [
+        python(),
+        "-m",
+        "gunicorn",
+        "--config",
+        "gunicorn.conf.py",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "tests.support.slow_app:app",
+    ]
     proc = Process("web-pg-gevent", argv, env, log_dir).start()
     base_url = f"http://127.0.0.1:{port}"
 
@@ -66,8 +81,13 @@ def pg_stack(base_env: dict[str, str], log_dir: Path) -> Iterator[tuple[str, str
     with fresh_database("relay_gevent") as database_url:
         redis_server = RedisServer(log_dir).start()
         # All 200 streams come from one client address here.
-        env = dict(base_env, DATABASE_URL=database_url, REDIS_URL=redis_server.url,
-                   WORKER_SHUTDOWN_GRACE_SECONDS="1", MAX_STREAMS_PER_CLIENT=str(STREAMS))
+        env = dict(
+            base_env,
+            DATABASE_URL=database_url,
+            REDIS_URL=redis_server.url,
+            WORKER_SHUTDOWN_GRACE_SECONDS="1",
+            MAX_STREAMS_PER_CLIENT=str(STREAMS),
+        )
         web = worker = None
         try:
             flask_cli(env, "db", "upgrade")
@@ -83,7 +103,8 @@ def pg_stack(base_env: dict[str, str], log_dir: Path) -> Iterator[tuple[str, str
 def sleeping_since(conn: psycopg.Connection, database: str) -> bool:
     row = conn.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND state = 'active'"
-        " AND query LIKE 'SELECT pg_sleep%%'", (database,)
+        " AND query LIKE 'SELECT pg_sleep%%'",
+        (database,),
     ).fetchone()
     return bool(row and row[0])
 
@@ -100,20 +121,23 @@ def test_sse_streams_flow_while_a_request_waits_in_pg_sleep(
             sessions = [create_session(http) for _ in range(SESSIONS)]
             for index in range(STREAMS):
                 streams.open(port, f"/api/sessions/{sessions[index % SESSIONS]}/events")
-            streams.pump(lambda: all(s.started for s in streams.streams), 30,
-                         f"{STREAMS} streams to start")
+            streams.pump(
+                lambda: all(s.started for s in streams.streams), 30, f"{STREAMS} streams to start"
+            )
             for number, session_id in enumerate(sessions):
                 prompt = f"pg-gevent {unique} {number}"
                 model_server.behave(prompt, chunks=chunks, delay_seconds=CHUNK_DELAY_SECONDS)
                 post_prompt(http, session_id, prompt)
-        streams.pump(lambda: all(s.chunk_times for s in streams.streams), 30,
-                     "every stream's first chunk")
+        streams.pump(
+            lambda: all(s.chunk_times for s in streams.streams), 30, "every stream's first chunk"
+        )
 
         slow: dict[str, object] = {}
 
         def slow_request() -> None:
-            response = httpx.get(f"{base_url}/test/pg-sleep",
-                                 params={"seconds": SLEEP_SECONDS}, timeout=60)
+            response = httpx.get(
+                f"{base_url}/test/pg-sleep", params={"seconds": SLEEP_SECONDS}, timeout=60
+            )
             slow["status"] = response.status_code
             slow["done"] = time.monotonic()
 

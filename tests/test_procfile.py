@@ -9,8 +9,8 @@ through GUNICORN_CMD_ARGS. Then an answer streams end to end and is stored.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -38,7 +38,9 @@ def test_procfile_has_the_three_heroku_process_types() -> None:
 
 
 @pytest.fixture()
-def procfile_env(base_env: dict[str, str], log_dir: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
+def procfile_env(
+    base_env: dict[str, str], log_dir: Path, tmp_path: Path
+) -> Iterator[dict[str, str]]:
     redis_server = RedisServer(log_dir).start()
     port = free_port()
     env = dict(
@@ -55,7 +57,10 @@ def procfile_env(base_env: dict[str, str], log_dir: Path, tmp_path: Path) -> Ite
 
 
 def test_procfile_release_web_and_worker_stream_an_answer(
-    procfile_env: dict[str, str], model_server: ModelServer, log_dir: Path, unique: str,
+    procfile_env: dict[str, str],
+    model_server: ModelServer,
+    log_dir: Path,
+    unique: str,
 ) -> None:
     env = procfile_env
     release = Process("procfile-release", [HONCHO, "start", "release"], env, log_dir).start()
@@ -63,10 +68,12 @@ def test_procfile_release_web_and_worker_stream_an_answer(
     assert "Running upgrade" in release.log_text()
 
     port = env["PORT"]
-    honcho = Process("procfile-web-worker", [HONCHO, "start", "--port", port, "web", "worker"],
-                     env, log_dir).start()
+    honcho = Process(
+        "procfile-web-worker", [HONCHO, "start", "--port", port, "web", "worker"], env, log_dir
+    ).start()
     base_url = f"http://127.0.0.1:{port}"
     try:
+
         def ready() -> bool:
             assert honcho.alive(), honcho.log_text()[-3000:]
             try:
@@ -75,8 +82,11 @@ def test_procfile_release_web_and_worker_stream_an_answer(
                 return False
 
         wait_for(ready, timeout=60, what="the Procfile's web line to answer /readyz")
-        wait_for(lambda: "worker ready" in honcho.log_text(), timeout=30,
-                 what="the Procfile's worker line")
+        wait_for(
+            lambda: "worker ready" in honcho.log_text(),
+            timeout=30,
+            what="the Procfile's worker line",
+        )
 
         prompt = f"procfile {unique}"
         chunks = ["Heroku ", "runs ", "this ", "Procfile."]

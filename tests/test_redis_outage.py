@@ -9,8 +9,13 @@ import httpx
 import pytest
 
 from tests.support.client import (
-    answer_text, assert_strictly_increasing, create_session, follow_resuming, poll_resuming,
-    post_prompt, stream_events,
+    answer_text,
+    assert_strictly_increasing,
+    create_session,
+    follow_resuming,
+    poll_resuming,
+    post_prompt,
+    stream_events,
 )
 from tests.support.model_server import ModelServer
 from tests.support.processes import RedisServer, wait_for
@@ -36,12 +41,21 @@ def test_redis_restart_loses_nothing(private_stack, model_server: ModelServer, u
             answers[message_id] = "".join(texts)
 
         with ThreadPoolExecutor(max_workers=16) as pool:  # 12 readers and the hammer
-            readers = [pool.submit(follow_resuming, web, sid, mid, timeout=90)
-                       for sid, mid in sessions for _ in range(2)]
-            readers += [pool.submit(poll_resuming, web, sid, mid, timeout=90)
-                        for sid, mid in sessions for _ in range(2)]
-            wait_for(lambda: all(len(stream_events(http, sid)) > 10 for sid, _ in sessions),
-                     timeout=30, what="answers under way")
+            readers = [
+                pool.submit(follow_resuming, web, sid, mid, timeout=90)
+                for sid, mid in sessions
+                for _ in range(2)
+            ]
+            readers += [
+                pool.submit(poll_resuming, web, sid, mid, timeout=90)
+                for sid, mid in sessions
+                for _ in range(2)
+            ]
+            wait_for(
+                lambda: all(len(stream_events(http, sid)) > 10 for sid, _ in sessions),
+                timeout=30,
+                what="answers under way",
+            )
 
             # Requests made during the outage answer 503 JSON, or succeed.
             outage_answers: list[httpx.Response] = []
@@ -56,14 +70,19 @@ def test_redis_restart_loses_nothing(private_stack, model_server: ModelServer, u
 
             hammering = pool.submit(hammer)
             stack.redis.stop()
-            wait_for(lambda: any(r.status_code == 503 for r in list(outage_answers)), timeout=20,
-                     what="a 503 during the outage")
+            wait_for(
+                lambda: any(r.status_code == 503 for r in list(outage_answers)),
+                timeout=20,
+                what="a 503 during the outage",
+            )
             stack.redis = RedisServer(stack.log_dir, port=stack.redis.port, appendonly=True).start()
             results = [reader.result(timeout=120) for reader in readers]
             stop.set()
             hammering.result(timeout=30)
 
-    for (events, _), (_, message_id) in zip(results, [s for s in sessions for _ in range(2)] * 2):
+    for (events, _), (_, message_id) in zip(
+        results, [s for s in sessions for _ in range(2)] * 2, strict=True
+    ):
         assert answer_text(events, message_id) == answers[message_id]
         assert_strictly_increasing(events)
         assert len({e.id for e in events}) == len(events)  # each event once

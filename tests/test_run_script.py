@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from webapp.llm import DemoModel
 from tests.support.processes import ROOT, Process, free_port, have, wait_for
+from webapp.llm import DemoModel
 
 pytestmark = pytest.mark.slow
 
@@ -28,12 +28,17 @@ def readme_curl_example(port: int) -> str:
 @pytest.mark.skipif(not have("curl"), reason="curl is not installed")
 def test_readme_run_command_serves_the_demo_answer(log_dir: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REDIS_URL", "DATABASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    env.update(PORT=str(port), DEMO_DELAY_SECONDS="0.002", SSE_MAX_SECONDS="3",
-               PYTHONUNBUFFERED="1")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REDIS_URL", "DATABASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL")
+    }
+    env.update(
+        PORT=str(port), DEMO_DELAY_SECONDS="0.002", SSE_MAX_SECONDS="3", PYTHONUNBUFFERED="1"
+    )
     run = Process("scripts-run", ["./scripts/run"], env, log_dir).start()
     try:
+
         def up() -> bool:
             assert run.alive(), run.log_text()[-3000:]
             try:
@@ -42,13 +47,21 @@ def test_readme_run_command_serves_the_demo_answer(log_dir: Path) -> None:
                 return False
 
         wait_for(up, timeout=90, what="scripts/run to serve /readyz")
-        shown = subprocess.run(["bash", "-c", readme_curl_example(port)], capture_output=True,
-                               text=True, timeout=60, cwd=ROOT)
+        shown = subprocess.run(
+            ["bash", "-c", readme_curl_example(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
         assert shown.returncode == 0, shown.stderr
         assert shown.stdout.startswith('{"session_id"')  # the POST's answer
         assert '"model":"demo"' in shown.stdout
-        chunks = [json.loads(line[6:])["text"] for line in shown.stdout.splitlines()
-                  if line.startswith('data: {"message_id"') and '"text"' in line]
+        chunks = [
+            json.loads(line[6:])["text"]
+            for line in shown.stdout.splitlines()
+            if line.startswith('data: {"message_id"') and '"text"' in line
+        ]
         assert "".join(chunks) == DemoModel.answer("Hello!")
         assert "event: end" in shown.stdout
     finally:

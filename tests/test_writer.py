@@ -17,7 +17,9 @@ def redis_client(app):
     return redis_store.client_for(app)
 
 
-def writer_for(redis_client, session_id: str, message_id: str, attempt: int = 1, **kw) -> StreamWriter:
+def writer_for(
+    redis_client, session_id: str, message_id: str, attempt: int = 1, **kw
+) -> StreamWriter:
     kw.setdefault("stream_ttl_seconds", 3600)
     kw.setdefault("maxlen", 10_000)
     return StreamWriter(redis_client, session_id, message_id, attempt, **kw)
@@ -75,7 +77,9 @@ def test_finish_trims_to_maxlen_and_old_cursors_reset(
     whole = client.get(f"/api/sessions/{session_id}/poll", params={"after": floor}).json()
     assert [e["id"] for e in whole["events"]] == ids[-5:] and not whole["reset"]
     # 0-0 means "from the start of what is retained"
-    assert [e["id"] for e in client.get(f"/api/sessions/{session_id}/poll").json()["events"]] == ids[-5:]
+    assert [
+        e["id"] for e in client.get(f"/api/sessions/{session_id}/poll").json()["events"]
+    ] == ids[-5:]
 
     sse = read_sse(web, session_id, max_events=6, headers={"Last-Event-ID": ids[1]})
     assert sse.events[0].event == "reset" and sse.events[0].id is None
@@ -88,14 +92,18 @@ def test_expired_stream_resets_old_cursors_and_snapshot_keeps_the_cursor(
 ) -> None:
     session_id = create_session(client)
     ids = write_answer(redis_client, session_id, f"expire{unique}", 3, stream_ttl_seconds=1)
-    wait_for(lambda: not redis_client.exists(keys.stream(session_id)), timeout=10,
-             what="the stream to expire")
+    wait_for(
+        lambda: not redis_client.exists(keys.stream(session_id)),
+        timeout=10,
+        what="the stream to expire",
+    )
 
     assert client.get(f"/api/sessions/{session_id}").json()["cursor"] == ids[-1]
     old = client.get(f"/api/sessions/{session_id}/poll", params={"after": ids[1]}).json()
     assert old == {"events": [], "cursor": ids[-1], "reset": True}
-    current = client.get(f"/api/sessions/{session_id}/poll",
-                         params={"after": ids[-1], "timeout": 0}).json()
+    current = client.get(
+        f"/api/sessions/{session_id}/poll", params={"after": ids[-1], "timeout": 0}
+    ).json()
     assert current == {"events": [], "cursor": ids[-1], "reset": False}
 
     # A new answer recreates the stream; the old cursor still resets, the latest does not.

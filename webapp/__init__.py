@@ -6,8 +6,9 @@ serves it with gunicorn, `worker.py` runs generation jobs inside it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Flask
 

@@ -90,8 +90,11 @@ def idempotency_key(session_id: str, content: str) -> tuple[str, str] | None:
     if raw is None:
         return None
     if not IDEMPOTENCY_KEY_PATTERN.match(raw):
-        raise ApiError(400, "invalid_idempotency_key",
-                       "Idempotency-Key must be 1 to 255 visible ASCII characters.")
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+        )
     key_digest = hashlib.sha256(raw.encode()).hexdigest()[:32]
     content_digest = hashlib.sha256(content.encode()).hexdigest()
     return keys.idempotency(session_id, key_digest), content_digest
@@ -101,10 +104,15 @@ def replay(stored: str, content_digest: str) -> Response:
     """The answer given to the first request with this Idempotency-Key."""
     record = json.loads(stored)
     if record["content_sha256"] != content_digest:
-        raise ApiError(422, "idempotency_key_reused",
-                       "This Idempotency-Key was used with a different prompt.")
-    return Response(record["body"], 202, mimetype="application/json",
-                    headers={"Idempotent-Replayed": "true", "Location": record["location"]})
+        raise ApiError(
+            422, "idempotency_key_reused", "This Idempotency-Key was used with a different prompt."
+        )
+    return Response(
+        record["body"],
+        202,
+        mimetype="application/json",
+        headers={"Idempotent-Replayed": "true", "Location": record["location"]},
+    )
 
 
 @bp.post("/api/sessions/<session_id>/messages")
@@ -123,26 +131,43 @@ def post_message(session_id: str) -> tuple[Response, int, dict[str, str]] | Resp
     if active is not None:
         if idempotency and (stored := client.get(idempotency[0])):
             return replay(stored, idempotency[1])  # the same request, sent twice at once
-        raise ApiError(409, "generation_active", "An answer is still being generated.",
-                       message_id=active)
+        raise ApiError(
+            409, "generation_active", "An answer is still being generated.", message_id=active
+        )
     try:
-        db.session.add(Message(id=models.new_message_id(), session_id=session_id,
-                               role=models.USER, content=content, status=models.DONE))
-        db.session.add(Message(id=message_id, session_id=session_id,
-                               role=models.ASSISTANT, content="", status=models.QUEUED))
+        db.session.add(
+            Message(
+                id=models.new_message_id(),
+                session_id=session_id,
+                role=models.USER,
+                content=content,
+                status=models.DONE,
+            )
+        )
+        db.session.add(
+            Message(
+                id=message_id,
+                session_id=session_id,
+                role=models.ASSISTANT,
+                content="",
+                status=models.QUEUED,
+            )
+        )
         db.session.commit()
         jobs.enqueue(client, session_id, message_id)
     except Exception:
         db.session.rollback()
         jobs.release(client, session_id, message_id)
         raise
-    body = json.dumps({
-        "session_id": session_id,
-        "message_id": message_id,
-        "status": models.QUEUED,
-        "events_url": url_for("stream.events", session_id=session_id),
-        "poll_url": url_for("stream.poll", session_id=session_id),
-    })
+    body = json.dumps(
+        {
+            "session_id": session_id,
+            "message_id": message_id,
+            "status": models.QUEUED,
+            "events_url": url_for("stream.events", session_id=session_id),
+            "poll_url": url_for("stream.poll", session_id=session_id),
+        }
+    )
     location = url_for("api.get_message", session_id=session_id, message_id=message_id)
     if idempotency:
         record = {"content_sha256": idempotency[1], "body": body, "location": location}
@@ -176,6 +201,7 @@ def wait_seconds() -> float | None:
 
 def wait_until_final(session_id: str, message_id: str, cursor: str, seconds: float) -> None:
     """Hold the request on the hub (not on a Redis connection) until the message ends."""
+
     def is_final(entry: Entry) -> bool:
         return entry.event in events.FINAL_EVENTS and entry.parsed().get("message_id") == message_id
 
@@ -233,6 +259,11 @@ def readyz() -> tuple[Response, int]:
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"
     if any(v != "ok" for v in checks.values()):
-        return error_response(503, "unavailable", "Redis or the database does not answer.",
-                              {"Retry-After": "1"}, checks=checks), 503
+        return error_response(
+            503,
+            "unavailable",
+            "Redis or the database does not answer.",
+            {"Retry-After": "1"},
+            checks=checks,
+        ), 503
     return jsonify({"status": "ok", "checks": checks}), 200

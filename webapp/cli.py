@@ -42,12 +42,17 @@ def _api(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
 @relay.command("enqueue-test")
 @click.argument("prompt", default="Hello from relay: say something short.")
 @click.option("--session", "session_id", help="Post into this session instead of a new one.")
-@click.option("--follow/--no-follow", default=True, show_default=True,
-              help="Print the answer as it streams.")
-@click.option("--timeout", "timeout_seconds", default=120.0, show_default=True,
-              help="Seconds to wait for the answer's final event.")
-def enqueue_test(prompt: str, session_id: str | None, follow: bool,
-                 timeout_seconds: float) -> None:
+@click.option(
+    "--follow/--no-follow", default=True, show_default=True, help="Print the answer as it streams."
+)
+@click.option(
+    "--timeout",
+    "timeout_seconds",
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait for the answer's final event.",
+)
+def enqueue_test(prompt: str, session_id: str | None, follow: bool, timeout_seconds: float) -> None:
     """Post PROMPT as a client would, then print the answer as it streams."""
     if session_id is None:
         session_id = _api("POST", "/api/sessions")["session_id"]
@@ -56,8 +61,9 @@ def enqueue_test(prompt: str, session_id: str | None, follow: bool,
     click.echo(f"session {session_id}")
     click.echo(f"message {message_id}")
     if follow:
-        sys.exit(_follow(current_app._get_current_object(), session_id, message_id,
-                         timeout_seconds))
+        sys.exit(
+            _follow(current_app._get_current_object(), session_id, message_id, timeout_seconds)
+        )
 
 
 def _follow(app: Flask, session_id: str, message_id: str, timeout_seconds: float) -> int:
@@ -66,8 +72,9 @@ def _follow(app: Flask, session_id: str, message_id: str, timeout_seconds: float
     cursor, deadline = events.ZERO_ID, time.monotonic() + timeout_seconds
     try:
         while time.monotonic() < deadline:
-            reply = client.xread({keys.stream(session_id): cursor}, count=500,
-                                 block=FOLLOW_BLOCK_MS)
+            reply = client.xread(
+                {keys.stream(session_id): cursor}, count=500, block=FOLLOW_BLOCK_MS
+            )
             for _, entries in reply or []:
                 for entry_id, fields in entries:
                     cursor = entry_id
@@ -80,8 +87,10 @@ def _follow(app: Flask, session_id: str, message_id: str, timeout_seconds: float
                     elif event == events.START and data.get("attempt", 1) > 1:
                         click.echo(f"\n[attempt {data['attempt']}: starting over]")
                     elif event == events.END:
-                        click.echo(f"\nend finish_reason={data.get('finish_reason')} "
-                                   f"chunks={data.get('chunks')} ms={data.get('duration_ms')}")
+                        click.echo(
+                            f"\nend finish_reason={data.get('finish_reason')} "
+                            f"chunks={data.get('chunks')} ms={data.get('duration_ms')}"
+                        )
                         return 0
                     elif event == events.ERROR:
                         error = data.get("error", {})
@@ -94,8 +103,13 @@ def _follow(app: Flask, session_id: str, message_id: str, timeout_seconds: float
 
 
 @relay.command("queue")
-@click.option("--older-than", "older_than_seconds", default=120.0, show_default=True,
-              help="A running job enqueued longer ago than this is listed as stuck.")
+@click.option(
+    "--older-than",
+    "older_than_seconds",
+    default=120.0,
+    show_default=True,
+    help="A running job enqueued longer ago than this is listed as stuck.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 def queue(older_than_seconds: float, as_json: bool) -> None:
     """Jobs queued and running, and running jobs that look stuck."""
@@ -114,12 +128,17 @@ def queue(older_than_seconds: float, as_json: bool) -> None:
         age = now - job.enqueued_at
         if age > older_than_seconds:
             lease_ms = client.zscore(keys.JOBS_LEASES, raw)
-            stuck.append({
-                "session_id": job.session_id, "message_id": job.message_id,
-                "attempt": job.attempt, "age_seconds": round(age, 1),
-                "lease_expires_in_seconds":
-                    None if lease_ms is None else round(lease_ms / 1000 - server_now, 1),
-            })
+            stuck.append(
+                {
+                    "session_id": job.session_id,
+                    "message_id": job.message_id,
+                    "attempt": job.attempt,
+                    "age_seconds": round(age, 1),
+                    "lease_expires_in_seconds": None
+                    if lease_ms is None
+                    else round(lease_ms / 1000 - server_now, 1),
+                }
+            )
     if as_json:
         click.echo(json.dumps({"queued": queued, "running": running, "stuck": stuck}))
         return
@@ -131,10 +150,17 @@ def queue(older_than_seconds: float, as_json: bool) -> None:
             click.echo(f"  malformed job {job['raw'][:200]!r}")
             continue
         lease = job["lease_expires_in_seconds"]
-        lease_text = "no lease" if lease is None else (
-            f"lease expires in {lease:g}s" if lease >= 0 else f"lease expired {-lease:g}s ago")
-        click.echo(f"  session={job['session_id']} message={job['message_id']} "
-                   f"attempt={job['attempt']} age={job['age_seconds']:g}s {lease_text}")
+        lease_text = (
+            "no lease"
+            if lease is None
+            else (
+                f"lease expires in {lease:g}s" if lease >= 0 else f"lease expired {-lease:g}s ago"
+            )
+        )
+        click.echo(
+            f"  session={job['session_id']} message={job['message_id']} "
+            f"attempt={job['attempt']} age={job['age_seconds']:g}s {lease_text}"
+        )
 
 
 def init_app(app: Flask) -> None:

@@ -1,9 +1,9 @@
 """Every error leaves as API.md's JSON: `{"error": {"code", "message"}}`.
 
-    ApiError              raised by views with a status and a code
-    werkzeug HTTPException  mapped by status (404, 405, 413, ...)
-    redis / SQL outages   503 unavailable, retryable
-    anything else         500 internal_error, logged with its traceback
+ApiError              raised by views with a status and a code
+werkzeug HTTPException  mapped by status (404, 405, 413, ...)
+redis / SQL outages   503 unavailable, retryable
+anything else         500 internal_error, logged with its traceback
 """
 
 from __future__ import annotations
@@ -34,7 +34,11 @@ class ApiError(Exception):
     """An error answer: HTTP status, API.md code, a sentence for people."""
 
     def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(message)
@@ -75,7 +79,9 @@ def register(app: Flask) -> None:
     def unavailable(exc: Exception) -> Response:
         log.warning("backing service unavailable: %s: %s", type(exc).__name__, exc)
         return error_response(
-            503, "unavailable", "A backing service is unavailable; retry shortly.",
+            503,
+            "unavailable",
+            "A backing service is unavailable; retry shortly.",
             {"Retry-After": "1"},
         )
 

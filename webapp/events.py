@@ -72,7 +72,7 @@ class Entry:
     _poll: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_redis(cls, entry_id: str | bytes, fields: dict) -> "Entry":
+    def from_redis(cls, entry_id: str | bytes, fields: dict) -> Entry:
         def text(value: str | bytes) -> str:
             return value.decode() if isinstance(value, bytes) else value
 

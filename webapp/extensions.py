@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import socket
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import redis
 from flask import Flask, current_app
@@ -99,7 +100,10 @@ def redis_options(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def make_redis(
-    settings: Mapping[str, Any], *, socket_timeout: float | None, max_connections: int | None,
+    settings: Mapping[str, Any],
+    *,
+    socket_timeout: float | None,
+    max_connections: int | None,
 ) -> redis.Redis:
     """A client with its own pool: a single server, or a Redis Cluster (REDIS_CLUSTER).
 
@@ -110,8 +114,9 @@ def make_redis(
     options = redis_options(settings)
     options["socket_timeout"] = socket_timeout
     if max_connections is not None:
-        options.update(max_connections=max_connections,
-                       timeout=settings["REDIS_POOL_TIMEOUT_SECONDS"])
+        options.update(
+            max_connections=max_connections, timeout=settings["REDIS_POOL_TIMEOUT_SECONDS"]
+        )
     if settings["REDIS_CLUSTER"]:
         # One pool per node; MOVED and ASK redirections are followed. Like the
         # single-server client, a failed command is not sent again (redis-py's
@@ -120,8 +125,10 @@ def make_redis(
         # redis-py's cluster client takes no health_check_interval; it refreshes
         # the cluster's layout when a node fails instead.
         return RedisCluster.from_url(
-            settings["REDIS_URL"], connection_pool_class=redis.BlockingConnectionPool,
-            retry=Retry(NoBackoff(), 0), **options,
+            settings["REDIS_URL"],
+            connection_pool_class=redis.BlockingConnectionPool,
+            retry=Retry(NoBackoff(), 0),
+            **options,
         )
     pool = redis.BlockingConnectionPool.from_url(settings["REDIS_URL"], **options)
     return redis.Redis(connection_pool=pool)
@@ -157,8 +164,10 @@ class RedisStore:
             return make_redis(app.config, socket_timeout=read_timeout_seconds, max_connections=4)
         options = redis_options(app.config)
         return redis.Redis.from_url(
-            app.config["REDIS_URL"], socket_timeout=read_timeout_seconds,
-            single_connection_client=True, **options,
+            app.config["REDIS_URL"],
+            socket_timeout=read_timeout_seconds,
+            single_connection_client=True,
+            **options,
         )
 
 

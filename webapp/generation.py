@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import redis
 from flask import Flask
@@ -127,8 +128,9 @@ def error_data(message_id: str, code: str, text: str) -> dict[str, Any]:
 class Generation:
     """Runs one attempt of one job to its final state."""
 
-    def __init__(self, app: Flask, model: Model, job: Job,
-                 batcher: WriteBatcher | None = None) -> None:
+    def __init__(
+        self, app: Flask, model: Model, job: Job, batcher: WriteBatcher | None = None
+    ) -> None:
         self.app = app
         self.model = model
         self.job = job
@@ -160,14 +162,19 @@ class Generation:
 
     def run(self) -> None:
         if not jobs.begin(self.client, self.job):
-            log.info("job stale, skipped session=%s message=%s attempt=%d",
-                     *self._ids(), self.job.attempt)
+            log.info(
+                "job stale, skipped session=%s message=%s attempt=%d",
+                *self._ids(),
+                self.job.attempt,
+            )
             return
         message = models.find_message(*self._ids())
         if message is None:
             log.error("job for a missing message session=%s message=%s", *self._ids())
-            self._finish_stream(events.ERROR, error_data(self.job.message_id, INTERNAL_ERROR,
-                                                         "the message was not found"))
+            self._finish_stream(
+                events.ERROR,
+                error_data(self.job.message_id, INTERNAL_ERROR, "the message was not found"),
+            )
             return
         if message.status in models.FINAL_STATUSES:
             self._replay_final(message)
@@ -180,8 +187,12 @@ class Generation:
         except Cancelled:
             self._end(Finish(self.model.name, CANCELLED, None))
         except ModelError as exc:
-            log.warning("generation failed session=%s message=%s code=%s: %s",
-                        *self._ids(), exc.code, exc.message)
+            log.warning(
+                "generation failed session=%s message=%s code=%s: %s",
+                *self._ids(),
+                exc.code,
+                exc.message,
+            )
             self.fail(exc.code, exc.message)
         except Exception:
             log.exception("generation crashed session=%s message=%s", *self._ids())
@@ -201,8 +212,12 @@ class Generation:
         )
         cached = self._cached_answer(prompt)
         self.from_cache = cached is not None
-        start = {"message_id": message.id, "model": cached.model if cached else self.model.name,
-                 "attempt": self.job.attempt, "cached": cached is not None}
+        start = {
+            "message_id": message.id,
+            "model": cached.model if cached else self.model.name,
+            "attempt": self.job.attempt,
+            "cached": cached is not None,
+        }
         # End the SQL transaction: a long answer must not hold a pooled connection.
         db.session.commit()
         written = self.writer.append(events.START, events.dumps(start))
@@ -210,8 +225,9 @@ class Generation:
             self.ended = True
             log.warning("fenced off at start session=%s message=%s", *self._ids())
             return
-        log.info("generation started session=%s message=%s attempt=%d",
-                 *self._ids(), self.job.attempt)
+        log.info(
+            "generation started session=%s message=%s attempt=%d", *self._ids(), self.job.attempt
+        )
         if written.cancel_requested:
             raise Cancelled()
         for piece in cached.pieces() if cached else self._model_pieces(prompt):
@@ -243,8 +259,13 @@ class Generation:
                 pause = MODEL_BACKOFF_SECONDS[min(retry, len(MODEL_BACKOFF_SECONDS) - 1)]
                 if exc.retry_after_seconds is not None:
                     pause = min(max(pause, exc.retry_after_seconds), MODEL_RETRY_AFTER_MAX_SECONDS)
-                log.warning("model failed before any text, retry %d in %.1fs session=%s "
-                            "message=%s: %s", retry + 1, pause, *self._ids(), exc.message)
+                log.warning(
+                    "model failed before any text, retry %d in %.1fs session=%s message=%s: %s",
+                    retry + 1,
+                    pause,
+                    *self._ids(),
+                    exc.message,
+                )
                 self.waiting_on_model = True
                 try:
                     time.sleep(pause)
@@ -284,8 +305,11 @@ class Generation:
         """Make this attempt the owner of the answer row, unless a later one is."""
         result = db.session.execute(
             update(Message)
-            .where(Message.seq == seq, Message.attempt < self.job.attempt,
-                   Message.status.not_in(models.FINAL_STATUSES))
+            .where(
+                Message.seq == seq,
+                Message.attempt < self.job.attempt,
+                Message.status.not_in(models.FINAL_STATUSES),
+            )
             .values(attempt=self.job.attempt, status=models.STREAMING, model=self.model.name)
         )
         db.session.commit()
@@ -299,11 +323,18 @@ class Generation:
         """
         result = db.session.execute(
             update(Message)
-            .where(Message.session_id == self.job.session_id, Message.id == self.job.message_id,
-                   Message.attempt <= self.job.attempt,
-                   Message.status.not_in(models.FINAL_STATUSES))
-            .values(content=self.outcome.text, chunk_count=self.outcome.chunks,
-                    finished_at=models.utcnow(), **values)
+            .where(
+                Message.session_id == self.job.session_id,
+                Message.id == self.job.message_id,
+                Message.attempt <= self.job.attempt,
+                Message.status.not_in(models.FINAL_STATUSES),
+            )
+            .values(
+                content=self.outcome.text,
+                chunk_count=self.outcome.chunks,
+                finished_at=models.utcnow(),
+                **values,
+            )
         )
         db.session.commit()
         return result.rowcount == 1
@@ -315,11 +346,15 @@ class Generation:
         self.ended = True
         status = models.CANCELLED if finish.finish_reason == CANCELLED else models.DONE
         duration_ms = self.outcome.duration_ms
-        if not self._store(status=status, model=finish.model, finish_reason=finish.finish_reason,
-                           duration_ms=duration_ms,
-                           prompt_tokens=(finish.usage or {}).get("prompt_tokens"),
-                           completion_tokens=(finish.usage or {}).get("completion_tokens"),
-                           total_tokens=(finish.usage or {}).get("total_tokens")):
+        if not self._store(
+            status=status,
+            model=finish.model,
+            finish_reason=finish.finish_reason,
+            duration_ms=duration_ms,
+            prompt_tokens=(finish.usage or {}).get("prompt_tokens"),
+            completion_tokens=(finish.usage or {}).get("completion_tokens"),
+            total_tokens=(finish.usage or {}).get("total_tokens"),
+        ):
             log.warning("fenced off at the end session=%s message=%s", *self._ids())
             return
         data = {
@@ -331,14 +366,27 @@ class Generation:
             "text_length": len(self.outcome.text),
         }
         self._finish_stream(events.END, data)
-        metrics.generation_ended(self.client, finish_reason=finish.finish_reason,
-                                 duration_seconds=duration_ms / 1000,
-                                 chunks=self.outcome.chunks, usage=finish.usage)
+        metrics.generation_ended(
+            self.client,
+            finish_reason=finish.finish_reason,
+            duration_seconds=duration_ms / 1000,
+            chunks=self.outcome.chunks,
+            usage=finish.usage,
+        )
         if self.cache is not None and self.cache_key and not self.from_cache:
-            self.cache.put(self.cache_key, CachedAnswer(
-                list(self.outcome.parts), finish.model, finish.finish_reason, finish.usage))
-        log.info("generation ended session=%s message=%s finish_reason=%s chunks=%d ms=%d",
-                 *self._ids(), finish.finish_reason, self.outcome.chunks, data["duration_ms"])
+            self.cache.put(
+                self.cache_key,
+                CachedAnswer(
+                    list(self.outcome.parts), finish.model, finish.finish_reason, finish.usage
+                ),
+            )
+        log.info(
+            "generation ended session=%s message=%s finish_reason=%s chunks=%d ms=%d",
+            *self._ids(),
+            finish.finish_reason,
+            self.outcome.chunks,
+            data["duration_ms"],
+        )
 
     def fail(self, code: str, text: str) -> None:
         """Record the failure in SQL, then end the stream with `error`."""
@@ -347,8 +395,12 @@ class Generation:
         self.ended = True
         try:
             db.session.rollback()
-            stored = self._store(status=models.FAILED, error_code=code, error_message=text,
-                                 duration_ms=self.outcome.duration_ms)
+            stored = self._store(
+                status=models.FAILED,
+                error_code=code,
+                error_message=text,
+                duration_ms=self.outcome.duration_ms,
+            )
         except Exception:
             log.exception("could not store the failure session=%s message=%s", *self._ids())
             stored = True  # still end the stream: a client must not wait forever
@@ -359,8 +411,11 @@ class Generation:
     def _replay_final(self, message: Message) -> None:
         """SQL holds the final answer but the stream may lack its last event: write it."""
         if message.status == models.FAILED:
-            data = error_data(message.id, message.error_code or INTERNAL_ERROR,
-                              message.error_message or "the generation failed")
+            data = error_data(
+                message.id,
+                message.error_code or INTERNAL_ERROR,
+                message.error_message or "the generation failed",
+            )
             self._finish_stream(events.ERROR, data)
         else:
             self._finish_stream(events.END, end_data(message))
@@ -390,7 +445,11 @@ def fail_lost_job(app: Flask, model: Model, job: Job, batcher: WriteBatcher | No
             if not jobs.begin(generation.client, job):
                 return  # it finished after all, or a newer attempt owns it
             generation.fail(WORKER_LOST, "the answer was lost with its worker, too many times")
-            log.error("job failed for good session=%s message=%s attempts=%d",
-                      job.session_id, job.message_id, job.attempt)
+            log.error(
+                "job failed for good session=%s message=%s attempts=%d",
+                job.session_id,
+                job.message_id,
+                job.attempt,
+            )
         finally:
             db.session.remove()

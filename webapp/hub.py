@@ -28,12 +28,12 @@ from __future__ import annotations
 import bisect
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 import redis
-from gevent.event import Event
 from flask import Flask
+from gevent.event import Event
 
 from . import keys
 from .events import ZERO_ID, Entry, id_key
@@ -132,7 +132,7 @@ class Hub:
 
     # -- followers -------------------------------------------------------
 
-    def follow(self, session_id: str, cursor: str) -> "Follower":
+    def follow(self, session_id: str, cursor: str) -> Follower:
         self._ensure_listening()
         channel = self._channels.get(session_id)
         if channel is None:
@@ -243,12 +243,15 @@ class Hub:
                         pass
                 except Reset:
                     # We missed more than is retained: followers must reset too.
-                    log.warning("hub channel fell behind the stream session=%s",
-                                channel.session_id)
+                    log.warning("hub channel fell behind the stream session=%s", channel.session_id)
                     channel.clear()
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    log.warning("hub refresh failed, retrying in %.1fs session=%s: %s",
-                                backoff, channel.session_id, exc)
+                    log.warning(
+                        "hub refresh failed, retrying in %.1fs session=%s: %s",
+                        backoff,
+                        channel.session_id,
+                        exc,
+                    )
                     channel.dirty = True
                     gevent.sleep(backoff)
                     backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX_SECONDS)
@@ -299,7 +302,7 @@ class Follower:
             self._closed = True
             self._hub._unfollow(self._channel)
 
-    def __enter__(self) -> "Follower":
+    def __enter__(self) -> Follower:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

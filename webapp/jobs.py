@@ -70,7 +70,7 @@ class Job:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
-    def loads(cls, raw: str) -> "Job":
+    def loads(cls, raw: str) -> Job:
         fields = json.loads(raw)
         return cls(
             session_id=str(fields["session_id"]),
@@ -146,7 +146,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 # KEYS: processing, leases. ARGV: ttl_ms, raw... Lease jobs still processing.
-_LEASE = _NOW_MS + """
+_LEASE = (
+    _NOW_MS
+    + """
 local leased = 0
 for i = 2, #ARGV do
   if redis.call('LPOS', KEYS[1], ARGV[i]) then
@@ -156,17 +158,23 @@ for i = 2, #ARGV do
 end
 return leased
 """
+)
 
 # KEYS: leases. ARGV: ttl_ms, raw... Renew leases that still exist (not taken back).
-_RENEW = _NOW_MS + """
+_RENEW = (
+    _NOW_MS
+    + """
 for i = 2, #ARGV do
   redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i])
 end
 return #ARGV - 1
 """
+)
 
 # KEYS: processing, leases. ARGV: ttl_ms, limit. Adopt orphans, list expired jobs.
-_EXPIRED = _NOW_MS + """
+_EXPIRED = (
+    _NOW_MS
+    + """
 for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, 999)) do
   if not redis.call('ZSCORE', KEYS[2], raw) then
     redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), raw)
@@ -174,11 +182,14 @@ for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, 999)) do
 end
 return redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 """
+)
 
 # KEYS: processing, leases, queued. ARGV: old raw, new raw ('' to drop), force.
 # Takes back a job whose lease is still expired (or any, when its own worker
 # hands it back: force = 1); 1 if this call took it.
-_TAKE_BACK = _NOW_MS + """
+_TAKE_BACK = (
+    _NOW_MS
+    + """
 local expiry = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if ARGV[3] ~= '1' and (not expiry or tonumber(expiry) > now) then return 0 end
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -186,6 +197,7 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
 if ARGV[2] ~= '' then redis.call('LPUSH', KEYS[3], ARGV[2]) end
 return 1
 """
+)
 
 # KEYS: active. ARGV: message_id, attempt. The attempt takes the session over.
 _BEGIN = """
@@ -201,8 +213,9 @@ def lease(client: redis.Redis, ttl_seconds: float, raws: list[str]) -> int:
     """Put newly taken jobs under lease (only those still in the processing list)."""
     if not raws:
         return 0
-    return client.eval(_LEASE, 2, keys.JOBS_PROCESSING, keys.JOBS_LEASES,
-                       int(ttl_seconds * 1000), *raws)
+    return client.eval(
+        _LEASE, 2, keys.JOBS_PROCESSING, keys.JOBS_LEASES, int(ttl_seconds * 1000), *raws
+    )
 
 
 def renew(client: redis.Redis, ttl_seconds: float, raws: list[str]) -> None:
@@ -213,8 +226,9 @@ def renew(client: redis.Redis, ttl_seconds: float, raws: list[str]) -> None:
 
 def expired(client: redis.Redis, ttl_seconds: float, limit: int = 100) -> list[str]:
     """Jobs whose worker stopped renewing their lease."""
-    return client.eval(_EXPIRED, 2, keys.JOBS_PROCESSING, keys.JOBS_LEASES,
-                       int(ttl_seconds * 1000), limit)
+    return client.eval(
+        _EXPIRED, 2, keys.JOBS_PROCESSING, keys.JOBS_LEASES, int(ttl_seconds * 1000), limit
+    )
 
 
 def take_back(client: redis.Redis, raw: str, retry: Job | None, *, force: bool = False) -> bool:
@@ -225,8 +239,18 @@ def take_back(client: redis.Redis, raw: str, retry: Job | None, *, force: bool =
     handing back its own job at shutdown.
     """
     new_raw = retry.dumps() if retry is not None else ""
-    return bool(client.eval(_TAKE_BACK, 3, keys.JOBS_PROCESSING, keys.JOBS_LEASES,
-                            keys.JOBS_QUEUED, raw, new_raw, "1" if force else "0"))
+    return bool(
+        client.eval(
+            _TAKE_BACK,
+            3,
+            keys.JOBS_PROCESSING,
+            keys.JOBS_LEASES,
+            keys.JOBS_QUEUED,
+            raw,
+            new_raw,
+            "1" if force else "0",
+        )
+    )
 
 
 def begin(client: redis.Redis, job: Job) -> bool:

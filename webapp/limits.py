@@ -17,7 +17,8 @@ import math
 import re
 import time
 from collections import Counter
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import redis
 from flask import Request
@@ -65,9 +66,12 @@ def check_prompt_rate(client: redis.Redis, address: str, rate: tuple[int, int]) 
         count, _ = pipe.execute()
     if count > limit:
         retry_after = max(1, math.ceil((window + 1) * period - now))
-        raise ApiError(429, "rate_limited",
-                       f"Too many prompts: at most {limit} per {period} s. Retry later.",
-                       {"Retry-After": str(retry_after)})
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"Too many prompts: at most {limit} per {period} s. Retry later.",
+            {"Retry-After": str(retry_after)},
+        )
 
 
 class StreamCounter:
@@ -79,8 +83,12 @@ class StreamCounter:
     def acquire(self, address: str, cap: int) -> Callable[[], None]:
         """Count one open stream, returning its release; 429 if the client has `cap` already."""
         if self._open[address] >= cap:
-            raise ApiError(429, "too_many_streams",
-                           f"At most {cap} open streams per client.", {"Retry-After": "5"})
+            raise ApiError(
+                429,
+                "too_many_streams",
+                f"At most {cap} open streams per client.",
+                {"Retry-After": "5"},
+            )
         self._open[address] += 1
         released = False
 

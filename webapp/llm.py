@@ -25,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Protocol
 
 import httpx2
 import openai
@@ -41,7 +42,11 @@ class ModelError(Exception):
     """The model could not produce (the rest of) an answer."""
 
     def __init__(
-        self, code: str, message: str, *, retryable: bool = False,
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
         retry_after_seconds: float | None = None,
     ) -> None:
         super().__init__(message)
@@ -83,7 +88,7 @@ class OpenAIModel:
     @classmethod
     def from_settings(
         cls, settings: Mapping[str, Any], http_client: httpx2.Client | None = None
-    ) -> "OpenAIModel":
+    ) -> OpenAIModel:
         timeout = httpx2.Timeout(
             settings["LLM_READ_TIMEOUT_SECONDS"],
             connect=settings["LLM_CONNECT_TIMEOUT_SECONDS"],
@@ -154,8 +159,12 @@ def status_error(exc: openai.APIStatusError) -> ModelError:
         # Out of credit: waiting will not help, so say so at once.
         return ModelError(UPSTREAM_ERROR, "the model provider's quota is exhausted")
     retryable = status in (408, 409, 429) or status >= 500
-    return ModelError(UPSTREAM_ERROR, f"the model answered HTTP {status}", retryable=retryable,
-                      retry_after_seconds=_retry_after(exc.response))
+    return ModelError(
+        UPSTREAM_ERROR,
+        f"the model answered HTTP {status}",
+        retryable=retryable,
+        retry_after_seconds=_retry_after(exc.response),
+    )
 
 
 class DemoModel:
@@ -196,8 +205,11 @@ class DemoModel:
         yield Finish(
             self.name,
             "stop",
-            {"prompt_tokens": prompt_chars // 4, "completion_tokens": words,
-             "total_tokens": prompt_chars // 4 + words},
+            {
+                "prompt_tokens": prompt_chars // 4,
+                "completion_tokens": words,
+                "total_tokens": prompt_chars // 4 + words,
+            },
         )
 
 

@@ -42,7 +42,9 @@ class JsonFormatter(logging.Formatter):
         }
         if record.name == "gunicorn.access" and isinstance(record.args, dict):
             body.update(access_fields(record.args))
-            body["msg"] = f"{body.get('method', '')} {body.get('path', '')} {body.get('status', '')}"
+            body["msg"] = (
+                f"{body.get('method', '')} {body.get('path', '')} {body.get('status', '')}"
+            )
         else:
             body["msg"] = record.getMessage()
             for key, value in FIELD.findall(body["msg"]):

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 
 def _ensure_multiprocess_dir() -> None:
@@ -48,10 +49,16 @@ _ensure_multiprocess_dir()
 import redis  # noqa: E402
 from flask import Blueprint, Flask, Response, g, request  # noqa: E402
 from prometheus_client import (  # noqa: E402
-    CollectorRegistry, Counter, Gauge, disable_created_metrics,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
 )
 from prometheus_client.core import (  # noqa: E402
-    CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
 )
 from prometheus_client.exposition import choose_encoder  # noqa: E402
 from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
@@ -71,18 +78,32 @@ disable_created_metrics()
 # Metrics of this web process; in multiprocess mode their values live in files.
 LOCAL = CollectorRegistry(auto_describe=True)
 
-SSE_OPEN = Gauge("relay_sse_streams_open", "SSE responses streaming now.",
-                 registry=LOCAL, multiprocess_mode="livesum")
-POLLS_WAITING = Gauge("relay_long_polls_waiting",
-                      "Long-polls and ?wait= requests in progress.",
-                      registry=LOCAL, multiprocess_mode="livesum")
-SSE_RECONNECTS = Counter("relay_sse_reconnects",
-                         "SSE requests that resumed from a cursor (Last-Event-ID or last_event_id).",
-                         registry=LOCAL)
-RESETS = Counter("relay_resets", "Cursors older than the retained stream, by transport.",
-                 ["transport"], registry=LOCAL)
-API_ERRORS = Counter("relay_api_errors", "Error responses, by API.md code.", ["code"],
-                     registry=LOCAL)
+SSE_OPEN = Gauge(
+    "relay_sse_streams_open",
+    "SSE responses streaming now.",
+    registry=LOCAL,
+    multiprocess_mode="livesum",
+)
+POLLS_WAITING = Gauge(
+    "relay_long_polls_waiting",
+    "Long-polls and ?wait= requests in progress.",
+    registry=LOCAL,
+    multiprocess_mode="livesum",
+)
+SSE_RECONNECTS = Counter(
+    "relay_sse_reconnects",
+    "SSE requests that resumed from a cursor (Last-Event-ID or last_event_id).",
+    registry=LOCAL,
+)
+RESETS = Counter(
+    "relay_resets",
+    "Cursors older than the retained stream, by transport.",
+    ["transport"],
+    registry=LOCAL,
+)
+API_ERRORS = Counter(
+    "relay_api_errors", "Error responses, by API.md code.", ["code"], registry=LOCAL
+)
 
 # Everything workers record, in one hash (one Cluster slot).
 GENERATION_KEY = f"{keys.PREFIX}:{{metrics}}:generation"
@@ -91,6 +112,7 @@ DURATION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
 
 # -- web side: called by the request hooks below, and by stream.py ------------
+
 
 def sse_opened(resumed: bool) -> None:
     SSE_OPEN.inc()
@@ -121,12 +143,14 @@ def api_error(code: str) -> None:
 
 # -- worker side: called by generation.py ----------------------------------
 
+
 def _bucket(value: float, bounds: tuple[float, ...]) -> str:
     return next((floatToGoString(b) for b in bounds if value <= b), "+Inf")
 
 
-def _record(client: redis.Redis, increments: Mapping[str, int],
-            float_increments: Mapping[str, float]) -> None:
+def _record(
+    client: redis.Redis, increments: Mapping[str, int], float_increments: Mapping[str, float]
+) -> None:
     try:
         with client.pipeline(transaction=False) as pipe:
             for field, amount in increments.items():
@@ -141,12 +165,21 @@ def _record(client: redis.Redis, increments: Mapping[str, int],
 def first_token(client: redis.Redis, seconds: float) -> None:
     """The first chunk of an answer was written, `seconds` after its prompt was accepted."""
     seconds = max(seconds, 0.0)
-    _record(client, {"ttft:count": 1, f"ttft:le:{_bucket(seconds, TTFT_BUCKETS)}": 1},
-            {"ttft:sum": seconds})
+    _record(
+        client,
+        {"ttft:count": 1, f"ttft:le:{_bucket(seconds, TTFT_BUCKETS)}": 1},
+        {"ttft:sum": seconds},
+    )
 
 
-def generation_ended(client: redis.Redis, *, finish_reason: str, duration_seconds: float,
-                     chunks: int, usage: Mapping[str, int] | None) -> None:
+def generation_ended(
+    client: redis.Redis,
+    *,
+    finish_reason: str,
+    duration_seconds: float,
+    chunks: int,
+    usage: Mapping[str, int] | None,
+) -> None:
     """An answer ended (`end` written): its duration, chunks and tokens."""
     duration_seconds = max(duration_seconds, 0.0)
     increments = {
@@ -177,6 +210,7 @@ def cache_lookup(client: redis.Redis, hit: bool) -> None:
 
 # -- the scrape -------------------------------------------------------------
 
+
 class RedisCollector(Collector):
     """Service-wide figures read from Redis when scraped: the job list and the workers' hash."""
 
@@ -191,8 +225,9 @@ class RedisCollector(Collector):
             log.warning("metrics scrape without Redis figures: %s", exc)
             return
         yield GaugeMetricFamily("relay_jobs_queued", "Jobs waiting for a worker.", queued)
-        yield GaugeMetricFamily("relay_jobs_running", "Jobs a worker has taken and not finished.",
-                                running)
+        yield GaugeMetricFamily(
+            "relay_jobs_running", "Jobs a worker has taken and not finished.", running
+        )
         yield from generation_families(fields)
 
 
@@ -206,46 +241,63 @@ def _number(fields: Mapping[str, str], name: str) -> float:
 def _labelled(fields: Mapping[str, str], prefix: str) -> Iterable[tuple[str, float]]:
     for field in sorted(fields):
         if field.startswith(prefix):
-            yield field[len(prefix):], _number(fields, field)
+            yield field[len(prefix) :], _number(fields, field)
 
 
-def _histogram(fields: Mapping[str, str], name: str, help_text: str, prefix: str,
-               bounds: tuple[float, ...]) -> HistogramMetricFamily:
+def _histogram(
+    fields: Mapping[str, str], name: str, help_text: str, prefix: str, bounds: tuple[float, ...]
+) -> HistogramMetricFamily:
     cumulative, buckets = 0.0, []
     for bound in [*(floatToGoString(b) for b in bounds), "+Inf"]:
         cumulative += _number(fields, f"{prefix}:le:{bound}")
         buckets.append((bound, cumulative))
-    return HistogramMetricFamily(name, help_text, buckets=buckets,
-                                 sum_value=_number(fields, f"{prefix}:sum"))
+    return HistogramMetricFamily(
+        name, help_text, buckets=buckets, sum_value=_number(fields, f"{prefix}:sum")
+    )
 
 
 def generation_families(fields: Mapping[str, str]) -> Iterator[Metric]:
-    ended = CounterMetricFamily("relay_generations_ended", "Answers that ended, by finish_reason.",
-                                labels=["finish_reason"])
+    ended = CounterMetricFamily(
+        "relay_generations_ended", "Answers that ended, by finish_reason.", labels=["finish_reason"]
+    )
     for reason, value in _labelled(fields, "ended:"):
         ended.add_metric([reason], value)
     yield ended
-    errors = CounterMetricFamily("relay_generation_errors",
-                                 "Answers that ended with `error`, by code.", labels=["code"])
+    errors = CounterMetricFamily(
+        "relay_generation_errors", "Answers that ended with `error`, by code.", labels=["code"]
+    )
     for code, value in _labelled(fields, "errors:"):
         errors.add_metric([code], value)
     yield errors
-    yield CounterMetricFamily("relay_chunks", "Chunks written to session streams.",
-                              _number(fields, "chunks"))
-    tokens = CounterMetricFamily("relay_tokens", "Tokens the model reported, by kind.",
-                                 labels=["kind"])
+    yield CounterMetricFamily(
+        "relay_chunks", "Chunks written to session streams.", _number(fields, "chunks")
+    )
+    tokens = CounterMetricFamily(
+        "relay_tokens", "Tokens the model reported, by kind.", labels=["kind"]
+    )
     for kind in ("prompt", "completion"):
         tokens.add_metric([kind], _number(fields, f"tokens:{kind}"))
     yield tokens
-    cache = CounterMetricFamily("relay_answer_cache_lookups",
-                                "Answer cache lookups, by result.", labels=["result"])
+    cache = CounterMetricFamily(
+        "relay_answer_cache_lookups", "Answer cache lookups, by result.", labels=["result"]
+    )
     for result in ("hit", "miss"):
         cache.add_metric([result], _number(fields, f"cache:{result}"))
     yield cache
-    yield _histogram(fields, "relay_time_to_first_token_seconds",
-                     "From the prompt accepted to the first chunk written.", "ttft", TTFT_BUCKETS)
-    yield _histogram(fields, "relay_generation_duration_seconds",
-                     "From a generation's start to its end event.", "duration", DURATION_BUCKETS)
+    yield _histogram(
+        fields,
+        "relay_time_to_first_token_seconds",
+        "From the prompt accepted to the first chunk written.",
+        "ttft",
+        TTFT_BUCKETS,
+    )
+    yield _histogram(
+        fields,
+        "relay_generation_duration_seconds",
+        "From a generation's start to its end event.",
+        "duration",
+        DURATION_BUCKETS,
+    )
 
 
 def multiprocess_dir() -> str | None:
@@ -265,8 +317,9 @@ def scrape() -> Response:
     registry.register(RedisCollector(redis_store.client))
     # The classic text format unless the scraper asks for OpenMetrics.
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-    return Response(encode(registry), content_type=content_type,
-                    headers={"Cache-Control": "no-store"})
+    return Response(
+        encode(registry), content_type=content_type, headers={"Cache-Control": "no-store"}
+    )
 
 
 class _LocalCollector(Collector):

@@ -7,7 +7,7 @@ rows are what a snapshot, and the model's conversation history, come from.
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Integer, String, Text, select
@@ -27,7 +27,7 @@ FINAL_STATUSES = frozenset({DONE, FAILED, CANCELLED})
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_session_id() -> str:
@@ -43,7 +43,7 @@ def isoformat(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     if moment.tzinfo is None:  # SQLite hands back naive datetimes
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.isoformat().replace("+00:00", "Z")
 
 

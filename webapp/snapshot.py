@@ -27,7 +27,9 @@ from .models import Message
 PAGE_ENTRIES = 500
 
 
-def _tail(client: redis.Redis, session_id: str, pending: set[str]) -> tuple[str, list[tuple[str, dict]]]:
+def _tail(
+    client: redis.Redis, session_id: str, pending: set[str]
+) -> tuple[str, list[tuple[str, dict]]]:
     """The cursor, and the events of `pending` messages oldest first."""
     stream = keys.stream(session_id)
     with client.pipeline(transaction=False) as pipe:
@@ -37,7 +39,7 @@ def _tail(client: redis.Redis, session_id: str, pending: set[str]) -> tuple[str,
     cursor = page[0][0] if page else (last_id or ZERO_ID)
     found: list[tuple[str, dict]] = []
     while page and pending:
-        for entry_id, fields in page:
+        for _, fields in page:
             data = json.loads(fields.get("data", "{}"))
             if data.get("message_id") not in pending:
                 return cursor, found[::-1]
@@ -74,7 +76,8 @@ def live_messages(client: redis.Redis, session_id: str) -> tuple[list[Message], 
     """Messages with unfinished answers brought up to date, and the cursor."""
     messages = models.conversation(session_id)
     pending = {
-        m.id: m for m in messages
+        m.id: m
+        for m in messages
         if m.role == models.ASSISTANT and m.status not in models.FINAL_STATUSES
     }
     cursor, found = _tail(client, session_id, set(pending))
@@ -87,9 +90,7 @@ def live_messages(client: redis.Redis, session_id: str) -> tuple[list[Message], 
 
 def snapshot(client: redis.Redis, session_id: str) -> dict[str, Any]:
     messages, cursor = live_messages(client, session_id)
-    active = next(
-        (m.id for m in messages if m.status in (models.QUEUED, models.STREAMING)), None
-    )
+    active = next((m.id for m in messages if m.status in (models.QUEUED, models.STREAMING)), None)
     return {
         "session_id": session_id,
         "messages": [m.to_json() for m in messages],

@@ -12,8 +12,8 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import gevent
 import redis
@@ -23,8 +23,8 @@ from . import events, limits, metrics
 from .api import load_session
 from .config import POLL_TIMEOUT_MAX_SECONDS
 from .errors import ApiError
-from .extensions import db
 from .events import ZERO_ID, InvalidCursor, encode_sse, parse_cursor
+from .extensions import db
 from .hub import Follower, HubClosed, Reset, get_hub
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,9 @@ def valid_cursor(raw: str | None) -> str:
     try:
         parse_cursor(raw)
     except InvalidCursor:
-        raise ApiError(400, "invalid_cursor", "A cursor is a stream entry id like 1700000000000-0.")
+        raise ApiError(
+            400, "invalid_cursor", "A cursor is a stream entry id like 1700000000000-0."
+        ) from None
     return raw
 
 
@@ -96,8 +98,13 @@ def send_deadline(seconds: float, session_id: str) -> Iterator[None]:
 
 
 def sse_body(
-    follower: Follower, *, session_id: str, retry_ms: int, heartbeat_seconds: float,
-    max_seconds: float, send_timeout_seconds: float,
+    follower: Follower,
+    *,
+    session_id: str,
+    retry_ms: int,
+    heartbeat_seconds: float,
+    max_seconds: float,
+    send_timeout_seconds: float,
 ) -> Iterator[bytes]:
     """The SSE body: retry hint, then events and keep-alives until the time is up."""
     deadline = time.monotonic() + max_seconds
@@ -107,8 +114,9 @@ def sse_body(
         try:
             batch = follower.next_batch(min(heartbeat_seconds, remaining), SSE_MAX_BATCH)
         except Reset as reset:
-            log.info("sse reset session=%s cursor=%s floor=%s",
-                     session_id, follower.cursor, reset.floor)
+            log.info(
+                "sse reset session=%s cursor=%s floor=%s", session_id, follower.cursor, reset.floor
+            )
             follower.cursor = reset.floor
             metrics.reset_sent("sse")
             with send_deadline(send_timeout_seconds, session_id):

@@ -71,12 +71,17 @@ redis.call('PUBLISH', ARGV[6],
   ARGV[7] .. ' ' .. (prev or '0-0') .. ' ' .. id .. ' ' .. ARGV[4] .. ' ' .. ARGV[5])
 """
 
-_APPEND = _FENCE_AND_APPEND + """
+_APPEND = (
+    _FENCE_AND_APPEND
+    + """
 return {id, active[3] or '0'}
 """
+)
 
 # ARGV continued: stream_ttl, maxlen, meta_ttl.
-_FINISH = _FENCE_AND_APPEND + """
+_FINISH = (
+    _FENCE_AND_APPEND
+    + """
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[3], 'done_message_id', ARGV[1], 'done_attempt', ARGV[2], 'done_seq', ARGV[3])
 local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[9])
@@ -89,6 +94,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('EXPIRE', KEYS[3], ARGV[10])
 return {id, '0'}
 """
+)
 
 _SCRIPTS: dict[tuple[int, str], Script] = {}
 
@@ -160,7 +166,7 @@ class WriteBatcher:
             results = [exc] * len(batch)
         self.pipelines += 1
         self.writes += len(batch)
-        for (_, _, result), outcome in zip(batch, results):
+        for (_, _, result), outcome in zip(batch, results, strict=True):
             if isinstance(outcome, Exception):
                 result.set_exception(outcome)
             else:
@@ -220,8 +226,13 @@ class StreamWriter:
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if time.monotonic() + backoff > deadline:
                     raise
-                log.warning("stream write failed, retrying in %.1fs session=%s message=%s: %s",
-                            backoff, self._session_id, self._fence[0], exc)
+                log.warning(
+                    "stream write failed, retrying in %.1fs session=%s message=%s: %s",
+                    backoff,
+                    self._session_id,
+                    self._fence[0],
+                    exc,
+                )
                 time.sleep(backoff)
                 backoff = min(backoff * 2, RETRY_MAX_SECONDS)
 

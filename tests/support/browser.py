@@ -44,11 +44,13 @@ class ChatPage:
         self.page = context.new_page()
         self.errors: list[str] = []
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-        self.page.on("dialog", lambda dialog: (self.errors.append(f"dialog: {dialog.message}"),
-                                               dialog.dismiss()))
+        self.page.on(
+            "dialog",
+            lambda dialog: (self.errors.append(f"dialog: {dialog.message}"), dialog.dismiss()),
+        )
         self.page.add_init_script(RECORDER)
 
-    def open(self, url: str, connection: str = "live") -> "ChatPage":
+    def open(self, url: str, connection: str = "live") -> ChatPage:
         self.page.goto(url)
         self.wait_for("new URLSearchParams(location.search).get('session')")
         self.wait_connection(connection)
@@ -64,8 +66,9 @@ class ChatPage:
         return handle.json_value()
 
     def wait_connection(self, state: str, timeout_ms: int = WAIT_MS) -> None:
-        self.wait_for("document.getElementById('connection').dataset.state === arg", state,
-                      timeout_ms)
+        self.wait_for(
+            "document.getElementById('connection').dataset.state === arg", state, timeout_ms
+        )
 
     def connection(self) -> str:
         return self.page.get_attribute("#connection", "data-state")
@@ -88,11 +91,14 @@ class ChatPage:
                  const ids = [...document.querySelectorAll("li.message.assistant")]
                    .map((li) => li.dataset.messageId).filter((id) => !arg.includes(id));
                  return ids.length ? ids[ids.length - 1] : null;
-               })()""", before)
+               })()""",
+            before,
+        )
 
     def answer_ids(self) -> list[str]:
         return self.page.eval_on_selector_all(
-            "li.message.assistant", "(els) => els.map((el) => el.dataset.messageId)")
+            "li.message.assistant", "(els) => els.map((el) => el.dataset.messageId)"
+        )
 
     def answer(self, message_id: str) -> Any:
         return self.page.locator(f'li.message[data-message-id="{message_id}"]')
@@ -105,14 +111,20 @@ class ChatPage:
             """(() => {
                  const li = document.querySelector(`li.message[data-message-id="${arg[0]}"]`);
                  return li && li.querySelector(".body").textContent.includes(arg[1]);
-               })()""", [message_id, needle], timeout_ms)
+               })()""",
+            [message_id, needle],
+            timeout_ms,
+        )
 
     def wait_status(self, message_id: str, status: str, timeout_ms: int = WAIT_MS) -> None:
         self.wait_for(
             """(() => {
                  const li = document.querySelector(`li.message[data-message-id="${arg[0]}"]`);
                  return li && li.dataset.status === arg[1];
-               })()""", [message_id, status], timeout_ms)
+               })()""",
+            [message_id, status],
+            timeout_ms,
+        )
 
     def seen(self, message_id: str) -> list[str]:
         """Every distinct text the answer showed, in order (since this page load)."""

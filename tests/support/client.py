@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 
@@ -69,8 +70,9 @@ def read_sse(
     raw = RawSSE()
     deadline = time.monotonic() + timeout
     url = f"{base_url}/api/sessions/{session_id}/events"
-    with httpx.stream("GET", url, headers=headers, params=params,
-                      timeout=httpx.Timeout(timeout, connect=5)) as response:
+    with httpx.stream(
+        "GET", url, headers=headers, params=params, timeout=httpx.Timeout(timeout, connect=5)
+    ) as response:
         assert response.status_code == 200, response.read()
         fields: dict[str, str] = {}
         for name, value in iter_sse_lines(response):
@@ -78,11 +80,17 @@ def read_sse(
                 raw.first_field = name
             if name == "" and value == "":
                 if "event" in fields or "data" in fields:
-                    event = Event(fields.get("id"), fields.get("event", "message"),
-                                  json.loads(fields.get("data", "{}")))
+                    event = Event(
+                        fields.get("id"),
+                        fields.get("event", "message"),
+                        json.loads(fields.get("data", "{}")),
+                    )
                     raw.events.append(event)
-                    if until_message and event.event in FINAL and \
-                            event.data.get("message_id") == until_message:
+                    if (
+                        until_message
+                        and event.event in FINAL
+                        and event.data.get("message_id") == until_message
+                    ):
                         return raw
                     if max_events is not None and len(raw.events) >= max_events:
                         return raw
@@ -100,16 +108,22 @@ def read_sse(
 
 
 def poll_until(
-    http: httpx.Client, session_id: str, message_id: str, *, after: str = "0-0",
-    timeout: float = 30.0, poll_timeout: float = 5.0,
+    http: httpx.Client,
+    session_id: str,
+    message_id: str,
+    *,
+    after: str = "0-0",
+    timeout: float = 30.0,
+    poll_timeout: float = 5.0,
 ) -> list[Event]:
     """A long-poll loop from `after` until the message's final event."""
     events: list[Event] = []
     deadline = time.monotonic() + timeout
     cursor = after
     while time.monotonic() < deadline:
-        response = http.get(f"/api/sessions/{session_id}/poll",
-                            params={"after": cursor, "timeout": poll_timeout})
+        response = http.get(
+            f"/api/sessions/{session_id}/poll", params={"after": cursor, "timeout": poll_timeout}
+        )
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["reset"] is False
@@ -149,7 +163,9 @@ def stream_events(http: httpx.Client, session_id: str, after: str = "0-0") -> li
     events: list[Event] = []
     cursor = after
     while True:
-        response = http.get(f"/api/sessions/{session_id}/poll", params={"after": cursor, "timeout": 0})
+        response = http.get(
+            f"/api/sessions/{session_id}/poll", params={"after": cursor, "timeout": 0}
+        )
         assert response.status_code == 200, response.text
         body = response.json()
         if not body["events"]:
@@ -159,11 +175,14 @@ def stream_events(http: httpx.Client, session_id: str, after: str = "0-0") -> li
 
 
 def count(events: list[Event], kind: str, **data: Any) -> int:
-    return sum(1 for e in events if e.event == kind and all(e.data.get(k) == v for k, v in data.items()))
+    return sum(
+        1 for e in events if e.event == kind and all(e.data.get(k) == v for k, v in data.items())
+    )
 
 
-def follow_resuming(base_url: str, session_id: str, message_id: str, *,
-                    timeout: float = 60.0) -> tuple[list[Event], list[int]]:
+def follow_resuming(
+    base_url: str, session_id: str, message_id: str, *, timeout: float = 60.0
+) -> tuple[list[Event], list[int]]:
     """Follow SSE like a browser: on a closed stream or an error answer, reconnect with
     Last-Event-ID after a short pause. Returns the events and the statuses of failed connects."""
     events: list[Event] = []
@@ -173,7 +192,9 @@ def follow_resuming(base_url: str, session_id: str, message_id: str, *,
     while time.monotonic() < deadline:
         headers = {"Last-Event-ID": events[-1].id} if events else {}
         try:
-            with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, connect=2)) as response:
+            with httpx.stream(
+                "GET", url, headers=headers, timeout=httpx.Timeout(10, connect=2)
+            ) as response:
                 if response.status_code != 200:
                     response.read()
                     failures.append(response.status_code)
@@ -181,8 +202,11 @@ def follow_resuming(base_url: str, session_id: str, message_id: str, *,
                 fields: dict[str, str] = {}
                 for name, value in iter_sse_lines(response):
                     if name == "" and value == "" and "data" in fields:
-                        event = Event(fields.get("id"), fields.get("event", "message"),
-                                      json.loads(fields["data"]))
+                        event = Event(
+                            fields.get("id"),
+                            fields.get("event", "message"),
+                            json.loads(fields["data"]),
+                        )
                         events.append(event)
                         if event.event in FINAL and event.data.get("message_id") == message_id:
                             return events, failures
@@ -195,8 +219,9 @@ def follow_resuming(base_url: str, session_id: str, message_id: str, *,
     raise AssertionError(f"never saw the end of {message_id}; got {len(events)} events")
 
 
-def poll_resuming(base_url: str, session_id: str, message_id: str, *,
-                  timeout: float = 60.0) -> tuple[list[Event], list[int]]:
+def poll_resuming(
+    base_url: str, session_id: str, message_id: str, *, timeout: float = 60.0
+) -> tuple[list[Event], list[int]]:
     """A long-poll loop that retries after error answers and dropped connections."""
     events: list[Event] = []
     failures: list[int] = []
@@ -205,8 +230,9 @@ def poll_resuming(base_url: str, session_id: str, message_id: str, *,
     with httpx.Client(base_url=base_url, timeout=httpx.Timeout(10, connect=2)) as http:
         while time.monotonic() < deadline:
             try:
-                response = http.get(f"/api/sessions/{session_id}/poll",
-                                    params={"after": cursor, "timeout": 2})
+                response = http.get(
+                    f"/api/sessions/{session_id}/poll", params={"after": cursor, "timeout": 2}
+                )
             except httpx.HTTPError:
                 time.sleep(0.2)
                 continue

@@ -43,8 +43,12 @@ def _redis_cli() -> str:
 
 
 def _cli(port: int, *args: str) -> str:
-    done = subprocess.run([_redis_cli(), "-h", "127.0.0.1", "-p", str(port), *args],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [_redis_cli(), "-h", "127.0.0.1", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return done.stdout
 
 
@@ -60,28 +64,57 @@ class RedisCluster:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
-    def start(self) -> "RedisCluster":
+    def start(self) -> RedisCluster:
         for port in self.ports:
             data = self.log_dir / f"cluster-{port}"
             data.mkdir(parents=True, exist_ok=True)
-            argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                    "--cluster-node-timeout", "5000", "--save", "", "--appendonly", "no",
-                    "--dir", str(data)]
+            argv = [
+                redis_server_binary(),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "5000",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(data),
+            ]
             self.nodes.append(Process(f"cluster-{port}", argv, os.environ, self.log_dir).start())
         for port in self.ports:
-            wait_for(lambda port=port: _cli(port, "PING").strip() == "PONG", timeout=10,
-                     what=f"cluster node {port}")
+            wait_for(
+                lambda port=port: _cli(port, "PING").strip() == "PONG",
+                timeout=10,
+                what=f"cluster node {port}",
+            )
         done = subprocess.run(
-            [_redis_cli(), "--cluster", "create",
-             *(f"127.0.0.1:{port}" for port in self.ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            capture_output=True, text=True, timeout=60,
+            [
+                _redis_cli(),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{port}" for port in self.ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert done.returncode == 0, done.stdout + done.stderr
         for port in self.ports:
-            wait_for(lambda port=port: "cluster_state:ok" in _cli(port, "CLUSTER", "INFO"),
-                     timeout=30, what=f"cluster state ok on {port}")
+            wait_for(
+                lambda port=port: "cluster_state:ok" in _cli(port, "CLUSTER", "INFO"),
+                timeout=30,
+                what=f"cluster state ok on {port}",
+            )
         return self
 
     def stop(self) -> None:

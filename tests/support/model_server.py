@@ -67,7 +67,7 @@ class ModelServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
-    def start(self) -> "ModelServer":
+    def start(self) -> ModelServer:
         self._thread.start()
         return self
 
@@ -120,10 +120,19 @@ class ModelServer:
             self.calls.append(call)
         behavior = self.behaviors.get(call.prompt, Behavior())
         behavior.calls += 1
-        if behavior.fail_status and (not behavior.fail_times or behavior.calls <= behavior.fail_times):
-            handler._json(behavior.fail_status, {"error": {"message": "scripted failure",
-                                                           "type": "test",
-                                                           "code": behavior.fail_code}})
+        if behavior.fail_status and (
+            not behavior.fail_times or behavior.calls <= behavior.fail_times
+        ):
+            handler._json(
+                behavior.fail_status,
+                {
+                    "error": {
+                        "message": "scripted failure",
+                        "type": "test",
+                        "code": behavior.fail_code,
+                    }
+                },
+            )
             return
         chunks = behavior.chunks if behavior.chunks is not None else default_chunks(call.prompt)
         model = body.get("model", "test-model")
@@ -139,9 +148,13 @@ class ModelServer:
             handler.wfile.flush()
 
         def frame(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {"id": "chatcmpl-test", "object": "chat.completion.chunk",
-                    "created": int(time.time()), "model": model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return {
+                "id": "chatcmpl-test",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
 
         try:
             send(frame({"role": "assistant", "content": ""}))
@@ -164,8 +177,16 @@ class ModelServer:
                 "completion_tokens": len(chunks),
                 "total_tokens": sum(len(m["content"]) for m in body["messages"]) // 4 + len(chunks),
             }
-            send({"id": "chatcmpl-test", "object": "chat.completion.chunk",
-                  "created": int(time.time()), "model": model, "choices": [], "usage": usage})
+            send(
+                {
+                    "id": "chatcmpl-test",
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
             send("[DONE]")
             call.finished = True
         except (BrokenPipeError, ConnectionResetError, OSError):

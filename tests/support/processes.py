@@ -9,8 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import httpx
 
@@ -23,8 +23,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02,
-             what: str = "condition") -> object:
+def wait_for(
+    condition: Callable[[], object],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> object:
     """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -53,10 +57,14 @@ class Process:
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Process":
+    def start(self) -> Process:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            self.argv,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
         log.close()
@@ -98,16 +106,26 @@ class RedisServer(Process):
         self.port = port or free_port()
         self.data_dir = log_dir / f"redis-{self.port}"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        argv = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "yes" if appendonly else "no",
-                "--dir", str(self.data_dir)]
+        argv = [
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if appendonly else "no",
+            "--dir",
+            str(self.data_dir),
+        ]
         super().__init__(f"redis-{self.port}", argv, os.environ, log_dir)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         super().start()
         wait_for(self._pings, timeout=10, what=f"redis-server on {self.port}")
         return self
@@ -126,8 +144,18 @@ def python() -> str:
 
 
 def gunicorn_argv(port: int) -> list[str]:
-    return [python(), "-m", "gunicorn", "--config", "gunicorn.conf.py",
-            "--bind", f"127.0.0.1:{port}", "--workers", "1", "wsgi:app"]
+    return [
+        python(),
+        "-m",
+        "gunicorn",
+        "--config",
+        "gunicorn.conf.py",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "wsgi:app",
+    ]
 
 
 def start_web(env: Mapping[str, str], log_dir: Path, name: str = "web") -> tuple[Process, str]:
@@ -149,8 +177,11 @@ def start_web(env: Mapping[str, str], log_dir: Path, name: str = "web") -> tuple
 
 def start_worker(env: Mapping[str, str], log_dir: Path, name: str = "worker") -> Process:
     proc = Process(name, [python(), "worker.py"], env, log_dir).start()
-    wait_for(lambda: "worker ready" in proc.log_text() or not proc.alive(), timeout=30,
-             what=f"{name} ready")
+    wait_for(
+        lambda: "worker ready" in proc.log_text() or not proc.alive(),
+        timeout=30,
+        what=f"{name} ready",
+    )
     assert proc.alive(), proc.log_text()[-3000:]
     return proc
 

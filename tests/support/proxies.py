@@ -28,7 +28,7 @@ import selectors
 import socket
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 HEAD_LIMIT = 65536
 HOP_BY_HOP = (b"connection", b"keep-alive", b"proxy-connection")
@@ -74,7 +74,7 @@ class Proxy:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
 
-    def start(self) -> "Proxy":
+    def start(self) -> Proxy:
         self._thread.start()
         return self
 
@@ -131,8 +131,9 @@ class Proxy:
         except OSError:
             pass
 
-    def pump(self, client: socket.socket, upstream: socket.socket,
-             deadline: float) -> Iterator[bytes]:
+    def pump(
+        self, client: socket.socket, upstream: socket.socket, deadline: float
+    ) -> Iterator[bytes]:
         """Request bytes go up as they come; yields response bytes; stops at EOF or deadline."""
         with selectors.DefaultSelector() as sel:
             sel.register(client, selectors.EVENT_READ)
@@ -214,8 +215,10 @@ class SseRefusingProxy(Proxy):
             if self.sse_requests > self.refuse:
                 return None
         body = b'{"error": {"code": "unavailable", "message": "no streaming here"}}'
-        return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        return (
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+        )
 
 
 class AnswerLosingProxy(Proxy):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import selectors
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class RawStream:

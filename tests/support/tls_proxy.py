@@ -18,10 +18,27 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     """(certificate, key) files for CN=127.0.0.1, valid for a day."""
     cert, key = folder / "redis-tls.crt", folder / "redis-tls.key"
     subprocess.run(
-        [shutil.which("openssl") or "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=30,
+        [
+            shutil.which("openssl") or "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
     return cert, key
 
@@ -47,7 +64,7 @@ class TLSProxy:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
 
-    def start(self) -> "TLSProxy":
+    def start(self) -> TLSProxy:
         self._thread.start()
         return self
 
