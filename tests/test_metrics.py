@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.client import create_session, poll_until, post_prompt, read_sse
 from tests.support.model_server import ModelServer
-from tests.support.processes import Process, RedisServer, free_port, python, wait_for
+from tests.support.processes import Process, RedisServer, free_port, gunicorn_argv, wait_for
 from tests.support.raw_sse import StreamSet
 from webapp import create_app, keys, metrics
 from webapp.extensions import redis_store
@@ -263,19 +263,7 @@ def test_gunicorn_processes_add_up_and_dead_ones_stop_counting(
 ) -> None:
     port = free_port()
     env = {k: v for k, v in base_env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    argv = [
-        python(),
-        "-m",
-        "gunicorn",
-        "--config",
-        "gunicorn.conf.py",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "2",
-        "wsgi:app",
-    ]
-    server = Process("web-metrics-2", argv, env, log_dir).start()
+    server = Process("web-metrics-2", gunicorn_argv(port, workers=2), env, log_dir).start()
     base_url = f"http://127.0.0.1:{port}"
     streams = StreamSet()
     try:

@@ -28,7 +28,7 @@ from tests.support.processes import (
     Process,
     RedisServer,
     free_port,
-    python,
+    gunicorn_argv,
     start_worker,
     wait_for,
 )
@@ -48,18 +48,7 @@ CHUNK_DELAY_SECONDS = 0.1
 def start_slow_web(env: dict[str, str], log_dir: Path) -> tuple[Process, str]:
     """gunicorn with the Procfile's config, one process, serving slow_app."""
     port = free_port()
-    argv = [
-        python(),
-        "-m",
-        "gunicorn",
-        "--config",
-        "gunicorn.conf.py",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "1",
-        "tests.support.slow_app:app",
-    ]
+    argv = gunicorn_argv(port, app="tests.support.slow_app:app")
     proc = Process("web-pg-gevent", argv, env, log_dir).start()
     base_url = f"http://127.0.0.1:{port}"
 

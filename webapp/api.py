@@ -185,9 +185,12 @@ def find_live_message(session_id: str, message_id: str) -> tuple[dict[str, Any],
     raise ApiError(404, "message_not_found", "No message with that id in this session.")
 
 
-def wait_seconds() -> float | None:
-    """The `wait` parameter: None when absent, else seconds clamped to 0..25."""
-    raw = request.args.get("wait")
+def seconds_arg(name: str, maximum: float) -> float | None:
+    """A query parameter in seconds, clamped to 0..maximum; None when absent.
+
+    Anything that is not a finite number is a 400 `invalid_<name>`.
+    """
+    raw = request.args.get(name)
     if raw is None:
         return None
     try:
@@ -195,8 +198,8 @@ def wait_seconds() -> float | None:
     except ValueError:
         seconds = math.nan
     if not math.isfinite(seconds):
-        raise ApiError(400, "invalid_wait", "wait must be a number of seconds.")
-    return min(max(seconds, 0.0), WAIT_MAX_SECONDS)
+        raise ApiError(400, f"invalid_{name}", f"{name} must be a number of seconds.")
+    return min(max(seconds, 0.0), maximum)
 
 
 def wait_until_final(session_id: str, message_id: str, cursor: str, seconds: float) -> None:
@@ -220,7 +223,7 @@ def get_message(session_id: str, message_id: str) -> Response:
     """One message; with ?wait=, once it is finished or the wait runs out."""
     load_session(session_id)
     valid_id(message_id, "message")
-    wait = wait_seconds()
+    wait = seconds_arg("wait", WAIT_MAX_SECONDS)
     message, cursor = find_live_message(session_id, message_id)
     if wait and message["status"] in (models.QUEUED, models.STREAMING):
         db.session.close()  # hold no pooled SQL connection while waiting

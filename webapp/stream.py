@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ import redis
 from flask import Blueprint, Response, current_app, request
 
 from . import events, limits, metrics
-from .api import load_session
+from .api import load_session, seconds_arg
 from .config import POLL_TIMEOUT_MAX_SECONDS
 from .errors import ApiError
 from .events import ZERO_ID, InvalidCursor, encode_sse, parse_cursor
@@ -62,16 +61,10 @@ def sse_cursor() -> str:
 
 
 def poll_timeout() -> float:
-    raw = request.args.get("timeout")
-    if raw is None:
+    seconds = seconds_arg("timeout", POLL_TIMEOUT_MAX_SECONDS)
+    if seconds is None:
         return min(current_app.config["POLL_TIMEOUT_SECONDS"], POLL_TIMEOUT_MAX_SECONDS)
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds):
-        raise ApiError(400, "invalid_timeout", "timeout must be a number of seconds.")
-    return min(max(seconds, 0.0), POLL_TIMEOUT_MAX_SECONDS)
+    return seconds
 
 
 class SlowClient(BrokenPipeError):

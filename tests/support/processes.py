@@ -143,19 +143,10 @@ def python() -> str:
     return sys.executable
 
 
-def gunicorn_argv(port: int) -> list[str]:
-    return [
-        python(),
-        "-m",
-        "gunicorn",
-        "--config",
-        "gunicorn.conf.py",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "1",
-        "wsgi:app",
-    ]
+def gunicorn_argv(port: int, workers: int = 1, app: str = "wsgi:app") -> list[str]:
+    """gunicorn as the Procfile runs it, on a port of ours."""
+    config = ["--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
+    return [python(), "-m", "gunicorn", *config, "--workers", str(workers), app]
 
 
 def start_web(env: Mapping[str, str], log_dir: Path, name: str = "web") -> tuple[Process, str]:
