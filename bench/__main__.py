@@ -26,7 +26,6 @@ from bench.scenarios import Plan, say
 from bench.stack import Stack
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
-OTHERS = "CPU: everything else on the machine"
 # Above this, someone else's work (a test run, a browser) shared the cores.
 BUSY_PERCENT = 20.0
 
@@ -100,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print(note if len(note) <= 160 else note[:157] + "...")
     for row in rows:
-        if row.figure == OTHERS and isinstance(row.value, float) and row.value > BUSY_PERCENT:
+        if (row.figure == scenarios.OTHERS_FIGURE and isinstance(row.value, float)
+                and row.value > BUSY_PERCENT):
             print(f"warning: other processes used {row.value:.0f}% of a core during "
                   f"'{row.scenario}': its figures include waiting for the CPU")
     print(f"\n(written to {args.json})")

@@ -111,7 +111,7 @@ class CpuWindow:
         after = self._ours()
         self.used = {role: after[role] - self.before[role] for role in after}
         machine = _machine_busy_seconds() - self.machine_before
-        self.used["everything else on the machine"] = max(0.0, machine - sum(self.used.values()))
+        self.used[OTHERS] = max(0.0, machine - sum(self.used.values()))
 
     def percent(self) -> dict[str, float]:
         return {role: 100 * used / self.seconds for role, used in self.used.items()}
@@ -122,9 +122,22 @@ def _profiled(plan: Plan, scenario: str, stack: Stack) -> Profiler:
                     {"web": stack.web_worker_pid, "worker": stack.worker.pid})
 
 
+OTHERS = "other processes"
+OTHERS_FIGURE = "CPU of other processes on the machine"
+
+
+def others_row(scenario: str, window: CpuWindow) -> Row:
+    """What the rest of the machine used meanwhile (a test run next door shows up here)."""
+    return Row(scenario, OTHERS_FIGURE, window.percent()[OTHERS], "% of a core")
+
+
 def cpu_rows(scenario: str, window: CpuWindow) -> list[Row]:
-    return [Row(scenario, f"CPU: {role}", pct, "% of a core")
-            for role, pct in window.percent().items() if role != "web arbiter"]
+    """Two rows: ours, process by process, and everyone else's."""
+    ours = {role: pct for role, pct in window.percent().items()
+            if role not in ("web arbiter", OTHERS)}
+    return [Row(scenario, f"CPU, % of a core: {' / '.join(ours)}",
+                " / ".join(f"{pct:.0f}" for pct in ours.values())),
+            others_row(scenario, window)]
 
 
 # -- 6. the Redis floor ------------------------------------------------------
@@ -146,8 +159,7 @@ def floor(stack: Stack, plan: Plan) -> tuple[list[Row], dict[str, Any]]:
         Row(name, "XADD->XREAD lost", latency["sent"] - latency["received"], "",
             "0", latency["sent"] == latency["received"]),
         Row(name, "sequential XADD round trips, one client", throughput["per_second"], "/s"),
-        Row(name, "CPU: everything else on the machine",
-            cpu.percent()["everything else on the machine"], "% of a core"),
+        others_row(name, cpu),
     ]
     return rows, {"latency": latency, "throughput": throughput}
 
@@ -530,8 +542,7 @@ def ttft(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], di
     ]
     if answer["errors"]:
         rows.append(Row(name, "rounds that failed", len(answer["errors"]), "", "0", False))
-    rows.append(Row(name, "CPU: everything else on the machine",
-                    cpu.percent()["everything else on the machine"], "% of a core"))
+    rows.append(others_row(name, cpu))
     return rows, {"added": added_p, "total": percentiles(total), "model": percentiles(model),
                   "post_to_model_request": percentiles(to_model),
                   "post_to_start_appended": percentiles(to_start),
@@ -552,13 +563,16 @@ def log_rows(name: str, stack: Stack) -> tuple[list[Row], list[str], dict[str, A
     Returns rows for the table, notes to print under it (the most common
     message of each noisy log) and the details.
     """
-    rows, notes, details = [], [], {}
+    notes, details, values = [], {}, []
     for role, path in stack.app_logs().items():
         summary = details[role] = log_summary(path)
-        counts = (summary["warnings"], summary["errors"], summary["tracebacks"])
-        rows.append(Row(name, f"{role} log: warnings / errors / tracebacks",
-                        " / ".join(f"{n:,}" for n in counts), "", "0 / 0 / 0", not any(counts)))
+        values.append("/".join(f"{summary[k]:,}" for k in ("warnings", "errors", "tracebacks")))
         if summary["top"]:
             message, count = summary["top"][0]
             notes.append(f"{name}: the {role} logged {count:,}x: {message}")
-    return rows, notes, details
+    if not details:
+        return [], notes, details
+    quiet = all(not (d["warnings"] or d["errors"] or d["tracebacks"]) for d in details.values())
+    row = Row(name, f"log warnings/errors/tracebacks: {' | '.join(details)}", " | ".join(values),
+              "", " | ".join("0/0/0" for _ in details), quiet)
+    return [row], notes, details
