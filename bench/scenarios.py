@@ -394,7 +394,11 @@ def longpoll(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row]
 
 
 def _stream_bounds(stack: Stack, sessions: list[str]) -> tuple[int, int, int, list[str]]:
-    """(chunks written, first entry ms, last entry ms, problems) of the sessions' streams."""
+    """(chunk entries in the streams, first entry ms, last entry ms, problems).
+
+    Chunks are counted in Redis (entries other than `start` and `end`) and
+    checked against what each `end` says it covered.
+    """
     import json
 
     from webapp import keys  # key names live in one place: use it, do not copy it
@@ -404,12 +408,17 @@ def _stream_bounds(stack: Stack, sessions: list[str]) -> tuple[int, int, int, li
         for session_id in sessions:
             pipe.xrange(keys.stream(session_id), count=1)
             pipe.xrevrange(keys.stream(session_id), count=1)
+            pipe.xlen(keys.stream(session_id))
         answers = pipe.execute()
-    for session_id, head, tail in zip(sessions, answers[::2], answers[1::2]):
+    for session_id, head, tail, length in zip(sessions, answers[::3], answers[1::3],
+                                              answers[2::3]):
         if not head or not tail or tail[0][1].get("event") != "end":
             problems.append(f"{session_id}: no end ({tail[:1]})")
             continue
-        chunks += json.loads(tail[0][1]["data"])["chunks"]
+        said = json.loads(tail[0][1]["data"])["chunks"]
+        if said != length - 2:
+            problems.append(f"{session_id}: {length - 2} chunk entries, `end` says {said}")
+        chunks += length - 2
         start, end = int(head[0][0].split("-")[0]), int(tail[0][0].split("-")[0])
         first_ms = start if first_ms is None else min(first_ms, start)
         last_ms = end if last_ms is None else max(last_ms, end)
@@ -485,7 +494,8 @@ def worker(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
             Row(name, "redis-server CPU per delta", redis_us, "us"),
         ] + _post_rows(name, post_errors) + cpu_rows(name, cpu)
         if problems:
-            rows.append(Row(name, "streams without an end", len(problems), "", "0", False))
+            rows.append(Row(name, "streams without an end, or miscounted", len(problems), "",
+                            "0", False))
         return rows, {"chunks": chunks, "span_seconds": span, "post_seconds": post_seconds,
                       "cpu_seconds": cpu.used, "sdk": sdk, "problems": problems[:10]}
     finally:
