@@ -32,16 +32,30 @@ BUSY_PERCENT = 20.0
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="small client counts and a few seconds per scenario (a smoke run)")
-    parser.add_argument("--scenario", action="append", choices=list(scenarios.SCENARIOS),
-                        help="run only this scenario (repeatable); the floor always runs")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small client counts and a few seconds per scenario (a smoke run)",
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=list(scenarios.SCENARIOS),
+        help="run only this scenario (repeatable); the floor always runs",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"default: {RESULTS}")
-    parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="record py-spy profiles of web and worker into DIR "
-                             "(needs py-spy; a profiled run's figures are not the ones to quote)")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary directory (logs, database) and print its path")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="record py-spy profiles of web and worker into DIR "
+        "(needs py-spy; a profiled run's figures are not the ones to quote)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temporary directory (logs, database) and print its path",
+    )
     args = parser.parse_args(argv)
 
     # Every connection is a file descriptor, in this process's children too.
@@ -87,22 +101,28 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     elapsed = time.monotonic() - started
-    meta = dict(machine(), quick=args.quick, scenarios=chosen, seconds=elapsed,
-                plan=plan.__dict__)
+    meta = dict(machine(), quick=args.quick, scenarios=chosen, seconds=elapsed, plan=plan.__dict__)
     write_json(args.json, rows, details, meta)
     print()
-    print(f"relay bench{' --quick' if args.quick else ''}: "
-          f"{meta['cpus']} CPUs ({meta['cpu_model']}),"
-          f" Python {meta['python']}, commit {meta['commit']}"
-          f"{' + local changes' if meta['dirty_files'] else ''}, {elapsed:.0f} s")
+    print(
+        f"relay bench{' --quick' if args.quick else ''}: "
+        f"{meta['cpus']} CPUs ({meta['cpu_model']}),"
+        f" Python {meta['python']}, commit {meta['commit']}"
+        f"{' + local changes' if meta['dirty_files'] else ''}, {elapsed:.0f} s"
+    )
     print(table(rows))
     for note in notes:
         print(note if len(note) <= 160 else note[:157] + "...")
     for row in rows:
-        if (row.figure == scenarios.OTHERS_FIGURE and isinstance(row.value, float)
-                and row.value > BUSY_PERCENT):
-            print(f"warning: other processes used {row.value:.0f}% of a core during "
-                  f"'{row.scenario}': its figures include waiting for the CPU")
+        if (
+            row.figure == scenarios.OTHERS_FIGURE
+            and isinstance(row.value, float)
+            and row.value > BUSY_PERCENT
+        ):
+            print(
+                f"warning: other processes used {row.value:.0f}% of a core during "
+                f"'{row.scenario}': its figures include waiting for the CPU"
+            )
     print(f"\n(written to {args.json})")
     return 1 if failed else 0
 

@@ -46,23 +46,40 @@ def raise_fd_limit() -> None:
 def percentiles(values_ns: array | list[int]) -> dict[str, float | int | None]:
     """p50/p90/p99/max/mean in milliseconds, nearest rank."""
     if not values_ns:
-        return {"count": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None,
-                "max_ms": None, "mean_ms": None}
+        return {
+            "count": 0,
+            "p50_ms": None,
+            "p90_ms": None,
+            "p99_ms": None,
+            "max_ms": None,
+            "mean_ms": None,
+        }
     ordered = sorted(values_ns)
     count = len(ordered)
 
     def rank(p: float) -> float:
         return ordered[min(count - 1, max(0, int(p * count + 0.999999) - 1))] / 1e6
 
-    return {"count": count, "p50_ms": rank(0.50), "p90_ms": rank(0.90), "p99_ms": rank(0.99),
-            "max_ms": ordered[-1] / 1e6, "mean_ms": sum(ordered) / count / 1e6}
+    return {
+        "count": count,
+        "p50_ms": rank(0.50),
+        "p90_ms": rank(0.90),
+        "p99_ms": rank(0.99),
+        "max_ms": ordered[-1] / 1e6,
+        "mean_ms": sum(ordered) / count / 1e6,
+    }
 
 
 class SSEConn(asyncio.Protocol):
     """One `GET .../events` stream: HTTP/1.1, chunked body, SSE events recorded as they come."""
 
-    def __init__(self, client: Client, session_id: str, path: str,
-                 on_event: Callable[[SSEConn, bytes, bytes, bytes, int], None]) -> None:
+    def __init__(
+        self,
+        client: Client,
+        session_id: str,
+        path: str,
+        on_event: Callable[[SSEConn, bytes, bytes, bytes, int], None],
+    ) -> None:
         self.client = client
         self.session_id = session_id
         self.path = path
@@ -91,7 +108,8 @@ class SSEConn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         transport.write(  # type: ignore[attr-defined]
             f"GET {self.path} HTTP/1.1\r\nHost: {self.client.host}\r\n"
-            "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n".encode())
+            "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n".encode()
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -117,7 +135,7 @@ class SSEConn(asyncio.Protocol):
                     self._fail("response head too large")
                 return
             head = bytes(raw[:end])
-            del raw[:end + 4]
+            del raw[: end + 4]
             self.head_done = True
             try:
                 self.status = int(head[9:12])
@@ -136,7 +154,7 @@ class SSEConn(asyncio.Protocol):
         cut = text.rfind(b"\n\n")
         if cut >= 0:
             blocks = bytes(text[:cut]).split(b"\n\n")
-            del text[:cut + 2]
+            del text[: cut + 2]
             for block in blocks:
                 self._block(block, now)
         if self.ended:
@@ -176,7 +194,7 @@ class SSEConn(asyncio.Protocol):
             take = min(self.chunk_left, size_all - pos)
             if take <= 0:
                 break
-            self.text += raw[pos:pos + take]
+            self.text += raw[pos : pos + take]
             pos += take
             self.chunk_left -= take
             if self.chunk_left == 0:
@@ -237,7 +255,7 @@ class Timings:
         if isinstance(entry_id, str):
             entry_id = entry_id.encode()
         # The id's ms is the XADD time rounded down: take the middle of that ms.
-        appended = int(entry_id[:entry_id.index(b"-")]) * 1_000_000 + 500_000 - self.offset
+        appended = int(entry_id[: entry_id.index(b"-")]) * 1_000_000 + 500_000 - self.offset
         self.total.append(now - sent)
         self.upstream.append(appended - sent)
         self.downstream.append(now - appended)
@@ -246,9 +264,12 @@ class Timings:
         return len(self.total)
 
     def summary(self) -> dict[str, Any]:
-        return {"latency": percentiles(self.total), "upstream": percentiles(self.upstream),
-                "downstream": percentiles(self.downstream),
-                "client_loop_lag": percentiles(self.loop_lag)}
+        return {
+            "latency": percentiles(self.total),
+            "upstream": percentiles(self.upstream),
+            "downstream": percentiles(self.downstream),
+            "client_loop_lag": percentiles(self.loop_lag),
+        }
 
 
 class FirstToken:
@@ -261,13 +282,12 @@ class FirstToken:
         self.ends: set[bytes] = set()
         self.arrived = asyncio.Event()
 
-    def on_event(self, conn: SSEConn, entry_id: bytes, event: bytes, data: bytes,
-                 now: int) -> None:
+    def on_event(self, conn: SSEConn, entry_id: bytes, event: bytes, data: bytes, now: int) -> None:
         message = MESSAGE_ID.search(data)
         if message is None:
             return
         if event == b"start":
-            ms = int(entry_id[:entry_id.index(b"-")])
+            ms = int(entry_id[: entry_id.index(b"-")])
             self.starts[message[1]] = ms * 1_000_000 + 500_000 - self.offset
         elif event == b"chunk" and message[1] not in self.firsts:
             stamp = STAMP.search(data)
@@ -341,8 +361,9 @@ class Client:
             conn.close()
         return conn
 
-    async def op_sse_open(self, sessions: list[str], batch: int = 500,
-                          timeout: float = 60.0) -> dict[str, Any]:
+    async def op_sse_open(
+        self, sessions: list[str], batch: int = 500, timeout: float = 60.0
+    ) -> dict[str, Any]:
         """Open one stream per entry of `sessions`, `batch` at a time; report how many started."""
         started, failed, errors = time.monotonic(), 0, {}
         deadline = started + timeout
@@ -352,8 +373,9 @@ class Client:
                 failed += len(sessions) - first
                 errors["not tried: out of time"] = len(sessions) - first
                 break
-            opened = await asyncio.gather(*(self._open_one(sid, self.record, left)
-                                            for sid in sessions[first:first + batch]))
+            opened = await asyncio.gather(
+                *(self._open_one(sid, self.record, left) for sid in sessions[first : first + batch])
+            )
             for conn in opened:
                 if conn.error is None and not conn.closed:
                     self.streams.append(conn)
@@ -361,8 +383,13 @@ class Client:
                     failed += 1
                     key = (conn.error or "?")[:120]
                     errors[key] = errors.get(key, 0) + 1
-        return {"opened": len(sessions) - failed, "failed": failed, "errors": errors,
-                "seconds": time.monotonic() - started, "open_now": self._open_count()}
+        return {
+            "opened": len(sessions) - failed,
+            "failed": failed,
+            "errors": errors,
+            "seconds": time.monotonic() - started,
+            "open_now": self._open_count(),
+        }
 
     def _open_count(self) -> int:
         return sum(1 for conn in self.streams if not conn.closed)
@@ -371,15 +398,20 @@ class Client:
         """Streams open, and since the last reset: keep-alives, the longest silences."""
         now = time.monotonic_ns()
         quiet = [max(c.longest_quiet, now - c.last_read) for c in self.streams if not c.closed]
-        return {"streams": len(self.streams), "open": self._open_count(),
-                "with_keepalive": sum(1 for c in self.streams if c.keepalives),
-                "errors": sum(1 for c in self.streams if c.error),
-                "longest_quiet": percentiles(quiet),
-                # Streams with no read since the reset, by the order they were opened in.
-                "silent_positions": [i for i, c in enumerate(self.streams)
-                                     if not c.closed and c.last_read <= self.reset_at][:50],
-                "silent": sum(1 for c in self.streams
-                              if not c.closed and c.last_read <= self.reset_at)}
+        return {
+            "streams": len(self.streams),
+            "open": self._open_count(),
+            "with_keepalive": sum(1 for c in self.streams if c.keepalives),
+            "errors": sum(1 for c in self.streams if c.error),
+            "longest_quiet": percentiles(quiet),
+            # Streams with no read since the reset, by the order they were opened in.
+            "silent_positions": [
+                i
+                for i, c in enumerate(self.streams)
+                if not c.closed and c.last_read <= self.reset_at
+            ][:50],
+            "silent": sum(1 for c in self.streams if not c.closed and c.last_read <= self.reset_at),
+        }
 
     async def op_sse_reset_counters(self) -> dict[str, Any]:
         now = self.reset_at = time.monotonic_ns()
@@ -408,11 +440,18 @@ class Client:
             no_end += conn.end is None
             dropped += conn.closed and conn.end is None
             short_end += conn.end is not None and conn.end.get("chunks") != want
-        return {"streams": len(mine), "deliveries": len(self.timings), "lost": lost,
-                "duplicated": duplicates, "unexpected": unexpected, "no_end": no_end,
-                "dropped": dropped, "end_with_wrong_chunk_count": short_end,
-                "waited_seconds": timeout - max(0.0, deadline - time.monotonic()),
-                **self.timings.summary()}
+        return {
+            "streams": len(mine),
+            "deliveries": len(self.timings),
+            "lost": lost,
+            "duplicated": duplicates,
+            "unexpected": unexpected,
+            "no_end": no_end,
+            "dropped": dropped,
+            "end_with_wrong_chunk_count": short_end,
+            "waited_seconds": timeout - max(0.0, deadline - time.monotonic()),
+            **self.timings.summary(),
+        }
 
     async def op_sse_close(self) -> dict[str, Any]:
         for conn in self.streams:
@@ -425,8 +464,9 @@ class Client:
 
     # -- long-poll -------------------------------------------------------
 
-    async def _request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                       request: bytes) -> tuple[int, bytes]:
+    async def _request(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+    ) -> tuple[int, bytes]:
         writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
         length = CONTENT_LENGTH.search(head)
@@ -435,8 +475,14 @@ class Client:
         body = await reader.readexactly(int(length[1]))
         return int(head[9:12]), body
 
-    async def _poll_loop(self, session_id: str, want: int, poll_timeout: float,
-                         deadline: float, started: asyncio.Event) -> dict[str, Any]:
+    async def _poll_loop(
+        self,
+        session_id: str,
+        want: int,
+        poll_timeout: float,
+        deadline: float,
+        started: asyncio.Event,
+    ) -> dict[str, Any]:
         """Poll one session from its start until its `end`, recording every event once."""
         seen: set[str] = set()
         indices: set[int] = set()
@@ -448,14 +494,17 @@ class Client:
                 try:
                     if writer is None:
                         reader, writer = await asyncio.open_connection(self.host, self.port)
-                    request = (f"GET /api/sessions/{session_id}/poll?after={cursor}"
-                               f"&timeout={poll_timeout:g} HTTP/1.1\r\nHost: {self.host}\r\n\r\n")
+                    request = (
+                        f"GET /api/sessions/{session_id}/poll?after={cursor}"
+                        f"&timeout={poll_timeout:g} HTTP/1.1\r\nHost: {self.host}\r\n\r\n"
+                    )
                     pending = self._request(reader, writer, request.encode())
                     if first:
                         first = False
                         started.set()
                     status, body = await asyncio.wait_for(
-                        pending, max(0.1, deadline - time.monotonic()))
+                        pending, max(0.1, deadline - time.monotonic())
+                    )
                 except (TimeoutError, OSError, asyncio.IncompleteReadError, ConnectionError):
                     result["errors"] += 1
                     if writer is not None:
@@ -493,15 +542,16 @@ class Client:
         result.update(lost=want - got, unexpected=len(indices) - got)
         return result
 
-    async def op_poll_start(self, sessions: list[str], expected: int, poll_timeout: float,
-                            timeout: float) -> dict[str, Any]:
+    async def op_poll_start(
+        self, sessions: list[str], expected: int, poll_timeout: float, timeout: float
+    ) -> dict[str, Any]:
         """One long-poll loop per entry of `sessions`; answers once each sent its first poll."""
         deadline = time.monotonic() + timeout
         self.timings = Timings()
         starts = [asyncio.Event() for _ in sessions]
         self.poll_loops = [
             asyncio.ensure_future(self._poll_loop(sid, expected, poll_timeout, deadline, ev))
-            for sid, ev in zip(sessions, starts)
+            for sid, ev in zip(sessions, starts, strict=True)
         ]
         await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in starts)), timeout)
         return {"loops": len(self.poll_loops)}
@@ -514,12 +564,23 @@ class Client:
         results = [task.result() for task in done if not task.cancelled() and not task.exception()]
         failed = len(self.poll_loops) - len(results)
         self.poll_loops = []
-        total = lambda key: sum(r[key] for r in results)
-        return {"loops": len(results) + failed, "unfinished": failed,
-                "polls": total("polls"), "lost": total("lost"), "duplicated": total("duplicated"),
-                "unexpected": total("unexpected"), "errors": total("errors"),
-                "resets": total("resets"), "no_end": sum(r["end"] is None for r in results),
-                "deliveries": len(self.timings), **self.timings.summary()}
+
+        def total(key: str) -> int:
+            return sum(r[key] for r in results)
+
+        return {
+            "loops": len(results) + failed,
+            "unfinished": failed,
+            "polls": total("polls"),
+            "lost": total("lost"),
+            "duplicated": total("duplicated"),
+            "unexpected": total("unexpected"),
+            "errors": total("errors"),
+            "resets": total("resets"),
+            "no_end": sum(r["end"] is None for r in results),
+            "deliveries": len(self.timings),
+            **self.timings.summary(),
+        }
 
     # -- time to first token ---------------------------------------------
 
@@ -542,10 +603,19 @@ class Client:
                     continue
                 try:
                     posted = time.monotonic_ns()
-                    status, answer = await asyncio.wait_for(self._request(reader, writer, (
-                        f"POST /api/sessions/{session_id}/messages HTTP/1.1\r\n"
-                        f"Host: {self.host}\r\nContent-Type: application/json\r\n"
-                        f"Content-Length: {len(body)}\r\n\r\n").encode() + body), 10.0)
+                    status, answer = await asyncio.wait_for(
+                        self._request(
+                            reader,
+                            writer,
+                            (
+                                f"POST /api/sessions/{session_id}/messages HTTP/1.1\r\n"
+                                f"Host: {self.host}\r\nContent-Type: application/json\r\n"
+                                f"Content-Length: {len(body)}\r\n\r\n"
+                            ).encode()
+                            + body,
+                        ),
+                        10.0,
+                    )
                     answered = time.monotonic_ns()
                     if status != 202:
                         errors.append(f"POST answered {status}: {answer[:200]!r}")
@@ -555,9 +625,16 @@ class Client:
                         errors.append("no chunk within 10 s")
                         continue
                     received, sent, requested = watch.firsts[message_id]
-                    samples.append({"posted": posted, "answered": answered, "received": received,
-                                    "model_sent": sent, "model_requested": requested,
-                                    "start_appended": watch.starts.get(message_id, 0)})
+                    samples.append(
+                        {
+                            "posted": posted,
+                            "answered": answered,
+                            "received": received,
+                            "model_sent": sent,
+                            "model_requested": requested,
+                            "start_appended": watch.starts.get(message_id, 0),
+                        }
+                    )
                 finally:
                     conn.close()
         finally:

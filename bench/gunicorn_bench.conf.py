@@ -12,7 +12,8 @@ from pathlib import Path
 _PROJECT_CONFIG = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
 
 globals().update(
-    (name, value) for name, value in runpy.run_path(str(_PROJECT_CONFIG)).items()
+    (name, value)
+    for name, value in runpy.run_path(str(_PROJECT_CONFIG)).items()
     if not name.startswith("__")
 )
 accesslog = None

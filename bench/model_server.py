@@ -61,23 +61,36 @@ class Frames:
     """The JSON frames of one streamed completion."""
 
     def __init__(self, model: str) -> None:
-        self._head = json.dumps({"id": "chatcmpl-bench", "object": "chat.completion.chunk",
-                                 "created": int(time.time()), "model": model})[:-1]
+        self._head = json.dumps(
+            {
+                "id": "chatcmpl-bench",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+            }
+        )[:-1]
 
     def frame(self, delta: dict, finish: str | None = None) -> bytes:
-        choices = json.dumps([{"index": 0, "delta": delta, "finish_reason": finish}],
-                             ensure_ascii=False)
+        choices = json.dumps(
+            [{"index": 0, "delta": delta, "finish_reason": finish}], ensure_ascii=False
+        )
         return _chunk(f'{self._head}, "choices": {choices}}}'.encode())
 
     def delta(self, text: str) -> bytes:
         return self.frame({"content": text})
 
     def tail(self, prompt_tokens: int, deltas: int) -> bytes:
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": deltas,
-                 "total_tokens": prompt_tokens + deltas}
-        return (self.frame({}, "stop")
-                + _chunk(f'{self._head}, "choices": [], "usage": {json.dumps(usage)}}}'.encode())
-                + _chunk(b"[DONE]") + b"0\r\n\r\n")
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": deltas,
+            "total_tokens": prompt_tokens + deltas,
+        }
+        return (
+            self.frame({}, "stop")
+            + _chunk(f'{self._head}, "choices": [], "usage": {json.dumps(usage)}}}'.encode())
+            + _chunk(b"[DONE]")
+            + b"0\r\n\r\n"
+        )
 
 
 class Stats:
@@ -119,8 +132,10 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
 
 async def respond_json(writer: asyncio.StreamWriter, status: int, payload: dict) -> None:
     raw = json.dumps(payload).encode()
-    writer.write(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                 % (status, len(raw), raw))
+    writer.write(
+        b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (status, len(raw), raw)
+    )
     await writer.drain()
 
 
@@ -130,9 +145,11 @@ async def complete(writer: asyncio.StreamWriter, body: dict, received: int) -> N
     deltas, rate, first_delay = parse_prompt(prompt)
     frames = Frames(str(body.get("model", "bench-model")))
     Stats.requests += 1
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                 b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
-                 + frames.frame({"role": "assistant", "content": ""}))
+    writer.write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + frames.frame({"role": "assistant", "content": ""})
+    )
     if rate <= 0:
         if first_delay:
             await asyncio.sleep(first_delay)

@@ -49,16 +49,29 @@ class Profiler:
         for role, pid in self.pids.items():
             path = self.out_dir / f"{self.scenario}-{role}.txt"
             proc = subprocess.Popen(
-                [binary, "record", "--pid", str(pid), "--rate", str(RATE_HZ), "--format", "raw",
-                 "--nonblocking", "--output", str(path)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    binary,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--rate",
+                    str(RATE_HZ),
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "--output",
+                    str(path),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             self.procs.append((role, path, proc))
         return self
 
     def __exit__(self, *exc: object) -> None:
         for _, _, proc in self.procs:
             proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-        for role, path, proc in self.procs:
+        for _, path, proc in self.procs:
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:

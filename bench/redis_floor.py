@@ -48,7 +48,7 @@ def consume(url: str, prefix: str, streams: int, expected: int, timeout: float) 
         answer = client.xread(cursors, count=1000, block=500)
         now = time.monotonic_ns()
         for name, entries in answer or []:
-            for entry_id, fields in entries:
+            for _, fields in entries:
                 latencies.append(now - int(fields[b"t"]))
             cursors[name.decode()] = entries[-1][0]
     client.close()
@@ -61,9 +61,26 @@ def latency(url: str, rate: float, streams: int, seconds: float) -> dict[str, An
     names = _streams(prefix, streams)
     total = int(rate * seconds)
     consumer = subprocess.Popen(
-        [sys.executable, "-m", "bench.redis_floor", "consume", "--url", url, "--prefix", prefix,
-         "--streams", str(streams), "--expected", str(total), "--timeout", str(seconds + 20)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "bench.redis_floor",
+            "consume",
+            "--url",
+            url,
+            "--prefix",
+            prefix,
+            "--streams",
+            str(streams),
+            "--expected",
+            str(total),
+            "--timeout",
+            str(seconds + 20),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         if consumer.stdout.readline().strip() != "ready":
             raise RuntimeError("the floor consumer did not start")
@@ -115,8 +132,10 @@ def main() -> None:
     parser.add_argument("--expected", type=int, required=True)
     parser.add_argument("--timeout", type=float, required=True)
     args = parser.parse_args()
-    print(json.dumps(consume(args.url, args.prefix, args.streams, args.expected, args.timeout)),
-          flush=True)
+    print(
+        json.dumps(consume(args.url, args.prefix, args.streams, args.expected, args.timeout)),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

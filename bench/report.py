@@ -67,13 +67,27 @@ def table(rows: list[Row]) -> str:
         value = fmt(row.value) + (f" {row.unit}" if row.unit and row.value is not None else "")
         value = value if len(value) <= 60 else value[:57] + "..."
         met = {True: "yes", False: "NO", None: ""}[row.ok]
-        lines.append((row.scenario, row.figure, value, row.target, met,
-                      "" if row.floor_ratio is None else f"{row.floor_ratio:.1f}x"))
+        lines.append(
+            (
+                row.scenario,
+                row.figure,
+                value,
+                row.target,
+                met,
+                "" if row.floor_ratio is None else f"{row.floor_ratio:.1f}x",
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for index, line in enumerate(lines):
-        cells = [line[0].ljust(widths[0]), line[1].ljust(widths[1]), line[2].rjust(widths[2]),
-                 line[3].ljust(widths[3]), line[4].ljust(widths[4]), line[5].rjust(widths[5])]
+        cells = [
+            line[0].ljust(widths[0]),
+            line[1].ljust(widths[1]),
+            line[2].rjust(widths[2]),
+            line[3].ljust(widths[3]),
+            line[4].ljust(widths[4]),
+            line[5].rjust(widths[5]),
+        ]
         out.append("  ".join(cells).rstrip())
         if index == 0:
             out.append("  ".join("-" * w for w in widths))
@@ -93,17 +107,29 @@ def machine() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                                  check=False, timeout=10).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             return ""
 
-    return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "kernel": platform.release(), "commit": git("rev-parse", "--short", "HEAD"),
-            "dirty_files": len(git("status", "--porcelain", "--untracked-files=no").splitlines())}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty_files": len(git("status", "--porcelain", "--untracked-files=no").splitlines()),
+    }
 
 
 def write_json(path: Path, rows: list[Row], details: dict[str, Any], meta: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows],
-                                "details": details}, indent=2, default=str) + "\n")
+    path.write_text(
+        json.dumps(
+            {"meta": meta, "rows": [asdict(r) for r in rows], "details": details},
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )

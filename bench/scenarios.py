@@ -57,9 +57,19 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(capacity_levels=[200, 500], capacity_hold_seconds=1.0, sessions=10,
-                   clients=100, stream_seconds=3.0, worker_generations=8, worker_deltas=200,
-                   sdk_streams=4, ttft_rounds=10, floor_seconds=2.0, floor_throughput_seconds=0.5)
+        return cls(
+            capacity_levels=[200, 500],
+            capacity_hold_seconds=1.0,
+            sessions=10,
+            clients=100,
+            stream_seconds=3.0,
+            worker_generations=8,
+            worker_deltas=200,
+            sdk_streams=4,
+            ttft_rounds=10,
+            floor_seconds=2.0,
+            floor_throughput_seconds=0.5,
+        )
 
     @property
     def deltas_per_stream(self) -> int:
@@ -78,8 +88,9 @@ def say(message: str) -> None:
 
 def _machine_busy_seconds() -> float:
     times = psutil.cpu_times()
-    return sum(getattr(times, part, 0.0) for part in
-               ("user", "nice", "system", "irq", "softirq", "steal"))
+    return sum(
+        getattr(times, part, 0.0) for part in ("user", "nice", "system", "irq", "softirq", "steal")
+    )
 
 
 class CpuWindow:
@@ -95,9 +106,11 @@ class CpuWindow:
     def _ours(self) -> dict[str, float]:
         used = {role: cpu_seconds(pid) for role, pid in self.pids.items()}
         me = psutil.Process()
-        used["bench"] += sum(c.cpu_times().user + c.cpu_times().system
-                             for c in me.children(recursive=True)
-                             if c.pid not in self.pids.values())
+        used["bench"] += sum(
+            c.cpu_times().user + c.cpu_times().system
+            for c in me.children(recursive=True)
+            if c.pid not in self.pids.values()
+        )
         return used
 
     def __enter__(self) -> CpuWindow:
@@ -118,8 +131,9 @@ class CpuWindow:
 
 
 def _profiled(plan: Plan, scenario: str, stack: Stack) -> Profiler:
-    return Profiler(plan.profile_dir, scenario,
-                    {"web": stack.web_worker_pid, "worker": stack.worker.pid})
+    return Profiler(
+        plan.profile_dir, scenario, {"web": stack.web_worker_pid, "worker": stack.worker.pid}
+    )
 
 
 OTHERS = "other processes"
@@ -133,11 +147,17 @@ def others_row(scenario: str, window: CpuWindow) -> Row:
 
 def cpu_rows(scenario: str, window: CpuWindow) -> list[Row]:
     """Two rows: ours, process by process, and everyone else's."""
-    ours = {role: pct for role, pct in window.percent().items()
-            if role not in ("web arbiter", OTHERS)}
-    return [Row(scenario, f"CPU, % of a core: {' / '.join(ours)}",
-                " / ".join(f"{pct:.0f}" for pct in ours.values())),
-            others_row(scenario, window)]
+    ours = {
+        role: pct for role, pct in window.percent().items() if role not in ("web arbiter", OTHERS)
+    }
+    return [
+        Row(
+            scenario,
+            f"CPU, % of a core: {' / '.join(ours)}",
+            " / ".join(f"{pct:.0f}" for pct in ours.values()),
+        ),
+        others_row(scenario, window),
+    ]
 
 
 # -- 6. the Redis floor ------------------------------------------------------
@@ -146,18 +166,26 @@ def cpu_rows(scenario: str, window: CpuWindow) -> list[Row]:
 def floor(stack: Stack, plan: Plan) -> tuple[list[Row], dict[str, Any]]:
     rate = plan.sessions * plan.deltas_per_second
     with CpuWindow({"redis": stack.redis_server.pid}) as cpu:
-        latency = redis_floor.latency(stack.redis_server.url, rate, plan.sessions,
-                                      plan.floor_seconds)
+        latency = redis_floor.latency(
+            stack.redis_server.url, rate, plan.sessions, plan.floor_seconds
+        )
     throughput = redis_floor.throughput(stack.redis_server.url, plan.floor_throughput_seconds)
     lat = latency["latency"]
     name = "6 redis floor"
     rows = [
-        Row(name, f"XADD->XREAD p50 ({rate:g}/s over {plan.sessions} streams)", lat["p50_ms"],
-            "ms"),
+        Row(
+            name, f"XADD->XREAD p50 ({rate:g}/s over {plan.sessions} streams)", lat["p50_ms"], "ms"
+        ),
         Row(name, "XADD->XREAD p99", lat["p99_ms"], "ms"),
         Row(name, "XADD->XREAD max", lat["max_ms"], "ms"),
-        Row(name, "XADD->XREAD lost", latency["sent"] - latency["received"], "",
-            "0", latency["sent"] == latency["received"]),
+        Row(
+            name,
+            "XADD->XREAD lost",
+            latency["sent"] - latency["received"],
+            "",
+            "0",
+            latency["sent"] == latency["received"],
+        ),
         Row(name, "sequential XADD round trips, one client", throughput["per_second"], "/s"),
         others_row(name, cpu),
     ]
@@ -195,11 +223,14 @@ def capacity(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row]
         opened = 0
         for level in plan.capacity_levels:
             started = time.monotonic()
-            answer = client.call("sse_open", sessions=sessions[opened:level],
-                                 batch=plan.connect_batch, timeout=120)
+            answer = client.call(
+                "sse_open", sessions=sessions[opened:level], batch=plan.connect_batch, timeout=120
+            )
             connect_seconds = time.monotonic() - started
-            say(f"capacity: {level:,} streams asked for, {answer['opened']:,} opened "
-                f"in {connect_seconds:.1f} s")
+            say(
+                f"capacity: {level:,} streams asked for, {answer['opened']:,} opened "
+                f"in {connect_seconds:.1f} s"
+            )
             opened = level
             time.sleep(1.0)
             status = client.call("sse_status")
@@ -207,25 +238,51 @@ def capacity(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row]
             # Per stream still open: streams the server closed are no longer held.
             per_connection = (rss - rss_before) / max(status["open"], 1)
             connections = stack.redis_connections()
-            details["levels"].append({"clients": level, "open": answer, "status": status,
-                                      "rss_kb": rss, "redis": connections,
-                                      "connect_seconds": connect_seconds})
+            details["levels"].append(
+                {
+                    "clients": level,
+                    "open": answer,
+                    "status": status,
+                    "rss_kb": rss,
+                    "redis": connections,
+                    "connect_seconds": connect_seconds,
+                }
+            )
             rows += [
-                Row(name, f"{level:,} idle SSE: open", status["open"], "", f"{level:,}",
-                    status["open"] == level),
-                Row(name, f"{level:,} idle SSE: web RSS per connection", per_connection, "kB",
+                Row(
+                    name,
+                    f"{level:,} idle SSE: open",
+                    status["open"],
+                    "",
+                    f"{level:,}",
+                    status["open"] == level,
+                ),
+                Row(
+                    name,
+                    f"{level:,} idle SSE: web RSS per connection",
+                    per_connection,
+                    "kB",
                     f"<= {MAX_RSS_PER_CONNECTION_KB} kB",
-                    per_connection <= MAX_RSS_PER_CONNECTION_KB),
-                Row(name, f"{level:,} idle SSE: web Redis connections",
-                    f"{connections['web']} ({_commands(connections['web commands'])})", "",
+                    per_connection <= MAX_RSS_PER_CONNECTION_KB,
+                ),
+                Row(
+                    name,
+                    f"{level:,} idle SSE: web Redis connections",
+                    f"{connections['web']} ({_commands(connections['web commands'])})",
+                    "",
                     f"<= {MAX_WEB_REDIS_CONNECTIONS}",
-                    connections["web"] <= MAX_WEB_REDIS_CONNECTIONS),
-                Row(name, f"{level:,} idle SSE: worker Redis connections",
-                    f"{connections['worker']} ({_commands(connections['worker commands'])})"),
+                    connections["web"] <= MAX_WEB_REDIS_CONNECTIONS,
+                ),
+                Row(
+                    name,
+                    f"{level:,} idle SSE: worker Redis connections",
+                    f"{connections['worker']} ({_commands(connections['worker commands'])})",
+                ),
             ]
         details["web_cpu_ms_per_connect"] = 1000 * (cpu_seconds(pid) - cpu_before) / top
-        rows.append(Row(name, "web CPU per connection opened", details["web_cpu_ms_per_connect"],
-                        "ms"))
+        rows.append(
+            Row(name, "web CPU per connection opened", details["web_cpu_ms_per_connect"], "ms")
+        )
         # Held: still open after a while, each having had a keep-alive when the
         # hold is longer than HEARTBEAT_SECONDS.
         client.call("sse_reset_counters")
@@ -234,18 +291,40 @@ def capacity(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row]
             time.sleep(plan.capacity_hold_seconds)
         status = client.call("sse_status")
         details["held"] = status
-        rows.append(Row(name, f"{top:,} held {plan.capacity_hold_seconds:g} s later",
-                        status["open"], "", f"{top:,}", status["open"] == top))
+        rows.append(
+            Row(
+                name,
+                f"{top:,} held {plan.capacity_hold_seconds:g} s later",
+                status["open"],
+                "",
+                f"{top:,}",
+                status["open"] == top,
+            )
+        )
         if plan.capacity_hold_seconds > 2 * HEARTBEAT_SECONDS:
-            rows.append(Row(name, "streams that got a keep-alive in that time",
-                            status["with_keepalive"], "", f"{top:,}",
-                            status["with_keepalive"] == top))
+            rows.append(
+                Row(
+                    name,
+                    "streams that got a keep-alive in that time",
+                    status["with_keepalive"],
+                    "",
+                    f"{top:,}",
+                    status["with_keepalive"] == top,
+                )
+            )
             quiet = status["longest_quiet"]
-            rows.append(Row(name, "longest silence of a stream, p50 / max",
-                            f"{quiet['p50_ms'] / 1000:.1f} / {quiet['max_ms'] / 1000:.1f}", "s",
-                            f"~{HEARTBEAT_SECONDS} s (the heartbeat)"))
-        rows.append(Row(name, f"web CPU holding {top:,} idle streams", idle.percent()["web"],
-                        "% of a core"))
+            rows.append(
+                Row(
+                    name,
+                    "longest silence of a stream, p50 / max",
+                    f"{quiet['p50_ms'] / 1000:.1f} / {quiet['max_ms'] / 1000:.1f}",
+                    "s",
+                    f"~{HEARTBEAT_SECONDS} s (the heartbeat)",
+                )
+            )
+        rows.append(
+            Row(name, f"web CPU holding {top:,} idle streams", idle.percent()["web"], "% of a core")
+        )
     finally:
         client.call("sse_close")
         client.stop()
@@ -256,8 +335,9 @@ def capacity(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row]
 # -- 2. fan-out over SSE, 3. the same over long-poll -------------------------
 
 
-def _post_all(stack: Stack, sessions: list[str], prompt: str,
-              timeout: float = 60.0) -> tuple[float, list[str]]:
+def _post_all(
+    stack: Stack, sessions: list[str], prompt: str, timeout: float = 60.0
+) -> tuple[float, list[str]]:
     """Post one prompt per session, 4 at a time; (seconds it took, errors)."""
     started = time.monotonic()
     deadline = started + timeout
@@ -283,30 +363,64 @@ def _post_rows(name: str, errors: list[str]) -> list[Row]:
     return [Row(name, "prompts refused", len(errors), "", "0", False)] if errors else []
 
 
-def _delivery_rows(name: str, result: dict[str, Any], expected: int, floor: dict[str, Any],
-                   p99_target: bool) -> list[Row]:
+def _delivery_rows(
+    name: str, result: dict[str, Any], expected: int, floor: dict[str, Any], p99_target: bool
+) -> list[Row]:
     lat, base = result["latency"], floor.get("latency", {}).get("latency", {})
-    p99 = Row(name, "latency p99, model send -> client receipt", lat["p99_ms"], "ms",
-              floor_ratio=ratio(lat["p99_ms"], base.get("p99_ms")))
+    p99 = Row(
+        name,
+        "latency p99, model send -> client receipt",
+        lat["p99_ms"],
+        "ms",
+        floor_ratio=ratio(lat["p99_ms"], base.get("p99_ms")),
+    )
     if p99_target:
         p99.target, p99.ok = f"<= {MAX_FANOUT_P99_MS} ms", at_most(MAX_FANOUT_P99_MS)(lat["p99_ms"])
     up, down, lag = result["upstream"], result["downstream"], result["client_loop_lag"]
     return [
         Row(name, "deliveries received / expected", f"{result['deliveries']:,} / {expected:,}"),
         Row(name, "lost", result["lost"], "", "0", result["lost"] == 0),
-        Row(name, "duplicated", result["duplicated"], "", "0" if p99_target else "",
-            result["duplicated"] == 0 if p99_target else None),
-        Row(name, "latency p50", lat["p50_ms"], "ms",
-            floor_ratio=ratio(lat["p50_ms"], base.get("p50_ms"))),
+        Row(
+            name,
+            "duplicated",
+            result["duplicated"],
+            "",
+            "0" if p99_target else "",
+            result["duplicated"] == 0 if p99_target else None,
+        ),
+        Row(
+            name,
+            "latency p50",
+            lat["p50_ms"],
+            "ms",
+            floor_ratio=ratio(lat["p50_ms"], base.get("p50_ms")),
+        ),
         p99,
-        Row(name, "latency max", lat["max_ms"], "ms",
-            floor_ratio=ratio(lat["max_ms"], base.get("max_ms"))),
-        Row(name, "  model send -> Redis append (worker) p50 / p99",
-            f"{up['p50_ms']:.1f} / {up['p99_ms']:.1f}" if up["count"] else None, "ms"),
-        Row(name, "  Redis append -> client (web) p50 / p99",
-            f"{down['p50_ms']:.1f} / {down['p99_ms']:.1f}" if down["count"] else None, "ms"),
-        Row(name, "  load client's own loop lag p99 / max",
-            f"{lag['p99_ms']:.1f} / {lag['max_ms']:.1f}" if lag["count"] else None, "ms"),
+        Row(
+            name,
+            "latency max",
+            lat["max_ms"],
+            "ms",
+            floor_ratio=ratio(lat["max_ms"], base.get("max_ms")),
+        ),
+        Row(
+            name,
+            "  model send -> Redis append (worker) p50 / p99",
+            f"{up['p50_ms']:.1f} / {up['p99_ms']:.1f}" if up["count"] else None,
+            "ms",
+        ),
+        Row(
+            name,
+            "  Redis append -> client (web) p50 / p99",
+            f"{down['p50_ms']:.1f} / {down['p99_ms']:.1f}" if down["count"] else None,
+            "ms",
+        ),
+        Row(
+            name,
+            "  load client's own loop lag p99 / max",
+            f"{lag['p99_ms']:.1f} / {lag['max_ms']:.1f}" if lag["count"] else None,
+            "ms",
+        ),
     ]
 
 
@@ -314,35 +428,61 @@ def fanout(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
     name = "2 fan-out SSE"
     n = plan.deltas_per_stream
     per_session = plan.clients // plan.sessions
-    stack.start_app(WORKER_CONCURRENCY=str(plan.sessions + 16),
-                    WORKER_CONNECTIONS=str(plan.clients + 1000))
+    stack.start_app(
+        WORKER_CONCURRENCY=str(plan.sessions + 16), WORKER_CONNECTIONS=str(plan.clients + 1000)
+    )
     sessions = stack.seed_sessions(plan.sessions)
     client = stack.load_client()
     try:
-        opened = client.call("sse_open", sessions=[s for s in sessions for _ in range(per_session)],
-                             batch=plan.connect_batch, timeout=120)
+        opened = client.call(
+            "sse_open",
+            sessions=[s for s in sessions for _ in range(per_session)],
+            batch=plan.connect_batch,
+            timeout=120,
+        )
         if opened["failed"]:
             raise RuntimeError(f"could not open every stream: {opened}")
         say(f"fan-out: {opened['opened']:,} streams open, posting {plan.sessions} prompts")
         pids = dict(stack.pids(), client=client.pid)
         with CpuWindow(pids) as cpu, _profiled(plan, "fanout", stack):
             post_seconds, post_errors = _post_all(
-                stack, sessions, bench_prompt(n, plan.deltas_per_second))
-            result = client.call("sse_wait_end", expected=dict.fromkeys(sessions, n),
-                                 timeout=plan.stream_seconds + 30)
+                stack, sessions, bench_prompt(n, plan.deltas_per_second)
+            )
+            result = client.call(
+                "sse_wait_end",
+                expected=dict.fromkeys(sessions, n),
+                timeout=plan.stream_seconds + 30,
+            )
         expected = plan.sessions * per_session * n
         rate = plan.sessions * per_session * plan.deltas_per_second
-        rows = [Row(name, f"{plan.sessions} sessions x {per_session} clients, "
-                          f"{plan.deltas_per_second:g} deltas/s each", f"{rate:,.0f}",
-                    "deliveries/s")]
+        rows = [
+            Row(
+                name,
+                f"{plan.sessions} sessions x {per_session} clients, "
+                f"{plan.deltas_per_second:g} deltas/s each",
+                f"{rate:,.0f}",
+                "deliveries/s",
+            )
+        ]
         rows += _post_rows(name, post_errors)
         rows += _delivery_rows(name, result, expected, floor, p99_target=True)
-        rows += [Row(name, "streams without their end / dropped",
-                     f"{result['no_end']} / {result['dropped']}", "", "0 / 0",
-                     result["no_end"] == 0 and result["dropped"] == 0)]
+        rows += [
+            Row(
+                name,
+                "streams without their end / dropped",
+                f"{result['no_end']} / {result['dropped']}",
+                "",
+                "0 / 0",
+                result["no_end"] == 0 and result["dropped"] == 0,
+            )
+        ]
         rows += cpu_rows(name, cpu)
-        return rows, {"result": result, "opened": opened, "post_seconds": post_seconds,
-                      "cpu_percent": cpu.percent()}
+        return rows, {
+            "result": result,
+            "opened": opened,
+            "post_seconds": post_seconds,
+            "cpu_percent": cpu.percent(),
+        }
     finally:
         client.call("sse_close")
         client.stop()
@@ -353,38 +493,56 @@ def longpoll(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row]
     name = "3 fan-out long-poll"
     n = plan.deltas_per_stream
     per_session = plan.clients // plan.sessions
-    stack.start_app(WORKER_CONCURRENCY=str(plan.sessions + 16),
-                    WORKER_CONNECTIONS=str(plan.clients + 1000))
+    stack.start_app(
+        WORKER_CONCURRENCY=str(plan.sessions + 16), WORKER_CONNECTIONS=str(plan.clients + 1000)
+    )
     sessions = stack.seed_sessions(plan.sessions)
     client = stack.load_client()
     try:
         pids = dict(stack.pids(), client=client.pid)
-        client.call("poll_start", sessions=[s for s in sessions for _ in range(per_session)],
-                    expected=n, poll_timeout=20, timeout=plan.stream_seconds + 30)
+        client.call(
+            "poll_start",
+            sessions=[s for s in sessions for _ in range(per_session)],
+            expected=n,
+            poll_timeout=20,
+            timeout=plan.stream_seconds + 30,
+        )
         time.sleep(0.5)  # the first polls are waiting
-        say(f"long-poll: {len(sessions) * per_session:,} loops polling, "
-            f"posting {plan.sessions} prompts")
+        say(
+            f"long-poll: {len(sessions) * per_session:,} loops polling, "
+            f"posting {plan.sessions} prompts"
+        )
         with CpuWindow(pids) as cpu, _profiled(plan, "longpoll", stack):
             post_seconds, post_errors = _post_all(
-                stack, sessions, bench_prompt(n, plan.deltas_per_second))
+                stack, sessions, bench_prompt(n, plan.deltas_per_second)
+            )
             result = client.call("poll_wait", timeout=plan.stream_seconds + 35)
         expected = plan.sessions * per_session * n
-        rows = [Row(name, f"{plan.sessions} sessions x {per_session} polling clients, "
-                          f"{plan.deltas_per_second:g} deltas/s each",
-                    f"{plan.sessions * per_session * plan.deltas_per_second:,.0f}",
-                    "deliveries/s")]
+        rows = [
+            Row(
+                name,
+                f"{plan.sessions} sessions x {per_session} polling clients, "
+                f"{plan.deltas_per_second:g} deltas/s each",
+                f"{plan.sessions * per_session * plan.deltas_per_second:,.0f}",
+                "deliveries/s",
+            )
+        ]
         rows += _post_rows(name, post_errors)
         rows += _delivery_rows(name, result, expected, floor, p99_target=False)
         rows += [
             Row(name, "polls answered", result["polls"] / cpu.seconds, "/s"),
             Row(name, "events per poll", result["deliveries"] / max(result["polls"], 1)),
-            Row(name, "loops without their end / poll errors",
-                f"{result['no_end'] + result['unfinished']} / {result['errors']}", "", "0 / 0",
-                result["no_end"] + result["unfinished"] == 0 and result["errors"] == 0),
+            Row(
+                name,
+                "loops without their end / poll errors",
+                f"{result['no_end'] + result['unfinished']} / {result['errors']}",
+                "",
+                "0 / 0",
+                result["no_end"] + result["unfinished"] == 0 and result["errors"] == 0,
+            ),
         ]
         rows += cpu_rows(name, cpu)
-        return rows, {"result": result, "post_seconds": post_seconds,
-                      "cpu_percent": cpu.percent()}
+        return rows, {"result": result, "post_seconds": post_seconds, "cpu_percent": cpu.percent()}
     finally:
         client.stop()
         stack.stop_app()
@@ -410,8 +568,8 @@ def _stream_bounds(stack: Stack, sessions: list[str]) -> tuple[int, int, int, li
             pipe.xrevrange(keys.stream(session_id), count=1)
             pipe.xlen(keys.stream(session_id))
         answers = pipe.execute()
-    for session_id, head, tail, length in zip(sessions, answers[::3], answers[1::3],
-                                              answers[2::3]):
+    rows = zip(sessions, answers[::3], answers[1::3], answers[2::3], strict=True)
+    for session_id, head, tail, length in rows:
         if not head or not tail or tail[0][1].get("event") != "end":
             problems.append(f"{session_id}: no end ({tail[:1]})")
             continue
@@ -434,8 +592,12 @@ def sdk_alone(base_url: str, prompt: str, streams: int) -> dict[str, float]:
     def read_one() -> int:
         deltas = 0
         chunks = client.chat.completions.create(
-            model="bench-model", messages=[{"role": "user", "content": prompt}],
-            max_tokens=1024, stream=True, stream_options={"include_usage": True})
+            model="bench-model",
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=1024,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
         with chunks:
             for chunk in chunks:
                 for choice in chunk.choices[:1]:
@@ -448,8 +610,12 @@ def sdk_alone(base_url: str, prompt: str, streams: int) -> dict[str, float]:
     deltas = sum(read_one() for _ in range(streams))
     cpu = time.process_time() - cpu_before
     client.close()
-    return {"deltas": deltas, "cpu_seconds": cpu, "wall_seconds": time.monotonic() - started,
-            "cpu_us_per_delta": 1e6 * cpu / max(deltas, 1)}
+    return {
+        "deltas": deltas,
+        "cpu_seconds": cpu,
+        "wall_seconds": time.monotonic() - started,
+        "cpu_us_per_delta": 1e6 * cpu / max(deltas, 1),
+    }
 
 
 def worker(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
@@ -462,8 +628,11 @@ def worker(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
     sessions = stack.seed_sessions(count)
     say(f"worker: posting {count} prompts of {n:,} instant deltas")
     try:
-        pids = {role: pid for role, pid in stack.pids().items()
-                if role in ("worker", "redis", "web", "model server")}
+        pids = {
+            role: pid
+            for role, pid in stack.pids().items()
+            if role in ("worker", "redis", "web", "model server")
+        }
         with CpuWindow(pids) as cpu, _profiled(plan, "worker", stack):
             post_seconds, post_errors = _post_all(stack, sessions, prompt)
             deadline = time.monotonic() + 90
@@ -482,22 +651,48 @@ def worker(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
         say(f"worker: the openai SDK alone, {plan.sdk_streams} streams")
         sdk = sdk_alone(stack.model.base_url, prompt, plan.sdk_streams)
         xadds = floor.get("throughput", {}).get("per_second")
-        rows = [
-            Row(name, f"{count} concurrent generations x {n:,} deltas, instant model",
-                f"{chunks:,} / {count * n:,}", "written", f"{count * n:,}", chunks == count * n),
-            Row(name, "deltas written per second", per_second, "/s",
-                floor_ratio=ratio(per_second, xadds)),
-            Row(name, "worker CPU per delta", worker_us, "us"),
-            Row(name, "openai SDK alone: CPU per delta (same stream)", sdk["cpu_us_per_delta"],
-                "us"),
-            Row(name, "worker / SDK alone", worker_us / sdk["cpu_us_per_delta"], "x"),
-            Row(name, "redis-server CPU per delta", redis_us, "us"),
-        ] + _post_rows(name, post_errors) + cpu_rows(name, cpu)
+        rows = (
+            [
+                Row(
+                    name,
+                    f"{count} concurrent generations x {n:,} deltas, instant model",
+                    f"{chunks:,} / {count * n:,}",
+                    "written",
+                    f"{count * n:,}",
+                    chunks == count * n,
+                ),
+                Row(
+                    name,
+                    "deltas written per second",
+                    per_second,
+                    "/s",
+                    floor_ratio=ratio(per_second, xadds),
+                ),
+                Row(name, "worker CPU per delta", worker_us, "us"),
+                Row(
+                    name,
+                    "openai SDK alone: CPU per delta (same stream)",
+                    sdk["cpu_us_per_delta"],
+                    "us",
+                ),
+                Row(name, "worker / SDK alone", worker_us / sdk["cpu_us_per_delta"], "x"),
+                Row(name, "redis-server CPU per delta", redis_us, "us"),
+            ]
+            + _post_rows(name, post_errors)
+            + cpu_rows(name, cpu)
+        )
         if problems:
-            rows.append(Row(name, "streams without an end, or miscounted", len(problems), "",
-                            "0", False))
-        return rows, {"chunks": chunks, "span_seconds": span, "post_seconds": post_seconds,
-                      "cpu_seconds": cpu.used, "sdk": sdk, "problems": problems[:10]}
+            rows.append(
+                Row(name, "streams without an end, or miscounted", len(problems), "", "0", False)
+            )
+        return rows, {
+            "chunks": chunks,
+            "span_seconds": span,
+            "post_seconds": post_seconds,
+            "cpu_seconds": cpu.used,
+            "sdk": sdk,
+            "problems": problems[:10],
+        }
     finally:
         stack.stop_app()
 
@@ -517,35 +712,54 @@ def ttft(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], di
         client.call("ttft", sessions=sessions[:warmup], prompt=prompt, timeout=60)
         pids = dict(stack.pids(), client=client.pid)
         with CpuWindow(pids) as cpu, _profiled(plan, "ttft", stack):
-            answer = client.call("ttft", sessions=sessions[warmup:], prompt=prompt,
-                                 timeout=60 + plan.ttft_rounds)
+            answer = client.call(
+                "ttft", sessions=sessions[warmup:], prompt=prompt, timeout=60 + plan.ttft_rounds
+            )
     finally:
         client.stop()
         stack.stop_app()
     samples = answer["samples"]
     total = [s["received"] - s["posted"] for s in samples]
     model = [s["model_sent"] - s["model_requested"] for s in samples]
-    added = [t - m for t, m in zip(total, model)]
+    added = [t - m for t, m in zip(total, model, strict=True)]
     to_model = [s["model_requested"] - s["posted"] for s in samples]
     to_start = [s["start_appended"] - s["posted"] for s in samples if s["start_appended"]]
-    start_to_model = [s["model_requested"] - s["start_appended"] for s in samples
-                      if s["start_appended"]]
+    start_to_model = [
+        s["model_requested"] - s["start_appended"] for s in samples if s["start_appended"]
+    ]
     from_model = [s["received"] - s["model_sent"] for s in samples]
     post = [s["answered"] - s["posted"] for s in samples]
     added_p, base = percentiles(added), floor.get("latency", {}).get("latency", {})
     rows = [
-        Row(name, f"added by relay p50 ({len(samples)} prompts, one at a time)", added_p["p50_ms"],
-            "ms", f"<= {MAX_ADDED_TTFT_P50_MS} ms",
+        Row(
+            name,
+            f"added by relay p50 ({len(samples)} prompts, one at a time)",
+            added_p["p50_ms"],
+            "ms",
+            f"<= {MAX_ADDED_TTFT_P50_MS} ms",
             at_most(MAX_ADDED_TTFT_P50_MS)(added_p["p50_ms"]),
-            ratio(added_p["p50_ms"], base.get("p50_ms"))),
-        Row(name, "added by relay p99", added_p["p99_ms"], "ms",
-            floor_ratio=ratio(added_p["p99_ms"], base.get("p99_ms"))),
+            ratio(added_p["p50_ms"], base.get("p50_ms")),
+        ),
+        Row(
+            name,
+            "added by relay p99",
+            added_p["p99_ms"],
+            "ms",
+            floor_ratio=ratio(added_p["p99_ms"], base.get("p99_ms")),
+        ),
         Row(name, "  of which POST -> model request p50", percentiles(to_model)["p50_ms"], "ms"),
-        Row(name, "    POST -> `start` appended (queue, SQL) p50", percentiles(to_start)["p50_ms"],
-            "ms"),
-        Row(name, "    `start` appended -> model request p50",
+        Row(
+            name,
+            "    POST -> `start` appended (queue, SQL) p50",
+            percentiles(to_start)["p50_ms"],
+            "ms",
+        ),
+        Row(
+            name,
+            "    `start` appended -> model request p50",
             percentiles(start_to_model)["p50_ms"],
-            "ms"),
+            "ms",
+        ),
         Row(name, "  of which model send -> client p50", percentiles(from_model)["p50_ms"], "ms"),
         Row(name, "POST answered (202) p50", percentiles(post)["p50_ms"], "ms"),
         Row(name, "model server's own first token p50", percentiles(model)["p50_ms"], "ms"),
@@ -553,18 +767,33 @@ def ttft(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], di
     if answer["errors"]:
         rows.append(Row(name, "rounds that failed", len(answer["errors"]), "", "0", False))
     rows.append(others_row(name, cpu))
-    return rows, {"added": added_p, "total": percentiles(total), "model": percentiles(model),
-                  "post_to_model_request": percentiles(to_model),
-                  "post_to_start_appended": percentiles(to_start),
-                  "start_appended_to_model_request": percentiles(start_to_model),
-                  "model_send_to_client": percentiles(from_model), "post": percentiles(post),
-                  "errors": answer["errors"][:10]}
+    return rows, {
+        "added": added_p,
+        "total": percentiles(total),
+        "model": percentiles(model),
+        "post_to_model_request": percentiles(to_model),
+        "post_to_start_appended": percentiles(to_start),
+        "start_appended_to_model_request": percentiles(start_to_model),
+        "model_send_to_client": percentiles(from_model),
+        "post": percentiles(post),
+        "errors": answer["errors"][:10],
+    }
 
 
-SCENARIOS = {"capacity": capacity, "fanout": fanout, "longpoll": longpoll, "worker": worker,
-             "ttft": ttft}
-LABELS = {"capacity": "1 capacity", "fanout": "2 fan-out SSE", "longpoll": "3 fan-out long-poll",
-          "worker": "4 worker", "ttft": "5 time to first token"}
+SCENARIOS = {
+    "capacity": capacity,
+    "fanout": fanout,
+    "longpoll": longpoll,
+    "worker": worker,
+    "ttft": ttft,
+}
+LABELS = {
+    "capacity": "1 capacity",
+    "fanout": "2 fan-out SSE",
+    "longpoll": "3 fan-out long-poll",
+    "worker": "4 worker",
+    "ttft": "5 time to first token",
+}
 
 
 def log_rows(name: str, stack: Stack) -> tuple[list[Row], list[str], dict[str, Any]]:
@@ -583,6 +812,12 @@ def log_rows(name: str, stack: Stack) -> tuple[list[Row], list[str], dict[str, A
     if not details:
         return [], notes, details
     quiet = all(not (d["warnings"] or d["errors"] or d["tracebacks"]) for d in details.values())
-    row = Row(name, f"log warnings/errors/tracebacks: {' | '.join(details)}", " | ".join(values),
-              "", " | ".join("0/0/0" for _ in details), quiet)
+    row = Row(
+        name,
+        f"log warnings/errors/tracebacks: {' | '.join(details)}",
+        " | ".join(values),
+        "",
+        " | ".join("0/0/0" for _ in details),
+        quiet,
+    )
     return [row], notes, details

@@ -55,9 +55,12 @@ def log_summary(path: Path) -> dict[str, Any]:
             levels[found[1]] += 1
             message = re.sub(r"\b(session|message|pid)=\S+", r"\1=.", f"{found[2]}: {found[3]}")
             messages[re.sub(r"\d+(\.\d+)?", "N", message)[:200]] += 1
-    return {"warnings": levels["WARNING"], "errors": levels["ERROR"] + levels["CRITICAL"],
-            "tracebacks": text.count("Traceback (most recent call last)"),
-            "top": messages.most_common(5)}
+    return {
+        "warnings": levels["WARNING"],
+        "errors": levels["ERROR"] + levels["CRITICAL"],
+        "tracebacks": text.count("Traceback (most recent call last)"),
+        "top": messages.most_common(5),
+    }
 
 
 def rss_kb(pid: int) -> int:
@@ -81,8 +84,9 @@ class ChildProcess:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=log)
+            self.proc = subprocess.Popen(
+                argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
+            )
         self._buffer = b""
 
     @property
@@ -185,8 +189,14 @@ class Stack:
         self.redis.client_setname("bench")
         self.model = ModelServerProcess(self.log_dir)
         # The schema the way a deploy makes it: the Procfile's release line.
-        subprocess.run([PYTHON, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
-                       env=self.env(), check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [PYTHON, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+            cwd=ROOT,
+            env=self.env(),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         return self
 
     def close(self) -> None:
@@ -200,8 +210,11 @@ class Stack:
 
     def env(self, **overrides: str) -> dict[str, str]:
         """The environment of the app processes."""
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("OPENAI_", "LLM_", "DATABASE_", "REDIS_", "WORKER_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("OPENAI_", "LLM_", "DATABASE_", "REDIS_", "WORKER_"))
+        }
         env.update(
             REDIS_URL=self.redis_server.url,
             DATABASE_URL=self.database_url,
@@ -231,12 +244,26 @@ class Stack:
         app_env = self.env(**env)
         self.web_port = free_port()
         self.web_url = f"http://127.0.0.1:{self.web_port}"
-        self.web = Process(f"web-{self._app_runs}", [
-            PYTHON, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG),
-            "--bind", f"127.0.0.1:{self.web_port}", "--workers", "1", "wsgi:app",
-        ], app_env, self.log_dir).start()
-        self.worker = Process(f"worker-{self._app_runs}", [PYTHON, "worker.py"], app_env,
-                              self.log_dir).start()
+        self.web = Process(
+            f"web-{self._app_runs}",
+            [
+                PYTHON,
+                "-m",
+                "gunicorn",
+                "--config",
+                str(GUNICORN_CONFIG),
+                "--bind",
+                f"127.0.0.1:{self.web_port}",
+                "--workers",
+                "1",
+                "wsgi:app",
+            ],
+            app_env,
+            self.log_dir,
+        ).start()
+        self.worker = Process(
+            f"worker-{self._app_runs}", [PYTHON, "worker.py"], app_env, self.log_dir
+        ).start()
 
         def web_ready() -> bool:
             if not self.web.alive():
@@ -255,8 +282,11 @@ class Stack:
 
         wait_for(web_ready, timeout=60, interval=0.1, what="gunicorn /readyz")
         wait_for(worker_ready, timeout=60, interval=0.1, what="worker.py's first job pop")
-        wait_for(lambda: psutil.Process(self.web.pid).children(), timeout=10,
-                 what="the gunicorn worker process")
+        wait_for(
+            lambda: psutil.Process(self.web.pid).children(),
+            timeout=10,
+            what="the gunicorn worker process",
+        )
 
     def app_logs(self) -> dict[str, Path]:
         """The log files of the web and worker processes started last."""
@@ -292,21 +322,27 @@ class Stack:
 
     def pids(self) -> dict[str, int]:
         """Every process of the system, by role."""
-        return {"web": self.web_worker_pid, "web arbiter": self.web.pid,
-                "worker": self.worker.pid, "redis": self.redis_server.pid,
-                "model server": self.model.pid}
+        return {
+            "web": self.web_worker_pid,
+            "web arbiter": self.web.pid,
+            "worker": self.worker.pid,
+            "redis": self.redis_server.pid,
+            "model server": self.model.pid,
+        }
 
     # -- Redis connections -------------------------------------------------
 
     def clients_of(self, pid: int) -> list[dict[str, str]]:
         """`CLIENT LIST` entries whose socket belongs to process `pid`."""
         try:
-            ports = {c.laddr.port for c in psutil.Process(pid).net_connections(kind="tcp")
-                     if c.raddr and c.raddr.port == self.redis_server.port}
+            ports = {
+                c.laddr.port
+                for c in psutil.Process(pid).net_connections(kind="tcp")
+                if c.raddr and c.raddr.port == self.redis_server.port
+            }
         except psutil.NoSuchProcess:
             return []
-        return [c for c in self.redis.client_list()
-                if int(c["addr"].rsplit(":", 1)[1]) in ports]
+        return [c for c in self.redis.client_list() if int(c["addr"].rsplit(":", 1)[1]) in ports]
 
     def redis_connections(self) -> dict[str, Any]:
         """Connections to the bench redis-server, by the process that holds them.
@@ -336,8 +372,10 @@ class Stack:
             table = sa.Table("chat_sessions", sa.MetaData(), autoload_with=engine)
             ids = [secrets.token_urlsafe(24) for _ in range(count)]
             now = datetime.now(UTC)
-            rows = [{"id": sid, "created_at": now} if "created_at" in table.c else {"id": sid}
-                    for sid in ids]
+            rows = [
+                {"id": sid, "created_at": now} if "created_at" in table.c else {"id": sid}
+                for sid in ids
+            ]
             with engine.begin() as conn:
                 conn.execute(table.insert(), rows)
         finally:
@@ -345,8 +383,9 @@ class Stack:
         return ids
 
     def post_prompt(self, http: httpx.Client, session_id: str, prompt: str) -> str:
-        answer = http.post(f"{self.web_url}/api/sessions/{session_id}/messages",
-                           json={"content": prompt})
+        answer = http.post(
+            f"{self.web_url}/api/sessions/{session_id}/messages", json={"content": prompt}
+        )
         if answer.status_code != 202:
             raise RuntimeError(f"prompt refused: {answer.status_code} {answer.text[:300]}")
         return answer.json()["message_id"]
