@@ -63,7 +63,7 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # one blocking connection of each process (the hub's pub/sub, the
         # worker's pop) that is 4 per process.
         "REDIS_MAX_CONNECTIONS": _int(env, "REDIS_MAX_CONNECTIONS", 3),
-        "REDIS_POOL_TIMEOUT_SECONDS": _float(env, "REDIS_POOL_TIMEOUT_SECONDS", 5.0),
+        "REDIS_POOL_TIMEOUT_SECONDS": _float(env, "REDIS_POOL_TIMEOUT_SECONDS", 20.0),
         "SQLALCHEMY_DATABASE_URI": database_url(env.get("DATABASE_URL")),
         # PostgreSQL connections kept open per process, and how many more it
         # may open under load; unset, the ceiling is WORKER_CONCURRENCY, so

@@ -7,6 +7,7 @@ and the worker share one definition (the Flask extension pattern).
 from __future__ import annotations
 
 import socket
+import sqlite3
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +19,8 @@ from flask_sqlalchemy import SQLAlchemy
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -134,6 +137,23 @@ def make_redis(
     return redis.Redis(connection_pool=pool)
 
 
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite, the zero-set-up default: write-ahead log, fsync at checkpoints only.
+
+    Web and worker are separate processes on one file: WAL lets readers go on
+    while one writes, and synchronous=NORMAL makes a commit cost an append
+    instead of an fsync (durable across a process crash, which is what
+    matters here; PostgreSQL is the production database).
+    """
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+
 class RedisStore:
     """One Redis connection pool per process, shared by every request and job."""
 
@@ -151,6 +171,16 @@ class RedisStore:
     @staticmethod
     def client_for(app: Flask) -> redis.Redis:
         return app.extensions["relay.redis"]
+
+    @staticmethod
+    def pubsub_client(app: Flask) -> redis.Redis:
+        """A client for one pub/sub connection that waits for ever.
+
+        `pubsub()` takes its connection from the client's pool, so the pool
+        opens nothing else (a single-connection client would open a second,
+        idle one: issue 5's connection count).
+        """
+        return make_redis(app.config, socket_timeout=None, max_connections=1)
 
     @staticmethod
     def blocking_client(app: Flask, read_timeout_seconds: float | None) -> redis.Redis:

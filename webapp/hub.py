@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 BUFFER_ENTRIES = 2048
 CATCH_UP_BATCH = 1000
 RECONNECT_BACKOFF_MAX_SECONDS = 1.0
+# A long-poll loop leaves its channel between two polls: keep it (and its
+# buffer, still fed by notices) this long, so the next poll reads no Redis.
+CHANNEL_LINGER_SECONDS = 30.0
 
 
 class HubClosed(Exception):
@@ -71,6 +74,7 @@ class Channel:
         self.changed = Event()
         self.refreshing = False
         self.dirty = False
+        self.idle_since = 0.0
 
     @property
     def newest(self) -> str | None:
@@ -122,6 +126,7 @@ class Hub:
         self._client: redis.Redis = redis_store.client_for(app)
         self._channels: dict[str, Channel] = {}
         self._listener: gevent.Greenlet | None = None
+        self._last_sweep = 0.0
         self.closed = False
 
     def close(self) -> None:
@@ -141,9 +146,21 @@ class Hub:
         return Follower(self, channel, cursor)
 
     def _unfollow(self, channel: Channel) -> None:
+        """Drop a follower; an unfollowed channel lingers so a long-poll loop finds it again."""
         channel.followers -= 1
-        if channel.followers <= 0 and self._channels.get(channel.session_id) is channel:
-            del self._channels[channel.session_id]
+        if channel.followers <= 0:
+            channel.idle_since = time.monotonic()
+            self._forget_idle_channels()
+
+    def _forget_idle_channels(self) -> None:
+        """Forget channels nobody followed for CHANNEL_LINGER_SECONDS (checked at most once a second)."""
+        now = time.monotonic()
+        if now - self._last_sweep < 1.0:
+            return
+        self._last_sweep = now
+        for session_id, channel in list(self._channels.items()):
+            if channel.followers <= 0 and now - channel.idle_since > CHANNEL_LINGER_SECONDS:
+                del self._channels[session_id]
 
     def read_after(self, channel: Channel, cursor: str) -> list[Entry]:
         """Range-read entries after `cursor` from Redis and share them with the channel."""
@@ -192,7 +209,7 @@ class Hub:
                 backoff = 0.1
 
     def _listen(self) -> None:
-        client = redis_store.blocking_client(self._app, read_timeout_seconds=None)
+        client = redis_store.pubsub_client(self._app)
         pubsub = client.pubsub()
         try:
             pubsub.subscribe(keys.EVENTS_CHANNEL)
@@ -236,8 +253,11 @@ class Hub:
         backoff = 0.1
         channel.dirty = True
         try:
-            while channel.dirty and channel.followers > 0 and channel.newest is not None:
+            while channel.dirty and channel.newest is not None:
                 channel.dirty = False
+                if channel.followers <= 0:
+                    channel.clear()  # nobody waits: the next follower reads Redis itself
+                    break
                 try:
                     while len(self.read_after(channel, channel.newest)) == CATCH_UP_BATCH:
                         pass
