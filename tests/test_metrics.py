@@ -21,7 +21,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.client import create_session, poll_until, post_prompt, read_sse
+from tests.support.client import create_session, post_prompt, read_sse
 from tests.support.model_server import ModelServer
 from tests.support.processes import Process, RedisServer, free_port, gunicorn_argv, wait_for
 from tests.support.raw_sse import StreamSet
@@ -177,10 +177,22 @@ def test_resets_are_counted_by_transport(
     with httpx.Client(base_url=web, timeout=30) as http:
         session_id = create_session(http)
         message_id = post_prompt(http, session_id, f"metrics reset {unique}")["message_id"]
-        # Long-poll, so no SSE keeps the session's buffer alive in the web process.
-        first_id = poll_until(http, session_id, message_id)[0].id
+        # Watch the stream in Redis itself: a reader in the web process would
+        # leave the session's buffer there (channels linger), and the buffer
+        # would rightly serve the cursor after the stream is gone.
+        client = redis_store.client_for(app)
+        entries = wait_for(
+            lambda: (
+                (rows := client.xrange(keys.stream(session_id)))
+                and rows[-1][1]["event"] == "end"
+                and rows
+            ),
+            timeout=30,
+            what=f"the end of {message_id}",
+        )
+        first_id = entries[0][0]
         # The stream expires (STREAM_TTL_SECONDS) while its meta hash remembers it.
-        redis_store.client_for(app).delete(keys.stream(session_id))
+        client.delete(keys.stream(session_id))
         before = scrape(web)
         raw = read_sse(web, session_id, max_events=1, headers={"Last-Event-ID": first_id})
         assert raw.events[0].event == "reset"
