@@ -51,11 +51,14 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def test_metrics_move_with_streams_polls_resumes_and_errors(
-    web: str,
-    worker: Process,
+    private_stack,
     model_server: ModelServer,
     unique: str,
 ) -> None:
+    # A stack of its own: the open-streams gauge must not see other tests' streams close.
+    stack = private_stack()
+    web = stack.web()
+    stack.worker()
     before = scrape(web)
     for name in (
         "relay_jobs_queued",

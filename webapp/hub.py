@@ -137,6 +137,10 @@ class Hub:
 
     # -- followers -------------------------------------------------------
 
+    def follows(self, session_id: str) -> bool:
+        """Whether this process already follows the session (so it exists: none is deleted)."""
+        return session_id in self._channels
+
     def follow(self, session_id: str, cursor: str) -> Follower:
         self._ensure_listening()
         channel = self._channels.get(session_id)

@@ -19,7 +19,7 @@ import redis
 from flask import Blueprint, Response, current_app, request
 
 from . import events, limits, metrics
-from .api import load_session, seconds_arg
+from .api import load_session, seconds_arg, valid_id
 from .config import POLL_TIMEOUT_MAX_SECONDS
 from .errors import ApiError
 from .events import ZERO_ID, InvalidCursor, encode_sse, parse_cursor
@@ -50,6 +50,17 @@ def valid_cursor(raw: str | None) -> str:
             400, "invalid_cursor", "A cursor is a stream entry id like 1700000000000-0."
         ) from None
     return raw
+
+
+def check_session(session_id: str) -> None:
+    """404 for an unknown session, without SQL when the hub already follows it.
+
+    A long-poll loop asks every few seconds; sessions are never deleted, so
+    one that has a channel here was found in SQL before.
+    """
+    if not get_hub(current_app._get_current_object()).follows(valid_id(session_id, "session")):
+        load_session(session_id)
+        db.session.close()  # a waiting request must not hold a pooled SQL connection
 
 
 def sse_cursor() -> str:
@@ -128,7 +139,7 @@ def sse_body(
 
 @bp.get("/api/sessions/<session_id>/events", endpoint="events")
 def events_(session_id: str) -> Response:
-    load_session(session_id)
+    check_session(session_id)
     cursor = sse_cursor()
     config = current_app.config
     release = limits.acquire_stream(request, current_app.config)
@@ -151,8 +162,7 @@ def events_(session_id: str) -> Response:
 
 @bp.get("/api/sessions/<session_id>/poll")
 def poll(session_id: str) -> Response:
-    load_session(session_id)
-    db.session.close()  # a waiting long-poll must not hold a pooled SQL connection
+    check_session(session_id)
     cursor = valid_cursor(request.args.get("after"))
     timeout = poll_timeout()
     reset = False
