@@ -7,7 +7,7 @@ import pytest
 
 from tests.support.client import create_session, post_prompt, read_sse
 from tests.support.model_server import ModelServer
-from tests.test_faults import answer_rows
+from tests.support.sql import answer_rows
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def test_same_conversation_twice_calls_the_model_once(
     scraped = httpx.get(f"{web}/metrics").text
     assert 'relay_answer_cache_lookups_total{result="hit"} 1.0' in scraped
     assert 'relay_answer_cache_lookups_total{result="miss"} 1.0' in scraped
-    (one,), (two,) = answer_rows(stack, first_id), answer_rows(stack, second_id)
+    (one,), (two,) = answer_rows(stack.app, first_id), answer_rows(stack.app, second_id)
     for field in ("content", "status", "finish_reason", "usage", "model", "chunk_count"):
         assert getattr(one, field) == getattr(two, field), field
 

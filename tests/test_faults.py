@@ -21,21 +21,11 @@ from tests.support.client import (
 )
 from tests.support.model_server import ModelServer
 from tests.support.processes import wait_for
+from tests.support.sql import answer_rows
 
 pytestmark = pytest.mark.slow
 
 LEASE = {"JOB_LEASE_SECONDS": "1.5"}
-
-
-def answer_rows(stack, message_id: str) -> list:
-    from webapp import models
-    from webapp.extensions import db
-
-    with stack.app.app_context():
-        rows = list(db.session.scalars(db.select(models.Message).filter_by(id=message_id)))
-        db.session.expunge_all()
-        db.session.remove()
-        return rows
 
 
 def held_answer(model_server: ModelServer, prompt: str, chunks: int = 20, hold_at: int = 5):
@@ -78,7 +68,7 @@ def test_killed_worker_answer_completes_as_attempt_2(
     assert answer_text(after_restart, message_id) == "".join(texts)
     assert count(after_restart, "chunk") == len(texts)
     assert events[-1].event == "end" and events[-1].data["text_length"] == len("".join(texts))
-    (row,) = answer_rows(stack, message_id)
+    (row,) = answer_rows(stack.app, message_id)
     assert (row.status, row.content, row.attempt) == ("done", "".join(texts), 2)
 
 
@@ -114,7 +104,7 @@ def test_frozen_worker_is_fenced_off_when_it_wakes(
     starts = [e for e in events if e.event == "start"]
     assert [s.data["attempt"] for s in starts] == [1, 2]
     assert answer_text(events, message_id) == "".join(texts)
-    (row,) = answer_rows(stack, message_id)
+    (row,) = answer_rows(stack.app, message_id)
     assert (row.status, row.content, row.attempt) == ("done", "".join(texts), 2)
 
 
@@ -159,7 +149,7 @@ def test_sigterm_hands_back_what_cannot_finish_in_the_grace(
         events = read_sse(web, session_id, until_message=message_id).events
     assert [e.data["attempt"] for e in events if e.event == "start"] == [1, 2]
     assert answer_text(events, message_id) == "".join(texts)
-    (row,) = answer_rows(stack, message_id)
+    (row,) = answer_rows(stack.app, message_id)
     assert (row.status, row.content) == ("done", "".join(texts))
 
 
@@ -182,7 +172,7 @@ def test_answer_fails_for_good_after_the_last_attempt(
         assert events[-1].data["error"]["code"] == "worker_lost"
         # The session takes prompts again.
         post_prompt(http, session_id, f"next {unique}")
-    (row,) = answer_rows(stack, message_id)
+    (row,) = answer_rows(stack.app, message_id)
     assert (row.status, row.error_code) == ("error", "worker_lost")
 
 

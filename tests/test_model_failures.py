@@ -7,7 +7,7 @@ import pytest
 
 from tests.support.client import answer_text, count, create_session, post_prompt, read_sse
 from tests.support.model_server import ModelServer
-from tests.test_faults import answer_rows
+from tests.support.sql import answer_rows
 
 
 def run_prompt(web: str, http: httpx.Client, prompt: str):
@@ -46,7 +46,7 @@ def test_server_error_every_time_ends_in_error(
     assert len(model_server.calls_for(prompt)) == 4  # the first try and three retries
     assert events[-1].event == "error"
     assert events[-1].data["error"]["code"] == "upstream_error"
-    (row,) = answer_rows(shared, message_id)
+    (row,) = answer_rows(shared.app, message_id)
     assert (row.status, row.error_code) == ("error", "upstream_error")
 
 
@@ -58,7 +58,7 @@ def test_quota_exhausted_fails_at_once(
     message_id, events = run_prompt(shared.web, client, prompt)
     assert len(model_server.calls_for(prompt)) == 1
     assert events[-1].event == "error" and "quota" in events[-1].data["error"]["message"]
-    (row,) = answer_rows(shared, message_id)
+    (row,) = answer_rows(shared.app, message_id)
     assert row.status == "error" and "quota" in row.error_message
 
 
@@ -71,7 +71,7 @@ def test_connection_dropped_after_chunks_is_not_replayed(
     assert len(model_server.calls_for(prompt)) == 1  # text was sent: never silently replayed
     assert answer_text(events, message_id) == "one two "
     assert events[-1].event == "error" and events[-1].data["error"]["code"] == "upstream_error"
-    (row,) = answer_rows(shared, message_id)
+    (row,) = answer_rows(shared.app, message_id)
     assert (row.status, row.content, row.error_code) == ("error", "one two ", "upstream_error")
 
 
@@ -87,5 +87,5 @@ def test_stalled_model_ends_with_a_timeout(
         message_id, events = run_prompt(web, http, prompt)
     assert answer_text(events, message_id) == "hello "
     assert events[-1].event == "error" and events[-1].data["error"]["code"] == "upstream_timeout"
-    (row,) = answer_rows(stack, message_id)
+    (row,) = answer_rows(stack.app, message_id)
     assert (row.status, row.error_code) == ("error", "upstream_timeout")

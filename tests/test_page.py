@@ -25,6 +25,7 @@ from tests.support.proxies import (
     CuttingProxy,
     SseRefusingProxy,
 )
+from tests.support.sql import stored_message
 
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOT = ARTIFACTS / "chat-mid-answer.png"
@@ -33,17 +34,6 @@ SCREENSHOT = ARTIFACTS / "chat-mid-answer.png"
 def words(prefix: str, count: int) -> list[str]:
     """Chunks "p00 p01 ... pNN": every piece distinct, no Markdown in them."""
     return [f"{prefix}{i:02d} " for i in range(count - 1)] + [f"{prefix}{count - 1:02d}"]
-
-
-def stored_message(app, message_id: str):
-    from webapp import models
-    from webapp.extensions import db
-
-    with app.app_context():
-        message = db.session.scalar(db.select(models.Message).filter_by(id=message_id))
-        db.session.expunge_all()
-        db.session.remove()
-        return message
 
 
 def final_message(app, message_id: str):

@@ -15,19 +15,9 @@ from tests.support.client import (
     read_sse,
 )
 from tests.support.model_server import ModelServer
+from tests.support.sql import stored_message
 
 pytestmark = pytest.mark.usefixtures("worker")  # `stack` tests bring their own as well
-
-
-def stored_message(app, message_id: str):
-    from webapp import models
-    from webapp.extensions import db
-
-    with app.app_context():
-        message = db.session.scalar(db.select(models.Message).filter_by(id=message_id))
-        db.session.expunge_all()
-        db.session.remove()
-        return message
 
 
 def test_one_prompt_streams_start_chunks_end_and_is_stored(
