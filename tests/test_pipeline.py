@@ -199,3 +199,4 @@ def test_second_prompt_sends_the_conversation_in_order(
         assert call.body["stream"] is True
         assert call.body["stream_options"] == {"include_usage": True}
         assert call.body["model"] == "test-model"
+        assert call.body["max_tokens"] == 1024  # LLM_MAX_TOKENS caps every answer
