@@ -97,10 +97,6 @@ def request_cancel(client: redis.Redis, session_id: str, message_id: str) -> boo
     return bool(client.eval(_CANCEL, 1, keys.active(session_id), message_id))
 
 
-def active_message_id(client: redis.Redis, session_id: str) -> str | None:
-    return client.hget(keys.active(session_id), "message_id")
-
-
 def enqueue(client: redis.Redis, session_id: str, message_id: str) -> Job:
     job = Job(session_id, message_id, attempt=1, enqueued_at=time.time())
     client.lpush(keys.JOBS_QUEUED, job.dumps())

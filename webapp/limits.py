@@ -102,9 +102,6 @@ class StreamCounter:
 
         return release
 
-    def open_streams(self) -> int:
-        return sum(self._open.values())
-
 
 streams = StreamCounter()
 

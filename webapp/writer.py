@@ -135,8 +135,6 @@ class WriteBatcher:
         self._pending: list[tuple[Script, list[Any], AsyncResult]] = []
         self._wakeup = Event()
         self._greenlet: gevent.Greenlet | None = None
-        self.pipelines = 0  # counters for the benchmark
-        self.writes = 0
 
     def run_script(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         if self._greenlet is None or self._greenlet.dead:
@@ -164,8 +162,6 @@ class WriteBatcher:
                 results = self._pipeline(batch)
         except Exception as exc:  # the connection failed: every writer retries on its own
             results = [exc] * len(batch)
-        self.pipelines += 1
-        self.writes += len(batch)
         for (_, _, result), outcome in zip(batch, results, strict=True):
             if isinstance(outcome, Exception):
                 result.set_exception(outcome)
