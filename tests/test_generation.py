@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from webapp import models
 from webapp.generation import build_prompt
-from webapp.models import Message
+from webapp.models import Turn
 
 
-def msg(role: str, content: str, status: str = models.DONE) -> Message:
-    return Message(id="x" * 8, session_id="s" * 8, role=role, content=content, status=status)
+def msg(role: str, content: str, status: str = models.DONE) -> Turn:
+    return Turn(seq=1, id="x" * 8, role=role, status=status, content=content)
 
 
 def test_system_prompt_history_then_new_prompt() -> None:

@@ -17,7 +17,7 @@ from .errors import ApiError, error_response
 from .events import Entry
 from .extensions import db, redis_store
 from .hub import HubClosed, Reset, get_hub
-from .models import ChatSession, Message
+from .models import ChatSession
 from .snapshot import live_messages, snapshot
 
 log = logging.getLogger(__name__)
@@ -135,24 +135,7 @@ def post_message(session_id: str) -> tuple[Response, int, dict[str, str]] | Resp
             409, "generation_active", "An answer is still being generated.", message_id=active
         )
     try:
-        db.session.add(
-            Message(
-                id=models.new_message_id(),
-                session_id=session_id,
-                role=models.USER,
-                content=content,
-                status=models.DONE,
-            )
-        )
-        db.session.add(
-            Message(
-                id=message_id,
-                session_id=session_id,
-                role=models.ASSISTANT,
-                content="",
-                status=models.QUEUED,
-            )
-        )
+        models.add_prompt(session_id, content, message_id)
         db.session.commit()
         jobs.enqueue(client, session_id, message_id)
     except Exception:

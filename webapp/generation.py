@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,7 +84,7 @@ class Outcome:
 
 
 def build_prompt(
-    history: list[Message], system_prompt: str, budget_chars: int
+    history: Sequence[models.Turn], system_prompt: str, budget_chars: int
 ) -> list[dict[str, str]]:
     """The conversation the model sees: system prompt, earlier turns, new prompt.
 
@@ -168,19 +168,10 @@ class Generation:
                 self.job.attempt,
             )
             return
-        message = models.find_message(*self._ids())
-        if message is None:
-            log.error("job for a missing message session=%s message=%s", *self._ids())
-            self._finish_stream(
-                events.ERROR,
-                error_data(self.job.message_id, INTERNAL_ERROR, "the message was not found"),
-            )
-            return
-        if message.status in models.FINAL_STATUSES:
-            self._replay_final(message)
-            return
         try:
-            self._generate(message)
+            history = self._claim()
+            if history is not None:
+                self._generate(history)
         except HandedBack:
             self.ended = self.handed_back = True  # write nothing more: the next attempt takes over
             log.info("generation handed back session=%s message=%s", *self._ids())
@@ -201,25 +192,45 @@ class Generation:
             if not self.ended:
                 self.fail(INTERNAL_ERROR, "the generation stopped unexpectedly")
 
-    def _generate(self, message: Message) -> None:
-        if not self._claim_row(message.seq):
+    def _claim(self) -> list[models.Turn] | None:
+        """Own the answer row and read its history, in one transaction; None if not ours.
+
+        A message that is missing, already final or owned by a later attempt
+        gets no generation: its final event is written (or replayed) instead,
+        or nothing at all when fenced off.
+        """
+        claimed = self._claim_row()
+        turns = models.turns(self.job.session_id)
+        # End the SQL transaction: a long answer must not hold a pooled connection.
+        db.session.commit()
+        answer = next((t for t in turns if t.id == self.job.message_id), None)
+        if answer is None:
+            log.error("job for a missing message session=%s message=%s", *self._ids())
+            self._finish_stream(
+                events.ERROR,
+                error_data(self.job.message_id, INTERNAL_ERROR, "the message was not found"),
+            )
+        elif answer.status in models.FINAL_STATUSES:
+            self._replay_final(models.find_message(*self._ids()))
+        elif not claimed:
             self.ended = True
             log.warning("fenced off in SQL session=%s message=%s", *self._ids())
-            return
-        history = [m for m in models.conversation(self.job.session_id) if m.seq < message.seq]
+        else:
+            return [t for t in turns if t.seq < answer.seq]
+        return None
+
+    def _generate(self, history: list[models.Turn]) -> None:
         prompt = build_prompt(
             history, self.settings["SYSTEM_PROMPT"], self.settings["CONTEXT_BUDGET_CHARS"]
         )
         cached = self._cached_answer(prompt)
         self.from_cache = cached is not None
         start = {
-            "message_id": message.id,
+            "message_id": self.job.message_id,
             "model": cached.model if cached else self.model.name,
             "attempt": self.job.attempt,
             "cached": cached is not None,
         }
-        # End the SQL transaction: a long answer must not hold a pooled connection.
-        db.session.commit()
         written = self.writer.append(events.START, events.dumps(start))
         if written.fenced:
             self.ended = True
@@ -301,18 +312,20 @@ class Generation:
 
     # -- SQL, fenced by attempt --------------------------------------------
 
-    def _claim_row(self, seq: int) -> bool:
-        """Make this attempt the owner of the answer row, unless a later one is."""
+    def _claim_row(self) -> bool:
+        """Make this attempt the owner of the answer row, unless a later one is or it is final."""
         result = db.session.execute(
             update(Message)
             .where(
-                Message.seq == seq,
+                Message.session_id == self.job.session_id,
+                Message.id == self.job.message_id,
                 Message.attempt < self.job.attempt,
                 Message.status.not_in(models.FINAL_STATUSES),
             )
             .values(attempt=self.job.attempt, status=models.STREAMING, model=self.model.name)
+            # No ORM objects are loaded yet: nothing in the session to keep in step.
+            .execution_options(synchronize_session=False)
         )
-        db.session.commit()
         return result.rowcount == 1
 
     def _store(self, **values: Any) -> bool:
