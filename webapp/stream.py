@@ -7,14 +7,11 @@ response starts; the generator gets plain values only.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
 
-import gevent
 import redis
 from flask import Blueprint, Response, current_app, request
 
@@ -22,15 +19,15 @@ from . import events, limits, metrics
 from .api import load_session, seconds_arg, valid_id
 from .config import POLL_TIMEOUT_MAX_SECONDS
 from .errors import ApiError
-from .events import ZERO_ID, InvalidCursor, encode_sse, parse_cursor
+from .events import KEEP_ALIVE, ZERO_ID, InvalidCursor, encode_sse, parse_cursor
 from .extensions import db
 from .hub import Follower, HubClosed, Reset, get_hub
+from .sockets import SocketSink, send_watch, sink_for
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("stream", __name__)
 
-KEEP_ALIVE = encode_sse(comment="keep-alive")
 POLL_MAX_EVENTS = 1000
 # Entries per SSE write: bounds what one slow client can hold in memory.
 SSE_MAX_BATCH = 256
@@ -78,67 +75,38 @@ def poll_timeout() -> float:
     return seconds
 
 
-class SlowClient(BrokenPipeError):
-    """A client stopped taking our writes; gunicorn closes its socket quietly (EPIPE)."""
-
-
-class SendWatch:
-    """Drops SSE clients that stopped reading: one sweep per process, no timer per write.
-
-    Each write marks its greenlet with a deadline before yielding, and clears
-    the mark when gunicorn asks for more: the generator is suspended while
-    gunicorn writes what it yielded. Once a second, the sweep throws
-    SlowClient into any greenlet still past its deadline; it lands in
-    gunicorn's blocked `sendall`, which closes the connection and frees the
-    greenlet. (A gevent.Timeout per write did the same for ~5% of the web's
-    CPU in the fan-out bench.)
-    """
-
-    SWEEP_SECONDS = 1.0
-
-    def __init__(self) -> None:
-        self._writing: dict[Any, tuple[float, str]] = {}
-        self._sweeper: gevent.Greenlet | None = None
-
-    def send(self, data: bytes, seconds: float, session_id: str) -> Iterator[bytes]:
-        """Yield `data` for gunicorn to write, under the send deadline."""
-        current = gevent.getcurrent()
-        self._writing[current] = (time.monotonic() + seconds, session_id)
-        if self._sweeper is None or self._sweeper.dead:
-            self._sweeper = gevent.spawn(self._sweep_forever)
-        try:
-            yield data
-        finally:
-            self._writing.pop(current, None)
-
-    def _sweep_forever(self) -> None:
-        while True:
-            gevent.sleep(self.SWEEP_SECONDS)
-            now = time.monotonic()
-            for greenlet, (deadline, session_id) in list(self._writing.items()):
-                if now >= deadline and self._writing.pop(greenlet, None):
-                    log.warning("sse dropped a client that stopped reading session=%s", session_id)
-                    gevent.kill(greenlet, SlowClient(errno.EPIPE, "client too slow"), block=False)
-
-
-send_watch = SendWatch()
-
-
 def sse_body(
     follower: Follower,
     *,
     session_id: str,
+    sink: SocketSink | None,
     retry_ms: int,
     heartbeat_seconds: float,
     max_seconds: float,
     send_timeout_seconds: float,
 ) -> Iterator[bytes]:
-    """The SSE body: retry hint, then events and keep-alives until the time is up."""
+    """The SSE body: retry hint, then events and keep-alives until the time is up.
+
+    Catching up, the body yields batches for the server to write. Once
+    caught up, with a `sink`, the channel writes to the socket itself and
+    this greenlet only waits (sockets.py); it reads on itself after a reset
+    or a slow patch that detached it.
+    """
     deadline = time.monotonic() + max_seconds
+    # The first write also sends the headers, which a sink must never do.
     yield from send_watch.send(encode_sse(retry_ms=retry_ms), send_timeout_seconds, session_id)
     while (remaining := deadline - time.monotonic()) > 0:
+        wait = min(heartbeat_seconds, remaining)
         try:
-            batch = follower.next_batch(min(heartbeat_seconds, remaining), SSE_MAX_BATCH)
+            batch = follower.next_batch(0 if sink else wait, SSE_MAX_BATCH)
+            if not batch and sink is not None:
+                if follower.attach(sink):
+                    try:
+                        sink.serve(deadline, heartbeat_seconds)
+                    finally:
+                        follower.detach()
+                    continue
+                batch = follower.next_batch(wait, SSE_MAX_BATCH)
         except Reset as reset:
             log.info(
                 "sse reset session=%s cursor=%s floor=%s", session_id, follower.cursor, reset.floor
@@ -170,6 +138,7 @@ def events_(session_id: str) -> Response:
     body = sse_body(
         follower,
         session_id=session_id,
+        sink=sink_for(request.environ, session_id, config["SSE_SEND_TIMEOUT_SECONDS"]),
         retry_ms=config["SSE_RETRY_MS"],
         heartbeat_seconds=config["HEARTBEAT_SECONDS"],
         max_seconds=config["SSE_MAX_SECONDS"],
