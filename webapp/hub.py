@@ -16,9 +16,10 @@ the entries after its cursor, in order, each exactly once. Behind it:
   cursor" on the same stream, so there is no gap and no duplicate.
 - A caught-up SSE follower may attach a `Sink`: from then on the channel
   hands every new entry to the sink as it merges it (sockets.py writes it
-  to the client's socket), instead of waking the client's greenlet. A
+  to the client's socket), and no greenlet waits for that client. A
   follower attaches only while its cursor is the channel's newest id, and
   every merge extends exactly that id, so a sink too sees each entry once.
+  A channel that must forget what it holds (a reset) detaches its sinks.
 
 Deliberate choices:
 - Notices, not blocking XREADs: pub/sub takes and drops sessions freely on
@@ -74,7 +75,7 @@ class Sink(Protocol):
         """Take entries right after the previous ones; must not block or raise."""
 
     def detach(self) -> None:
-        """The channel stopped delivering (reset, shutdown); the follower reads on itself."""
+        """The channel stopped delivering (a reset, a shutdown)."""
 
 
 class Channel:
@@ -124,9 +125,9 @@ class Channel:
         self.wake()
 
     def detach_all(self) -> None:
-        for sink in self.live.values():
+        live, self.live = self.live, {}
+        for sink in live.values():
             sink.detach()
-        self.live.clear()
 
     def wake(self) -> None:
         woken, self.changed = self.changed, Event()
@@ -342,15 +343,14 @@ class Follower:
             if remaining <= 0 or not changed.wait(remaining):
                 return []
 
-    def attach(self, sink: Sink) -> bool:
-        """Have the channel deliver new entries to `sink`, if nothing is unread; else False.
+    def caught_up(self) -> bool:
+        """Whether the cursor is the channel's newest id, which every merge extends."""
+        return not self._hub.closed and self._channel.newest == self.cursor
 
-        Only from the channel's newest id exactly: every merge extends that id.
-        """
-        if self._hub.closed or self._channel.newest != self.cursor:
-            return False
+    def attach(self, sink: Sink) -> None:
+        """Have the channel deliver every new entry to `sink` (only when caught up)."""
+        assert self.caught_up(), "a sink attaches at the channel's newest id only"
         self._channel.live[self] = sink
-        return True
 
     def detach(self) -> None:
         self._channel.live.pop(self, None)

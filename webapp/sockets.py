@@ -1,32 +1,40 @@
-"""Writing SSE bytes to client sockets: the send deadline, and direct writes.
+"""Writing SSE bytes to client sockets: the send deadline, and held streams.
 
-A caught-up SSE client is written to directly by its channel (hub.py): the
-listener greenlet that learns of a new entry writes the entry's bytes to
-every live client's socket itself, one non-blocking write each. Going
-through gunicorn instead would cost, per client and entry, two greenlet
-switches, the generator, werkzeug's and gunicorn's write path: in the
-fan-out bench that path was most of the web process's CPU.
+Once an SSE client has caught up, its response is handed over: the hub
+holds the connection (a `HeldStream`, a duplicate of the socket's file
+descriptor) and gunicorn's greenlet for it ends. From then on, the channel
+that merges a new entry writes its bytes to every held socket itself, one
+non-blocking write each, and one sweep per process sends the keep-alives
+and ends streams at their time limit. Per client, that saves two greenlet
+switches and the generator, werkzeug and gunicorn write path per entry
+(most of the web's CPU in the fan-out bench), and a greenlet with its
+stack while idle (most of the memory per connection).
 
 Deliberate choices:
-- Only gunicorn's plain-HTTP GET responses take the direct path
-  (`sink_for`); anything else (another server, TLS in gunicorn, HEAD) keeps
-  yielding to the server. Heroku ends TLS at its router.
+- Only gunicorn's plain HTTP/1.x GET responses are handed over
+  (`holder_for`); anything else (another server, TLS in gunicorn, HTTP/2,
+  HEAD) keeps yielding to the server. Heroku ends TLS at its router.
 - The bytes are exactly what gunicorn writes for a yielded item: HTTP/1.1
   bodies are chunked (`<hex size>\\r\\n<data>\\r\\n`), HTTP/1.0 bodies are
-  raw. gunicorn writes the headers (on the first yield) and the final chunk.
-- A write the socket cannot take whole is queued in the client's own
-  buffer, and the client's greenlet flushes it with a blocking send under
-  the send deadline. While anything is queued, new entries queue behind it,
-  so the byte stream stays in order. A client whose queue passes
-  `MAX_PENDING_BYTES`, or that stops reading for the send deadline, is
-  disconnected; it resumes with Last-Event-ID and loses nothing.
-- Failures reach the client's greenlet as an OSError with EPIPE or
-  ECONNRESET, which gunicorn treats as a client gone: no traceback logged.
+  raw. gunicorn writes the headers (on the first yield); the held stream
+  writes the final chunk.
+- Handing over raises `HandedOver` (an EPIPE) out of the body: gunicorn
+  then closes its own descriptor quietly and writes nothing more, and the
+  duplicate keeps the connection open.
+- A write the socket cannot take whole is queued, and a greenlet started
+  for that client alone flushes it under the send deadline; new entries
+  queue behind it, so the byte stream stays in order. A client whose queue
+  passes `MAX_PENDING_BYTES`, or that stops reading for the send deadline,
+  is disconnected.
+- A held stream that the hub can no longer feed (a reset, a shutdown) is
+  ended, not fed otherwise: EventSource reconnects with Last-Event-ID and
+  the ordinary path catches it up. Nothing is lost either way.
 
-Exceptions, raised into a client's greenlet:
+Exceptions:
 
     BrokenPipeError
-     └── SlowClient   the client stopped reading
+     ├── SlowClient   the client stopped reading
+     └── HandedOver   the hub holds the stream now (gunicorn lets go quietly)
 """
 
 from __future__ import annotations
@@ -34,13 +42,13 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import gevent
-from gevent.event import Event
 
 from .events import KEEP_ALIVE, Entry, chunked
 
@@ -52,6 +60,14 @@ MAX_PENDING_BYTES = 1 << 20
 
 class SlowClient(BrokenPipeError):
     """A client stopped taking our writes; gunicorn closes its socket quietly (EPIPE)."""
+
+
+class HandedOver(BrokenPipeError):
+    """Raised out of an SSE body whose connection the hub now holds.
+
+    An EPIPE to gunicorn: it closes its descriptor (ours is a duplicate) and
+    logs nothing.
+    """
 
 
 class SendWatch:
@@ -98,136 +114,202 @@ class SendWatch:
             for greenlet, (deadline, session_id) in list(self._writing.items()):
                 if now >= deadline and self._writing.pop(greenlet, None):
                     log.warning("sse dropped a client that stopped reading session=%s", session_id)
-                    gevent.kill(greenlet, SlowClient(errno.EPIPE, "client too slow"), block=False)
+                    gevent.kill(greenlet, SlowClient(errno.EPIPE, "client too slow"))
 
 
 send_watch = SendWatch()
 
 
-class SocketSink:
-    """One live SSE client's socket, written to by its channel (see hub.Sink)."""
+class HeldStream:
+    """An SSE response held by the hub after its greenlet ended (a hub.Sink)."""
 
     __slots__ = (
         "_sock",
         "_fd",
         "_chunked",
-        "_owner",
         "_pending",
-        "_flushing",
-        "_failed",
-        "_wakeup",
-        "attached",
+        "_flusher",
+        "_on_end",
+        "ended",
+        "quiet_since",
+        "deadline",
+        "heartbeat_seconds",
         "session_id",
         "send_timeout_seconds",
     )
 
     def __init__(
-        self, sock: Any, *, chunked: bool, session_id: str, send_timeout_seconds: float
+        self,
+        sock: socket.socket,
+        *,
+        chunked: bool,
+        session_id: str,
+        deadline: float,
+        heartbeat_seconds: float,
+        send_timeout_seconds: float,
+        on_end: Callable[[], None],
     ) -> None:
         self._sock = sock
-        self._fd: int = sock.fileno()
+        self._fd = sock.fileno()
         self._chunked = chunked
-        self._owner = gevent.getcurrent()  # the greenlet serving this response
         self._pending = bytearray()
-        self._flushing = False
-        self._failed = False
-        self._wakeup = Event()
-        self.attached = False
+        self._flusher: gevent.Greenlet | None = None
+        self._on_end = on_end
+        self.ended = False
+        self.quiet_since = time.monotonic()
+        self.deadline = deadline
+        self.heartbeat_seconds = heartbeat_seconds
         self.session_id = session_id
         self.send_timeout_seconds = send_timeout_seconds
+        holder.add(self)
 
-    # -- called by the channel, from whichever greenlet merged the entries --
+    # -- hub.Sink: called by the channel -------------------------------------
 
     def deliver(self, entries: list[Entry]) -> None:
         if self._chunked:
-            data = b"".join(entry.sse_chunk for entry in entries)
+            self._write(b"".join(entry.sse_chunk for entry in entries))
         else:
-            data = b"".join(entry.sse for entry in entries)
-        self._write(data)
+            self._write(b"".join(entry.sse for entry in entries))
 
     def detach(self) -> None:
-        """The channel stopped writing to us (reset, shutdown): the owner reads on itself."""
-        self.attached = False
-        self._wakeup.set()
+        """The channel can no longer feed us (a reset, a shutdown): end the response."""
+        self.end()
 
-    # -- called by the owner --------------------------------------------------
+    # -- called by the holder's sweep -------------------------------------------
 
-    def serve(self, deadline: float, heartbeat_seconds: float) -> None:
-        """Wait while the channel writes: flush what the socket refused, keep the line alive.
+    def keep_alive(self) -> None:
+        self._write(chunked(KEEP_ALIVE) if self._chunked else KEEP_ALIVE)
 
-        Called right after the follower attached this sink to its channel;
-        returns when the channel detaches it, or at `deadline`.
-        """
-        self.attached = True
-        while self.attached and (remaining := deadline - time.monotonic()) > 0:
-            woken = self._wakeup.wait(min(heartbeat_seconds, remaining))
-            self._wakeup.clear()
-            if self._pending:
-                self._flush()
-            elif not woken:
-                self.write_frame(KEEP_ALIVE)
-        self._flush()
-
-    def write_frame(self, frame: bytes) -> None:
-        self._write(chunked(frame) if self._chunked else frame)
+    def end(self) -> None:
+        """Finish the body if the socket takes it, close, and release what the stream held."""
+        if self.ended:
+            return
+        self.ended = True
+        holder.discard(self)
+        if self._chunked and not self._pending:
+            try:
+                os.write(self._fd, b"0\r\n\r\n")  # the last chunk: a whole body
+            except OSError:
+                pass  # gone or full: the client reconnects either way
+        self._pending.clear()
+        self._sock.close()
+        self._on_end()
 
     # -- writing ----------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        """Write now if the socket takes it all; queue the rest for the owner."""
-        if self._failed:
+        """Write now if the socket takes it all; queue the rest for a flusher."""
+        if self.ended:
             return
-        if not self._pending and not self._flushing:
+        self.quiet_since = time.monotonic()
+        if not self._pending and self._flusher is None:
             try:
-                sent = os.write(self._fd, data)  # the fd is non-blocking (gevent)
+                sent = os.write(self._fd, data)  # the descriptor is non-blocking (gevent)
             except BlockingIOError:
                 sent = 0
-            except OSError as exc:  # EPIPE, ECONNRESET: the client is gone
-                self._fail(exc)
+            except OSError:  # EPIPE, ECONNRESET: the client is gone
+                self.end()
                 return
             if sent == len(data):
                 return
             data = data[sent:]
         self._pending += data
         if len(self._pending) > MAX_PENDING_BYTES:
-            log.warning("sse dropped a client that fell behind session=%s", self.session_id)
-            self._fail(SlowClient(errno.EPIPE, "client too slow"))
-        else:
-            self._wakeup.set()
+            log.warning(
+                "sse dropped a client that stopped reading session=%s: over %d bytes queued",
+                self.session_id,
+                MAX_PENDING_BYTES,
+            )
+            self.end()
+        elif self._flusher is None:
+            self._flusher = gevent.spawn(self._flush)
 
     def _flush(self) -> None:
-        """Send the queue with a blocking send (the owner's greenlet yields meanwhile)."""
-        self._flushing = True
+        """Send the queue with blocking sends, under the send deadline."""
         try:
-            while self._pending and not self._failed:
+            while self._pending and not self.ended:
                 data = bytes(self._pending)
                 self._pending.clear()
                 with send_watch.watch(self.send_timeout_seconds, self.session_id):
                     self._sock.sendall(data)
+        except OSError:  # gone, closed meanwhile, or SlowClient from the sweep
+            self.end()
         finally:
-            self._flushing = False
-
-    def _fail(self, exc: OSError) -> None:
-        """Stop writing and end the response: the exception lands in the owner's wait."""
-        self._failed = True
-        self._pending.clear()
-        gevent.kill(self._owner, exc, block=False)
+            self._flusher = None
 
 
-def sink_for(
-    environ: dict[str, Any], session_id: str, send_timeout_seconds: float
-) -> SocketSink | None:
-    """A direct-write sink for this response, or None where only yielding is safe."""
+class Holder:
+    """Every held stream of this process; one sweep sends keep-alives and ends streams."""
+
+    SWEEP_SECONDS = 0.5
+
+    def __init__(self) -> None:
+        self._streams: set[HeldStream] = set()
+        self._sweeper: gevent.Greenlet | None = None
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def add(self, stream: HeldStream) -> None:
+        self._streams.add(stream)
+        if self._sweeper is None or self._sweeper.dead:
+            self._sweeper = gevent.spawn(self._sweep_forever)
+
+    def discard(self, stream: HeldStream) -> None:
+        self._streams.discard(stream)
+
+    def _sweep_forever(self) -> None:
+        while True:
+            gevent.sleep(self.SWEEP_SECONDS)
+            self.sweep(time.monotonic())
+
+    def sweep(self, now: float) -> None:
+        for stream in list(self._streams):
+            if now >= stream.deadline:
+                stream.end()
+            # Early by up to one sweep, so no stream is quiet for longer than its heartbeat.
+            elif now - stream.quiet_since >= stream.heartbeat_seconds - self.SWEEP_SECONDS:
+                stream.keep_alive()
+
+
+holder = Holder()
+
+
+def holder_for(
+    environ: dict[str, Any],
+    *,
+    session_id: str,
+    deadline: float,
+    heartbeat_seconds: float,
+    send_timeout_seconds: float,
+) -> Callable[[Callable[[], None]], HeldStream] | None:
+    """How to hand this response over to the hub, or None where only yielding is safe.
+
+    The returned function duplicates the connection into a HeldStream that
+    calls `on_end` when it finishes.
+    """
     sock = environ.get("gunicorn.socket")
+    protocol = environ.get("SERVER_PROTOCOL")
     if (
         sock is None
         or environ.get("REQUEST_METHOD") != "GET"
         or environ.get("wsgi.url_scheme") != "http"
+        or protocol not in ("HTTP/1.1", "HTTP/1.0")
         or hasattr(sock, "do_handshake")  # TLS: bytes must go through the SSL object
     ):
         return None
-    # gunicorn chunks every body of an HTTP/1.1+ GET response without Content-Length.
-    is_chunked = environ.get("SERVER_PROTOCOL") not in ("HTTP/1.0", "HTTP/0.9")
-    return SocketSink(
-        sock, chunked=is_chunked, session_id=session_id, send_timeout_seconds=send_timeout_seconds
-    )
+
+    def hold(on_end: Callable[[], None]) -> HeldStream:
+        duplicate = socket.socket(fileno=os.dup(sock.fileno()))
+        return HeldStream(
+            duplicate,
+            # gunicorn chunks the body of an HTTP/1.1 GET response without Content-Length.
+            chunked=protocol == "HTTP/1.1",
+            session_id=session_id,
+            deadline=deadline,
+            heartbeat_seconds=heartbeat_seconds,
+            send_timeout_seconds=send_timeout_seconds,
+            on_end=on_end,
+        )
+
+    return hold

@@ -7,10 +7,11 @@ response starts; the generator gets plain values only.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import redis
 from flask import Blueprint, Response, current_app, request
@@ -22,7 +23,7 @@ from .errors import ApiError
 from .events import KEEP_ALIVE, ZERO_ID, InvalidCursor, encode_sse, parse_cursor
 from .extensions import db
 from .hub import Follower, HubClosed, Reset, get_hub
-from .sockets import SocketSink, send_watch, sink_for
+from .sockets import HandedOver, HeldStream, holder_for, send_watch
 
 log = logging.getLogger(__name__)
 
@@ -75,37 +76,56 @@ def poll_timeout() -> float:
     return seconds
 
 
+class StreamEnd:
+    """What to release when an SSE stream really ends, wherever it ends.
+
+    gunicorn closes the response body when the generator finishes, or when
+    the hub takes the stream over; after a hand-over, the held stream ends
+    it instead (sockets.py).
+    """
+
+    def __init__(self, *callbacks: Callable[[], None]) -> None:
+        self._callbacks = list(callbacks)
+        self.handed_over = False
+
+    def response_closed(self) -> None:
+        if not self.handed_over:
+            self.run()
+
+    def run(self) -> None:
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+
 def sse_body(
     follower: Follower,
     *,
     session_id: str,
-    sink: SocketSink | None,
+    hold: Callable[[Callable[[], None]], HeldStream] | None,
+    end: StreamEnd,
     retry_ms: int,
     heartbeat_seconds: float,
-    max_seconds: float,
+    deadline: float,
     send_timeout_seconds: float,
 ) -> Iterator[bytes]:
-    """The SSE body: retry hint, then events and keep-alives until the time is up.
+    """The SSE body: retry hint, then events and keep-alives until the deadline.
 
     Catching up, the body yields batches for the server to write. Once
-    caught up, with a `sink`, the channel writes to the socket itself and
-    this greenlet only waits (sockets.py); it reads on itself after a reset
-    or a slow patch that detached it.
+    caught up, with `hold`, it hands the connection to the hub and ends
+    (sockets.py); without it, it waits for new entries itself.
     """
-    deadline = time.monotonic() + max_seconds
-    # The first write also sends the headers, which a sink must never do.
+    # The first write also sends the headers: gunicorn's, never the hub's.
     yield from send_watch.send(encode_sse(retry_ms=retry_ms), send_timeout_seconds, session_id)
     while (remaining := deadline - time.monotonic()) > 0:
         wait = min(heartbeat_seconds, remaining)
         try:
-            batch = follower.next_batch(0 if sink else wait, SSE_MAX_BATCH)
-            if not batch and sink is not None:
-                if follower.attach(sink):
-                    try:
-                        sink.serve(deadline, heartbeat_seconds)
-                    finally:
-                        follower.detach()
-                    continue
+            batch = follower.next_batch(0 if hold else wait, SSE_MAX_BATCH)
+            if not batch and hold is not None:
+                if follower.caught_up():
+                    follower.attach(hold(end.run))
+                    end.handed_over = True
+                    raise HandedOver(errno.EPIPE, "the hub holds this stream now")
                 batch = follower.next_batch(wait, SSE_MAX_BATCH)
         except Reset as reset:
             log.info(
@@ -135,19 +155,31 @@ def events_(session_id: str) -> Response:
     release = limits.acquire_stream(request, current_app.config)
     follower = get_hub(current_app._get_current_object()).follow(session_id, cursor)
     log.info("sse open session=%s cursor=%s", session_id, cursor)
+    resumed = bool(
+        request.headers.get("Last-Event-ID", "").strip() or request.args.get("last_event_id")
+    )
+    metrics.sse_opened(resumed=resumed)
+    end = StreamEnd(follower.close, release, metrics.sse_closed)
+    deadline = time.monotonic() + config["SSE_MAX_SECONDS"]
     body = sse_body(
         follower,
         session_id=session_id,
-        sink=sink_for(request.environ, session_id, config["SSE_SEND_TIMEOUT_SECONDS"]),
+        hold=holder_for(
+            request.environ,
+            session_id=session_id,
+            deadline=deadline,
+            heartbeat_seconds=config["HEARTBEAT_SECONDS"],
+            send_timeout_seconds=config["SSE_SEND_TIMEOUT_SECONDS"],
+        ),
+        end=end,
         retry_ms=config["SSE_RETRY_MS"],
         heartbeat_seconds=config["HEARTBEAT_SECONDS"],
-        max_seconds=config["SSE_MAX_SECONDS"],
+        deadline=deadline,
         send_timeout_seconds=config["SSE_SEND_TIMEOUT_SECONDS"],
     )
     response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
-    # Run when gunicorn closes the body, even if it never started iterating it.
-    response.call_on_close(follower.close)
-    response.call_on_close(release)
+    # Runs when gunicorn closes the body, even if it never started iterating it.
+    response.call_on_close(end.response_closed)
     return response
 
 
