@@ -4,7 +4,8 @@
 Two implementations:
 
 - `OpenAIModel` speaks to any OpenAI-compatible server through the `openai`
-  SDK (`stream=True`, usage included), with explicit timeouts. It takes its
+  SDK's client (`stream=True`, usage included), with explicit timeouts, and
+  reads the streamed body itself (see `_request` for why). It takes its
   HTTP client from the caller, so tests point it at a local model server.
 - `DemoModel` needs no key: it streams a deterministic answer at a reading
   pace, so the app is useful out of the box. Its model name is "demo".
@@ -23,7 +24,9 @@ already sent, after which trying again would repeat the answer.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import ssl
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -106,41 +109,110 @@ class OpenAIModel:
     def stream(self, messages: list[dict[str, str]]) -> Iterator[Piece]:
         model, finish_reason, usage = self.name, None, None
         try:
-            chunks = self._client.chat.completions.create(
-                model=self.name,
-                messages=messages,
-                max_tokens=self._max_tokens,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-            with chunks:
-                for chunk in chunks:
-                    model = chunk.model or model
-                    if chunk.usage is not None:
-                        usage = {
-                            "prompt_tokens": chunk.usage.prompt_tokens,
-                            "completion_tokens": chunk.usage.completion_tokens,
-                            "total_tokens": chunk.usage.total_tokens,
-                        }
-                    for choice in chunk.choices[:1]:
-                        if choice.delta is not None and choice.delta.content:
-                            yield Delta(choice.delta.content)
-                        if choice.finish_reason:
-                            finish_reason = choice.finish_reason
+            response = self._request(messages)
+            try:
+                for chunk in _sse_data(response.iter_lines()):
+                    model = chunk.get("model") or model
+                    if chunk.get("usage"):
+                        usage = _usage(chunk["usage"])
+                    choice = (chunk.get("choices") or [{}])[0]  # n is 1: one choice
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        yield Delta(text)
+                    finish_reason = choice.get("finish_reason") or finish_reason
+            finally:
+                response.close()
         except openai.APITimeoutError as exc:
             raise ModelError(UPSTREAM_TIMEOUT, "the model timed out", retryable=True) from exc
         except openai.APIStatusError as exc:
             raise status_error(exc) from exc
-        except openai.APIError as exc:  # connection errors, malformed streams
+        except openai.APIError as exc:  # connection errors
             raise ModelError(UPSTREAM_ERROR, f"the model failed: {exc}", retryable=True) from exc
-        except httpx2.HTTPError as exc:  # a read timeout or drop mid-stream
-            code = UPSTREAM_TIMEOUT if isinstance(exc, httpx2.TimeoutException) else UPSTREAM_ERROR
-            raise ModelError(code, f"the model stream broke: {exc}") from exc
+        except httpx2.TimeoutException as exc:  # silent for longer than the read timeout
+            raise ModelError(UPSTREAM_TIMEOUT, "the model timed out", retryable=True) from exc
+        except (httpx2.RequestError, ssl.SSLError) as exc:  # a drop mid-stream
+            raise ModelError(
+                UPSTREAM_ERROR, f"the model stream broke: {exc}", retryable=True
+            ) from exc
+        except httpx2.HTTPError as exc:
+            raise ModelError(UPSTREAM_ERROR, f"the model stream broke: {exc}") from exc
         if finish_reason is None:
             # A body cut short can look like a normal end (a close-delimited
             # response, a proxy): only a finish_reason says the answer is whole.
             raise ModelError(UPSTREAM_ERROR, "the model stream ended before the answer finished")
         yield Finish(model, finish_reason, usage)
+
+    def _request(self, messages: list[dict[str, str]]) -> httpx2.Response:
+        """POST the chat completion through the SDK; the streamed body is left unread.
+
+        The SDK's client makes the request (auth, headers, timeouts, its error
+        types for failed requests), but the body is read here, not by
+        `chat.completions.create()`: its stream stops reading at `[DONE]`, before
+        the end of the HTTP body, so httpcore closes the connection instead of
+        pooling it, and every answer paid for a new connection (a TLS handshake
+        with a real provider). Its per-chunk pydantic models and request
+        validation also cost about 1 ms of CPU before each first token.
+        `client.post(..., cast_to=httpx.Response)` is the SDK's documented way
+        to get the raw response (README, "Undocumented endpoints").
+        """
+        body = {
+            "model": self.name,
+            "messages": messages,
+            "max_tokens": self._max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        return self._client.post(
+            "/chat/completions", body=body, cast_to=httpx2.Response, stream=True
+        )
+
+
+def _sse_data(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """The JSON `data` of each server-sent event, up to `[DONE]`.
+
+    An
+    `error` object in place of a chunk (the API's way to fail mid-stream) is
+    raised as a retryable ModelError, as the SDK's own stream raises it.
+    """
+    data: list[str] = []
+    for line in lines:
+        if line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif not line and data:
+            payload, data = "\n".join(data), []
+            if payload == "[DONE]":
+                _drain(lines)
+                return
+            try:
+                chunk = json.loads(payload)
+            except ValueError as exc:
+                raise ModelError(UPSTREAM_ERROR, "the model sent malformed JSON") from exc
+            if not isinstance(chunk, dict):
+                raise ModelError(UPSTREAM_ERROR, "the model sent an unexpected event")
+            if chunk.get("error"):
+                error = chunk["error"]
+                message = error.get("message") if isinstance(error, dict) else None
+                raise ModelError(
+                    UPSTREAM_ERROR, f"the model failed: {message or error}", retryable=True
+                )
+            yield chunk
+
+
+def _drain(lines: Iterator[str]) -> None:
+    """Read the body to its end (normally nothing but the end itself) so the connection is pooled."""
+    try:
+        for _ in lines:
+            pass
+    except (httpx2.HTTPError, ssl.SSLError):
+        pass  # the answer is whole already; only the connection is not reused
+
+
+def _usage(raw: dict[str, Any]) -> dict[str, int]:
+    return {
+        "prompt_tokens": raw.get("prompt_tokens") or 0,
+        "completion_tokens": raw.get("completion_tokens") or 0,
+        "total_tokens": raw.get("total_tokens") or 0,
+    }
 
 
 def _retry_after(response: httpx2.Response) -> float | None:
