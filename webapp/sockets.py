@@ -193,7 +193,10 @@ class HeldStream:
                 pass  # gone or full: the client reconnects either way
         self._pending.clear()
         self._sock.close()
-        self._on_end()
+        try:
+            self._on_end()
+        except Exception:  # never into the hub's listener or the sweep
+            log.exception("sse stream end failed session=%s", self.session_id)
 
     # -- writing ----------------------------------------------------------------
 
