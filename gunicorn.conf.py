@@ -86,8 +86,10 @@ def post_worker_init(worker):
 
     import gevent
 
+    from webapp import runtime
     from webapp.hub import close_hub
 
+    runtime.settle()
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum, frame):

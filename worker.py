@@ -31,7 +31,7 @@ from flask import Flask  # noqa: E402
 from gevent.event import Event  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
 
-from webapp import create_app, jobs, keys  # noqa: E402
+from webapp import create_app, jobs, keys, runtime  # noqa: E402
 from webapp.extensions import redis_store  # noqa: E402
 from webapp.generation import (  # noqa: E402
     Cancelled,
@@ -211,6 +211,7 @@ class Worker:
 def main() -> None:
     app = create_app()
     configure(app.config["LOG_LEVEL"])
+    runtime.settle()
     Worker(app).run()
 
 

@@ -70,6 +70,7 @@ class Entry:
     data: str  # the stored JSON text
     _sse: bytes | None = field(default=None, repr=False)
     _poll: str | None = field(default=None, repr=False)
+    _chunk: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def from_redis(cls, entry_id: str | bytes, fields: dict) -> Entry:
@@ -84,6 +85,13 @@ class Entry:
         if self._sse is None:
             self._sse = encode_sse(self.data, event=self.event, id=self.id)
         return self._sse
+
+    @property
+    def sse_chunk(self) -> bytes:
+        """`sse` as one HTTP/1.1 chunk, for writing straight to a socket (sockets.py)."""
+        if self._chunk is None:
+            self._chunk = chunked(self.sse)
+        return self._chunk
 
     @property
     def poll_json(self) -> str:
@@ -131,6 +139,14 @@ def encode_sse(
         parts = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         lines.extend(f"data: {part}" for part in parts)
     return ("\n".join(lines) + "\n\n").encode()
+
+
+KEEP_ALIVE = encode_sse(comment="keep-alive")
+
+
+def chunked(data: bytes) -> bytes:
+    """`data` framed as one chunk of an HTTP/1.1 chunked body, as gunicorn frames a yield."""
+    return b"%X\r\n%s\r\n" % (len(data), data)
 
 
 def reset_data(reason: str) -> str:

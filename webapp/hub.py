@@ -14,6 +14,12 @@ the entries after its cursor, in order, each exactly once. Behind it:
 - A follower whose cursor is older than the buffer catches up with range
   reads, then reads from the buffer: both are "entries strictly after my
   cursor" on the same stream, so there is no gap and no duplicate.
+- A caught-up SSE follower may attach a `Sink`: from then on the channel
+  hands every new entry to the sink as it merges it (sockets.py writes it
+  to the client's socket), and no greenlet waits for that client. A
+  follower attaches only while its cursor is the channel's newest id, and
+  every merge extends exactly that id, so a sink too sees each entry once.
+  A channel that must forget what it holds (a reset) detaches its sinks.
 
 Deliberate choices:
 - Notices, not blocking XREADs: pub/sub takes and drops sessions freely on
@@ -29,6 +35,7 @@ import bisect
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import gevent
 import redis
@@ -61,6 +68,16 @@ class Reset(Exception):
         self.floor = floor
 
 
+class Sink(Protocol):
+    """Where a channel writes new entries for one caught-up follower."""
+
+    def deliver(self, entries: list[Entry]) -> None:
+        """Take entries right after the previous ones; must not block or raise."""
+
+    def detach(self) -> None:
+        """The channel stopped delivering (a reset, a shutdown)."""
+
+
 class Channel:
     """The newest entries of one session, shared by its local followers."""
 
@@ -72,6 +89,8 @@ class Channel:
         self.entries: list[Entry] = []
         self._keys: list[tuple[int, int]] = []
         self.changed = Event()
+        # Caught-up followers the channel writes to itself (see Sink).
+        self.live: dict[Follower, Sink] = {}
         self.refreshing = False
         self.dirty = False
         self.idle_since = 0.0
@@ -99,7 +118,16 @@ class Channel:
             dropped = len(self.entries) - BUFFER_ENTRIES
             self.base = self.entries[dropped - 1].id
             del self.entries[:dropped], self._keys[:dropped]
+        newest = fresh[-1].id
+        for follower, sink in list(self.live.items()):
+            follower.cursor = newest
+            sink.deliver(fresh)
         self.wake()
+
+    def detach_all(self) -> None:
+        live, self.live = self.live, {}
+        for sink in live.values():
+            sink.detach()
 
     def wake(self) -> None:
         woken, self.changed = self.changed, Event()
@@ -108,6 +136,7 @@ class Channel:
     def clear(self) -> None:
         """Forget everything: the next follower read goes to Redis (and may reset)."""
         self.base, self.entries, self._keys = None, [], []
+        self.detach_all()
         self.wake()
 
     def after(self, cursor: str) -> list[Entry] | None:
@@ -133,6 +162,7 @@ class Hub:
         """End every follower's wait (SIGTERM): streams close and clients reconnect."""
         self.closed = True
         for channel in list(self._channels.values()):
+            channel.detach_all()
             channel.wake()
 
     # -- followers -------------------------------------------------------
@@ -313,6 +343,18 @@ class Follower:
             if remaining <= 0 or not changed.wait(remaining):
                 return []
 
+    def caught_up(self) -> bool:
+        """Whether the cursor is the channel's newest id, which every merge extends."""
+        return not self._hub.closed and self._channel.newest == self.cursor
+
+    def attach(self, sink: Sink) -> None:
+        """Have the channel deliver every new entry to `sink` (only when caught up)."""
+        assert self.caught_up(), "a sink attaches at the channel's newest id only"
+        self._channel.live[self] = sink
+
+    def detach(self) -> None:
+        self._channel.live.pop(self, None)
+
     def wait_until(self, done: Callable[[Entry], bool], timeout_seconds: float) -> bool:
         """Read on until an entry satisfies `done` or the time runs out."""
         deadline = time.monotonic() + timeout_seconds
@@ -324,6 +366,7 @@ class Follower:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self.detach()
             self._hub._unfollow(self._channel)
 
     def __enter__(self) -> Follower:

@@ -331,7 +331,6 @@ class _LocalCollector(Collector):
 
 # -- request hooks: the web-side figures without code in the views ----------
 
-SSE_ENDPOINT = "stream.events"
 
 
 def _waits() -> bool:
@@ -347,12 +346,8 @@ def _before() -> None:
 
 
 def _after(response: Response) -> Response:
-    if request.endpoint == SSE_ENDPOINT and response.status_code == 200 and response.is_streamed:
-        header = request.headers.get("Last-Event-ID", "").strip()
-        sse_opened(resumed=bool(header or request.args.get("last_event_id")))
-        # Runs when the server closes the body: the end, the time limit, a gone client.
-        response.call_on_close(sse_closed)
-    elif response.status_code >= 400 and response.is_json:
+    # SSE opens and closes are counted by stream.py, which knows when a held stream ends.
+    if response.status_code >= 400 and response.is_json:
         body: Any = response.get_json(silent=True)
         code = body.get("error", {}).get("code") if isinstance(body, dict) else None
         if isinstance(code, str):

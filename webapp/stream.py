@@ -11,10 +11,8 @@ import errno
 import json
 import logging
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
-import gevent
 import redis
 from flask import Blueprint, Response, current_app, request
 
@@ -22,15 +20,15 @@ from . import events, limits, metrics
 from .api import load_session, seconds_arg, valid_id
 from .config import POLL_TIMEOUT_MAX_SECONDS
 from .errors import ApiError
-from .events import ZERO_ID, InvalidCursor, encode_sse, parse_cursor
+from .events import KEEP_ALIVE, ZERO_ID, InvalidCursor, encode_sse, parse_cursor
 from .extensions import db
 from .hub import Follower, HubClosed, Reset, get_hub
+from .sockets import HandedOver, HeldStream, holder_for, send_watch
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("stream", __name__)
 
-KEEP_ALIVE = encode_sse(comment="keep-alive")
 POLL_MAX_EVENTS = 1000
 # Entries per SSE write: bounds what one slow client can hold in memory.
 SSE_MAX_BATCH = 256
@@ -78,67 +76,57 @@ def poll_timeout() -> float:
     return seconds
 
 
-class SlowClient(BrokenPipeError):
-    """A client stopped taking our writes; gunicorn closes its socket quietly (EPIPE)."""
+class StreamEnd:
+    """What to release when an SSE stream really ends, wherever it ends.
 
-
-class SendWatch:
-    """Drops SSE clients that stopped reading: one sweep per process, no timer per write.
-
-    Each write marks its greenlet with a deadline before yielding, and clears
-    the mark when gunicorn asks for more: the generator is suspended while
-    gunicorn writes what it yielded. Once a second, the sweep throws
-    SlowClient into any greenlet still past its deadline; it lands in
-    gunicorn's blocked `sendall`, which closes the connection and frees the
-    greenlet. (A gevent.Timeout per write did the same for ~5% of the web's
-    CPU in the fan-out bench.)
+    gunicorn closes the response body when the generator finishes, or when
+    the hub takes the stream over; after a hand-over, the held stream ends
+    it instead (sockets.py).
     """
 
-    SWEEP_SECONDS = 1.0
+    def __init__(self, *callbacks: Callable[[], None]) -> None:
+        self._callbacks = list(callbacks)
+        self.handed_over = False
 
-    def __init__(self) -> None:
-        self._writing: dict[Any, tuple[float, str]] = {}
-        self._sweeper: gevent.Greenlet | None = None
+    def response_closed(self) -> None:
+        if not self.handed_over:
+            self.run()
 
-    def send(self, data: bytes, seconds: float, session_id: str) -> Iterator[bytes]:
-        """Yield `data` for gunicorn to write, under the send deadline."""
-        current = gevent.getcurrent()
-        self._writing[current] = (time.monotonic() + seconds, session_id)
-        if self._sweeper is None or self._sweeper.dead:
-            self._sweeper = gevent.spawn(self._sweep_forever)
-        try:
-            yield data
-        finally:
-            self._writing.pop(current, None)
-
-    def _sweep_forever(self) -> None:
-        while True:
-            gevent.sleep(self.SWEEP_SECONDS)
-            now = time.monotonic()
-            for greenlet, (deadline, session_id) in list(self._writing.items()):
-                if now >= deadline and self._writing.pop(greenlet, None):
-                    log.warning("sse dropped a client that stopped reading session=%s", session_id)
-                    gevent.kill(greenlet, SlowClient(errno.EPIPE, "client too slow"), block=False)
-
-
-send_watch = SendWatch()
+    def run(self) -> None:
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
 
 
 def sse_body(
     follower: Follower,
     *,
     session_id: str,
+    hold: Callable[[Callable[[], None]], HeldStream] | None,
+    end: StreamEnd,
     retry_ms: int,
     heartbeat_seconds: float,
-    max_seconds: float,
+    deadline: float,
     send_timeout_seconds: float,
 ) -> Iterator[bytes]:
-    """The SSE body: retry hint, then events and keep-alives until the time is up."""
-    deadline = time.monotonic() + max_seconds
+    """The SSE body: retry hint, then events and keep-alives until the deadline.
+
+    Catching up, the body yields batches for the server to write. Once
+    caught up, with `hold`, it hands the connection to the hub and ends
+    (sockets.py); without it, it waits for new entries itself.
+    """
+    # The first write also sends the headers: gunicorn's, never the hub's.
     yield from send_watch.send(encode_sse(retry_ms=retry_ms), send_timeout_seconds, session_id)
     while (remaining := deadline - time.monotonic()) > 0:
+        wait = min(heartbeat_seconds, remaining)
         try:
-            batch = follower.next_batch(min(heartbeat_seconds, remaining), SSE_MAX_BATCH)
+            batch = follower.next_batch(0 if hold else wait, SSE_MAX_BATCH)
+            if not batch and hold is not None:
+                if follower.caught_up():
+                    follower.attach(hold(end.run))
+                    end.handed_over = True
+                    raise HandedOver(errno.EPIPE, "the hub holds this stream now")
+                batch = follower.next_batch(wait, SSE_MAX_BATCH)
         except Reset as reset:
             log.info(
                 "sse reset session=%s cursor=%s floor=%s", session_id, follower.cursor, reset.floor
@@ -167,18 +155,31 @@ def events_(session_id: str) -> Response:
     release = limits.acquire_stream(request, current_app.config)
     follower = get_hub(current_app._get_current_object()).follow(session_id, cursor)
     log.info("sse open session=%s cursor=%s", session_id, cursor)
+    resumed = bool(
+        request.headers.get("Last-Event-ID", "").strip() or request.args.get("last_event_id")
+    )
+    metrics.sse_opened(resumed=resumed)
+    end = StreamEnd(follower.close, release, metrics.sse_closed)
+    deadline = time.monotonic() + config["SSE_MAX_SECONDS"]
     body = sse_body(
         follower,
         session_id=session_id,
+        hold=holder_for(
+            request.environ,
+            session_id=session_id,
+            deadline=deadline,
+            heartbeat_seconds=config["HEARTBEAT_SECONDS"],
+            send_timeout_seconds=config["SSE_SEND_TIMEOUT_SECONDS"],
+        ),
+        end=end,
         retry_ms=config["SSE_RETRY_MS"],
         heartbeat_seconds=config["HEARTBEAT_SECONDS"],
-        max_seconds=config["SSE_MAX_SECONDS"],
+        deadline=deadline,
         send_timeout_seconds=config["SSE_SEND_TIMEOUT_SECONDS"],
     )
     response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
-    # Run when gunicorn closes the body, even if it never started iterating it.
-    response.call_on_close(follower.close)
-    response.call_on_close(release)
+    # Runs when gunicorn closes the body, even if it never started iterating it.
+    response.call_on_close(end.response_closed)
     return response
 
 
