@@ -128,8 +128,11 @@ def engine_options(settings: Mapping[str, Any]) -> dict[str, Any]:
     Every process opens up to pool size + overflow connections, which must fit
     the database plan's limit (README, Deploy).
     """
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    options: dict[str, Any] = {}
     if settings["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        # A server can drop pooled connections (restarts, idle timeouts);
+        # a local SQLite file cannot, so it skips the SELECT 1 per checkout.
+        options["pool_pre_ping"] = True
         size = max(settings["DATABASE_POOL_SIZE"], 1)
         overflow = settings["DATABASE_MAX_OVERFLOW"]
         if overflow < 0:
