@@ -332,7 +332,6 @@ class _LocalCollector(Collector):
 # -- request hooks: the web-side figures without code in the views ----------
 
 
-
 def _waits() -> bool:
     return request.endpoint == "stream.poll" or (
         request.endpoint == "api.get_message" and bool(request.args.get("wait"))
