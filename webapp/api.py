@@ -44,6 +44,16 @@ def load_session(session_id: str) -> ChatSession:
     return chat
 
 
+def ensure_session(session_id: str) -> None:
+    """404 for an unknown session, without SQL when this process's hub follows it.
+
+    Sessions are never deleted, so one that has a channel here was found in
+    SQL before. A chat page posts while its stream is open, often here.
+    """
+    if not get_hub(current_app._get_current_object()).follows(valid_id(session_id, "session")):
+        load_session(session_id)
+
+
 def prompt_from_request() -> str:
     """The prompt of a POST body, validated as API.md says."""
     if not request.is_json:
@@ -117,7 +127,7 @@ def replay(stored: str, content_digest: str) -> Response:
 
 @bp.post("/api/sessions/<session_id>/messages")
 def post_message(session_id: str) -> tuple[Response, int, dict[str, str]] | Response:
-    load_session(session_id)
+    ensure_session(session_id)
     content = prompt_from_request()
     client = redis_store.client
     idempotency = idempotency_key(session_id, content)

@@ -17,7 +17,7 @@ import redis
 from flask import Blueprint, Response, current_app, request
 
 from . import events, limits, metrics
-from .api import load_session, seconds_arg, valid_id
+from .api import ensure_session, seconds_arg
 from .config import POLL_TIMEOUT_MAX_SECONDS
 from .errors import ApiError
 from .events import KEEP_ALIVE, ZERO_ID, InvalidCursor, encode_sse, parse_cursor
@@ -51,14 +51,9 @@ def valid_cursor(raw: str | None) -> str:
 
 
 def check_session(session_id: str) -> None:
-    """404 for an unknown session, without SQL when the hub already follows it.
-
-    A long-poll loop asks every few seconds; sessions are never deleted, so
-    one that has a channel here was found in SQL before.
-    """
-    if not get_hub(current_app._get_current_object()).follows(valid_id(session_id, "session")):
-        load_session(session_id)
-        db.session.close()  # a waiting request must not hold a pooled SQL connection
+    """404 for an unknown session (a long-poll loop asks every few seconds: mostly no SQL)."""
+    ensure_session(session_id)
+    db.session.close()  # a waiting request must not hold a pooled SQL connection
 
 
 def sse_cursor() -> str:
