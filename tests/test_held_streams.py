@@ -10,10 +10,15 @@ from __future__ import annotations
 import socket
 import time
 
+import gevent.event
+import gevent.socket
 import httpx
 
 from tests.support.client import create_session, post_prompt, read_sse
 from tests.support.model_server import ModelServer
+from webapp import events
+from webapp.events import KEEP_ALIVE, Entry, chunked
+from webapp.sockets import MAX_PENDING_BYTES, HeldStream, holder
 
 
 def read_until_closed(port: int, path: str, version: str, timeout: float = 20.0) -> bytes:
@@ -71,3 +76,51 @@ def test_held_streams_send_whole_bodies_in_both_http_versions(
         head, _, raw = http10.partition(b"\r\n\r\n")
         assert b"Transfer-Encoding" not in head
         assert raw.replace(b": keep-alive\n\n", b"") == text.replace(b": keep-alive\n\n", b"")
+
+
+# -- one held stream on a local socket pair (gevent's, as in the web process) --
+
+
+def held_pair(**overrides: float) -> tuple[HeldStream, gevent.socket.socket, gevent.event.Event]:
+    """A held stream writing into a small socket buffer that nobody reads yet."""
+    ours, theirs = gevent.socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ended = gevent.event.Event()
+    settings = {"deadline": time.monotonic() + 60, "heartbeat_seconds": 60.0}
+    settings["send_timeout_seconds"] = 1.0
+    settings.update(overrides)
+    stream = HeldStream(ours, chunked=True, session_id="local", on_end=ended.set, **settings)
+    return stream, theirs, ended
+
+
+def big_entry(size: int) -> Entry:
+    return Entry("1-1", "chunk", events.dumps({"text": "z" * size}))
+
+
+def test_a_held_client_that_stops_reading_is_ended_by_the_send_deadline() -> None:
+    """Queued below MAX_PENDING_BYTES: the flusher blocks, and the send deadline ends it."""
+    stream, theirs, ended = held_pair(send_timeout_seconds=0.5)
+    stream.deliver([big_entry(MAX_PENDING_BYTES // 2)])
+    assert not stream.ended  # queued, and a flusher is trying
+    assert ended.wait(10), "the send-deadline sweep must end the stream"
+    theirs.close()
+
+
+def test_a_held_client_that_falls_too_far_behind_is_ended_at_once() -> None:
+    stream, theirs, ended = held_pair()
+    stream.deliver([big_entry(MAX_PENDING_BYTES * 2)])
+    assert stream.ended and ended.is_set()
+    theirs.close()
+
+
+def test_the_sweep_keeps_a_quiet_stream_alive_then_ends_it_with_the_last_chunk() -> None:
+    stream, theirs, ended = held_pair(heartbeat_seconds=15.0, deadline=time.monotonic() + 100)
+    holder.sweep(time.monotonic() + 15)  # quiet for a heartbeat: a keep-alive
+    holder.sweep(time.monotonic() + 101)  # past the deadline: the end of the body
+    assert ended.is_set()
+    received = b""
+    while data := theirs.recv(65536):
+        received += data
+    assert received == chunked(KEEP_ALIVE) + b"0\r\n\r\n"
+    theirs.close()
