@@ -64,12 +64,14 @@ def test_metrics_move_with_streams_polls_resumes_and_errors(
         "relay_jobs_queued",
         "relay_jobs_running",
         "relay_sse_streams_open",
+        "relay_sse_streams_held",
         "relay_long_polls_waiting",
         "relay_chunks_total",
     ):
         assert (name, frozenset()) in before, name
     port = int(web.rsplit(":", 1)[1])
     open_before = value(before, "relay_sse_streams_open")
+    held_before = value(before, "relay_sse_streams_held")
 
     streams = StreamSet()
     with httpx.Client(base_url=web, timeout=30) as http:
@@ -83,6 +85,8 @@ def test_metrics_move_with_streams_polls_resumes_and_errors(
             model_server.behave(prompt, chunks=["one ", "two ", "three"])
             message_id = post_prompt(http, session_id, prompt)["message_id"]
             streams.pump(lambda: len(stream.chunk_times) == 3, 30, "three chunks")
+            # Caught up, the stream is the hub's now (webapp/sockets.py).
+            assert value(scrape(web), "relay_sse_streams_held") == held_before + 1
         finally:
             streams.close()
         # The server sees the client gone at its next write (a heartbeat at most).
@@ -91,6 +95,7 @@ def test_metrics_move_with_streams_polls_resumes_and_errors(
             timeout=15,
             what="the closed stream to stop counting",
         )
+        assert value(scrape(web), "relay_sse_streams_held") == held_before
 
         # A resume with a cursor, the way EventSource reconnects.
         events = read_sse(web, session_id, until_message=message_id)

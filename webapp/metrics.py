@@ -84,6 +84,12 @@ SSE_OPEN = Gauge(
     registry=LOCAL,
     multiprocess_mode="livesum",
 )
+SSE_HELD = Gauge(
+    "relay_sse_streams_held",
+    "SSE streams held by the hub: caught up, written to directly, no greenlet of their own.",
+    registry=LOCAL,
+    multiprocess_mode="livesum",
+)
 POLLS_WAITING = Gauge(
     "relay_long_polls_waiting",
     "Long-polls and ?wait= requests in progress.",
@@ -122,6 +128,14 @@ def sse_opened(resumed: bool) -> None:
 
 def sse_closed() -> None:
     SSE_OPEN.dec()
+
+
+def sse_held() -> None:
+    SSE_HELD.inc()
+
+
+def sse_let_go() -> None:
+    SSE_HELD.dec()
 
 
 def poll_started() -> None:

@@ -11,9 +11,10 @@ switches and the generator, werkzeug and gunicorn write path per entry
 stack while idle (most of the memory per connection).
 
 Deliberate choices:
-- Only gunicorn's plain HTTP/1.x GET responses are handed over
-  (`holder_for`); anything else (another server, TLS in gunicorn, HTTP/2,
-  HEAD) keeps yielding to the server. Heroku ends TLS at its router.
+- Only gunicorn's plain HTTP/1.x GET responses under gevent are handed
+  over (`holder_for`); anything else (another server or worker class, TLS
+  in gunicorn, HTTP/2, HEAD) keeps yielding to the server. Heroku ends TLS
+  at its router.
 - The bytes are exactly what gunicorn writes for a yielded item: HTTP/1.1
   bodies are chunked (`<hex size>\\r\\n<data>\\r\\n`), HTTP/1.0 bodies are
   raw. gunicorn writes the headers (on the first yield); the held stream
@@ -49,6 +50,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import gevent
+from gevent import monkey
 
 from .events import KEEP_ALIVE, Entry, chunked
 
@@ -295,6 +297,7 @@ def holder_for(
     protocol = environ.get("SERVER_PROTOCOL")
     if (
         sock is None
+        or not monkey.is_module_patched("socket")  # held streams live on gevent's loop
         or environ.get("REQUEST_METHOD") != "GET"
         or environ.get("wsgi.url_scheme") != "http"
         or protocol not in ("HTTP/1.1", "HTTP/1.0")

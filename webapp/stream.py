@@ -83,6 +83,9 @@ class StreamEnd:
         self._callbacks = list(callbacks)
         self.handed_over = False
 
+    def add(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
     def response_closed(self) -> None:
         if not self.handed_over:
             self.run()
@@ -120,6 +123,8 @@ def sse_body(
                 if follower.caught_up():
                     follower.attach(hold(end.run))
                     end.handed_over = True
+                    metrics.sse_held()
+                    end.add(metrics.sse_let_go)
                     raise HandedOver(errno.EPIPE, "the hub holds this stream now")
                 batch = follower.next_batch(wait, SSE_MAX_BATCH)
         except Reset as reset:
