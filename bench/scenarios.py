@@ -23,7 +23,7 @@ from bench import redis_floor
 from bench.client import percentiles
 from bench.profile import Profiler
 from bench.report import Row, at_most, ratio
-from bench.stack import Stack, cpu_seconds, log_summary, rss_kb
+from bench.stack import LoadClient, Stack, cpu_seconds, log_summary, rss_kb
 
 # Targets of issue 5 ("Done when").
 MAX_RSS_PER_CONNECTION_KB = 20
@@ -429,15 +429,19 @@ def _delivery_rows(
     ]
 
 
+def _start_fanout(stack: Stack, plan: Plan) -> tuple[list[str], LoadClient]:
+    """A fresh app sized so one worker runs every session's answer; the sessions; a load client."""
+    stack.start_app(
+        WORKER_CONCURRENCY=str(plan.sessions + 16), WORKER_CONNECTIONS=str(plan.clients + 1000)
+    )
+    return stack.seed_sessions(plan.sessions), stack.load_client()
+
+
 def fanout(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
     name = "2 fan-out SSE"
     n = plan.deltas_per_stream
     per_session = plan.clients // plan.sessions
-    stack.start_app(
-        WORKER_CONCURRENCY=str(plan.sessions + 16), WORKER_CONNECTIONS=str(plan.clients + 1000)
-    )
-    sessions = stack.seed_sessions(plan.sessions)
-    client = stack.load_client()
+    sessions, client = _start_fanout(stack, plan)
     try:
         opened = client.call(
             "sse_open",
@@ -498,11 +502,7 @@ def longpoll(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row]
     name = "3 fan-out long-poll"
     n = plan.deltas_per_stream
     per_session = plan.clients // plan.sessions
-    stack.start_app(
-        WORKER_CONCURRENCY=str(plan.sessions + 16), WORKER_CONNECTIONS=str(plan.clients + 1000)
-    )
-    sessions = stack.seed_sessions(plan.sessions)
-    client = stack.load_client()
+    sessions, client = _start_fanout(stack, plan)
     try:
         pids = dict(stack.pids(), client=client.pid)
         client.call(

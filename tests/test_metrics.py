@@ -23,7 +23,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.client import create_session, post_prompt, read_sse
 from tests.support.model_server import ModelServer
-from tests.support.processes import Process, RedisServer, free_port, gunicorn_argv, wait_for
+from tests.support.processes import (
+    Process,
+    RedisServer,
+    free_port,
+    gunicorn_argv,
+    wait_for,
+    wait_until_answers,
+)
 from tests.support.raw_sse import StreamSet
 from webapp import create_app, keys, metrics
 from webapp.extensions import redis_store
@@ -287,15 +294,7 @@ def test_gunicorn_processes_add_up_and_dead_ones_stop_counting(
     base_url = f"http://127.0.0.1:{port}"
     streams = StreamSet()
     try:
-
-        def up() -> bool:
-            assert server.alive(), server.log_text()[-3000:]
-            try:
-                return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up, timeout=30, what="gunicorn with two workers")
+        wait_until_answers(server, f"{base_url}/healthz")
         wait_for(lambda: len(worker_pids(server.pid)) == 2, timeout=30, what="two workers")
         with httpx.Client(base_url=base_url, timeout=30) as http:
             session_id = create_session(http)
@@ -312,7 +311,7 @@ def test_gunicorn_processes_add_up_and_dead_ones_stop_counting(
         streams.pump(
             lambda: all(s.closed for s in streams.streams), 30, "the killed workers' streams to end"
         )
-        wait_for(up, timeout=30, what="gunicorn to replace its workers")
+        wait_until_answers(server, f"{base_url}/healthz")  # gunicorn replaced its workers
         wait_for(
             lambda: all(value(scrape(base_url), "relay_sse_streams_open") == 0 for _ in range(3)),
             timeout=15,

@@ -30,7 +30,7 @@ from tests.support.processes import (
     free_port,
     gunicorn_argv,
     start_worker,
-    wait_for,
+    wait_until_answers,
 )
 from tests.support.raw_sse import StreamSet
 
@@ -51,15 +51,7 @@ def start_slow_web(env: dict[str, str], log_dir: Path) -> tuple[Process, str]:
     argv = gunicorn_argv(port, app="tests.support.slow_app:app")
     proc = Process("web-pg-gevent", argv, env, log_dir).start()
     base_url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        assert proc.alive(), proc.log_text()[-3000:]
-        try:
-            return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(healthy, timeout=30, what="slow_app /healthz")
+    wait_until_answers(proc, f"{base_url}/healthz")
     return proc, base_url
 
 

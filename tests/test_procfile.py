@@ -17,7 +17,14 @@ import pytest
 
 from tests.support.client import answer_text, create_session, post_prompt, read_sse
 from tests.support.model_server import ModelServer
-from tests.support.processes import ROOT, Process, RedisServer, free_port, wait_for
+from tests.support.processes import (
+    ROOT,
+    Process,
+    RedisServer,
+    free_port,
+    wait_for,
+    wait_until_answers,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -73,15 +80,7 @@ def test_procfile_release_web_and_worker_stream_an_answer(
     ).start()
     base_url = f"http://127.0.0.1:{port}"
     try:
-
-        def ready() -> bool:
-            assert honcho.alive(), honcho.log_text()[-3000:]
-            try:
-                return httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, timeout=60, what="the Procfile's web line to answer /readyz")
+        wait_until_answers(honcho, f"{base_url}/readyz", timeout=60)
         wait_for(
             lambda: "worker ready" in honcho.log_text(),
             timeout=30,

@@ -9,10 +9,9 @@ import signal
 import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.support.processes import ROOT, Process, free_port, have, wait_for
+from tests.support.processes import ROOT, Process, free_port, have, wait_until_answers
 from webapp.llm import DemoModel
 
 pytestmark = pytest.mark.slow
@@ -38,15 +37,7 @@ def test_readme_run_command_serves_the_demo_answer(log_dir: Path) -> None:
     )
     run = Process("scripts-run", ["./scripts/run"], env, log_dir).start()
     try:
-
-        def up() -> bool:
-            assert run.alive(), run.log_text()[-3000:]
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up, timeout=90, what="scripts/run to serve /readyz")
+        wait_until_answers(run, f"http://127.0.0.1:{port}/readyz", timeout=90)
         shown = subprocess.run(
             ["bash", "-c", readme_curl_example(port)],
             capture_output=True,

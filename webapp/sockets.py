@@ -252,9 +252,6 @@ class Holder:
         self._streams: set[HeldStream] = set()
         self._sweeper: gevent.Greenlet | None = None
 
-    def __len__(self) -> int:
-        return len(self._streams)
-
     def add(self, stream: HeldStream) -> None:
         self._streams.add(stream)
         if self._sweeper is None or self._sweeper.dead:

@@ -149,20 +149,25 @@ def gunicorn_argv(port: int, workers: int = 1, app: str = "wsgi:app") -> list[st
     return [python(), "-m", "gunicorn", *config, "--workers", str(workers), app]
 
 
+def wait_until_answers(proc: Process, url: str, timeout: float = 30.0) -> None:
+    """Wait until `url` answers 200; fail at once, with its log, if `proc` exits."""
+
+    def answers() -> bool:
+        if not proc.alive():
+            raise AssertionError(f"{proc.name} exited:\n{proc.log_text()[-3000:]}")
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(answers, timeout=timeout, what=f"{proc.name} to answer {url}")
+
+
 def start_web(env: Mapping[str, str], log_dir: Path, name: str = "web") -> tuple[Process, str]:
     port = free_port()
     proc = Process(name, gunicorn_argv(port), env, log_dir).start()
     base_url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if not proc.alive():
-            raise AssertionError(f"{name} exited:\n{proc.log_text()[-3000:]}")
-        try:
-            return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(healthy, timeout=30, what=f"{name} /healthz")
+    wait_until_answers(proc, f"{base_url}/healthz")
     return proc, base_url
 
 
