@@ -104,6 +104,12 @@ class Worker:
             try:
                 taken = jobs.pop(self.popper, self.pop_timeout)
                 if taken is not None:
+                    # Start first, lease second: the lease's round trip then
+                    # overlaps the generation's first steps instead of delaying
+                    # them. A job without a lease yet is safe: the reaper adopts
+                    # processing jobs that have none.
+                    self._start(taken)
+                    taken_count += 1
                     jobs.lease(self.client, self.lease_seconds, [taken.raw])
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("job pop failed, retrying in %.1fs: %s", backoff, exc)
@@ -111,10 +117,6 @@ class Worker:
                 backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
                 continue
             backoff = BACKOFF_START_SECONDS
-            if taken is None:
-                continue
-            self._start(taken)
-            taken_count += 1
             if self.max_jobs is not None and taken_count >= self.max_jobs:
                 self.stop()
 

@@ -8,7 +8,7 @@ from webapp.models import Turn
 
 
 def msg(role: str, content: str, status: str = models.DONE) -> Turn:
-    return Turn(seq=1, id="x" * 8, role=role, status=status, content=content)
+    return Turn(seq=1, id="x" * 8, role=role, status=status, content=content, attempt=1)
 
 
 def test_system_prompt_history_then_new_prompt() -> None:

@@ -161,7 +161,7 @@ class Generation:
     # -- the run -----------------------------------------------------------
 
     def run(self) -> None:
-        if not jobs.begin(self.client, self.job):
+        if not self._begin():
             log.info(
                 "job stale, skipped session=%s message=%s attempt=%d",
                 *self._ids(),
@@ -192,14 +192,28 @@ class Generation:
             if not self.ended:
                 self.fail(INTERNAL_ERROR, "the generation stopped unexpectedly")
 
+    def _begin(self) -> bool:
+        """Take the session's stream over for this attempt; False if the job is stale.
+
+        The first attempt costs no round trip: the web's claim already wrote
+        attempt 1 into `active`, with no writes counted yet. Should it be
+        stale after all, its first write is fenced off instead.
+        """
+        return self.job.attempt == jobs.FIRST_ATTEMPT or jobs.begin(self.client, self.job)
+
     def _claim(self) -> list[models.Turn] | None:
         """Own the answer row and read its history, in one transaction; None if not ours.
+
+        The web stores the row owned by the first attempt, so that attempt
+        only reads (a write and its commit are the costliest step before the
+        model is asked). A later attempt writes its number first, which
+        fences off the older ones.
 
         A message that is missing, already final or owned by a later attempt
         gets no generation: its final event is written (or replayed) instead,
         or nothing at all when fenced off.
         """
-        claimed = self._claim_row()
+        claimed = self.job.attempt == jobs.FIRST_ATTEMPT or self._claim_row()
         turns = models.turns(self.job.session_id)
         # End the SQL transaction: a long answer must not hold a pooled connection.
         db.session.commit()
@@ -212,7 +226,7 @@ class Generation:
             )
         elif answer.status in models.FINAL_STATUSES:
             self._replay_final(models.find_message(*self._ids()))
-        elif not claimed:
+        elif not claimed or answer.attempt > self.job.attempt:
             self.ended = True
             log.warning("fenced off in SQL session=%s message=%s", *self._ids())
         else:
@@ -410,6 +424,7 @@ class Generation:
             db.session.rollback()
             stored = self._store(
                 status=models.FAILED,
+                model=self.model.name,
                 error_code=code,
                 error_message=text,
                 duration_ms=self.outcome.duration_ms,

@@ -33,6 +33,10 @@ from . import keys
 
 log = logging.getLogger(__name__)
 
+# The web claims a session, stores the answer row and queues the job for this
+# attempt; a job taken back from a lost worker runs again as attempt + 1.
+FIRST_ATTEMPT = 1
+
 # Returns the message id already active, or nil after claiming for ARGV[1].
 _CLAIM = """
 local current = redis.call('HGET', KEYS[1], 'message_id')
@@ -63,7 +67,7 @@ return 0
 class Job:
     session_id: str
     message_id: str
-    attempt: int = 1
+    attempt: int = FIRST_ATTEMPT
     enqueued_at: float = 0.0
 
     def dumps(self) -> str:
@@ -85,7 +89,7 @@ def claim(client: redis.Redis, session_id: str, message_id: str) -> str | None:
 
     Returns None on success, or the id of the generation already active.
     """
-    return client.eval(_CLAIM, 1, keys.active(session_id), message_id, 1)
+    return client.eval(_CLAIM, 1, keys.active(session_id), message_id, FIRST_ATTEMPT)
 
 
 def release(client: redis.Redis, session_id: str, message_id: str) -> None:
@@ -98,7 +102,7 @@ def request_cancel(client: redis.Redis, session_id: str, message_id: str) -> boo
 
 
 def enqueue(client: redis.Redis, session_id: str, message_id: str) -> Job:
-    job = Job(session_id, message_id, attempt=1, enqueued_at=time.time())
+    job = Job(session_id, message_id, attempt=FIRST_ATTEMPT, enqueued_at=time.time())
     client.lpush(keys.JOBS_QUEUED, job.dumps())
     log.info("job queued session=%s message=%s", session_id, message_id)
     return job
@@ -250,7 +254,7 @@ def take_back(client: redis.Redis, raw: str, retry: Job | None, *, force: bool =
 
 
 def begin(client: redis.Redis, job: Job) -> bool:
-    """Make this attempt the one allowed to write; False if the job is stale."""
+    """Make this attempt the one allowed to write, from sequence number 0; False if stale."""
     return bool(client.eval(_BEGIN, 1, keys.active(job.session_id), job.message_id, job.attempt))
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import ForeignKey, Integer, String, Text, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
+from .jobs import FIRST_ATTEMPT
 
 USER = "user"
 ASSISTANT = "assistant"
@@ -129,12 +130,15 @@ class Turn(NamedTuple):
     role: str
     status: str
     content: str
+    attempt: int
 
 
 def turns(session_id: str) -> list[Turn]:
     """Every message of a session, oldest first, as Turns (a long chat loads several times faster)."""
     query = (
-        select(Message.seq, Message.id, Message.role, Message.status, Message.content)
+        select(
+            Message.seq, Message.id, Message.role, Message.status, Message.content, Message.attempt
+        )
         .where(Message.session_id == session_id)
         .order_by(Message.seq)
     )
@@ -144,12 +148,20 @@ def turns(session_id: str) -> list[Turn]:
 def add_prompt(session_id: str, content: str, answer_id: str) -> None:
     """Add a prompt and its queued answer, in that order (`seq`), to the open transaction.
 
-    One Core statement: the ORM's unit of work would build two objects and
-    flush them one by one.
+    The answer row is born owned by the job's first attempt, so that attempt
+    starts with a read, not a write (generation.py). One Core statement: the
+    ORM's unit of work would build two objects and flush them one by one.
     """
+    # Both rows name the same columns, or SQLAlchemy sends one statement per row.
     rows = [
-        {"id": new_message_id(), "role": USER, "content": content, "status": DONE},
-        {"id": answer_id, "role": ASSISTANT, "content": "", "status": QUEUED},
+        {"id": new_message_id(), "role": USER, "content": content, "status": DONE, "attempt": 0},
+        {
+            "id": answer_id,
+            "role": ASSISTANT,
+            "content": "",
+            "status": QUEUED,
+            "attempt": FIRST_ATTEMPT,
+        },
     ]
     db.session.execute(insert(Message), [{"session_id": session_id, **row} for row in rows])
 
