@@ -245,17 +245,15 @@ class Generation:
             "attempt": self.job.attempt,
             "cached": cached is not None,
         }
-        written = self.writer.append(events.START, events.dumps(start))
-        if written.fenced:
-            self.ended = True
-            log.warning("fenced off at start session=%s message=%s", *self._ids())
-            return
-        log.info(
-            "generation started session=%s message=%s attempt=%d", *self._ids(), self.job.attempt
-        )
-        if written.cancel_requested:
-            raise Cancelled()
+        # `start` travels to Redis while the model is asked; its outcome is
+        # read before the first piece is written.
+        self.writer.send(events.START, events.dumps(start))
+        started = False
         for piece in cached.pieces() if cached else self._model_pieces(prompt):
+            if not started:
+                started = True
+                if not self._started():
+                    return
             if isinstance(piece, Finish):
                 self._end(piece)
                 return
@@ -263,6 +261,20 @@ class Generation:
             if self.ended:
                 return
         raise ModelError("upstream_error", "the model stream ended without finishing")
+
+    def _started(self) -> bool:
+        """Whether `start` was written; False when fenced off. Raises Cancelled if asked to."""
+        written = self.writer.sent_written()
+        if written.fenced:
+            self.ended = True
+            log.warning("fenced off at start session=%s message=%s", *self._ids())
+            return False
+        log.info(
+            "generation started session=%s message=%s attempt=%d", *self._ids(), self.job.attempt
+        )
+        if written.cancel_requested:
+            raise Cancelled()
+        return True
 
     def _model_pieces(self, prompt: list[dict[str, str]]) -> Iterator[Piece]:
         """The model's pieces, retrying failures that happen before any text was sent."""

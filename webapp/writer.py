@@ -137,12 +137,16 @@ class WriteBatcher:
         self._greenlet: gevent.Greenlet | None = None
 
     def run_script(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        return self.submit(script, keys, args).get()
+
+    def submit(self, script: Script, keys: list[str], args: list[Any]) -> AsyncResult:
+        """Queue a script run for the next pipeline; its reply arrives in the result."""
         if self._greenlet is None or self._greenlet.dead:
             self._greenlet = gevent.spawn(self._send_forever)
         result = AsyncResult()
         self._pending.append((script, [*keys, *args], result))
         self._wakeup.set()
-        return result.get()
+        return result
 
     def _send_forever(self) -> None:
         while True:
@@ -203,6 +207,9 @@ class StreamWriter:
         self._batcher = batcher
         self._append = _script(client, _APPEND)
         self._finish = _script(client, _FINISH)
+        # The write of the last `send`, until its outcome is read: its args and
+        # the reply on its way, or (with no batcher) the outcome itself.
+        self._sent: tuple[list[Any], AsyncResult] | Written | None = None
 
     def _args(self, event: str, data: str) -> list[Any]:
         self._seq += 1
@@ -210,6 +217,8 @@ class StreamWriter:
 
     def _run(self, script: Any, args: list[Any]) -> Written:
         """Run a write script, retrying through Redis outages; the seq makes retries safe."""
+        if self._sent is not None:
+            self.sent_written()  # the stream keeps the order of the writes
         deadline = time.monotonic() + self._retry_seconds
         backoff = RETRY_START_SECONDS
         while True:
@@ -234,6 +243,31 @@ class StreamWriter:
 
     def append(self, event: str, data: str) -> Written:
         return self._run(self._append, self._args(event, data))
+
+    def send(self, event: str, data: str) -> None:
+        """Append without waiting for the reply; `sent_written()` tells the outcome.
+
+        The worker sends `start` this way and asks the model meanwhile, so the
+        two round trips overlap. Every later write waits for this one first.
+        """
+        args = self._args(event, data)
+        if self._batcher is None:
+            self._sent = self._run(self._append, args)  # no pipeline to put it on: write now
+        else:
+            self._sent = (args, self._batcher.submit(self._append, self._keys, args))
+
+    def sent_written(self) -> Written:
+        """The outcome of the last `send`, retrying it as `append` would if it failed."""
+        sent, self._sent = self._sent, None
+        assert sent is not None, "nothing was sent"
+        if isinstance(sent, Written):
+            return sent
+        args, reply = sent
+        try:
+            entry_id, cancel = reply.get()
+            return Written(entry_id or "", cancel == "1")
+        except (redis.ConnectionError, redis.TimeoutError):
+            return self._run(self._append, args)  # again, with backoff: its seq makes it safe
 
     def finish(self, event: str, data: str) -> Written:
         """Write the final event, release the session and apply retention."""
