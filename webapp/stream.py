@@ -53,7 +53,10 @@ def valid_cursor(raw: str | None) -> str:
 def check_session(session_id: str) -> None:
     """404 for an unknown session (a long-poll loop asks every few seconds: mostly no SQL)."""
     ensure_session(session_id)
-    db.session.close()  # a waiting request must not hold a pooled SQL connection
+    # A waiting request must not hold a pooled SQL connection. remove(), not
+    # close(): when the hub answered for the session there is no SQL session,
+    # and close() would build one only to close it (5% of a busy long-poll).
+    db.session.remove()
 
 
 def sse_cursor() -> str:
