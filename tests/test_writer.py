@@ -30,7 +30,7 @@ def chunk(message_id: str, text: str) -> str:
 
 
 def write_answer(redis_client, session_id: str, message_id: str, n: int, **kw) -> list[str]:
-    assert jobs.claim(redis_client, session_id, message_id) is None
+    assert jobs.claim(redis_client, session_id, message_id).active is None
     writer = writer_for(redis_client, session_id, message_id, **kw)
     ids = [writer.append(events.START, events.dumps({"message_id": message_id})).entry_id]
     ids += [writer.append(events.CHUNK, chunk(message_id, f"{i} ")).entry_id for i in range(n)]
@@ -40,8 +40,8 @@ def write_answer(redis_client, session_id: str, message_id: str, n: int, **kw) -
 
 def test_writes_are_fenced_by_message_and_attempt(redis_client, unique: str) -> None:
     session_id = f"fence{unique}"
-    assert jobs.claim(redis_client, session_id, "msg-one1") is None
-    assert jobs.claim(redis_client, session_id, "msg-two2") == "msg-one1"  # one active at a time
+    assert jobs.claim(redis_client, session_id, "msg-one1").active is None
+    assert jobs.claim(redis_client, session_id, "msg-two2").active == "msg-one1"  # one at a time
     stale = writer_for(redis_client, session_id, "msg-one1", attempt=2)
     assert stale.append(events.CHUNK, chunk("msg-one1", "x")).fenced
     other = writer_for(redis_client, session_id, "msg-two2")
@@ -52,6 +52,10 @@ def test_writes_are_fenced_by_message_and_attempt(redis_client, unique: str) -> 
     # Once finished, the session is released and the finished writer is fenced off.
     assert live.append(events.CHUNK, chunk("msg-one1", "late")).fenced
     assert redis_client.xlen(keys.stream(session_id)) == 2
+    # The next claim finds its predecessor finished; a claim never finished is reported.
+    assert jobs.claim(redis_client, session_id, "msg-thr3") == jobs.Claim(None, False)
+    redis_client.delete(keys.active(session_id))  # as when the claim of a dead POST expires
+    assert jobs.claim(redis_client, session_id, "msg-fou4") == jobs.Claim(None, True)
 
 
 def test_cancel_request_reaches_the_writer(redis_client, unique: str) -> None:

@@ -137,14 +137,19 @@ def post_message(session_id: str) -> tuple[Response, int, dict[str, str]] | Resp
     address = limits.client_address(request, config["PROXY_HOPS"])
     limits.check_prompt_rate(client, address, limits.parse_rate(config["RATE_LIMIT"]))
     message_id = models.new_message_id()
-    active = jobs.claim(client, session_id, message_id)
-    if active is not None:
+    claimed = jobs.claim(client, session_id, message_id)
+    if claimed.active is not None:
         if idempotency and (stored := client.get(idempotency[0])):
             return replay(stored, idempotency[1])  # the same request, sent twice at once
         raise ApiError(
-            409, "generation_active", "An answer is still being generated.", message_id=active
+            409,
+            "generation_active",
+            "An answer is still being generated.",
+            message_id=claimed.active,
         )
     try:
+        if claimed.previous_unfinished and (orphans := models.fail_orphans(session_id)):
+            log.warning("unfinished answer failed session=%s count=%d", session_id, orphans)
         models.add_prompt(session_id, content, message_id)
         db.session.commit()
         jobs.enqueue(client, session_id, message_id)

@@ -18,6 +18,9 @@ with a fresh lease, so it too is taken back if nobody renews it.
 A session has at most one active generation. Its `active` hash is claimed
 before the prompt is stored and released only by the script that writes the
 final event, so "queued counts as active" (API.md) holds across processes.
+A claim expires after CLAIM_TTL_SECONDS unless its job is queued: a web
+process that dies between claiming and queueing leaves no session blocked
+for ever (the next prompt's POST fails the answer it left, see api.py).
 """
 
 from __future__ import annotations
@@ -37,12 +40,23 @@ log = logging.getLogger(__name__)
 # attempt; a job taken back from a lost worker runs again as attempt + 1.
 FIRST_ATTEMPT = 1
 
-# Returns the message id already active, or nil after claiming for ARGV[1].
+# A POST takes well under a second from its claim to its job queued; one
+# that has not queued it after this long died on the way.
+CLAIM_TTL_SECONDS = 120
+
+# KEYS: active, meta. ARGV: message_id, attempt, ttl. Returns {the message id
+# already active, or '' once claimed; '1' if the session's previous claim never
+# reached its final event (`done_message_id`, written by writer.py), else ''}.
 _CLAIM = """
 local current = redis.call('HGET', KEYS[1], 'message_id')
-if current then return current end
+if current then return {current, ''} end
+local previous = redis.call('HGET', KEYS[2], 'claimed')
+local finished = redis.call('HGET', KEYS[2], 'done_message_id')
 redis.call('HSET', KEYS[1], 'message_id', ARGV[1], 'attempt', ARGV[2])
-return false
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[2], 'claimed', ARGV[1])
+if previous and previous ~= finished then return {'', '1'} end
+return {'', ''}
 """
 
 # Undo a claim whose prompt could not be stored or queued.
@@ -84,12 +98,31 @@ class Job:
         )
 
 
-def claim(client: redis.Redis, session_id: str, message_id: str) -> str | None:
-    """Make `message_id` the session's active generation.
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What `claim` found: the generation already active, or whether one was left unfinished."""
 
-    Returns None on success, or the id of the generation already active.
+    active: str | None
+    previous_unfinished: bool
+
+
+def claim(client: redis.Redis, session_id: str, message_id: str) -> Claim:
+    """Make `message_id` the session's active generation, unless one is active already.
+
+    The claim expires unless `enqueue` follows. `previous_unfinished` says
+    that the session's previous claim never reached its final event: its
+    answer row may be left unfinished (a web process died mid-POST).
     """
-    return client.eval(_CLAIM, 1, keys.active(session_id), message_id, FIRST_ATTEMPT)
+    active, unfinished = client.eval(
+        _CLAIM,
+        2,
+        keys.active(session_id),
+        keys.meta(session_id),
+        message_id,
+        FIRST_ATTEMPT,
+        CLAIM_TTL_SECONDS,
+    )
+    return Claim(active or None, unfinished == "1")
 
 
 def release(client: redis.Redis, session_id: str, message_id: str) -> None:
@@ -102,8 +135,12 @@ def request_cancel(client: redis.Redis, session_id: str, message_id: str) -> boo
 
 
 def enqueue(client: redis.Redis, session_id: str, message_id: str) -> Job:
+    """Queue the claimed message's job; its claim then lasts until the final event."""
     job = Job(session_id, message_id, attempt=FIRST_ATTEMPT, enqueued_at=time.time())
-    client.lpush(keys.JOBS_QUEUED, job.dumps())
+    with client.pipeline(transaction=False) as pipe:  # two slots: one round trip, not atomic
+        pipe.lpush(keys.JOBS_QUEUED, job.dumps())
+        pipe.persist(keys.active(session_id))
+        pipe.execute()
     log.info("job queued session=%s message=%s", session_id, message_id)
     return job
 

@@ -10,7 +10,8 @@ share the `{jobs}` tag so `BLMOVE` can move a job between them.
     relay:{jobs}:leases            zset    processing job -> lease expiry (Redis server ms)
     relay:{<sid>}:stream           stream  the session's events (start, chunk, end, error)
     relay:{<sid>}:active           hash    the active generation: message_id, attempt, cancel
-    relay:{<sid>}:meta             hash    last_id written, floor (everything <= floor is gone)
+    relay:{<sid>}:meta             hash    last_id written, floor (everything <= floor is gone),
+                                           the last claimed and the last finished message
     relay:{<sid>}:idem:<key>       string  the answer to a prompt post with that Idempotency-Key
     relay:rate:<address>:<window>  string  prompts counted in a rate-limit window
     relay:cache:<sha256>           string  a cached answer (cache.py), with a TTL

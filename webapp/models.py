@@ -10,7 +10,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ForeignKey, Integer, String, Text, insert, select
+from sqlalchemy import ForeignKey, Integer, String, Text, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
@@ -169,6 +169,37 @@ def add_prompt(session_id: str, content: str, answer_id: str) -> None:
         },
     ]
     db.session.execute(insert(_messages), [{"session_id": session_id, **row} for row in rows])
+
+
+# An answer that can never finish: its job was never queued (a web process
+# died mid-POST) or its claim was lost with Redis's data (jobs.py, snapshot.py).
+ORPHAN_ERROR = ("internal_error", "the answer was lost to a server failure before it could finish")
+
+
+def fail_orphans(session_id: str) -> int:
+    """Fail the session's unfinished answers, in the open transaction; how many there were.
+
+    Call it only once the session's claim succeeded: then no generation of
+    the session is queued or running (the final event releases the claim,
+    after the row is final), so an unfinished answer is one whose job was
+    never queued.
+    """
+    c = _messages.c
+    result = db.session.execute(
+        update(_messages)
+        .where(
+            c.session_id == session_id,
+            c.role == ASSISTANT,
+            c.status.not_in(FINAL_STATUSES),
+        )
+        .values(
+            status=FAILED,
+            error_code=ORPHAN_ERROR[0],
+            error_message=ORPHAN_ERROR[1],
+            finished_at=utcnow(),
+        )
+    )
+    return result.rowcount
 
 
 def find_message(session_id: str, message_id: str) -> Message | None:
