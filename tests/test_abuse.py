@@ -402,6 +402,47 @@ def test_open_streams_per_client_are_capped(private_stack) -> None:
         )
 
 
+def test_open_streams_per_process_are_capped(private_stack) -> None:
+    """Past MAX_STREAMS_PER_PROCESS a stream is refused with 503, whoever asks."""
+    stack = private_stack(MAX_STREAMS_PER_PROCESS="3", MAX_STREAMS_PER_CLIENT="100")
+    web = stack.web()
+    with httpx.Client(base_url=web, timeout=30) as http:
+        sessions = [create_session(http) for _ in range(3)]
+        streams = [
+            httpx.stream("GET", f"{web}/api/sessions/{sid}/events", timeout=10) for sid in sessions
+        ]
+        try:
+            for stream in streams:
+                assert stream.__enter__().status_code == 200
+            refused = http.get(f"/api/sessions/{sessions[0]}/events")
+            assert_api_error(refused, 503, "unavailable")
+            assert refused.headers["Retry-After"] == "5"
+            poll = http.get(f"/api/sessions/{sessions[1]}/poll", params={"timeout": 0})
+            assert_api_error(poll, 503, "unavailable")
+        finally:
+            for stream in streams:
+                stream.__exit__(None, None, None)
+        wait_for(
+            lambda: (
+                http.get(f"/api/sessions/{sessions[0]}/poll", params={"timeout": 0}).status_code
+                == 200
+            ),
+            timeout=10,
+            what="stream places to be released",
+        )
+
+
+def test_streams_per_process_default_to_what_the_open_file_limit_leaves() -> None:
+    import resource
+
+    from webapp import limits
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert limits.streams_per_process(7) == 7
+    expected = soft - min(limits.FILES_KEPT_FOR_REQUESTS, soft // 4)
+    assert limits.streams_per_process(0) == expected
+
+
 def test_a_client_that_stops_reading_is_dropped(
     private_stack, model_server: ModelServer, unique: str
 ) -> None:

@@ -107,6 +107,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "PROXY_HOPS": _int(env, "PROXY_HOPS", 1),
         # Open SSE streams and waiting long-polls per client, per web process.
         "MAX_STREAMS_PER_CLIENT": _int(env, "MAX_STREAMS_PER_CLIENT", 32),
+        # ... and from all clients together; 0: the process's open-file limit
+        # less what requests, Redis and SQL need (limits.py).
+        "MAX_STREAMS_PER_PROCESS": _int(env, "MAX_STREAMS_PER_PROCESS", 0),
         # A client that has not taken an SSE write for this long is dropped.
         "SSE_SEND_TIMEOUT_SECONDS": _float(env, "SSE_SEND_TIMEOUT_SECONDS", 30.0),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),

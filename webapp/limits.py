@@ -7,7 +7,11 @@ PROXY_HOPS=0 it is the socket's peer address.
 
 The prompt limit is a fixed-window counter in Redis, shared by every web
 process. Open streams are counted per web process, in memory: the cap is
-about one process's greenlets and sockets, which is what it protects.
+about one process's greenlets and sockets, which is what it protects. Each
+stream holds an open file, and a held stream holds nothing else (no greenlet,
+so gunicorn's WORKER_CONNECTIONS does not count it): the process-wide cap
+keeps enough files free for requests, Redis and SQL. Past it a stream gets
+503 `unavailable` with Retry-After, and the chat page falls back to polling.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import resource
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -78,14 +83,40 @@ def check_prompt_rate(client: redis.Redis, address: str, rate: tuple[int, int]) 
         )
 
 
+# Files a web process keeps for everything but streams (requests in progress,
+# Redis and SQL connections, logs): this many, or a quarter of a low limit.
+FILES_KEPT_FOR_REQUESTS = 1024
+
+
+def streams_per_process(configured: int) -> int:
+    """MAX_STREAMS_PER_PROCESS, or when 0, what the open-file limit leaves for streams."""
+    if configured > 0:
+        return configured
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1_000_000
+    return soft - min(FILES_KEPT_FOR_REQUESTS, soft // 4)
+
+
 class StreamCounter:
-    """Open streams per client in this process, with a cap."""
+    """Open streams per client in this process, with a cap per client and one in all."""
 
     def __init__(self) -> None:
         self._open: Counter[str] = Counter()
+        self._total = 0
 
-    def acquire(self, address: str, cap: int) -> Callable[[], None]:
-        """Count one open stream, returning its release; 429 if the client has `cap` already."""
+    def acquire(self, address: str, cap: int, process_cap: int) -> Callable[[], None]:
+        """Count one open stream, returning its release.
+
+        503 if the process has `process_cap` streams already, 429 if the client has `cap`.
+        """
+        if self._total >= process_cap:
+            raise ApiError(
+                503,
+                "unavailable",
+                "This server has as many open streams as it can hold. Retry shortly.",
+                {"Retry-After": "5"},
+            )
         if self._open[address] >= cap:
             raise ApiError(
                 429,
@@ -94,12 +125,14 @@ class StreamCounter:
                 {"Retry-After": "5"},
             )
         self._open[address] += 1
+        self._total += 1
         released = False
 
         def release() -> None:
             nonlocal released
             if not released:
                 released = True
+                self._total -= 1
                 self._open[address] -= 1
                 if self._open[address] <= 0:
                     del self._open[address]
@@ -111,6 +144,7 @@ streams = StreamCounter()
 
 
 def acquire_stream(request: Request, config: Mapping[str, Any]) -> Callable[[], None]:
-    """Take one of the client's open streams (429 beyond the cap); returns its release."""
+    """Count one open stream (429 past the client's cap, 503 past the process's); its release."""
     address = client_address(request, config["PROXY_HOPS"])
-    return streams.acquire(address, config["MAX_STREAMS_PER_CLIENT"])
+    process_cap = streams_per_process(config["MAX_STREAMS_PER_PROCESS"])
+    return streams.acquire(address, config["MAX_STREAMS_PER_CLIENT"], process_cap)
