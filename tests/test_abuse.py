@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 import socket
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from urllib.parse import quote
 
 import httpx
@@ -375,11 +377,7 @@ def test_open_streams_per_client_are_capped(private_stack) -> None:
     web = stack.web()
     with httpx.Client(base_url=web, timeout=30) as http:
         session_id = create_session(http)
-        url = f"{web}/api/sessions/{session_id}/events"
-        streams = [httpx.stream("GET", url, timeout=10) for _ in range(3)]
-        try:
-            for stream in streams:
-                assert stream.__enter__().status_code == 200
+        with open_streams(web, [session_id] * 3):
             assert_api_error(
                 http.get(f"/api/sessions/{session_id}/events"), 429, "too_many_streams"
             )
@@ -388,18 +386,7 @@ def test_open_streams_per_client_are_capped(private_stack) -> None:
                 429,
                 "too_many_streams",
             )
-        finally:
-            for stream in streams:
-                stream.__exit__(None, None, None)
-        # Closed streams give their places back.
-        wait_for(
-            lambda: (
-                http.get(f"/api/sessions/{session_id}/poll", params={"timeout": 0}).status_code
-                == 200
-            ),
-            timeout=10,
-            what="stream places to be released",
-        )
+        wait_until_streams_released(http, session_id)
 
 
 def test_open_streams_per_process_are_capped(private_stack) -> None:
@@ -408,28 +395,13 @@ def test_open_streams_per_process_are_capped(private_stack) -> None:
     web = stack.web()
     with httpx.Client(base_url=web, timeout=30) as http:
         sessions = [create_session(http) for _ in range(3)]
-        streams = [
-            httpx.stream("GET", f"{web}/api/sessions/{sid}/events", timeout=10) for sid in sessions
-        ]
-        try:
-            for stream in streams:
-                assert stream.__enter__().status_code == 200
+        with open_streams(web, sessions):
             refused = http.get(f"/api/sessions/{sessions[0]}/events")
             assert_api_error(refused, 503, "unavailable")
             assert refused.headers["Retry-After"] == "5"
             poll = http.get(f"/api/sessions/{sessions[1]}/poll", params={"timeout": 0})
             assert_api_error(poll, 503, "unavailable")
-        finally:
-            for stream in streams:
-                stream.__exit__(None, None, None)
-        wait_for(
-            lambda: (
-                http.get(f"/api/sessions/{sessions[0]}/poll", params={"timeout": 0}).status_code
-                == 200
-            ),
-            timeout=10,
-            what="stream places to be released",
-        )
+        wait_until_streams_released(http, sessions[0])
 
 
 def test_streams_per_process_default_to_what_the_open_file_limit_leaves() -> None:
@@ -484,3 +456,25 @@ def test_idempotency_key_replays_the_first_answer(client: httpx.Client, unique: 
     assert [m["role"] for m in snapshot["messages"]] == ["user", "assistant"]
     reused = client.post(url, json={"content": "something else"}, headers=headers)
     assert_api_error(reused, 422, "idempotency_key_reused")
+
+
+@contextmanager
+def open_streams(web: str, session_ids: list[str]) -> Iterator[None]:
+    """Hold one SSE stream open on each session id for the length of the block."""
+    with ExitStack() as streams:
+        for session_id in session_ids:
+            url = f"{web}/api/sessions/{session_id}/events"
+            response = streams.enter_context(httpx.stream("GET", url, timeout=10))
+            assert response.status_code == 200
+        yield
+
+
+def wait_until_streams_released(http: httpx.Client, session_id: str) -> None:
+    """Closed streams give their places back: a poll is served again."""
+    wait_for(
+        lambda: (
+            http.get(f"/api/sessions/{session_id}/poll", params={"timeout": 0}).status_code == 200
+        ),
+        timeout=10,
+        what="stream places to be released",
+    )
