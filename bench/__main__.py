@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         "(needs py-spy; a profiled run's figures are not the ones to quote)",
     )
     parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="the SQL database of the app (default: a new SQLite file); give one the bench "
+        "may fill: it migrates it and leaves its rows",
+    )
+    parser.add_argument(
         "--keep",
         action="store_true",
         help="keep the temporary directory (logs, database) and print its path",
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     notes: list[str] = []
     started = time.monotonic()
-    stack = Stack(workdir)
+    stack = Stack(workdir, args.database_url)
     try:
         stack.start()
         say("6 redis floor")
@@ -101,13 +107,20 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     elapsed = time.monotonic() - started
-    meta = dict(machine(), quick=args.quick, scenarios=chosen, seconds=elapsed, plan=plan.__dict__)
+    meta = dict(
+        machine(),
+        database=stack.database_kind,
+        quick=args.quick,
+        scenarios=chosen,
+        seconds=elapsed,
+        plan=plan.__dict__,
+    )
     write_json(args.json, rows, details, meta)
     print()
     print(
         f"relay bench{' --quick' if args.quick else ''}: "
         f"{meta['cpus']} CPUs ({meta['cpu_model']}),"
-        f" Python {meta['python']}, commit {meta['commit']}"
+        f" Python {meta['python']}, {stack.database_kind}, commit {meta['commit']}"
         f"{' + local changes' if meta['dirty_files'] else ''}, {elapsed:.0f} s"
     )
     print(table(rows))

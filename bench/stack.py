@@ -166,7 +166,7 @@ class ModelServerProcess(ChildProcess):
 class Stack:
     """Redis, the model server and a database for the whole run; web and worker per scenario."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, database_url: str | None = None) -> None:
         self.workdir = workdir
         self.log_dir = workdir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -177,9 +177,14 @@ class Stack:
         self.web_url = ""
         self.web_port = 0
         self.redis: redis.Redis | None = None
-        self.database_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
+        self.database_url = database_url or f"sqlite:///{workdir / 'bench.sqlite3'}"
         self._app_runs = 0
         self._last_logs: dict[str, Path] = {}
+
+    @property
+    def database_kind(self) -> str:
+        """The SQL database's dialect, for the table's heading: "sqlite", "postgresql"."""
+        return self.database_url.split(":", 1)[0].split("+", 1)[0]
 
     # -- for the whole run -------------------------------------------------
 
