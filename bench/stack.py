@@ -235,6 +235,13 @@ class Stack:
             WORKER_POP_TIMEOUT_SECONDS="1",
             PYTHONUNBUFFERED="1",
         )
+        if self.database_kind != "sqlite":
+            # The fan-outs set WORKER_CONCURRENCY=116, whose derived pool ceiling
+            # (116 per process) would take web and worker past a default
+            # PostgreSQL's 100 connections when 500 streams look up their
+            # sessions at once. 40 each is plenty: a generation holds a
+            # connection only while it reads its history and stores its answer.
+            env.update(DATABASE_POOL_SIZE="5", DATABASE_MAX_OVERFLOW="35")
         env.update(overrides)
         return env
 
