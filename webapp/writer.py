@@ -118,6 +118,12 @@ class Written:
     entry_id: str
     cancel_requested: bool
 
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> Written:
+        """A write script's reply: {entry id or nil when fenced off, '1' if cancel was asked}."""
+        entry_id, cancel = reply
+        return cls(entry_id or "", cancel == "1")
+
     @property
     def fenced(self) -> bool:
         return not self.entry_id
@@ -224,10 +230,8 @@ class StreamWriter:
         while True:
             try:
                 if self._batcher is not None:
-                    entry_id, cancel = self._batcher.run_script(script, self._keys, args)
-                else:
-                    entry_id, cancel = script(keys=self._keys, args=args)
-                return Written(entry_id or "", cancel == "1")
+                    return Written.from_reply(self._batcher.run_script(script, self._keys, args))
+                return Written.from_reply(script(keys=self._keys, args=args))
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if time.monotonic() + backoff > deadline:
                     raise
@@ -264,8 +268,7 @@ class StreamWriter:
             return sent
         args, reply = sent
         try:
-            entry_id, cancel = reply.get()
-            return Written(entry_id or "", cancel == "1")
+            return Written.from_reply(reply.get())
         except (redis.ConnectionError, redis.TimeoutError):
             return self._run(self._append, args)  # again, with backoff: its seq makes it safe
 
