@@ -210,6 +210,54 @@ def test_resync_on_a_fresh_stream_starts_it() -> None:
     ]
 
 
+def snapshot_answer(status: str) -> dict[str, Any]:
+    return {"id": MID, "role": "assistant", "content": "Hi", "reasoning": "r", "status": status}
+
+
+def test_catch_up_shows_a_streaming_answer_and_keeps_its_part_open() -> None:
+    ui = UIMessageStream(MID)
+    assert [c["type"] for c in ui.catch_up(snapshot_answer("streaming"))] == [
+        "start",
+        "start-step",
+        "reasoning-start",
+        "reasoning-delta",
+        "reasoning-end",
+        "text-start",
+        "text-delta",
+    ]
+    assert ui.feed(*chunk("!")) == [{"type": "text-delta", "id": "text-0-2", "delta": "!"}]
+    # The shown attempt started before the snapshot's cursor: a start after it
+    # is a new attempt, which drops what the snapshot showed.
+    assert ui.feed(*start(2)) == [{"type": "reset-step"}]
+
+
+def test_catch_up_of_a_queued_answer_only_starts_it() -> None:
+    ui = UIMessageStream(MID)
+    assert ui.catch_up({"id": MID, "content": "", "status": "queued"}) == OPEN
+    assert ui.feed(*start(1)) == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "last"),
+    [
+        (
+            {"status": "done", "finish_reason": "length"},
+            {"type": "finish", "finishReason": "length"},
+        ),
+        ({"status": "cancelled", "finish_reason": "cancelled"}, {"type": "abort"}),
+        (
+            {"status": "error", "error": {"code": "upstream_timeout", "message": "Slow."}},
+            {"type": "error", "errorText": "upstream_timeout: Slow."},
+        ),
+    ],
+)
+def test_catch_up_of_a_final_answer_ends_the_stream(answer: dict, last: dict) -> None:
+    ui = UIMessageStream(MID)
+    chunks = ui.catch_up({"content": "Hi", **answer})
+    assert (chunks[-1], ui.finished) == (last, True)
+    assert {"type": "text-delta", "id": "text-0-1", "delta": "Hi"} in chunks
+
+
 # --- the wire format -----------------------------------------------------------------
 
 

@@ -3,7 +3,8 @@
 API.md, "AI SDK front ends", makes relay a backend for the AI SDK's
 `DefaultChatTransport` (npm `ai`, the version pinned in tests/js/package.json,
 whose tests/test_ui_stream.py proves these bytes against it). This module is
-the whole protocol, with no Flask and no Redis in it:
+the whole protocol and does no I/O: the routes read Redis and SQL and pass
+plain values in.
 
 - `UIMessageStream`: one answer's stream state; `feed` maps one relay event
   to the protocol's chunks, `frames` does that for a stream entry and
@@ -11,6 +12,19 @@ the whole protocol, with no Flask and no Redis in it:
 - `encode`, `DONE`, `HEADERS`: the wire format.
 - `ui_messages`: a snapshot's messages as UI messages (`GET /api/chat/{sid}/messages`).
 - `parse_chat_request`: the body `DefaultChatTransport` POSTs (`POST /api/chat`).
+
+Wiring the routes (issue 17), each with the checks of its relay twin
+(access control, CORS, rate limits, Idempotency-Key, SSE_MAX_SECONDS):
+- `POST /api/chat`: `parse_chat_request`, then a prompt post (submit) or a
+  regenerate (regenerate-message; `message_id` None: the last answer); an
+  error is API.md's JSON with its status, which the transport throws with
+  the body as its message. Success: `200` SSE, headers `HEADERS` and the SSE
+  ones, body as `UIMessageStream` says. A replayed Idempotency-Key streams
+  the first request's answer (`catch_up` ends it when it is finished).
+- `GET /api/chat/{sid}/stream`: `204` when the snapshot has no active
+  answer, else the same body for `active_message_id`.
+- `GET /api/chat/{sid}/messages`: `ui_messages(snapshot messages, active id)`.
+- `POST /api/chat/{sid}/stop`: the cancel of the active answer, `202`.
 
 Mapping (API.md): `start` -> `start` (`messageId`) + `start-step`; a run of
 `reasoning` pieces -> `reasoning-start`, `reasoning-delta`..., `reasoning-end`;
@@ -33,7 +47,7 @@ Deliberate choices:
   fails with a type validation error at that point: the answer stops there
   and the app sees an error; reloading messages shows the final answer.
 - A `reset` (relay's cursor-too-old event) is a `reset-step` too; the route
-  then loads the snapshot and calls `resync` with the answer's text so far.
+  then loads the snapshot and calls `catch_up` with the answer as it stands.
 - Part ids are ours (`text-<attempt>-<n>`): the protocol only needs them
   unique within one response, and a retry never reuses its lost attempt's.
 - Events for another message are ignored: a chat stream is one answer.
@@ -47,7 +61,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import events
+from . import events, models
 from .errors import ApiError
 from .events import Entry, encode_sse
 
@@ -59,7 +73,7 @@ DONE = encode_sse("[DONE]")
 
 # relay's finish_reason -> the protocol's FinishReason spelling.
 FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content-filter"}
-CANCELLED = "cancelled"
+CANCELLED_REASON = "cancelled"  # the finish_reason of a cancelled answer (API.md)
 
 SUBMIT = "submit-message"
 REGENERATE = "regenerate-message"
@@ -82,24 +96,29 @@ _PART_OF = {Phase.REASONING: "reasoning", Phase.TEXT: "text"}
 class UIMessageStream:
     """One answer's UI message stream: which part is open, which attempt shows.
 
-    Wiring (the chat routes): make one per response with the answer's message
-    id, then for every entry the hub hands over, in order from the answer's
-    first entry:
+    Wiring (the chat routes): make one per response with the answer's
+    message id. Start it from a snapshot, then follow the hub after the
+    snapshot's cursor:
 
-        out = ui.frames(entry)      # b"" when the entry maps to nothing
-        if out: yield out
-        if ui.finished: yield DONE; return
+        ui = UIMessageStream(message_id)
+        yield encode(ui.catch_up(answer))   # the snapshot's object for it
+        for entry in entries_after(cursor):  # the hub's, in order
+            out = ui.frames(entry)           # b"" when it maps to nothing
+            if out: yield out
+            if ui.finished: break
+        ... and when ui.finished: yield DONE
 
-    On a `reset` entry, `frames` sends `reset-step`; load the snapshot, send
-    `encode(ui.resync(reasoning, content))` with that answer's texts so far,
-    then follow from the snapshot's cursor (and feed its `end` or `error` if
-    the snapshot shows the answer final).
+    `catch_up` sends the text so far as one delta and, for a finished
+    answer, its end, so the same code replays a finished answer. A `start`
+    after a catch-up that showed text is a new attempt (the shown one
+    started before the cursor), so it resets the step. On a `reset` entry,
+    `frames` sends `reset-step`: take a new snapshot and `catch_up` again.
     """
 
     def __init__(self, message_id: str) -> None:
         self.message_id = message_id
         self.phase = Phase.NEW
-        self.attempt = 0  # the attempt whose text the client shows
+        self.attempt = 0  # the attempt the client shows; 0: unknown (a snapshot's)
         self._part_id = ""  # the open part's id, when phase is REASONING or TEXT
         self._parts = 0  # parts opened so far, for unique ids
 
@@ -137,6 +156,24 @@ class UIMessageStream:
             return []
         chunks = self._started() + self._reset_step()
         return chunks + self._piece(Phase.REASONING, reasoning) + self._piece(Phase.TEXT, content)
+
+    def catch_up(self, message: dict[str, Any]) -> list[Chunk]:
+        """Show a snapshot's answer as it stands: its texts, and its end if it has one.
+
+        `message` is the answer's object from a snapshot (API.md). This is how
+        a route starts a response from a snapshot (then follows the stream
+        after the snapshot's cursor), answers after a `reset`, or replays a
+        finished answer (an Idempotency-Key sent again).
+        """
+        chunks = self.resync(message.get("reasoning") or "", message.get("content") or "")
+        status = message.get("status")
+        if status == models.DONE:
+            return chunks + self._end(message.get("finish_reason"))
+        if status == models.CANCELLED:
+            return chunks + self._end(CANCELLED_REASON)
+        if status == models.FAILED:
+            return chunks + self._error(message.get("error") or {})
+        return chunks
 
     def _started(self) -> list[Chunk]:
         """`start` and `start-step`, unless sent already."""
@@ -185,7 +222,7 @@ class UIMessageStream:
     def _end(self, finish_reason: str | None) -> list[Chunk]:
         chunks = self._started() + self._close_part()
         self.phase = Phase.FINISHED
-        if finish_reason == CANCELLED:
+        if finish_reason == CANCELLED_REASON:
             return [*chunks, {"type": "abort"}]
         reason = FINISH_REASONS.get(finish_reason or "stop", "other")
         return [*chunks, {"type": "finish-step"}, {"type": "finish", "finishReason": reason}]
