@@ -101,7 +101,7 @@ class UIMessageStream:
     snapshot's cursor:
 
         ui = UIMessageStream(message_id)
-        yield encode(ui.catch_up(answer))   # the snapshot's object for it
+        yield encode(ui.catch_up(answer), cursor)  # the snapshot's object, cursor
         for entry in entries_after(cursor):  # the hub's, in order
             out = ui.frames(entry)           # b"" when it maps to nothing
             if out: yield out
@@ -113,6 +113,8 @@ class UIMessageStream:
     after a catch-up that showed text is a new attempt (the shown one
     started before the cursor), so it resets the step. On a `reset` entry,
     `frames` sends `reset-step`: take a new snapshot and `catch_up` again.
+    A generic SSE client that reconnects with `Last-Event-ID` is followed
+    from that id with no catch-up (it has the text up to there).
     """
 
     def __init__(self, message_id: str) -> None:
