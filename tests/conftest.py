@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.ai_sdk import AiSdk, NodeMissing, install
 from tests.support.model_server import ModelServer
 from tests.support.processes import Process, RedisServer, start_web, start_worker
 
@@ -240,3 +241,13 @@ def private_stack(base_env: dict[str, str], log_dir: Path, request: pytest.Fixtu
     yield make
     for stack in stacks:
         stack.close()
+
+
+@pytest.fixture(scope="session")
+def ai_sdk() -> AiSdk:
+    """The real AI SDK from npm (tests/js), installed once; skips without node."""
+    try:
+        install()
+    except NodeMissing as exc:
+        pytest.skip(str(exc))
+    return AiSdk()

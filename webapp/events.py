@@ -23,6 +23,7 @@ from typing import Any
 
 START = "start"
 CHUNK = "chunk"
+REASONING = "reasoning"
 END = "end"
 ERROR = "error"
 RESET = "reset"
