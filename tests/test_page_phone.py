@@ -265,7 +265,9 @@ def test_phone_too_long_a_message_says_to_shorten_it(web: str, worker, phone) ->
     too_long = "x" * 16_001  # MAX_PROMPT_CHARS is 16000 by default
     chat.page.locator("#prompt").fill(too_long)
     chat.page.locator("#send").tap()
-    assert chat.notice() == "Your message is too long (16,001 characters). Shorten it and send again."
+    assert (
+        chat.notice() == "Your message is too long (16,001 characters). Shorten it and send again."
+    )
     assert chat.page.locator("#prompt").input_value() == too_long  # kept, to be shortened
     assert chat.answer_ids() == []
     assert_composer_usable(chat, "#send")
@@ -333,7 +335,9 @@ def test_phone_offline_says_to_check_the_connection_and_catches_up(
     assert chat.page.locator("#prompt").input_value() == prompt
 
     context.set_offline(False)
-    chat.wait_for("['live', 'polling'].includes(document.getElementById('connection').dataset.state)")
+    chat.wait_for(
+        "['live', 'polling'].includes(document.getElementById('connection').dataset.state)"
+    )
     answer_id = chat.tap_send(prompt)
     chat.wait_status(answer_id, "done")
     assert chat.answer_text(answer_id) == final_message(app, answer_id).content
