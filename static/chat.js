@@ -1000,6 +1000,7 @@ async function send(content) {
   try {
     const accepted = await postPrompt(content);
     clearNotice("send");
+    clearNotice("load"); // "this is a new one" has been read by now
     if ($("prompt").value === content) $("prompt").value = "";
     // Its `start` may have come first and made a snapshot reload show it.
     if (state.reloading) await state.reloading.catch(() => {});
@@ -1042,7 +1043,7 @@ async function postPrompt(content) {
       if (!again || attempt >= POST_ATTEMPTS) throw err;
       lost = true;
       notice("The connection dropped while sending; trying again…", { kind: "send" });
-      await sleep(backoff(attempt));
+      await sleep(retryDelay(err, attempt)); // a 503's Retry-After, else backoff
     }
   }
 }
