@@ -21,6 +21,16 @@
 //
 // Sending: every prompt carries a fresh Idempotency-Key, so when the answer
 // to the POST is lost the page can post it again without asking twice.
+//
+// Touch screens (issue 13): a phone's keyboard has no Shift at hand, so there
+// Enter is a new line and the Send button sends, as in phones' messaging
+// apps; with a mouse or trackpad Enter sends and Shift+Enter is a new line.
+// Ctrl/Cmd+Enter sends on both. The keyboard hint shows only where it holds.
+//
+// Errors reach the user as a sentence that says what to do (`advise`), never
+// as a code: wait so long (Retry-After), shorten the message, check the
+// connection. A chat link that is malformed or names no chat says so, with a
+// button to start a new chat, rather than quietly opening another one.
 
 const SESSION_KEY = "relay.session";
 const WITHOUT_STREAMING_KEY = "relay.withoutStreaming";
@@ -44,6 +54,15 @@ const POST_ATTEMPTS = 4; // posts of one prompt, under one key, when answers are
 // Gateways answering for an upstream they lost, and 503 (API.md: "can be retried").
 const RETRY_POST_STATUSES = [502, 503, 504];
 const UNFINISHED = ["queued", "streaming"];
+// Reconnecting this long (the badge pulses) before the page says so in words.
+const TROUBLE_NOTICE_MS = 8000;
+// What a Retry-After-less 429/503 waits; API.md sets the header, so rarely used.
+const DEFAULT_WAIT_S = 5;
+const TOUCH = matchMedia("(pointer: coarse)");
+const PLACEHOLDER = {
+  keyboard: "Message relay (Enter sends, Shift+Enter for a new line)",
+  touch: "Message relay",
+};
 
 // ---- event ids and the conversation model (no DOM, no network) ----
 
@@ -98,6 +117,73 @@ export function accept(conversation, ev) {
   if (!ev.id || !idAfter(ev.id, conversation.cursor)) return "seen";
   conversation.cursor = ev.id;
   return applyEvent(conversation.byId, ev);
+}
+
+// ---- what to tell the user (no DOM, no network) ----
+
+/** "20 seconds", "1 second", "3 minutes": a wait in words. */
+function duration(seconds) {
+  const s = Math.max(1, Math.ceil(seconds));
+  if (s < 90) return `${s} second${s === 1 ? "" : "s"}`;
+  return `${Math.ceil(s / 60)} minutes`;
+}
+
+/**
+ * A failed request as a sentence saying what to do about it. `err` has the
+ * HTTP `status`, API.md's error `code`, the server's `message` and the
+ * `retryAfterS` it asked for; no `status` means the request never got an
+ * answer (offline, server unreachable). `doing` is what failed: "send" and
+ * "stop" the user does again; "start" (a new chat) and "load" (the chat's
+ * snapshot) the page retries by itself. Returns `{text, waitS}`; `waitS` is
+ * set when the server asked us to wait, so the page can count it down.
+ */
+export function advise(err, { doing = "send", online = true, length = 0 } = {}) {
+  const auto = doing === "start" || doing === "load";
+  const again = doing === "stop" ? "press Stop again" : "send again";
+  const waitFor = (cause, seconds) => ({
+    text: `${cause} ${auto ? `We'll try again in ${duration(seconds)}.` : `Wait ${duration(seconds)} and ${again}.`}`,
+    waitS: seconds,
+  });
+  const wait = err.retryAfterS ?? DEFAULT_WAIT_S;
+  if (!err.status) {
+    const cause = online ? "Cannot reach the server." : "You are offline.";
+    return { text: `${cause} Check your connection${auto ? "; we'll keep trying." : ` and ${again}.`}` };
+  }
+  switch (err.code) {
+    case "rate_limited":
+      return waitFor(doing === "start" ? "Too many new chats from here." : "You are sending messages too quickly.", wait);
+    case "too_many_streams":
+      return waitFor("The server is busy.", wait);
+    case "unavailable":
+      return waitFor("The service is having trouble right now.", wait);
+    case "prompt_too_large": {
+      const size = length ? ` (${length.toLocaleString("en")} characters)` : "";
+      return { text: `Your message is too long${size}. Shorten it and send again.` };
+    }
+    case "generation_active":
+      return { text: "An answer is still being written. Wait for it to finish, or press Stop, then send again." };
+    case "empty_prompt":
+      return { text: "Type a message first." };
+    case "unauthorized":
+      return { text: "Your access to this chat has expired. Open the chat from your app again." };
+  }
+  if (err.status >= 500) {
+    const cause = "Something went wrong on the server.";
+    return { text: `${cause} ${auto ? "We'll keep trying." : `Wait a moment and ${again}.`}` };
+  }
+  const failed = { send: "Not sent", stop: "Could not stop the answer", start: "Cannot start a chat" };
+  return { text: `${failed[doing] || "Failed"}: ${err.message || `HTTP ${err.status}`}` };
+}
+
+const ANSWER_TROUBLE = {
+  upstream_error: "The model could not answer.",
+  upstream_timeout: "The model took too long to answer.",
+  worker_lost: "The answer was cut off on our side.",
+};
+
+/** An answer's `error` event (or a stored failure) as a sentence with what to do. */
+export function answerTrouble(code) {
+  return `${ANSWER_TROUBLE[code] || "The answer failed."} Press Retry to ask again.`;
 }
 
 // ---- Markdown, safely: model output never becomes HTML ----
@@ -229,7 +315,8 @@ const state = {
   reloading: null, // a Promise while the snapshot is being reloaded
   queued: [], // events that arrived during a reload
   sending: false,
-  gone: false, // the session no longer exists
+  holdUntil: 0, // the server asked us not to send before then (Retry-After)
+  gone: false, // the session no longer exists, or the link names none
   cancelling: null, // message id we asked to stop
   dueSince: 0, // when the page last learned an answer is due
   withoutStreaming: false, // the toggle: show answers whole, not as they stream
@@ -253,6 +340,7 @@ const net = {
   idleProbeDelay: QUIET_MS,
   poll: null, // AbortController of the running poll loop
   pollOk: true,
+  troubleSince: 0, // when the connection was last seen going from working to not
 };
 
 const sleepers = new Set();
@@ -334,10 +422,13 @@ async function fetchSnapshot() {
   for (let failures = 0; ; failures++) {
     try {
       adoptSnapshot(await getJson(`/api/sessions/${state.sid}`));
+      clearNotice("load");
       return;
     } catch (err) {
       if (err.status === 404) throw err;
-      await sleep(backoff(failures + 1));
+      // One failure is routine (a restart, a flaky hop); then the user should know.
+      if (failures) showAdvice(err, { doing: "load" }, "load");
+      await sleep(retryDelay(err, failures + 1));
     }
   }
 }
@@ -345,17 +436,27 @@ async function fetchSnapshot() {
 // ---- network helpers ----
 
 class HttpError extends Error {
-  constructor(status, body) {
+  constructor(status, body, retryAfter) {
     super(body?.error?.message || `HTTP ${status}`);
     this.status = status;
+    this.code = body?.error?.code ?? null;
     this.body = body;
+    this.retryAfterS = retryAfterSeconds(retryAfter);
   }
+}
+
+/** A Retry-After header (seconds, or an HTTP date) in seconds, or null. */
+function retryAfterSeconds(header) {
+  if (!header) return null;
+  if (/^\s*\d+\s*$/.test(header)) return Number(header);
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - Date.now()) / 1000));
 }
 
 async function getJson(url, options = {}) {
   const response = await fetch(url, { cache: "no-store", ...options });
   const body = await response.json().catch(() => null);
-  if (!response.ok) throw new HttpError(response.status, body);
+  if (!response.ok) throw new HttpError(response.status, body, response.headers.get("Retry-After"));
   return body;
 }
 
@@ -370,6 +471,11 @@ function postJson(url, payload, headers = {}) {
 function backoff(failures) {
   const base = Math.min(500 * 2 ** (failures - 1), 10000);
   return base / 2 + Math.random() * base / 2;
+}
+
+/** How long to wait before trying again: what the server asked for, else backoff. */
+function retryDelay(err, failures) {
+  return err.retryAfterS ? err.retryAfterS * 1000 : backoff(failures);
 }
 
 /** Sleep that the tab coming back, or the network returning, cuts short. */
@@ -484,6 +590,7 @@ function restartTransport() {
 /** Once a second: is SSE answering, buffered, or failing? */
 function watch() {
   const now = Date.now();
+  showConnection(); // a connection that stays down gets a sentence after a while
   if (!net.es) return;
   if (net.mode === "poll") {
     if (net.trialUntil && now > net.trialUntil) sseFailed();
@@ -738,7 +845,15 @@ function badgeLabel(message, whole) {
 function errorView(message) {
   const box = el("div");
   box.className = "failure";
-  box.append(el("span", message.error?.message || "The answer failed."));
+  const what = el("span", answerTrouble(message.error?.code));
+  what.className = "advice";
+  box.append(what);
+  // The server's own words, for whoever reports the problem.
+  if (message.error?.message) {
+    const detail = el("span", message.error.message);
+    detail.className = "detail";
+    box.append(detail);
+  }
   const retry = el("button", "Retry");
   retry.type = "button";
   retry.addEventListener("click", () => {
@@ -752,8 +867,8 @@ function errorView(message) {
 
 function updateChrome() {
   const active = activeAnswer();
-  $("empty").hidden = state.messages.length > 0;
-  $("send").disabled = state.sending || Boolean(active);
+  $("empty").hidden = state.messages.length > 0 || state.gone;
+  $("send").disabled = state.sending || Boolean(active) || Date.now() < state.holdUntil;
   $("stop").hidden = !active;
   $("stop").disabled = Boolean(active && state.cancelling === active.id);
   const model = [...state.messages].reverse().find((m) => m.model)?.model;
@@ -766,6 +881,7 @@ const CONNECTION_LABEL = {
 };
 
 function showConnection() {
+  if (state.gone) return;
   let now;
   if (!navigator.onLine) now = "offline";
   else if (net.mode === "poll") now = net.pollOk ? "polling" : "reconnecting";
@@ -774,6 +890,29 @@ function showConnection() {
   if (badge.dataset.state !== now || badge.textContent !== CONNECTION_LABEL[now]) {
     badge.dataset.state = now;
     badge.textContent = CONNECTION_LABEL[now];
+  }
+  connectionNotice(now);
+}
+
+/**
+ * Say in words when the connection is down: at once when the device is
+ * offline, after TROUBLE_NOTICE_MS of reconnecting (a blip is not worth a
+ * sentence). The badge alone is easy to miss, and on a phone it is a dot.
+ */
+function connectionNotice(now) {
+  const working = now === "live" || now === "polling";
+  if (working) net.troubleSince = 0;
+  else net.troubleSince ||= Date.now();
+  if (now === "offline") {
+    notice("You are offline. Check your connection; the chat catches up when it is back.", {
+      kind: "connection", weak: true,
+    });
+  } else if (!working && Date.now() - net.troubleSince >= TROUBLE_NOTICE_MS) {
+    notice("Lost the connection to the server. Check your connection; we keep trying.", {
+      kind: "connection", weak: true,
+    });
+  } else {
+    clearNotice("connection");
   }
 }
 
@@ -786,22 +925,82 @@ function scrollToEnd() {
   document.scrollingElement.scrollTop = document.scrollingElement.scrollHeight;
 }
 
-function notice(text) {
-  $("notice").textContent = text || "";
+// ---- notices: one at a time, each a sentence the user can act on ----
+
+const shown = { kind: null, ticker: 0 }; // the notice on screen, and its countdown
+
+/**
+ * Show `text` (or hide the notice when it is empty). `kind` names who owns
+ * it, so that only its owner clears it; a `weak` notice (the connection's)
+ * does not push another one aside. While the chat is gone its notice stays,
+ * save for a new chat's own trouble. `action`: {label, run} for a button.
+ */
+function notice(text, { kind = null, weak = false, action = null } = {}) {
+  if (state.gone && kind !== "gone" && kind !== "start") return;
+  if (weak && shown.kind && shown.kind !== kind) return;
+  clearInterval(shown.ticker);
+  shown.kind = text ? kind : null;
+  shown.ticker = 0;
+  $("notice-text").textContent = text || "";
   $("notice").hidden = !text;
+  $("notice").dataset.kind = kind || "";
+  const button = $("notice-action");
+  button.hidden = !action;
+  button.textContent = action?.label || "";
+  button.onclick = action?.run || null;
+}
+
+/** Hide the notice if `kind` owns it. */
+function clearNotice(kind) {
+  if (shown.kind === kind) notice("");
+}
+
+/**
+ * Tell the user what went wrong and what to do (`advise`). When the server
+ * asked us to wait, count the wait down in the sentence, and clear it once
+ * the wait is over. Returns the advice.
+ */
+function showAdvice(err, context, kind) {
+  const online = navigator.onLine;
+  const advice = advise(err, { online, ...context });
+  notice(advice.text, { kind });
+  if (advice.waitS) {
+    const until = Date.now() + advice.waitS * 1000;
+    if (kind === "send") {
+      state.holdUntil = until;
+      setTimeout(updateChrome, until - Date.now() + 50); // even if another notice replaced this one
+    }
+    shown.ticker = setInterval(() => {
+      const left = (until - Date.now()) / 1000;
+      if (left > 0) {
+        $("notice-text").textContent = advise({ ...plain(err), retryAfterS: left }, { online, ...context }).text;
+        return;
+      }
+      clearNotice(kind);
+      updateChrome();
+    }, 1000);
+  }
+  return advice;
+}
+
+/** The fields `advise` reads, off an error of any kind. */
+function plain(err) {
+  return { status: err.status, code: err.code, message: err.message, retryAfterS: err.retryAfterS };
 }
 
 // ---- actions ----
 
 async function send(content) {
-  if (!content.trim() || state.sending || activeAnswer()) return;
+  if (!content.trim() || state.sending || activeAnswer() || state.gone) return;
+  if (Date.now() < state.holdUntil) return; // the notice counts the wait down
   state.sending = true;
   state.dueSince = Date.now();
-  notice("");
+  clearNotice("send");
   updateChrome();
   try {
     const accepted = await postPrompt(content);
-    notice("");
+    clearNotice("send");
+    clearNotice("load"); // "this is a new one" has been read by now
     if ($("prompt").value === content) $("prompt").value = "";
     // Its `start` may have come first and made a snapshot reload show it.
     if (state.reloading) await state.reloading.catch(() => {});
@@ -811,8 +1010,10 @@ async function send(content) {
     }
     state.dueSince = Date.now();
   } catch (err) {
-    notice(err.status === 409 ? "An answer is still being written." : `Not sent: ${err.message}`);
-    // Did it land before the connection failed? The snapshot says.
+    // The text stays in the box, so "send again" is one tap away.
+    if (err.code !== "session_not_found") showAdvice(err, { length: codePoints(content) }, "send");
+    // Did it land before the connection failed? The snapshot says (and a
+    // chat deleted meanwhile answers 404, which says so).
     reloadSnapshot();
   } finally {
     state.sending = false;
@@ -841,8 +1042,8 @@ async function postPrompt(content) {
       const again = answerLost(err) || (lost && err.status === 409);
       if (!again || attempt >= POST_ATTEMPTS) throw err;
       lost = true;
-      notice("The connection dropped while sending; trying again…");
-      await sleep(backoff(attempt));
+      notice("The connection dropped while sending; trying again…", { kind: "send" });
+      await sleep(retryDelay(err, attempt)); // a 503's Retry-After, else backoff
     }
   }
 }
@@ -879,17 +1080,19 @@ async function stop() {
   } catch (err) {
     state.cancelling = null;
     changed(active.id);
-    notice(`Could not stop: ${err.message}`);
+    showAdvice(err, { doing: "stop" }, "stop");
   }
 }
 
 async function createSession() {
   for (let failures = 1; ; failures++) {
     try {
-      return (await postJson("/api/sessions")).session_id;
-    } catch {
-      notice("Cannot reach the server; retrying…");
-      await sleep(backoff(failures));
+      const sid = (await postJson("/api/sessions")).session_id;
+      clearNotice("start");
+      return sid;
+    } catch (err) {
+      showAdvice(err, { doing: "start" }, "start");
+      await sleep(retryDelay(err, failures));
     }
   }
 }
@@ -906,9 +1109,8 @@ function remember(sid) {
   history.replaceState(null, "", url);
 }
 
+/** The chat this tab last used, if it kept one. */
 function storedSession() {
-  const fromUrl = new URLSearchParams(location.search).get("session");
-  if (SESSION_ID.test(fromUrl || "")) return fromUrl;
   try {
     const stored = localStorage.getItem(SESSION_KEY);
     return SESSION_ID.test(stored || "") ? stored : null;
@@ -923,13 +1125,33 @@ async function newChat() {
   location.reload();
 }
 
-function sessionGone() {
+const GONE = {
+  malformed: "This chat link is not valid. Check that you copied all of it, or start a new chat.",
+  missing: "This chat link is not valid or the chat no longer exists.",
+  deleted: "This chat no longer exists.",
+};
+
+/** The chat cannot be used (why: a GONE key): stop following it, say so, offer a new one. */
+function sessionGone(why = "deleted") {
   state.gone = true;
   releaseWholeAnswers();
   stopPolling();
   closeSse();
   clearTimeout(net.retryTimer);
-  notice("This chat no longer exists. Start a new one.");
+  $("composer").hidden = true;
+  $("connection").hidden = true;
+  notice(GONE[why], { kind: "gone", action: { label: "Start a new chat", run: newChat } });
+  updateChrome();
+}
+
+/** Enter sends with a mouse or trackpad; on a touch screen it is a new line. */
+function enterSends(e) {
+  if (e.key !== "Enter" || e.isComposing) return false; // an IME is composing
+  return e.ctrlKey || e.metaKey || (!e.shiftKey && !TOUCH.matches);
+}
+
+function showInputMode() {
+  $("prompt").placeholder = TOUCH.matches ? PLACEHOLDER.touch : PLACEHOLDER.keyboard;
 }
 
 function bindUi() {
@@ -939,12 +1161,14 @@ function bindUi() {
     send(prompt.value);
   });
   prompt.addEventListener("keydown", (e) => {
-    // Enter sends, Shift+Enter is a new line; not while an IME composes.
-    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+    if (enterSends(e)) {
       e.preventDefault();
       send(prompt.value);
     }
   });
+  showInputMode();
+  // A tablet that gains or loses a trackpad, a laptop whose screen is touched.
+  TOUCH.addEventListener("change", showInputMode);
   $("stop").addEventListener("click", stop);
   const toggle = $("whole-answers");
   toggle.checked = state.withoutStreaming = storedWithoutStreaming();
@@ -961,16 +1185,23 @@ function bindUi() {
 
 async function boot() {
   bindUi();
-  remember(storedSession() || await createSession());
+  const linked = new URLSearchParams(location.search).get("session");
+  // A link names the chat the user means: if it cannot be opened, say so
+  // (and keep the chat this browser remembers) rather than open another.
+  if (linked !== null && !SESSION_ID.test(linked)) return void sessionGone("malformed");
+  state.sid = linked || storedSession() || await createSession();
   try {
     await fetchSnapshot();
   } catch (err) {
     if (err.status !== 404) throw err;
-    // Expired or from another server: start afresh rather than show an error page.
-    remember(await createSession());
+    if (linked) return void sessionGone("missing");
+    // The chat this browser remembered is gone (deleted, another server):
+    // nobody asked for it by name, so start afresh.
+    state.sid = await createSession();
     await fetchSnapshot();
-    notice("That chat no longer exists; this is a new one.");
+    notice("Your last chat no longer exists; this is a new one.", { kind: "load" });
   }
+  remember(state.sid);
   openSse();
   setInterval(watch, 1000);
 }

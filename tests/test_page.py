@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.browser import CHROMIUM, ChatPage, launch
+from tests.support.browser import ChatPage, chromium
 from tests.support.model_server import ModelServer
 from tests.support.processes import ROOT, wait_for
 from tests.support.proxies import (
@@ -93,13 +93,8 @@ def waiting_whole(chat: ChatPage, message_id: str) -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium to run browser tests")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture()
@@ -187,7 +182,9 @@ def test_answer_appears_progressively_and_ends_as_stored(
     behavior = model_server.behave(prompt, chunks=chunks, delay_seconds=0.03, gate_after=8)
     chat = open_chat(web)
 
-    # Shift+Enter is a new line, not a send.
+    # With a mouse and keyboard the box says how to send; Shift+Enter is a new line, not a send.
+    placeholder = chat.page.locator("#prompt").get_attribute("placeholder")
+    assert "Shift+Enter" in placeholder
     chat.type_prompt(prompt)
     assert chat.page.locator("#prompt").input_value() == prompt
     assert chat.answer_ids() == []
@@ -479,7 +476,11 @@ def test_error_is_shown_on_the_answer_and_retry_asks_again(
     failed_id = chat.send(prompt)
     chat.wait_status(failed_id, "error")
     failed = chat.answer(failed_id)
-    assert "HTTP 400" in failed.locator(".failure").text_content()
+    # A sentence that says what to do, then the server's own words.
+    assert failed.locator(".failure .advice").text_content() == (
+        "The model could not answer. Press Retry to ask again."
+    )
+    assert "HTTP 400" in failed.locator(".failure .detail").text_content()
     assert final_message(app, failed_id).status == "error"
 
     failed.get_by_role("button", name="Retry").click()

@@ -10,12 +10,19 @@ Every wait is on a condition with a deadline.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 WAIT_MS = 30_000
+# A phone (issue 13): 375 x 740 CSS pixels, the meta viewport honoured, a
+# touch screen, so that `(pointer: coarse)` matches as on a real phone.
+PHONE = {"viewport": {"width": 375, "height": 740}, "is_mobile": True, "has_touch": True}
 
 RECORDER = """
 window.__seen = {};        // answer id -> distinct texts shown, in order
@@ -35,6 +42,20 @@ new MutationObserver(() => {
 
 def launch(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Chromium, closed after; skips the test when it or Playwright is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium to run browser tests")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 class ChatPage:
@@ -73,6 +94,14 @@ class ChatPage:
     def connection(self) -> str:
         return self.page.get_attribute("#connection", "data-state")
 
+    def notice(self, timeout_ms: int = WAIT_MS) -> str:
+        """The notice's sentence, once one shows."""
+        return self.wait_for(
+            """!document.getElementById("notice").hidden
+               && document.getElementById("notice-text").textContent""",
+            timeout_ms=timeout_ms,
+        )
+
     def type_prompt(self, text: str) -> None:
         """Type as a person does: a newline in the text is Shift+Enter."""
         box = self.page.locator("#prompt")
@@ -86,6 +115,17 @@ class ChatPage:
         before = self.answer_ids()
         self.type_prompt(text)
         self.page.locator("#prompt").press("Enter")
+        return self.new_answer(before)
+
+    def tap_send(self, text: str) -> str:
+        """On a touch screen: put the text in the box and tap Send; the new answer's id."""
+        before = self.answer_ids()
+        self.page.locator("#prompt").fill(text)
+        self.page.locator("#send").tap()
+        return self.new_answer(before)
+
+    def new_answer(self, before: list[str]) -> str:
+        """The id of an answer that was not among `before`, once one shows."""
         return self.wait_for(
             """(() => {
                  const ids = [...document.querySelectorAll("li.message.assistant")]
