@@ -9,12 +9,18 @@ as api.openai.com does, so the worker's `openai` client reuses connections.
 What to send is read from the last message, the prompt:
 
     bench n=<deltas> rate=<deltas per second, 0: as fast as possible> [first_ms=<delay>]
+          [think=<how many of the n deltas are reasoning>]
 
 Delta i's text is `⟨i=<i> t=<ns>⟩` where `ns` is `time.monotonic_ns()` just
 before the frame is written; delta 0 also carries `r=<ns>`, when the request
 was read, so `t - r` is the model's own time to first token. CLOCK_MONOTONIC
 is one clock for the whole machine on Linux, so a client in another process
 subtracts it from its own receive time to get the delivery latency.
+
+With `think=k`, deltas 0 to k-1 are the model's reasoning
+(`delta.reasoning_content`, as DeepSeek and SGLang send it) and the rest the
+answer, numbered on: the first reasoning delta carries `r=`, and the answer's
+first is delta k.
 
 Deliberate choices:
 - asyncio and hand-written HTTP, no framework: 100 paced streams at 20
@@ -51,6 +57,11 @@ def parse_prompt(prompt: str) -> tuple[int, float, float]:
     return deltas, float(found.get("rate", "0")), float(found.get("first_ms", "0")) / 1000
 
 
+def parse_think(prompt: str) -> int:
+    """How many of the first deltas are reasoning (`think=`), 0 by default."""
+    return int(float(dict(DIRECTIVE.findall(prompt)).get("think", "0")))
+
+
 def _chunk(payload: bytes) -> bytes:
     """One HTTP/1.1 chunk holding one SSE frame."""
     frame = b"data: " + payload + b"\n\n"
@@ -76,8 +87,8 @@ class Frames:
         )
         return _chunk(f'{self._head}, "choices": {choices}}}'.encode())
 
-    def delta(self, text: str) -> bytes:
-        return self.frame({"content": text})
+    def delta(self, text: str, field: str = "content") -> bytes:
+        return self.frame({field: text})
 
     def tail(self, prompt_tokens: int, deltas: int) -> bytes:
         usage = {
@@ -143,6 +154,11 @@ async def complete(writer: asyncio.StreamWriter, body: dict, received: int) -> N
     messages = body.get("messages") or [{"content": ""}]
     prompt = str(messages[-1].get("content", ""))
     deltas, rate, first_delay = parse_prompt(prompt)
+    think = parse_think(prompt)
+
+    def field(i: int) -> str:
+        return "reasoning_content" if i < think else "content"
+
     frames = Frames(str(body.get("model", "bench-model")))
     Stats.requests += 1
     writer.write(
@@ -153,8 +169,10 @@ async def complete(writer: asyncio.StreamWriter, body: dict, received: int) -> N
     if rate <= 0:
         if first_delay:
             await asyncio.sleep(first_delay)
-        parts = [frames.delta(f"⟨i=0 t={time.monotonic_ns()} r={received}⟩")]
-        parts.extend(frames.delta(f"⟨i={i} t={time.monotonic_ns()}⟩") for i in range(1, deltas))
+        parts = [frames.delta(f"⟨i=0 t={time.monotonic_ns()} r={received}⟩", field(0))]
+        parts.extend(
+            frames.delta(f"⟨i={i} t={time.monotonic_ns()}⟩", field(i)) for i in range(1, deltas)
+        )
         writer.write(b"".join(parts))
         Stats.deltas += deltas
     else:
@@ -166,7 +184,7 @@ async def complete(writer: asyncio.StreamWriter, body: dict, received: int) -> N
                 await asyncio.sleep(wait)
             stamp = time.monotonic_ns()
             text = f"⟨i=0 t={stamp} r={received}⟩" if i == 0 else f"⟨i={i} t={stamp}⟩"
-            writer.write(frames.delta(text))
+            writer.write(frames.delta(text, field(i)))
             Stats.deltas += 1
             if writer.transport.get_write_buffer_size() > 1 << 20:
                 await writer.drain()  # a stuck reader: stop buffering without bound

@@ -1,4 +1,9 @@
-"""The model adapter against a keep-alive model server: pooled connections, the stream read."""
+"""The model adapter: pooled connections, the stream read, reasoning, finish reasons, the demo.
+
+Reasoning and finish reasons run the real `openai` client code against the
+test model server (tests/support/model_server.py); the raw-stream cases use
+a keep-alive server that sends exactly the events a test gives it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from webapp.llm import Delta, Finish, ModelError, OpenAIModel
+from tests.support.model_server import ModelServer
+from webapp.llm import Delta, DemoModel, Finish, ModelError, OpenAIModel, Reasoning
 
 
 class KeepAliveModel:
@@ -78,17 +84,35 @@ def server() -> Iterator[KeepAliveModel]:
     served.close()
 
 
-@pytest.fixture()
-def model(server: KeepAliveModel) -> OpenAIModel:
-    settings = {
+def settings(base_url: str) -> dict[str, Any]:
+    return {
         "OPENAI_API_KEY": "test-key",
-        "OPENAI_BASE_URL": server.base_url,
+        "OPENAI_BASE_URL": base_url,
         "LLM_MODEL": "asked-model",
         "LLM_MAX_TOKENS": 16,
         "LLM_READ_TIMEOUT_SECONDS": 10,
         "LLM_CONNECT_TIMEOUT_SECONDS": 10,
     }
-    return OpenAIModel.from_settings(settings)
+
+
+@pytest.fixture()
+def model(server: KeepAliveModel) -> OpenAIModel:
+    return OpenAIModel.from_settings(settings(server.base_url))
+
+
+@pytest.fixture()
+def thinking_model(server: KeepAliveModel) -> OpenAIModel:
+    return OpenAIModel.from_settings(settings(server.base_url), reasoning=True)
+
+
+@pytest.fixture()
+def served(model_server: ModelServer) -> OpenAIModel:
+    """A model that reads reasoning, asking the test model server."""
+    return OpenAIModel.from_settings(settings(model_server.base_url), reasoning=True)
+
+
+def ask(model: OpenAIModel, prompt: str) -> list:
+    return list(model.stream([{"role": "user", "content": prompt}]))
 
 
 def test_answers_share_one_pooled_connection(server: KeepAliveModel, model: OpenAIModel) -> None:
@@ -136,3 +160,134 @@ def test_a_stream_without_finish_reason_is_not_an_answer(
     server.events = [chunk({"content": "cut"}), "[DONE]"]
     with pytest.raises(ModelError, match="before the answer finished"):
         list(model.stream([{"role": "user", "content": "hi"}]))
+
+
+# -- reasoning -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_reasoning_under_either_field_name_comes_before_the_answer(
+    model_server: ModelServer, served: OpenAIModel, unique: str, field: str
+) -> None:
+    prompt = f"think with {field} {unique}"
+    model_server.behave(
+        prompt, reasoning=["Weigh", " it", " up."], reasoning_field=field, chunks=["Hi", " there"]
+    )
+    *pieces, finish = ask(served, prompt)
+    assert pieces == [
+        Reasoning("Weigh"),
+        Reasoning(" it"),
+        Reasoning(" up."),
+        Delta("Hi"),
+        Delta(" there"),
+    ]
+    assert isinstance(finish, Finish) and finish.finish_reason == "stop"
+    (call,) = model_server.calls_for(prompt)
+    assert call.reasoning_sent == ["Weigh", " it", " up."] and call.sent == ["Hi", " there"]
+
+
+def test_reasoning_between_answer_pieces_keeps_its_place(
+    model_server: ModelServer, served: OpenAIModel, unique: str
+) -> None:
+    prompt = f"think twice {unique}"
+    model_server.behave(
+        prompt,
+        script=[
+            ("reasoning_content", "First, "),
+            ("content", "Part one."),
+            ("reasoning", "Then, "),
+            ("reasoning_content", "more."),
+            ("content", " Part two."),
+        ],
+    )
+    assert ask(served, prompt)[:-1] == [
+        Reasoning("First, "),
+        Delta("Part one."),
+        Reasoning("Then, "),
+        Reasoning("more."),
+        Delta(" Part two."),
+    ]
+
+
+def test_without_the_switch_reasoning_is_left_out(model_server: ModelServer, unique: str) -> None:
+    """Until generation writes reasoning events, a model built without it yields answer text only."""
+    prompt = f"think unseen {unique}"
+    model_server.behave(prompt, reasoning=["Hidden."], chunks=["Shown"])
+    model = OpenAIModel.from_settings(settings(model_server.base_url))
+    *pieces, finish = ask(model, prompt)
+    assert pieces == [Delta("Shown")] and finish.finish_reason == "stop"
+
+
+def test_a_delta_with_both_names_is_read_once_and_before_its_text(
+    server: KeepAliveModel, thinking_model: OpenAIModel
+) -> None:
+    """Servers that send both names carry one text twice: reasoning_content is taken alone."""
+    server.events = [
+        chunk({"role": "assistant", "content": "", "reasoning_content": None}),
+        chunk({"reasoning_content": "Hmm.", "reasoning": "Hmm.", "content": None}),
+        chunk({"reasoning_content": " Done.", "content": "Yes"}),
+        chunk({"reasoning_content": None, "reasoning": None, "content": "!"}),
+        chunk({}, "stop"),
+        "[DONE]",
+    ]
+    assert ask(thinking_model, "hi")[:-1] == [
+        Reasoning("Hmm."),
+        Reasoning(" Done."),
+        Delta("Yes"),
+        Delta("!"),
+    ]
+
+
+# -- finish reasons --------------------------------------------------------
+
+
+@pytest.mark.parametrize("reason", ["stop", "length", "content_filter"])
+def test_the_finish_reasons_api_md_names_pass_through(
+    model_server: ModelServer, served: OpenAIModel, unique: str, reason: str
+) -> None:
+    prompt = f"finish {reason} {unique}"
+    model_server.behave(prompt, chunks=["Some", " text"], finish_reason=reason)
+    *pieces, finish = ask(served, prompt)
+    assert pieces == [Delta("Some"), Delta(" text")]
+    assert finish == Finish("asked-model", reason, finish.usage) and finish.usage
+
+
+@pytest.mark.parametrize("reason", ["tool_calls", "function_call", "eos", "brand_new_reason"])
+def test_any_other_finish_reason_is_an_upstream_error_naming_it(
+    model_server: ModelServer, served: OpenAIModel, unique: str, reason: str
+) -> None:
+    prompt = f"finish {reason} {unique}"
+    model_server.behave(prompt, chunks=["Half"], finish_reason=reason)
+    pieces = served.stream([{"role": "user", "content": prompt}])
+    assert next(pieces) == Delta("Half")
+    with pytest.raises(ModelError) as failed:
+        next(pieces)
+    assert failed.value.code == "upstream_error" and not failed.value.retryable
+    assert reason in failed.value.message
+
+
+# -- the demo model --------------------------------------------------------
+
+
+def test_the_demo_model_thinks_then_answers() -> None:
+    prompt = "hello there"
+    *pieces, finish = list(
+        DemoModel(0, reasoning=True).stream([{"role": "user", "content": prompt}])
+    )
+    thoughts = [p for p in pieces if isinstance(p, Reasoning)]
+    assert pieces[: len(thoughts)] == thoughts, "all reasoning comes before the answer"
+    assert len(thoughts) > 1
+    assert "".join(p.text for p in thoughts) == DemoModel.reasoning(prompt)
+    assert "".join(p.text for p in pieces[len(thoughts) :]) == DemoModel.answer(prompt)
+    assert finish.model == "demo" and finish.finish_reason == "stop"
+    assert finish.usage["completion_tokens"] == len(pieces)
+
+
+def test_the_demo_model_is_deterministic_and_thinks_only_when_asked() -> None:
+    prompt = [{"role": "user", "content": "same prompt"}]
+    assert list(DemoModel(0, reasoning=True).stream(prompt)) == list(
+        DemoModel(0, reasoning=True).stream(prompt)
+    )
+    plain = list(DemoModel(0).stream(prompt))
+    assert not any(isinstance(p, Reasoning) for p in plain)
+    assert "".join(p.text for p in plain[:-1]) == DemoModel.answer("same prompt")

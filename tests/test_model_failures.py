@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -89,3 +91,58 @@ def test_stalled_model_ends_with_a_timeout(
     assert events[-1].event == "error" and events[-1].data["error"]["code"] == "upstream_timeout"
     (row,) = answer_rows(stack.app, message_id)
     assert (row.status, row.error_code) == ("error", "upstream_timeout")
+
+
+def test_content_filter_ends_the_answer_as_it_says(
+    shared, client: httpx.Client, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"filtered {unique}"
+    model_server.behave(prompt, chunks=["Up to ", "here"], finish_reason="content_filter")
+    message_id, events = run_prompt(shared.web, client, prompt)
+    assert events[-1].event == "end" and events[-1].data["finish_reason"] == "content_filter"
+    assert answer_text(events, message_id) == "Up to here"
+    (row,) = answer_rows(shared.app, message_id)
+    assert (row.status, row.finish_reason, row.content) == ("done", "content_filter", "Up to here")
+
+
+@pytest.mark.parametrize("reason", ["tool_calls", "eos"])
+def test_a_finish_reason_api_md_does_not_name_ends_in_error(
+    shared, client: httpx.Client, model_server: ModelServer, unique: str, reason: str
+) -> None:
+    prompt = f"finish {reason} {unique}"
+    model_server.behave(prompt, chunks=["Let me ", "call a tool"], finish_reason=reason)
+    message_id, events = run_prompt(shared.web, client, prompt)
+    assert len(model_server.calls_for(prompt)) == 1  # retrying would stop the same way
+    assert count(events, "end") == 0
+    error = events[-1].data["error"]
+    assert events[-1].event == "error" and error["code"] == "upstream_error"
+    assert reason in error["message"]
+    (row,) = answer_rows(shared.app, message_id)
+    assert (row.status, row.error_code) == ("error", "upstream_error")
+    assert reason in row.error_message and row.content == "Let me call a tool"
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_reasoning_never_leaks_into_the_answer_or_the_history(
+    shared, client: httpx.Client, model_server: ModelServer, unique: str, field: str
+) -> None:
+    """A reasoning model's thinking is not answer text, nor sent back with the next prompt."""
+    first, second = f"think first {field} {unique}", f"then ask {field} {unique}"
+    thought = f"SECRET-THOUGHT-{unique}"
+    model_server.behave(
+        first,
+        script=[(field, thought), ("content", "Answer "), (field, " more"), ("content", "one.")],
+    )
+    session_id = create_session(client)
+    first_id = post_prompt(client, session_id, first)["message_id"]
+    events = read_sse(shared.web, session_id, until_message=first_id).events
+    assert events[-1].event == "end" and answer_text(events, first_id) == "Answer one."
+    (row,) = answer_rows(shared.app, first_id)
+    assert row.content == "Answer one."
+    second_id = post_prompt(client, session_id, second)["message_id"]
+    read_sse(shared.web, session_id, until_message=second_id)
+    (call,) = model_server.calls_for(second)
+    history = call.body["messages"]
+    assert {"role": "assistant", "content": "Answer one."} in history
+    assert all(set(m) == {"role", "content"} for m in history)
+    assert thought not in json.dumps(history)

@@ -1,7 +1,8 @@
 """The model adapter: the network edge between a generation and an LLM.
 
-`Model.stream(messages)` yields `Delta`s of text and then one `Finish`.
-Two implementations:
+`Model.stream(messages)` yields the answer's `Delta`s, interleaved with
+`Reasoning` pieces when the model streams its reasoning, and then one
+`Finish`. Two implementations:
 
 - `OpenAIModel` speaks to any OpenAI-compatible server through the `openai`
   SDK's client (`stream=True`, usage included), with explicit timeouts, and
@@ -9,6 +10,22 @@ Two implementations:
   HTTP client from the caller, so tests point it at a local model server.
 - `DemoModel` needs no key: it streams a deterministic answer at a reading
   pace, so the app is useful out of the box. Its model name is "demo".
+
+Reasoning (issue 16): reasoning models served through OpenAI-compatible
+servers stream what they think in the delta's `reasoning_content` (DeepSeek,
+SGLang, LiteLLM, vLLM before 0.19.1) or `reasoning` (vLLM since, Ollama,
+OpenRouter), before the answer's `content` and sometimes between its parts.
+`reasoning_content` wins when a delta has both, so text is never doubled.
+Both models yield `Reasoning` pieces only when built with `reasoning=True`:
+the switch exists until generation.py writes them as `reasoning` events
+(API.md); until then a `Reasoning` piece would reach its chunk writer. The
+wiring step turns it on in `model_from_settings` (or removes the switch).
+
+Finish reasons: `stop`, `length` and `content_filter` (FINISH_REASONS, the
+ones API.md's `end` names) pass through in `Finish`. Any other (`tool_calls`,
+`function_call`, a server's own `eos`) means the model did not answer as
+asked: it is raised as a ModelError `upstream_error` naming the reason, so
+the answer ends with `error`, never with a silent `end`.
 
 Exceptions, flat:
 
@@ -40,6 +57,10 @@ log = logging.getLogger(__name__)
 UPSTREAM_ERROR = "upstream_error"
 UPSTREAM_TIMEOUT = "upstream_timeout"
 
+# The finish reasons API.md's `end` names that a model can give (`cancelled`
+# is relay's own). Anything else is an `upstream_error`.
+FINISH_REASONS = frozenset({"stop", "length", "content_filter"})
+
 
 class ModelError(Exception):
     """The model could not produce (the rest of) an answer."""
@@ -61,6 +82,20 @@ class ModelError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Delta:
+    """The next piece of the answer: API.md's `chunk` event."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """The next piece of the model's reasoning: API.md's `reasoning` event.
+
+    A class of its own, not a flag on Delta, so a consumer dispatches on the
+    type (`type(piece) is Delta`) and a chunk writer can never take one for
+    answer text by mistake.
+    """
+
     text: str
 
 
@@ -71,7 +106,10 @@ class Finish:
     usage: dict[str, int] | None
 
 
-Piece = Delta | Finish
+Piece = Delta | Reasoning | Finish
+
+# What a chunk without choices or a delta reads as; shared, not built per chunk.
+_EMPTY: Mapping[str, Any] = {}
 
 
 class Model(Protocol):
@@ -83,14 +121,21 @@ class Model(Protocol):
 class OpenAIModel:
     """Chat completions from any OpenAI-compatible server, streamed."""
 
-    def __init__(self, client: openai.OpenAI, name: str, max_tokens: int) -> None:
+    def __init__(
+        self, client: openai.OpenAI, name: str, max_tokens: int, *, reasoning: bool = False
+    ) -> None:
         self._client = client
         self.name = name
         self._max_tokens = max_tokens
+        self._reasoning = reasoning  # yield Reasoning pieces (module docstring)
 
     @classmethod
     def from_settings(
-        cls, settings: Mapping[str, Any], http_client: httpx2.Client | None = None
+        cls,
+        settings: Mapping[str, Any],
+        http_client: httpx2.Client | None = None,
+        *,
+        reasoning: bool = False,
     ) -> OpenAIModel:
         timeout = httpx2.Timeout(
             settings["LLM_READ_TIMEOUT_SECONDS"],
@@ -104,10 +149,11 @@ class OpenAIModel:
             max_retries=0,
             http_client=http_client,
         )
-        return cls(client, settings["LLM_MODEL"], settings["LLM_MAX_TOKENS"])
+        return cls(client, settings["LLM_MODEL"], settings["LLM_MAX_TOKENS"], reasoning=reasoning)
 
     def stream(self, messages: list[dict[str, str]]) -> Iterator[Piece]:
         model, finish_reason, usage = self.name, None, None
+        reasoning = self._reasoning
         try:
             response = self._request(messages)
             try:
@@ -115,8 +161,15 @@ class OpenAIModel:
                     model = chunk.get("model") or model
                     if chunk.get("usage"):
                         usage = _usage(chunk["usage"])
-                    choice = (chunk.get("choices") or [{}])[0]  # n is 1: one choice
-                    text = (choice.get("delta") or {}).get("content")
+                    choices = chunk.get("choices")
+                    choice = choices[0] if choices else _EMPTY  # n is 1: one choice
+                    delta = choice.get("delta") or _EMPTY
+                    if reasoning:
+                        # Reasoning first: a delta holding both ends its thinking there.
+                        thought = delta.get("reasoning_content") or delta.get("reasoning")
+                        if thought and isinstance(thought, str):
+                            yield Reasoning(thought)
+                    text = delta.get("content")
                     if text:
                         yield Delta(text)
                     finish_reason = choice.get("finish_reason") or finish_reason
@@ -140,6 +193,8 @@ class OpenAIModel:
             # A body cut short can look like a normal end (a close-delimited
             # response, a proxy): only a finish_reason says the answer is whole.
             raise ModelError(UPSTREAM_ERROR, "the model stream ended before the answer finished")
+        if not isinstance(finish_reason, str) or finish_reason not in FINISH_REASONS:
+            raise unsupported_finish(finish_reason)
         yield Finish(model, finish_reason, usage)
 
     def _request(self, messages: list[dict[str, str]]) -> httpx2.Response:
@@ -222,6 +277,18 @@ def _retry_after(response: httpx2.Response) -> float | None:
         return None
 
 
+def unsupported_finish(finish_reason: object) -> ModelError:
+    """A finish reason API.md does not name: the model stopped without answering as asked.
+
+    Not retryable: the same request would most likely stop the same way
+    (`tool_calls` from a model that wants tools relay does not offer).
+    """
+    shown = repr(finish_reason) if not isinstance(finish_reason, str) else finish_reason
+    return ModelError(
+        UPSTREAM_ERROR, f"the model stopped with an unsupported finish_reason: {shown[:64]}"
+    )
+
+
 def status_error(exc: openai.APIStatusError) -> ModelError:
     """Classify an HTTP error answer of the model server."""
     status = exc.status_code
@@ -240,12 +307,27 @@ def status_error(exc: openai.APIStatusError) -> ModelError:
 
 
 class DemoModel:
-    """A deterministic stand-in model, used when no OPENAI_API_KEY is set."""
+    """A deterministic stand-in model, used when no OPENAI_API_KEY is set.
+
+    Built with `reasoning=True`, it thinks briefly (`reasoning(prompt)`)
+    before it answers (`answer(prompt)`), so a newcomer sees reasoning stream.
+    """
 
     name = "demo"
 
-    def __init__(self, delay_seconds: float = 0.04) -> None:
+    def __init__(self, delay_seconds: float = 0.04, *, reasoning: bool = False) -> None:
         self._delay = delay_seconds
+        self._reasoning = reasoning
+
+    @staticmethod
+    def reasoning(prompt: str) -> str:
+        """The demo's reasoning before its answer to a prompt: deterministic, and short."""
+        words = len(prompt.split())
+        return (
+            f"The user wrote {words} word{'' if words == 1 else 's'}. No API key is set, "
+            "so a real model cannot answer. Quote the prompt back and say how relay "
+            "streams: a short, friendly reply fits."
+        )
 
     @staticmethod
     def answer(prompt: str) -> str:
@@ -266,27 +348,40 @@ class DemoModel:
         )
 
     def stream(self, messages: list[dict[str, str]]) -> Iterator[Piece]:
-        text = self.answer(messages[-1]["content"] if messages else "")
-        pieces = [word + " " for word in text.split(" ")]
-        pieces[-1] = pieces[-1].rstrip(" ")
-        for piece in pieces:
+        prompt = messages[-1]["content"] if messages else ""
+        pieces = 0
+        if self._reasoning:
+            for word in _words(self.reasoning(prompt)):
+                time.sleep(self._delay)
+                pieces += 1
+                yield Reasoning(word)
+        for word in _words(self.answer(prompt)):
             time.sleep(self._delay)
-            yield Delta(piece)
-        words = len(pieces)
-        prompt_chars = sum(len(m["content"]) for m in messages)
+            pieces += 1
+            yield Delta(word)
+        prompt_tokens = sum(len(m["content"]) for m in messages) // 4
         yield Finish(
             self.name,
             "stop",
             {
-                "prompt_tokens": prompt_chars // 4,
-                "completion_tokens": words,
-                "total_tokens": prompt_chars // 4 + words,
+                "prompt_tokens": prompt_tokens,
+                # Reasoning is paid for as completion tokens, as real APIs count it.
+                "completion_tokens": pieces,
+                "total_tokens": prompt_tokens + pieces,
             },
         )
 
 
-def model_from_settings(settings: Mapping[str, Any]) -> Model:
+def _words(text: str) -> list[str]:
+    """`text` as the demo streams it: word by word, each but the last with its space."""
+    pieces = [word + " " for word in text.split(" ")]
+    pieces[-1] = pieces[-1].rstrip(" ")
+    return pieces
+
+
+def model_from_settings(settings: Mapping[str, Any], *, reasoning: bool = False) -> Model:
+    """The configured model; `reasoning=True` once generation writes `reasoning` events."""
     if not settings["OPENAI_API_KEY"]:
         log.warning("OPENAI_API_KEY is not set: answering with the demo model")
-        return DemoModel(settings["DEMO_DELAY_SECONDS"])
-    return OpenAIModel.from_settings(settings)
+        return DemoModel(settings["DEMO_DELAY_SECONDS"], reasoning=reasoning)
+    return OpenAIModel.from_settings(settings, reasoning=reasoning)

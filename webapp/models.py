@@ -64,6 +64,9 @@ class Message(db.Model):
     session_id: Mapped[str] = mapped_column(ForeignKey("chat_sessions.id"), index=True)
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text, default="")
+    # What the model streamed as its reasoning (API.md); never part of the
+    # history sent to the model (`turns` does not read it).
+    reasoning: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16))
     model: Mapped[str | None] = mapped_column(String(128))
     finish_reason: Mapped[str | None] = mapped_column(String(32))
@@ -107,6 +110,7 @@ class Message(db.Model):
         }
         if self.role == ASSISTANT:
             body.update(
+                reasoning=self.reasoning or "",
                 model=self.model,
                 finish_reason=self.finish_reason,
                 usage=self.usage,

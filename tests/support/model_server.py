@@ -7,6 +7,14 @@ client code runs against it. It records every request and the text it sent.
 Behaviour is chosen per prompt: a test registers a `Behavior` under a prompt
 string unique to that test, so tests sharing the server never interfere.
 Unregistered prompts get `default_chunks(prompt)`.
+
+Reasoning, as reasoning models stream it (issue 16): `reasoning` pieces go
+out before the answer's `chunks`, under `reasoning_field`
+(`"reasoning_content"`, DeepSeek's and SGLang's name, or `"reasoning"`, vLLM's
+and Ollama's). `script` orders the deltas freely instead, reasoning between
+answer pieces too. Each `Call` records the answer text and the reasoning it
+sent, and the request body, so a test can check the history a later prompt
+sent to the model has no reasoning in it.
 """
 
 from __future__ import annotations
@@ -18,6 +26,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+CONTENT = "content"
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
 
 def default_chunks(prompt: str) -> list[str]:
     """The deterministic answer to an unregistered prompt, as the chunks sent."""
@@ -28,24 +39,39 @@ def default_chunks(prompt: str) -> list[str]:
 @dataclass
 class Behavior:
     chunks: list[str] | None = None
-    delay_seconds: float = 0.01  # between chunks
+    reasoning: list[str] | None = None  # sent before `chunks` ...
+    reasoning_field: str = "reasoning_content"  # ... under this name
+    # The deltas in order, as (field, text): "content" or a REASONING_FIELDS
+    # name. Takes the place of `chunks` and `reasoning`.
+    script: list[tuple[str, str]] | None = None
+    delay_seconds: float = 0.01  # between deltas
     usage: dict[str, int] | None = None
     finish_reason: str = "stop"
     fail_status: int | None = None  # answer this HTTP status ...
     fail_times: int = 0  # ... this many times (0 with fail_status: always)
     fail_code: str | None = None  # the error body's "code", e.g. insufficient_quota
-    drop_after: int | None = None  # close the connection after this many chunks
-    stall_after: int | None = None  # go silent after this many chunks
-    # Send `gate_after` chunks, then wait for `gate` before the rest.
+    # The counts below are of deltas, reasoning included.
+    drop_after: int | None = None  # close the connection after this many deltas
+    stall_after: int | None = None  # go silent after this many deltas
+    # Send `gate_after` deltas, then wait for `gate` before the rest.
     gate_after: int | None = None
     gate: threading.Event = field(default_factory=threading.Event)
     calls: int = 0
+
+    def deltas(self, prompt: str) -> list[tuple[str, str]]:
+        """What to stream for `prompt`, as (field, text) in order."""
+        if self.script is not None:
+            return list(self.script)
+        chunks = self.chunks if self.chunks is not None else default_chunks(prompt)
+        thoughts = [(self.reasoning_field, text) for text in self.reasoning or []]
+        return thoughts + [(CONTENT, text) for text in chunks]
 
 
 @dataclass
 class Call:
     body: dict[str, Any]
-    sent: list[str] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)  # answer text, as sent
+    reasoning_sent: list[str] = field(default_factory=list)
     finished: bool = False
 
     @property
@@ -134,7 +160,7 @@ class ModelServer:
                 },
             )
             return
-        chunks = behavior.chunks if behavior.chunks is not None else default_chunks(call.prompt)
+        deltas = behavior.deltas(call.prompt)
         model = body.get("model", "test-model")
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
@@ -158,7 +184,7 @@ class ModelServer:
 
         try:
             send(frame({"role": "assistant", "content": ""}))
-            for index, text in enumerate(chunks):
+            for index, (name, text) in enumerate(deltas):
                 if index == behavior.drop_after:
                     handler.close_connection = True
                     handler.connection.shutdown(2)
@@ -169,13 +195,13 @@ class ModelServer:
                 if index == behavior.gate_after:
                     behavior.gate.wait(60)
                 time.sleep(behavior.delay_seconds)
-                send(frame({"content": text}))
-                call.sent.append(text)
+                send(frame({name: text}))
+                (call.sent if name == CONTENT else call.reasoning_sent).append(text)
             send(frame({}, behavior.finish_reason))
             usage = behavior.usage or {
                 "prompt_tokens": sum(len(m["content"]) for m in body["messages"]) // 4,
-                "completion_tokens": len(chunks),
-                "total_tokens": sum(len(m["content"]) for m in body["messages"]) // 4 + len(chunks),
+                "completion_tokens": len(deltas),
+                "total_tokens": sum(len(m["content"]) for m in body["messages"]) // 4 + len(deltas),
             }
             send(
                 {
