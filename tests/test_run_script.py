@@ -145,11 +145,19 @@ def running(clone: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         run.stop()
 
 
-def readme_curl_example(port: int) -> str:
+def readme_curl_section() -> str:
     readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Try it with curl", 1)[1]
-    block = re.search(r"```sh\n(.*?)```", section, re.S)[1]
+    return readme.split("## Try it with curl", 1)[1].split("\n## ", 1)[0]
+
+
+def readme_curl_example(port: int) -> str:
+    block = re.search(r"```sh\n(.*?)```", readme_curl_section(), re.S)[1]
     return block.replace("localhost:5000", f"127.0.0.1:{port}")
+
+
+def readme_long_poll_example(port: int) -> str:
+    command = re.search(r"`(curl [^`]*/poll[^`]*)`", readme_curl_section())[1]
+    return command.replace("localhost:5000", f"127.0.0.1:{port}")
 
 
 def test_help_prints_usage_before_any_set_up(tmp_path: Path) -> None:
@@ -195,6 +203,19 @@ def test_fresh_clone_runs_and_the_readme_curl_block_streams(running: RunScript) 
     ]
     assert "".join(chunks) == DemoModel.answer("Hello!")
     assert "event: end" in shown.stdout
+
+    # The long-poll line, with the shell's $sid from the block above.
+    # (The POST's answer ends without a newline: the stream follows on its line.)
+    session_id = json.JSONDecoder().raw_decode(shown.stdout)[0]["session_id"]
+    polled = subprocess.run(
+        ["bash", "-c", f"sid={session_id}; {readme_long_poll_example(running.port)}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert polled.returncode == 0, polled.stderr
+    events = json.loads(polled.stdout)["events"]
+    assert [e["event"] for e in events][-1] == "end", polled.stdout[-2000:]
 
 
 def session_ids_alive(sessions: set[int]) -> list[str]:
