@@ -14,7 +14,8 @@ Deliberate choices:
   sends it, up to WORKER_SHUTDOWN_GRACE_SECONDS for the worker to finish its
   answers; the embedded Redis last, so nothing is left talking to a Redis
   that is gone. honcho, which ran these lines before, SIGKILLs every process
-  5 s after the first signal whatever the worker is doing.
+  5 s after the first signal whatever the worker is doing. A second Ctrl-C
+  stops at once: the answers cut then are run again on the next start.
 - The URL is printed only once `/readyz` answers 200: a URL that answers 503
   is not ready to try.
 - The embedded Redis's URL is written to var/embedded-redis.url while it
@@ -86,8 +87,11 @@ class Output:
 
     def line(self, name: str, text: str) -> None:
         with self.lock:
-            sys.stdout.write(f"{name:<{self.width}} | {text.rstrip()}\n")
-            sys.stdout.flush()
+            try:
+                sys.stdout.write(f"{name:<{self.width}} | {text.rstrip()}\n")
+                sys.stdout.flush()
+            except OSError:
+                pass  # the terminal is gone (SIGHUP): the stop goes on without it
 
     def system(self, text: str) -> None:
         self.line("system", text)
