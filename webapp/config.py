@@ -250,7 +250,7 @@ class PublicKeyPem:
 
     def __call__(self, raw: str) -> str:
         # Config vars often hold a PEM on one line, with its newlines as `\n`.
-        pem = raw.strip().replace("\\n", "\n")
+        pem = raw.replace("\\n", "\n").strip()
         if "PRIVATE KEY" in pem:
             raise Invalid("that is a private key: give the public one")
         match = _PEM.match(pem)
