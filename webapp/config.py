@@ -32,7 +32,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +49,10 @@ class SettingError(ValueError):
     """A malformed setting. Its text is the one line the process stops with."""
 
 
+class Invalid(ValueError):
+    """A parser's refusal with a detail worth adding to "expected ..."."""
+
+
 class Rate(NamedTuple):
     """A rate limit: at most `limit` per `period_seconds`."""
 
@@ -57,6 +61,14 @@ class Rate(NamedTuple):
 
 
 # -- parsers: raw text -> value, or ValueError; `expected` is said when it fails --
+
+
+class Parser(Protocol):
+    @property
+    def expected(self) -> str:
+        """What a good value looks like, for the error line."""
+
+    def __call__(self, raw: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -151,10 +163,6 @@ class RateSpec:
         if unit is None or int(match[1]) == 0 or match[2] == "0":
             raise ValueError
         return Rate(int(match[1]), int(match[2] or 1) * unit)
-
-
-class Invalid(ValueError):
-    """A parser's refusal with a detail worth adding to "expected ..."."""
 
 
 @dataclass(frozen=True)
@@ -304,7 +312,7 @@ class Setting:
     """One environment variable: how to parse it, its default, where it goes."""
 
     name: str
-    parse: Any  # a parser above: called with the raw text, has `expected`
+    parse: Parser
     default: Any
     key: str = ""  # the app.config key, when it is not `name`
     secret: bool = False  # never shown in an error line
