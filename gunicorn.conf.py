@@ -4,18 +4,28 @@ Sized for Heroku's router (https://devcenter.heroku.com/articles/http-routing):
 it keeps idle keep-alive connections to a dyno for 90 s, cuts a response
 that sends nothing for 55 s (the SSE heartbeat keeps streams above that),
 and SIGKILLs a dyno 30 s after SIGTERM.
+
+gunicorn reads this file in its arbiter, before it forks: every setting is
+parsed here first, so a malformed one stops the web process with one line
+and a non-zero exit (a bad value found by a forked worker would only make the
+arbiter restart it, with a traceback each time). `webapp.config` imports
+only the standard library, so nothing the gevent workers must patch first
+is imported here.
 """
 
 import os
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+from webapp.config import check_or_exit
+
+# Module-level names that are gunicorn settings are applied as such: these are not.
+relay_settings = check_or_exit()
+
+bind = f"0.0.0.0:{relay_settings['PORT']}"
 # gevent: each open SSE stream or long-poll is a cheap greenlet, not a thread.
 worker_class = "gevent"
 # Heroku's Python buildpack sets WEB_CONCURRENCY from the dyno's size.
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
-# Open connections per process. A dyno allows 10000 open files per process;
-# leave room for the Redis and SQL pools and the logs.
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "5000"))
+workers = relay_settings["WEB_CONCURRENCY"]
+worker_connections = relay_settings["WORKER_CONNECTIONS"]
 # Never load the app in the arbiter: the gevent worker must monkey-patch
 # before the app imports psycopg, or SQL calls block every greenlet
 # (webapp.extensions.check_green_postgres refuses to start then).
@@ -49,7 +59,7 @@ def on_starting(server):
     import tempfile
     from pathlib import Path
 
-    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    folder = relay_settings["PROMETHEUS_MULTIPROC_DIR"]
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         for stale in Path(folder).glob("*.db"):
@@ -86,10 +96,12 @@ def post_worker_init(worker):
 
     import gevent
 
-    from webapp import runtime
+    from webapp import health, runtime
     from webapp.hub import close_hub
 
     runtime.settle()
+    # Serve at once; say in the log what is not ready (/readyz answers 503 meanwhile).
+    gevent.spawn(health.log_problems, worker.wsgi)
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum, frame):

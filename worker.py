@@ -31,7 +31,7 @@ from flask import Flask  # noqa: E402
 from gevent.event import Event  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
 
-from webapp import create_app, jobs, keys, runtime  # noqa: E402
+from webapp import config, create_app, health, jobs, keys, runtime  # noqa: E402
 from webapp.extensions import redis_store  # noqa: E402
 from webapp.generation import (  # noqa: E402
     Cancelled,
@@ -211,8 +211,19 @@ class Worker:
 
 
 def main() -> None:
+    config.check_or_exit()  # a malformed setting: one line, exit 2
     app = create_app()
-    configure(app.config["LOG_LEVEL"])
+    configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    # A Heroku add-on may come up after the dyno: wait for Redis and the
+    # database (and its schema) with backoff, one line per wait, until told to stop.
+    stopping = Event()
+    handlers = [gevent.signal_handler(s, stopping.set) for s in (signal.SIGTERM, signal.SIGINT)]
+    ready = health.wait_until_ready(app, stopping.wait)
+    for handler in handlers:
+        handler.cancel()
+    if not ready:
+        log.info("worker stopped before its backing services were ready")
+        return
     runtime.settle()
     Worker(app).run()
 

@@ -1,7 +1,8 @@
-"""The web entry point: `gunicorn --config gunicorn.conf.py wsgi:app`."""
+"""The web entry point: `gunicorn --config gunicorn.conf.py wsgi:app` (and the flask CLI's app)."""
 
-from webapp import create_app
+from webapp import config, create_app
 from webapp.logs import configure
 
+config.check_or_exit()  # a malformed setting: one line, exit 2
 app = create_app()
-configure(app.config["LOG_LEVEL"])
+configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])

@@ -1,9 +1,9 @@
 import logging
 from logging.config import fileConfig
 
-from flask import current_app
-
 from alembic import context
+from flask import current_app
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -96,7 +96,16 @@ def run_migrations_online():
 
     connectable = get_engine()
 
-    with connectable.connect() as connection:
+    try:
+        connection = connectable.connect()
+    except (OperationalError, InterfaceError) as exc:
+        # The release phase's log gets one line naming DATABASE_URL, not a traceback.
+        from webapp.health import database_unreachable
+
+        line = database_unreachable(current_app, exc).detail
+        raise SystemExit(f"relay: {line}") from None
+
+    with connection:
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

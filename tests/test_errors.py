@@ -170,3 +170,40 @@ def test_second_prompt_while_one_is_active_is_409(
     read_sse(web, session_id, until_message=message_id)
     # Right after `end`, the session takes a prompt again.
     post_prompt(client, session_id, f"after end {unique}")
+
+
+# Bodies nested deeper than Python's JSON parser allows: it raises
+# RecursionError, not ValueError (issue 13: a 500 on any POST with one).
+DEEP_BODIES = {
+    "arrays": b"[" * 5000 + b"]" * 5000,
+    "objects": b'{"a":' * 5000 + b"1" + b"}" * 5000,
+    "in the prompt": b'{"content": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    "unclosed": b"[" * 50_000,
+}
+
+
+def post_routes(app) -> list[str]:
+    """Every POST route of the app, as in its url map."""
+    return sorted(rule.rule for rule in app.url_map.iter_rules() if "POST" in rule.methods)
+
+
+def test_the_post_routes_are_the_ones_api_md_lists(app) -> None:
+    # So that the test below covers something: it takes its routes from the url map.
+    assert {
+        "/api/sessions",
+        "/api/sessions/<session_id>/messages",
+        "/api/sessions/<session_id>/messages/<message_id>/cancel",
+    } <= set(post_routes(app))
+
+
+@pytest.mark.parametrize("shape", sorted(DEEP_BODIES))
+def test_deeply_nested_body_is_400_on_every_post_route(
+    app, client: httpx.Client, session_id: str, shape: str
+) -> None:
+    for rule in post_routes(app):
+        path = rule.replace("<session_id>", session_id).replace("<message_id>", "B" * 16)
+        assert "<" not in path, f"fill in {rule}'s parameters"
+        response = client.post(
+            path, content=DEEP_BODIES[shape], headers={"Content-Type": "application/json"}
+        )
+        assert_error(response, 400, "invalid_json")

@@ -2,21 +2,34 @@
 
 `create_app()` builds the Flask app that both entry points share: `wsgi.py`
 serves it with gunicorn, `worker.py` runs generation jobs inside it.
+
+Importing the package imports nothing else: gunicorn's arbiter loads
+`webapp.config` to check the settings before it forks, and Flask, redis-py or
+SQLAlchemy imported there would be imported before the gevent workers
+monkey-patch (gunicorn.conf.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
-from . import config, errors
-from .extensions import check_green_postgres, db, migrate, redis_store
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """The app, with every setting parsed from the environment, then `overrides` on top.
+
+    A malformed setting raises config.SettingError; entry points call
+    config.check_or_exit() first, which stops with one line instead.
+    """
+    from flask import Flask
+
+    from . import api, cli, config, errors, health, metrics, pages, stream
+    from .extensions import check_green_postgres, db, migrate, redis_store
+
     app = Flask(
         __name__,
         template_folder=str(config.PROJECT_ROOT / "templates"),
@@ -37,11 +50,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     redis_store.init_app(app)
     errors.register(app)
 
-    from . import api, cli, metrics, pages, stream
-
     app.register_blueprint(api.bp)
     app.register_blueprint(stream.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(health.bp)
     metrics.init_app(app)
     cli.init_app(app)
 

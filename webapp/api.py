@@ -1,4 +1,4 @@
-"""JSON endpoints: sessions, prompts, messages, cancellation, health."""
+"""JSON endpoints: sessions, prompts, messages, cancellation."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import math
 import re
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
-from sqlalchemy import text
+from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 
 from . import events, jobs, keys, limits, models
-from .errors import ApiError, error_response
+from .errors import ApiError
 from .events import Entry
 from .extensions import db, redis_store
 from .hub import HubClosed, Reset, get_hub
@@ -54,13 +53,38 @@ def ensure_session(session_id: str) -> None:
         load_session(session_id)
 
 
+_NO_BODY = object()
+
+
+def json_body() -> Any:
+    """The request's JSON body, parsed once; 400 invalid_json when it is not JSON.
+
+    Parsed here rather than by `request.get_json()`: Python's parser raises
+    RecursionError, not ValueError, on a body nested deeper than it allows
+    (`[[[[...` 5,000 deep), which werkzeug would let through as a 500.
+    """
+    body = g.get("relay_json_body", _NO_BODY)
+    if body is _NO_BODY:
+        try:
+            body = json.loads(request.get_data(cache=True))
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
+        g.relay_json_body = body
+    return body
+
+
+@bp.before_app_request
+def refuse_malformed_json() -> None:
+    """Every endpoint refuses a malformed JSON body alike, those that read none too."""
+    if request.is_json and request.content_length != 0 and request.get_data(cache=True):
+        json_body()
+
+
 def prompt_from_request() -> str:
     """The prompt of a POST body, validated as API.md says."""
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "Send the prompt as application/json.")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, "invalid_json", "The body is not valid JSON.")
+    body = json_body()
     if not isinstance(body, dict) or not isinstance(body.get("content"), str):
         raise ApiError(400, "invalid_json", 'The body must be an object with a "content" string.')
     content: str = body["content"]
@@ -135,7 +159,7 @@ def post_message(session_id: str) -> tuple[Response, int, dict[str, str]] | Resp
         return replay(stored, idempotency[1])
     config = current_app.config
     address = limits.client_address(request, config["PROXY_HOPS"])
-    limits.check_prompt_rate(client, address, limits.parse_rate(config["RATE_LIMIT"]))
+    limits.check_prompt_rate(client, address, config["RATE_LIMIT"])
     message_id = models.new_message_id()
     claimed = jobs.claim(client, session_id, message_id)
     if claimed.active is not None:
@@ -241,30 +265,3 @@ def cancel_message(session_id: str, message_id: str) -> tuple[Response, int]:
         log.info("cancel requested session=%s message=%s", session_id, message_id)
     status = "cancelling" if requested else message["status"]
     return jsonify({"session_id": session_id, "message_id": message_id, "status": status}), 202
-
-
-@bp.get("/healthz")
-def healthz() -> Response:
-    return jsonify({"status": "ok"})
-
-
-@bp.get("/readyz")
-def readyz() -> tuple[Response, int]:
-    checks = {"redis": "ok", "database": "ok"}
-    try:
-        redis_store.client.ping()
-    except Exception as exc:  # any failure means not ready
-        checks["redis"] = f"error: {type(exc).__name__}"
-    try:
-        db.session.execute(text("SELECT 1"))
-    except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
-    if any(v != "ok" for v in checks.values()):
-        return error_response(
-            503,
-            "unavailable",
-            "Redis or the database does not answer.",
-            {"Retry-After": "1"},
-            checks=checks,
-        ), 503
-    return jsonify({"status": "ok", "checks": checks}), 200

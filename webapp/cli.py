@@ -7,6 +7,10 @@ On Heroku: `heroku run flask --app wsgi relay queue`. Both commands go through
 the app's own code: `enqueue-test` posts with Flask's test client, so
 validation, limits and queueing are exactly the API's; it then reads the
 session's stream from Redis (read only) until the answer's final event.
+
+A malformed setting stops any command with one line (wsgi.py); Redis or the
+database not answering ends a `relay` command with one line naming REDIS_URL
+or DATABASE_URL (health.py), not a traceback.
 """
 
 from __future__ import annotations
@@ -17,13 +21,35 @@ import time
 from typing import Any
 
 import click
+import redis
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, ScriptInfo
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from . import events, jobs, keys
+from . import events, health, jobs, keys
 from .extensions import redis_store
 
-relay = AppGroup("relay", help="Operate relay: test prompts, the job queue.")
+
+class RelayGroup(AppGroup):
+    """Commands whose failure to reach Redis or the database is one line, exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            app = ctx.ensure_object(ScriptInfo).load_app()
+            raise click.ClickException(health.redis_unreachable(app, exc).detail) from None
+        except (OperationalError, InterfaceError) as exc:
+            app = ctx.ensure_object(ScriptInfo).load_app()
+            problem = (
+                health.schema_missing(app, health.one_line(exc))
+                if health.is_schema_error(exc)
+                else health.database_unreachable(app, exc)
+            )
+            raise click.ClickException(problem.detail) from None
+
+
+relay = RelayGroup("relay", help="Operate relay: test prompts, the job queue.")
 
 FOLLOW_BLOCK_MS = 1000
 

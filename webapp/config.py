@@ -1,38 +1,190 @@
-"""Settings from the environment, in one class.
+"""Settings from the environment: one table, parsed once when a process starts.
 
 Every knob of the service is read here and nowhere else. Names carry their
 unit (`..._SECONDS`, `..._CHARS`). Defaults are safe for development: SQLite
-in a file under `var/`, Redis on localhost, the demo model when no API key
-is set. Tests pass a mapping to `create_app(config)` that overrides any of
-them.
+in a file under `var/`, Redis on localhost (or the one `scripts/run` embeds),
+the demo model when no API key is set. Tests pass a mapping to
+`create_app(config)` that overrides any of them with final values.
+
+Deliberate choices:
+- Each entry point (gunicorn's arbiter in gunicorn.conf.py, wsgi.py for its
+  workers and the flask CLI, worker.py) parses the whole table before doing
+  anything else, and a malformed value stops the process with one line that
+  names the variable, the value and what is expected (`check_or_exit`). A
+  setting is never first parsed while a request is served.
+- A blank value means "unset" (the default), except where blank means
+  something (SYSTEM_PROMPT="" sends no system prompt).
+- Secrets are never echoed: the line shows their length; URLs show their
+  password as `****`.
+- This module imports only the standard library: gunicorn's arbiter loads it
+  before forking, and anything heavier imported there (redis, ssl, psycopg)
+  would be imported before the gevent workers monkey-patch.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 import os
 import re
+import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Written by scripts/run while its embedded Redis is up, so that the flask CLI
+# (and anything else started with no REDIS_URL) talks to that Redis.
+EMBEDDED_REDIS_URL_FILE = Path("var") / "embedded-redis.url"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+# Limits fixed by API.md rather than by operators.
+POLL_TIMEOUT_MAX_SECONDS = 25.0
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    return int(raw) if raw else default
+class SettingError(ValueError):
+    """A malformed setting. Its text is the one line the process stops with."""
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    return float(raw) if raw else default
+class Invalid(ValueError):
+    """A parser's refusal with a detail worth adding to "expected ..."."""
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    return raw not in ("0", "false", "no", "off")
+class Rate(NamedTuple):
+    """A rate limit: at most `limit` per `period_seconds`."""
+
+    limit: int
+    period_seconds: int
+
+
+# -- parsers: raw text -> value, or ValueError; `expected` is said when it fails --
+
+
+class Parser(Protocol):
+    @property
+    def expected(self) -> str:
+        """What a good value looks like, for the error line."""
+
+    def __call__(self, raw: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Integer:
+    low: int
+    high: int | None = None
+
+    @property
+    def expected(self) -> str:
+        if self.high is None:
+            return f"a whole number, at least {self.low}"
+        return f"a whole number from {self.low} to {self.high}"
+
+    def __call__(self, raw: str) -> int:
+        value = int(raw)
+        if value < self.low or (self.high is not None and value > self.high):
+            raise ValueError
+        return value
+
+
+@dataclass(frozen=True)
+class Number:
+    """A finite float; `low` is excluded when `above` is set (a duration that must pass)."""
+
+    low: float
+    high: float | None = None
+    above: bool = False
+
+    @property
+    def expected(self) -> str:
+        low = f"greater than {self.low:g}" if self.above else f"at least {self.low:g}"
+        high = f" and at most {self.high:g}" if self.high is not None else ""
+        return f"a number {low}{high}"
+
+    def __call__(self, raw: str) -> float:
+        value = float(raw)
+        too_low = value <= self.low if self.above else value < self.low
+        if not math.isfinite(value) or too_low or (self.high is not None and value > self.high):
+            raise ValueError
+        return value
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class Boolean:
+    expected: str = "one of 1, true, yes, on, 0, false, no, off"
+
+    def __call__(self, raw: str) -> bool:
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise ValueError
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: tuple[str, ...]
+    upper: bool = False
+
+    @property
+    def expected(self) -> str:
+        return "one of " + ", ".join(self.options)
+
+    def __call__(self, raw: str) -> str:
+        value = raw.upper() if self.upper else raw.lower()
+        if value not in self.options:
+            raise ValueError
+        return value
+
+
+_UNIT_SECONDS = {
+    **dict.fromkeys(("s", "sec", "second", "seconds"), 1),
+    **dict.fromkeys(("m", "min", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), 86400),
+}
+_RATE = re.compile(r"\A\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*\Z")
+
+
+@dataclass(frozen=True)
+class RateSpec:
+    expected: str = "a rate like 20/minute or 5/10s (a count above 0, a slash, a period)"
+
+    def __call__(self, raw: str) -> Rate:
+        """'20/minute' -> Rate(20, 60); '5/10s' -> Rate(5, 10)."""
+        match = _RATE.match(raw.lower())
+        unit = _UNIT_SECONDS.get(match[3]) if match else None
+        if unit is None or int(match[1]) == 0 or match[2] == "0":
+            raise ValueError
+        return Rate(int(match[1]), int(match[2] or 1) * unit)
+
+
+@dataclass(frozen=True)
+class RedisUrl:
+    expected: str = "a redis://, rediss:// or unix:// URL"
+
+    def __call__(self, raw: str) -> str:
+        parts = urlsplit(raw)
+        _ = parts.port  # a malformed port raises ValueError
+        scheme = parts.scheme.lower()
+        if scheme == "unix":
+            if not parts.path:
+                raise Invalid("it names no socket")
+        elif scheme in ("redis", "rediss"):
+            if not parts.hostname:
+                raise Invalid("it names no host")
+            database = parts.path.strip("/")
+            if database and not database.isdigit():
+                raise Invalid("its path must be a database number, like /0")
+        else:
+            raise ValueError
+        return raw
 
 
 def database_url(raw: str | None) -> str:
@@ -46,80 +198,327 @@ def database_url(raw: str | None) -> str:
     return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", raw)
 
 
-def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Read every setting from `env` (default: `os.environ`)."""
+@dataclass(frozen=True)
+class DatabaseUrl:
+    expected: str = "a postgres://, postgresql:// or sqlite:/// URL"
+
+    def __call__(self, raw: str) -> str:
+        scheme = raw.partition(":")[0].lower()
+        if scheme == "sqlite" and raw.startswith("sqlite://"):
+            return raw
+        if scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
+            raise ValueError
+        _ = urlsplit(raw).port  # a malformed port raises ValueError
+        if not raw.partition("://")[2]:
+            raise ValueError
+        return database_url(raw)
+
+
+@dataclass(frozen=True)
+class HttpUrl:
+    expected: str = "an http:// or https:// URL"
+
+    def __call__(self, raw: str) -> str:
+        parts = urlsplit(raw)
+        _ = parts.port  # a malformed port raises ValueError
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError
+        return raw
+
+
+@dataclass(frozen=True)
+class Text:
+    """Text of at least `min_chars` characters (for a secret: ASCII, so as many bytes)."""
+
+    min_chars: int = 1
+    visible_ascii: bool = False
+
+    @property
+    def expected(self) -> str:
+        kind = "visible ASCII characters (no spaces)" if self.visible_ascii else "characters"
+        return f"at least {self.min_chars} {kind}"
+
+    def __call__(self, raw: str) -> str:
+        if len(raw) < self.min_chars:
+            raise ValueError
+        if self.visible_ascii and not re.fullmatch(r"[\x21-\x7e]+", raw):
+            raise ValueError
+        return raw
+
+
+_PEM = re.compile(
+    r"\A-----BEGIN (?P<kind>(?:RSA )?PUBLIC KEY)-----(?P<body>[A-Za-z0-9+/=\s]+)"
+    r"-----END (?P=kind)-----\s*\Z"
+)
+
+
+@dataclass(frozen=True)
+class PublicKeyPem:
+    expected: str = "a PEM public key (-----BEGIN PUBLIC KEY----- ... -----END PUBLIC KEY-----)"
+
+    def __call__(self, raw: str) -> str:
+        # Config vars often hold a PEM on one line, with its newlines as `\n`.
+        pem = raw.replace("\\n", "\n").strip()
+        if "PRIVATE KEY" in pem:
+            raise Invalid("that is a private key: give the public one")
+        match = _PEM.match(pem)
+        if match is None:
+            raise ValueError
+        try:
+            der = base64.b64decode("".join(match["body"].split()), validate=True)
+        except binascii.Error:
+            raise Invalid("its body is not base64") from None
+        if not der.startswith(b"\x30"):  # a DER SEQUENCE, as every public key is
+            raise Invalid("its body is not a key")
+        return pem
+
+
+_ORIGIN = re.compile(r"\A(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(?::(\d{1,5}))?\Z")
+
+
+@dataclass(frozen=True)
+class Origins:
+    expected: str = "comma-separated origins like https://app.example.com (scheme://host[:port])"
+
+    def __call__(self, raw: str) -> tuple[str, ...]:
+        origins = []
+        for item in (part.strip() for part in raw.split(",")):
+            if not item:
+                continue
+            if item == "*":
+                raise Invalid("'*' is not allowed: list the origins")
+            match = _ORIGIN.match(item.lower())
+            if match is None or (match[3] and not 0 < int(match[3]) < 65536):
+                raise Invalid(f"{item!r} is not an origin")
+            origins.append(item.lower())
+        return tuple(origins)
+
+
+@dataclass(frozen=True)
+class Folder:
+    expected: str = "a folder path"
+
+    def __call__(self, raw: str) -> str:
+        if Path(raw).exists() and not Path(raw).is_dir():
+            raise Invalid("it is a file")
+        return raw
+
+
+# -- the table -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: how to parse it, its default, where it goes."""
+
+    name: str
+    parse: Parser
+    default: Any
+    key: str = ""  # the app.config key, when it is not `name`
+    secret: bool = False  # never shown in an error line
+    exact: bool = False  # taken as it is: not stripped, and blank is a value
+
+    def value(self, env: Mapping[str, str]) -> Any:
+        raw = env.get(self.name)
+        if raw is None or (not raw.strip() and not self.exact):
+            return self.default
+        if not raw.strip():
+            return raw
+        try:
+            return self.parse(raw if self.exact else raw.strip())
+        except Invalid as exc:
+            raise SettingError(self.error_line(raw, str(exc))) from None
+        except ValueError:  # int(), float(), urlsplit() or a parser: no detail to add
+            raise SettingError(self.error_line(raw)) from None
+
+    def error_line(self, raw: str, detail: str = "") -> str:
+        shown = f"<{len(raw)} characters, hidden>" if self.secret else repr(mask_url(raw))
+        line = f"{self.name}={shown} is invalid: expected {self.parse.expected}"
+        return f"{line} ({detail})" if detail else line
+
+
+POSITIVE_SECONDS = Number(0, above=True)
+
+SETTINGS: tuple[Setting, ...] = (
+    # -- the web process (gunicorn.conf.py) --
+    Setting("PORT", Integer(1, 65535), 5000),
+    # Heroku's Python buildpack sets it from the dyno's size.
+    Setting("WEB_CONCURRENCY", Integer(1, 256), 1),
+    # Open connections per gunicorn process. A dyno allows 10000 open files
+    # per process; leave room for the Redis and SQL pools and the logs.
+    Setting("WORKER_CONNECTIONS", Integer(1, 100_000), 5000),
+    # -- Redis --
+    # Unset: scripts/run's embedded Redis while it is up, else localhost (default_redis_url).
+    Setting("REDIS_URL", RedisUrl(), None),
+    # Check a `rediss://` server's certificate. Heroku's Redis add-on
+    # presents a self-signed one: set 0 there (README, Deploy).
+    Setting("REDIS_SSL_VERIFY", Boolean(), True),
+    # REDIS_URL names one node of a Redis Cluster (README, Operations).
+    Setting("REDIS_CLUSTER", Boolean(), False),
+    # The shared pool's connections per process (per node on a cluster); a
+    # command waits this long for a free one before failing. Every command on
+    # it is short (no blocking reads), and hosted Redis plans allow only a few
+    # dozen connections for all dynos together: with the one blocking
+    # connection of each process (the hub's pub/sub, the worker's pop) that is
+    # 4 per process.
+    Setting("REDIS_MAX_CONNECTIONS", Integer(1, 10_000), 3),
+    Setting("REDIS_POOL_TIMEOUT_SECONDS", POSITIVE_SECONDS, 20.0),
+    # -- SQL --
+    Setting("DATABASE_URL", DatabaseUrl(), database_url(None), key="SQLALCHEMY_DATABASE_URI"),
+    # PostgreSQL connections kept open per process, and how many more it may
+    # open under load; -1, the default, makes the ceiling WORKER_CONCURRENCY,
+    # so no generation of a full worker waits for a connection.
+    Setting("DATABASE_POOL_SIZE", Integer(1, 1000), 5),
+    Setting("DATABASE_MAX_OVERFLOW", Integer(-1, 10_000), -1),
+    # A request that cannot get a connection for this long fails rather than
+    # outlive the router's 30 s.
+    Setting("DATABASE_POOL_TIMEOUT_SECONDS", POSITIVE_SECONDS, 10.0),
+    # -- the model --
+    Setting("OPENAI_API_KEY", Text(), "", secret=True),
+    # Any OpenAI-compatible server; unset: OpenAI's.
+    Setting("OPENAI_BASE_URL", HttpUrl(), None),
+    Setting("LLM_MODEL", Text(), "gpt-4o-mini"),
+    Setting("LLM_MAX_TOKENS", Integer(1), 1024),
+    Setting("LLM_CONNECT_TIMEOUT_SECONDS", POSITIVE_SECONDS, 10.0),
+    # Longest silence allowed between two streamed deltas of the model.
+    Setting("LLM_READ_TIMEOUT_SECONDS", POSITIVE_SECONDS, 60.0),
+    # As it is: "" sends no system prompt.
+    Setting("SYSTEM_PROMPT", Text(), "You are a helpful assistant.", exact=True),
+    # The conversation sent to the model is trimmed oldest-first to this.
+    Setting("CONTEXT_BUDGET_CHARS", Integer(1), 48_000),
+    # Pause between the demo model's words: a realistic reading pace.
+    Setting("DEMO_DELAY_SECONDS", Number(0, 10), 0.04),
+    Setting("ANSWER_CACHE_TTL_SECONDS", Integer(0), 0),
+    # -- the worker --
+    Setting("WORKER_CONCURRENCY", Integer(1, 10_000), 32),
+    # How long a worker waits on the job list before looking around again.
+    Setting("WORKER_POP_TIMEOUT_SECONDS", Number(0, 300, above=True), 5.0),
+    Setting("WORKER_SHUTDOWN_GRACE_SECONDS", Number(0), 20.0),
+    # A job whose worker has not renewed its lease for this long is run again.
+    Setting("JOB_LEASE_SECONDS", Number(1), 15.0),
+    # Attempts per answer before it ends with `error` worker_lost.
+    Setting("JOB_MAX_ATTEMPTS", Integer(1, 100), 3),
+    # -- streams --
+    Setting("HEARTBEAT_SECONDS", POSITIVE_SECONDS, 15.0),
+    Setting("SSE_MAX_SECONDS", POSITIVE_SECONDS, 300.0),
+    Setting("SSE_RETRY_MS", Integer(0), 2000),
+    Setting("POLL_TIMEOUT_SECONDS", Number(0, POLL_TIMEOUT_MAX_SECONDS), 20.0),
+    Setting("STREAM_TTL_SECONDS", Integer(1), 3600),
+    Setting("STREAM_MAXLEN", Integer(1), 10_000),
+    # A client that has not taken an SSE write for this long is dropped.
+    Setting("SSE_SEND_TIMEOUT_SECONDS", POSITIVE_SECONDS, 30.0),
+    # -- limits --
+    Setting("MAX_PROMPT_CHARS", Integer(1, 10_000_000), 16_000),
+    # Prompts per client.
+    Setting("RATE_LIMIT", RateSpec(), Rate(20, 60)),
+    # New sessions per client (per token subject with access control on).
+    Setting("SESSION_RATE_LIMIT", RateSpec(), Rate(60, 60)),
+    # Proxies in front of the web process whose X-Forwarded-For we trust
+    # (Heroku's router is one).
+    Setting("PROXY_HOPS", Integer(0, 10), 1),
+    # Open SSE streams and waiting long-polls per client, per web process.
+    Setting("MAX_STREAMS_PER_CLIENT", Integer(1), 32),
+    # ... and from all clients together; 0: the process's open-file limit less
+    # what requests, Redis and SQL need (limits.py).
+    Setting("MAX_STREAMS_PER_PROCESS", Integer(0), 0),
+    # -- access control and cross-origin use (API.md), used by access control (coming) --
+    # HS256: RFC 7518 section 3.2 wants a key of at least the hash's 256 bits.
+    Setting("AUTH_JWT_SECRET", Text(min_chars=32), None, secret=True),
+    # RS256 or ES256: the public half of the key the team's backend signs with.
+    Setting("AUTH_JWT_PUBLIC_KEY", PublicKeyPem(), None),
+    Setting("AUTH_JWT_AUDIENCE", Text(), None),
+    # `Authorization: Bearer <token>` for /metrics when set.
+    Setting("METRICS_TOKEN", Text(min_chars=16, visible_ascii=True), None, secret=True),
+    Setting("CORS_ORIGINS", Origins(), ()),
+    # -- logs and metrics --
+    Setting("LOG_LEVEL", Choice(("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), True), "INFO"),
+    # `text` for people, `json` (one object per line) for log drains (logs.py).
+    Setting("LOG_FORMAT", Choice(("text", "json")), "text"),
+    # prometheus_client's multiprocess folder (metrics.py); gunicorn.conf.py
+    # makes a fresh one when it is unset.
+    Setting("PROMETHEUS_MULTIPROC_DIR", Folder(), None),
+)
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def from_env(
+    env: Mapping[str, str] | None = None, *, project_root: Path = PROJECT_ROOT
+) -> dict[str, Any]:
+    """Parse every setting from `env` (default: `os.environ`); SettingError on the first bad one."""
     env = os.environ if env is None else env
-    return {
-        "REDIS_URL": env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        # Check a `rediss://` server's certificate. Heroku's Redis add-on
-        # presents a self-signed one: set 0 there (README, Deploy).
-        "REDIS_SSL_VERIFY": _bool(env, "REDIS_SSL_VERIFY", True),
-        # REDIS_URL names one node of a Redis Cluster (README, Operations).
-        "REDIS_CLUSTER": _bool(env, "REDIS_CLUSTER", False),
-        # The shared pool's connections per process (per node on a cluster);
-        # a command waits this long for a free one before failing. Every
-        # command on it is short (no blocking reads), and hosted Redis plans
-        # allow only a few dozen connections for all dynos together: with the
-        # one blocking connection of each process (the hub's pub/sub, the
-        # worker's pop) that is 4 per process.
-        "REDIS_MAX_CONNECTIONS": _int(env, "REDIS_MAX_CONNECTIONS", 3),
-        "REDIS_POOL_TIMEOUT_SECONDS": _float(env, "REDIS_POOL_TIMEOUT_SECONDS", 20.0),
-        "SQLALCHEMY_DATABASE_URI": database_url(env.get("DATABASE_URL")),
-        # PostgreSQL connections kept open per process, and how many more it
-        # may open under load; unset, the ceiling is WORKER_CONCURRENCY, so
-        # no generation of a full worker waits for a connection.
-        "DATABASE_POOL_SIZE": _int(env, "DATABASE_POOL_SIZE", 5),
-        "DATABASE_MAX_OVERFLOW": _int(env, "DATABASE_MAX_OVERFLOW", -1),
-        # A request that cannot get a connection for this long fails rather
-        # than outlive the router's 30 s.
-        "DATABASE_POOL_TIMEOUT_SECONDS": _float(env, "DATABASE_POOL_TIMEOUT_SECONDS", 10.0),
-        "OPENAI_API_KEY": env.get("OPENAI_API_KEY", ""),
-        "OPENAI_BASE_URL": env.get("OPENAI_BASE_URL", "") or None,
-        "LLM_MODEL": env.get("LLM_MODEL", "gpt-4o-mini"),
-        "LLM_MAX_TOKENS": _int(env, "LLM_MAX_TOKENS", 1024),
-        "LLM_CONNECT_TIMEOUT_SECONDS": _float(env, "LLM_CONNECT_TIMEOUT_SECONDS", 10.0),
-        # Longest silence allowed between two streamed deltas of the model.
-        "LLM_READ_TIMEOUT_SECONDS": _float(env, "LLM_READ_TIMEOUT_SECONDS", 60.0),
-        "SYSTEM_PROMPT": env.get("SYSTEM_PROMPT", "You are a helpful assistant."),
-        # The conversation sent to the model is trimmed oldest-first to this.
-        "CONTEXT_BUDGET_CHARS": _int(env, "CONTEXT_BUDGET_CHARS", 48_000),
-        # Pause between the demo model's words: a realistic reading pace.
-        "DEMO_DELAY_SECONDS": _float(env, "DEMO_DELAY_SECONDS", 0.04),
-        "ANSWER_CACHE_TTL_SECONDS": _int(env, "ANSWER_CACHE_TTL_SECONDS", 0),
-        "WORKER_CONCURRENCY": _int(env, "WORKER_CONCURRENCY", 32),
-        # How long a worker waits on the job list before looking around again.
-        "WORKER_POP_TIMEOUT_SECONDS": _float(env, "WORKER_POP_TIMEOUT_SECONDS", 5.0),
-        "WORKER_SHUTDOWN_GRACE_SECONDS": _float(env, "WORKER_SHUTDOWN_GRACE_SECONDS", 20.0),
-        # A job whose worker has not renewed its lease for this long is run again.
-        "JOB_LEASE_SECONDS": _float(env, "JOB_LEASE_SECONDS", 15.0),
-        # Attempts per answer before it ends with `error` worker_lost.
-        "JOB_MAX_ATTEMPTS": _int(env, "JOB_MAX_ATTEMPTS", 3),
-        "HEARTBEAT_SECONDS": _float(env, "HEARTBEAT_SECONDS", 15.0),
-        "SSE_MAX_SECONDS": _float(env, "SSE_MAX_SECONDS", 300.0),
-        "SSE_RETRY_MS": _int(env, "SSE_RETRY_MS", 2000),
-        "POLL_TIMEOUT_SECONDS": _float(env, "POLL_TIMEOUT_SECONDS", 20.0),
-        "STREAM_TTL_SECONDS": _int(env, "STREAM_TTL_SECONDS", 3600),
-        "STREAM_MAXLEN": _int(env, "STREAM_MAXLEN", 10_000),
-        "MAX_PROMPT_CHARS": _int(env, "MAX_PROMPT_CHARS", 16_000),
-        "RATE_LIMIT": env.get("RATE_LIMIT", "20/minute"),
-        # Proxies in front of the web process whose X-Forwarded-For we trust
-        # (Heroku's router is one).
-        "PROXY_HOPS": _int(env, "PROXY_HOPS", 1),
-        # Open SSE streams and waiting long-polls per client, per web process.
-        "MAX_STREAMS_PER_CLIENT": _int(env, "MAX_STREAMS_PER_CLIENT", 32),
-        # ... and from all clients together; 0: the process's open-file limit
-        # less what requests, Redis and SQL need (limits.py).
-        "MAX_STREAMS_PER_PROCESS": _int(env, "MAX_STREAMS_PER_PROCESS", 0),
-        # A client that has not taken an SSE write for this long is dropped.
-        "SSE_SEND_TIMEOUT_SECONDS": _float(env, "SSE_SEND_TIMEOUT_SECONDS", 30.0),
-        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
-        # `text` for people, `json` (one object per line) for log drains (logs.py).
-        "LOG_FORMAT": env.get("LOG_FORMAT", "text"),
-    }
+    settings = {(s.key or s.name): s.value(env) for s in SETTINGS}
+    settings["REDIS_URL_SOURCE"] = "REDIS_URL"
+    if settings["REDIS_URL"] is None:
+        settings["REDIS_URL"], settings["REDIS_URL_SOURCE"] = default_redis_url(project_root)
+    _check_together(settings)
+    return settings
 
 
-# Limits fixed by API.md rather than by operators.
-POLL_TIMEOUT_MAX_SECONDS = 25.0
+def default_redis_url(project_root: Path = PROJECT_ROOT) -> tuple[str, str]:
+    """(URL, where it came from): scripts/run's embedded Redis while it is up, else localhost."""
+    path = project_root / EMBEDDED_REDIS_URL_FILE
+    try:
+        raw = path.read_text().strip()
+    except OSError:
+        return DEFAULT_REDIS_URL, "the default"
+    source = str(EMBEDDED_REDIS_URL_FILE)
+    try:
+        return SETTINGS_BY_NAME["REDIS_URL"].parse(raw), source
+    except ValueError:
+        raise SettingError(
+            f"REDIS_URL={mask_url(raw)!r} (read from {source}) is invalid: "
+            f"expected {SETTINGS_BY_NAME['REDIS_URL'].parse.expected}"
+        ) from None
+
+
+def _check_together(settings: Mapping[str, Any]) -> None:
+    """Settings that are fine alone and wrong together."""
+    if settings["AUTH_JWT_SECRET"] and settings["AUTH_JWT_PUBLIC_KEY"]:
+        raise SettingError(
+            "AUTH_JWT_SECRET and AUTH_JWT_PUBLIC_KEY are both set: "
+            "expected one of them (HS256 with a secret, or RS256/ES256 with a public key)"
+        )
+    if settings["AUTH_JWT_AUDIENCE"] and not (
+        settings["AUTH_JWT_SECRET"] or settings["AUTH_JWT_PUBLIC_KEY"]
+    ):
+        raise SettingError(
+            f"AUTH_JWT_AUDIENCE={settings['AUTH_JWT_AUDIENCE']!r} is set without "
+            "AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY: expected one of them too "
+            "(access control is off without a key)"
+        )
+
+
+def check_or_exit(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Parse every setting, or stop the process with one line naming the bad one.
+
+    For entry points only: the line goes to stderr, with no traceback, and
+    the exit status is 2 (a usage error, as click's).
+    """
+    try:
+        return from_env(env)
+    except SettingError as exc:
+        print(f"relay: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def multiproc_dir(env: Mapping[str, str] | None = None) -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR as it is now (gunicorn.conf.py sets it before forking)."""
+    env = os.environ if env is None else env
+    return env.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password, if any, as `****`: fit for a log line."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}:****@{host}").geturl()
 
 
 def engine_options(settings: Mapping[str, Any]) -> dict[str, Any]:

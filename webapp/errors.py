@@ -2,7 +2,8 @@
 
 ApiError              raised by views with a status and a code
 werkzeug HTTPException  mapped by status (404, 405, 413, ...)
-redis / SQL outages   503 unavailable, retryable
+redis / SQL outages   503 unavailable, retryable, logged on one line
+a missing schema      503 unavailable naming the command that fixes it (health.py)
 anything else         500 internal_error, logged with its traceback
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, jsonify
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
@@ -59,6 +60,8 @@ def error_response(
 
 
 def register(app: Flask) -> None:
+    from . import health  # health.py builds its answers with error_response
+
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> Response:
         return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
@@ -77,12 +80,33 @@ def register(app: Flask) -> None:
     @app.errorhandler(InterfaceError)
     @app.errorhandler(PoolTimeout)
     def unavailable(exc: Exception) -> Response:
-        log.warning("backing service unavailable: %s: %s", type(exc).__name__, exc)
+        if health.is_schema_error(exc):
+            return schema_missing(exc)
+        log.warning("backing service unavailable: %s", health.one_line(exc))
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            message = "Redis (REDIS_URL) does not answer; retry shortly."
+        elif isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+            message = "The database (DATABASE_URL) does not answer; retry shortly."
+        else:
+            message = "A backing service is unavailable; retry shortly."
+        return error_response(503, "unavailable", message, {"Retry-After": "1"})
+
+    @app.errorhandler(ProgrammingError)
+    def programming_error(exc: ProgrammingError) -> Response:
+        # PostgreSQL reports a missing table as a programming error; any
+        # other is a bug of ours.
+        if health.is_schema_error(exc):
+            return schema_missing(exc)
+        return internal_error(exc)
+
+    def schema_missing(exc: Exception) -> Response:
+        problem = health.schema_missing(app, health.one_line(exc))
+        log.error("%s", problem.detail)
         return error_response(
             503,
             "unavailable",
-            "A backing service is unavailable; retry shortly.",
-            {"Retry-After": "1"},
+            problem.message,
+            {"Retry-After": str(problem.retry_after_seconds)},
         )
 
     @app.errorhandler(Exception)

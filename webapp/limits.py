@@ -16,9 +16,7 @@ keeps enough files free for requests, Redis and SQL. Past it a stream gets
 
 from __future__ import annotations
 
-import functools
 import math
-import re
 import resource
 import time
 from collections import Counter
@@ -29,14 +27,9 @@ import redis
 from flask import Request
 
 from . import keys
+from .config import Rate
 from .errors import ApiError
 
-_UNIT_SECONDS = {
-    **dict.fromkeys(("s", "sec", "second", "seconds"), 1),
-    **dict.fromkeys(("m", "min", "minute", "minutes"), 60),
-    **dict.fromkeys(("h", "hour", "hours"), 3600),
-    **dict.fromkeys(("d", "day", "days"), 86400),
-}
 # Count one prompt in a window; its first prompt starts the window's expiry.
 # A script, not a pipeline: one command, and redis-py's pipeline costs more
 # CPU than the round trip it saves.
@@ -45,17 +38,6 @@ local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return count
 """
-_RATE = re.compile(r"\A\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*\Z")
-
-
-@functools.lru_cache(maxsize=8)
-def parse_rate(spec: str) -> tuple[int, int]:
-    """'20/minute' -> (20, 60); '5/10s' -> (5, 10). Raises ValueError."""
-    match = _RATE.match(spec.lower())
-    unit = _UNIT_SECONDS.get(match[3]) if match else None
-    if unit is None or int(match[1]) == 0:
-        raise ValueError(f"not a rate: {spec!r} (try 20/minute)")
-    return int(match[1]), int(match[2] or 1) * unit
 
 
 def client_address(request: Request, proxy_hops: int) -> str:
@@ -67,8 +49,8 @@ def client_address(request: Request, proxy_hops: int) -> str:
     return request.remote_addr or "unknown"
 
 
-def check_prompt_rate(client: redis.Redis, address: str, rate: tuple[int, int]) -> None:
-    """Count one prompt for `address`; raise 429 rate_limited over the limit."""
+def check_prompt_rate(client: redis.Redis, address: str, rate: Rate) -> None:
+    """Count one prompt for `address`; raise 429 rate_limited over `rate` (RATE_LIMIT)."""
     limit, period = rate
     now = time.time()
     window = int(now // period)

@@ -2,7 +2,7 @@
 
 Messages name what they are about as `key=value` words, the session and
 message ids first (`generation ended session=... message=... chunks=12`).
-Two formats, by LOG_FORMAT:
+Two formats, by LOG_FORMAT (parsed in config.py, passed in by the entry points):
 
 - `text` (the default): `time level pid logger message`, for people.
 - `json`: one JSON object per line for log drains, with `time`, `level`,
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -77,9 +76,8 @@ def _int(raw: Any) -> int | None:
         return None
 
 
-def configure(level: str = "INFO", fmt: str | None = None) -> None:
-    """Send every record to stdout in `fmt` (default: the LOG_FORMAT variable, else text)."""
-    fmt = (fmt or os.environ.get("LOG_FORMAT") or "text").lower()
+def configure(level: str = "INFO", fmt: str = "text") -> None:
+    """Send every record to stdout in `fmt`: "text" or "json" (LOG_LEVEL and LOG_FORMAT)."""
     handler = logging.StreamHandler(sys.stdout)
     formatter = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
     handler.setFormatter(formatter)

@@ -32,6 +32,8 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from .config import multiproc_dir
+
 
 def _ensure_multiprocess_dir() -> None:
     """prometheus_client picks its storage when imported: the folder must exist by then.
@@ -39,7 +41,7 @@ def _ensure_multiprocess_dir() -> None:
     gunicorn.conf.py creates it for web processes; any other process that
     inherits the setting (a worker dyno, the CLI) gets it created here.
     """
-    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    folder = multiproc_dir()
     if folder:
         os.makedirs(folder, exist_ok=True)
 
@@ -316,7 +318,7 @@ def generation_families(fields: Mapping[str, str]) -> Iterator[Metric]:
 
 def multiprocess_dir() -> str | None:
     """PROMETHEUS_MULTIPROC_DIR when this process runs in multiprocess mode."""
-    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    folder = multiproc_dir()
     return folder if folder and os.path.isdir(folder) else None
 
 
