@@ -42,8 +42,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from webapp.config import EMBEDDED_REDIS_URL_FILE  # noqa: E402  (one place names the file)
+
+REDIS_URL_FILE = ROOT / EMBEDDED_REDIS_URL_FILE
 BIN = Path(sys.executable).parent
-REDIS_URL_FILE = ROOT / "var" / "embedded-redis.url"
 DEFAULT_PORT = 5000
 DEFAULT_GRACE_SECONDS = 20.0
 # Past the worker's grace: gunicorn's own graceful stop, and handing jobs back.
