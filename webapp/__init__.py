@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import config, errors
+from . import auth, config, errors
 from .extensions import check_green_postgres, db, migrate, redis_store
 
 
@@ -36,6 +36,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(config.PROJECT_ROOT / "migrations"))
     redis_store.init_app(app)
     errors.register(app)
+    auth.init_app(app)
 
     from . import api, cli, metrics, pages, stream
 

@@ -115,6 +115,13 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         # `text` for people, `json` (one object per line) for log drains (logs.py).
         "LOG_FORMAT": env.get("LOG_FORMAT", "text"),
+        # Access control (auth.py): on when a secret (HS256) or a PEM public
+        # key (RS256/ES256) is set; empty means off.
+        "AUTH_JWT_SECRET": env.get("AUTH_JWT_SECRET", ""),
+        "AUTH_JWT_PUBLIC_KEY": env.get("AUTH_JWT_PUBLIC_KEY", ""),
+        "AUTH_JWT_AUDIENCE": env.get("AUTH_JWT_AUDIENCE", ""),
+        # Origins whose pages may call the API, comma-separated (cors.py).
+        "CORS_ORIGINS": env.get("CORS_ORIGINS", ""),
     }
 
 
