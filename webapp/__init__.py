@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import auth, config, errors
+from . import auth, config, cors, errors
 from .extensions import check_green_postgres, db, migrate, redis_store
 
 
@@ -37,6 +37,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     redis_store.init_app(app)
     errors.register(app)
     auth.init_app(app)
+    cors.init_app(app)
 
     from . import api, cli, metrics, pages, stream
 
