@@ -44,7 +44,7 @@ Wiring into the views (what each one must add; `caller = current_caller()`):
   chat.id)` after loading the row. api.ensure_session skips SQL when the hub
   already follows the session; with access control on it must still know
   the owner (keep it on the hub's channel: it never changes).
-- SSE: end the stream `seconds_left(caller)` from now (the smaller of that
+- SSE: end the stream `caller.seconds_left()` from now (the smaller of that
   and SSE_MAX_SECONDS): a clean end of body, the client reconnects with a
   fresh token and Last-Event-ID. A held stream (sockets.py) takes the same
   deadline.
@@ -215,13 +215,18 @@ def authenticate(req: Request) -> Caller | None:
     verifier: Verifier | None = current_app.extensions.get(_EXTENSION)
     if verifier is None:
         return None
-    token = token_from(req)
-    if token is None:
-        raise Unauthorized(
-            "This endpoint needs a token: 'Authorization: Bearer <token>' or ?access_token=.",
-            token_sent=False,
-        )
-    return verifier.decode(token)
+    try:
+        token = token_from(req)
+        if token is None:
+            raise Unauthorized(
+                "This endpoint needs a token: 'Authorization: Bearer <token>' or ?access_token=.",
+                token_sent=False,
+            )
+        return verifier.decode(token)
+    except Unauthorized as exc:
+        # The path only: its query may hold the token.
+        log.info("token refused path=%s reason=%r", req.path, exc.message)
+        raise
 
 
 def current_caller() -> Caller | None:
