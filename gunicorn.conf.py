@@ -38,6 +38,8 @@ keepalive = 95
 # SIGTERM: stop accepting, give open requests this long, all under Heroku's 30 s.
 # Open SSE streams are cut then; their clients resume with Last-Event-ID.
 graceful_timeout = 25
+# The default format's request line holds the query string: an access_token
+# there is rewritten to [redacted] before it is logged (webapp/logs.py).
 accesslog = "-"
 errorlog = "-"
 # gunicorn 25+ opens a control socket for `gunicornc` at one default path per

@@ -15,6 +15,7 @@ from tests.support.flask_cli import flask_cli
 from tests.support.model_server import ModelServer, default_chunks
 from tests.support.processes import Process, RedisServer
 from webapp import keys
+from webapp.auth import Verifier
 from webapp.jobs import Job
 
 
@@ -84,3 +85,39 @@ def test_queue_shows_depth_and_stuck_jobs(queue_redis: RedisServer) -> None:
     assert {job["session_id"] for job in report["stuck"]} == {"stuck-session", "fresh-session"}
     fresh_report = next(job for job in report["stuck"] if job["session_id"] == "fresh-session")
     assert fresh_report["lease_expires_in_seconds"] is None
+
+
+TOKEN_SECRET = "a-cli-test-secret-that-is-long-enough-for-hs256"
+
+
+def test_token_prints_a_token_and_a_page_url_that_carries_it() -> None:
+    env = {"AUTH_JWT_SECRET": TOKEN_SECRET, "AUTH_JWT_AUDIENCE": "relay-test", "PORT": "5123"}
+    done = flask_cli(
+        env, "relay", "token", "--sub", "alice", "--ttl", "120", "--session", "abcdefgh12345678"
+    )
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    token = lines["token"]
+    assert lines["url"] == f"http://localhost:5123/?session=abcdefgh12345678#access_token={token}"
+    caller = Verifier(secret=TOKEN_SECRET, audience="relay-test").decode(token)
+    assert (caller.sub, caller.sid) == ("alice", "abcdefgh12345678")
+    assert 100 < caller.exp - time.time() <= 120
+
+    plain = flask_cli(
+        {"AUTH_JWT_SECRET": TOKEN_SECRET}, "relay", "token", "--sub", "bob", "--url", "https://x.io"
+    )
+    url = plain.stdout.splitlines()[1]
+    assert url.startswith("url https://x.io/#access_token=eyJ")
+
+
+def test_token_needs_the_secret() -> None:
+    done = flask_cli(
+        {"AUTH_JWT_SECRET": "", "AUTH_JWT_PUBLIC_KEY": ""},
+        "relay",
+        "token",
+        "--sub",
+        "alice",
+        check=False,
+    )
+    assert done.returncode != 0 and done.stdout == ""
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "AUTH_JWT_SECRET" in errors[0], done.stderr

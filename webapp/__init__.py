@@ -27,7 +27,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """
     from flask import Flask
 
-    from . import api, cli, config, errors, health, metrics, pages, stream
+    from . import api, auth, cli, config, cors, errors, health, metrics, pages, stream
     from .extensions import check_green_postgres, db, migrate, redis_store
 
     app = Flask(
@@ -49,6 +49,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(config.PROJECT_ROOT / "migrations"))
     redis_store.init_app(app)
     errors.register(app)
+    auth.init_app(app)
+    cors.init_app(app)
 
     app.register_blueprint(api.bp)
     app.register_blueprint(stream.bp)

@@ -2,6 +2,7 @@
 
     relay enqueue-test [PROMPT]   post a prompt through the real API code and print the answer
     relay queue [--older-than S]  queued and running jobs, and running ones that look stuck
+    relay token --sub NAME        a signed token and a chat page URL that carries it
 
 On Heroku: `heroku run flask --app wsgi relay queue`. Both commands go through
 the app's own code: `enqueue-test` posts with Flask's test client, so
@@ -16,9 +17,11 @@ or DATABASE_URL (health.py), not a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import click
 import redis
@@ -26,7 +29,8 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, ScriptInfo
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from . import events, health, jobs, keys
+from . import auth, events, health, jobs, keys
+from .api import ID_PATTERN
 from .extensions import redis_store
 
 
@@ -187,6 +191,47 @@ def queue(older_than_seconds: float, as_json: bool) -> None:
             f"  session={job['session_id']} message={job['message_id']} "
             f"attempt={job['attempt']} age={job['age_seconds']:g}s {lease_text}"
         )
+
+
+@relay.command("token")
+@click.option("--sub", required=True, help="The user the token speaks for (its `sub`).")
+@click.option(
+    "--ttl",
+    "ttl_seconds",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Seconds until the token expires.",
+)
+@click.option("--session", "session_id", help="Scope the token to this one session (its `sid`).")
+@click.option(
+    "--url",
+    "base_url",
+    default=lambda: f"http://localhost:{os.environ.get('PORT', '5000')}/",
+    show_default="http://localhost:$PORT/",
+    help="Where the chat page is served.",
+)
+def token(sub: str, ttl_seconds: int, session_id: str | None, base_url: str) -> None:
+    """Sign a token with AUTH_JWT_SECRET, as a team's backend would, for trying access control."""
+    secret = current_app.config.get("AUTH_JWT_SECRET")
+    if not secret:
+        raise click.ClickException(
+            "relay token signs with AUTH_JWT_SECRET, which is not set "
+            "(with only AUTH_JWT_PUBLIC_KEY, your own backend signs tokens)"
+        )
+    if session_id is not None and not ID_PATTERN.match(session_id):
+        raise click.ClickException(f"--session: not a session id: {session_id!r}")
+    signed = auth.mint(
+        secret,
+        sub,
+        ttl_seconds,
+        session_id=session_id,
+        audience=current_app.config.get("AUTH_JWT_AUDIENCE") or None,
+    )
+    # The token rides in the fragment, which the browser never sends to a server.
+    query = f"?{urlencode({'session': session_id})}" if session_id else ""
+    click.echo(f"token {signed}")
+    click.echo(f"url {base_url.rstrip('/')}/{query}#access_token={signed}")
 
 
 def init_app(app: Flask) -> None:

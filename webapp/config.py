@@ -282,7 +282,8 @@ class Origins:
 
     def __call__(self, raw: str) -> tuple[str, ...]:
         origins = []
-        for item in (part.strip() for part in raw.split(",")):
+        # A trailing slash is a common slip when copying an origin from the address bar.
+        for item in (part.strip().rstrip("/") for part in raw.split(",")):
             if not item:
                 continue
             if item == "*":

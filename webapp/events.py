@@ -36,6 +36,20 @@ _U64_MAX = 2**64 - 1
 _CURSOR = re.compile(r"\A([0-9]{1,20})-([0-9]{1,20})\Z")
 
 
+# Not a stream event: the notice on the events channel (hub.py) that a
+# session was deleted (sessions.py), so every web process ends its readers.
+SESSION_DELETED = "deleted"
+
+
+def deleted_notice(session_id: str) -> str:
+    """The pub/sub notice of a deleted session, shaped like every notice.
+
+    `<sid> <prev_id> <id> <event> <data>` (writer.py), with both ids 0-0: no
+    entry follows 0-0, so a hub that does not know this event ignores it.
+    """
+    return f"{session_id} {ZERO_ID} {ZERO_ID} {SESSION_DELETED} {{}}"
+
+
 class InvalidCursor(ValueError):
     """A cursor that is not a Redis stream entry id."""
 

@@ -61,6 +61,11 @@ def rate_limit(address: str, window: int) -> str:
     return f"{PREFIX}:rate:{address}:{window}"
 
 
+def session_key_pattern(session_id: str) -> str:
+    """A SCAN pattern matching every key of one session (ids hold no glob characters)."""
+    return f"{PREFIX}:{{{session_id}}}:*"
+
+
 def session_keys(session_id: str) -> list[str]:
     """The keys every stream-writing script takes, in its KEYS order."""
     return [stream(session_id), active(session_id), meta(session_id)]

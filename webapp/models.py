@@ -10,7 +10,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ForeignKey, Integer, String, Text, insert, select, update
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
@@ -24,7 +24,10 @@ STREAMING = "streaming"
 DONE = "done"
 FAILED = "error"
 CANCELLED = "cancelled"
-FINAL_STATUSES = frozenset({DONE, FAILED, CANCELLED})
+# An answer replaced by a regenerated one (sessions.py): kept in SQL, left out
+# of the snapshot and of the model's history (API.md, regenerate).
+SUPERSEDED = "superseded"
+FINAL_STATUSES = frozenset({DONE, FAILED, CANCELLED, SUPERSEDED})
 
 
 def utcnow() -> datetime:
@@ -50,9 +53,13 @@ def isoformat(moment: datetime | None) -> str | None:
 
 class ChatSession(db.Model):
     __tablename__ = "chat_sessions"
+    # A caller's sessions, newest first (sessions.list_sessions).
+    __table_args__ = (Index("ix_chat_sessions_owner_created_at", "owner", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The token `sub` that created it (auth.py); None while access control is off.
+    owner: Mapped[str | None] = mapped_column(String(255))
 
 
 class Message(db.Model):
@@ -121,8 +128,12 @@ class Message(db.Model):
 
 
 def conversation(session_id: str) -> list[Message]:
-    """Every message of a session, oldest first."""
-    query = select(Message).where(Message.session_id == session_id).order_by(Message.seq)
+    """The messages of a session, oldest first, superseded answers left out."""
+    query = (
+        select(Message)
+        .where(Message.session_id == session_id, Message.status != SUPERSEDED)
+        .order_by(Message.seq)
+    )
     return list(db.session.scalars(query))
 
 
@@ -144,11 +155,14 @@ _messages = Message.__table__
 
 
 def turns(session_id: str) -> list[Turn]:
-    """Every message of a session, oldest first, as Turns (a long chat loads several times faster)."""
+    """The model's history: a session's messages, oldest first, superseded answers left out.
+
+    Turns, not ORM objects: a long chat loads several times faster.
+    """
     c = _messages.c
     query = (
         select(c.seq, c.id, c.role, c.status, c.content, c.attempt)
-        .where(c.session_id == session_id)
+        .where(c.session_id == session_id, c.status != SUPERSEDED)
         .order_by(c.seq)
     )
     return [Turn(*row) for row in db.session.execute(query)]
@@ -164,15 +178,41 @@ def add_prompt(session_id: str, content: str, answer_id: str) -> None:
     # Both rows name the same columns, or SQLAlchemy sends one statement per row.
     rows = [
         {"id": new_message_id(), "role": USER, "content": content, "status": DONE, "attempt": 0},
-        {
-            "id": answer_id,
-            "role": ASSISTANT,
-            "content": "",
-            "status": QUEUED,
-            "attempt": FIRST_ATTEMPT,
-        },
+        _queued_answer(answer_id),
     ]
     db.session.execute(insert(_messages), [{"session_id": session_id, **row} for row in rows])
+
+
+def add_answer(session_id: str, answer_id: str) -> None:
+    """Add a queued answer to the last prompt, in the open transaction (a regenerate)."""
+    db.session.execute(insert(_messages), [{"session_id": session_id, **_queued_answer(answer_id)}])
+
+
+def _queued_answer(answer_id: str) -> dict[str, Any]:
+    """An answer row born owned by the job's first attempt (see add_prompt)."""
+    return {
+        "id": answer_id,
+        "role": ASSISTANT,
+        "content": "",
+        "status": QUEUED,
+        "attempt": FIRST_ATTEMPT,
+    }
+
+
+def supersede(session_id: str, message_id: str) -> bool:
+    """Mark a final answer superseded, in the open transaction; False if it is not one."""
+    c = _messages.c
+    result = db.session.execute(
+        update(_messages)
+        .where(
+            c.session_id == session_id,
+            c.id == message_id,
+            c.role == ASSISTANT,
+            c.status.in_(FINAL_STATUSES - {SUPERSEDED}),
+        )
+        .values(status=SUPERSEDED)
+    )
+    return result.rowcount == 1
 
 
 # An answer that can never finish: its job was never queued (a web process

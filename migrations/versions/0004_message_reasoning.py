@@ -1,8 +1,8 @@
 """Messages store the model's reasoning beside the answer.
 
 Revision ID: 0004
-Revises: 0002 (0003 at merge: see down_revision)
-Create Date: 2026-12-02
+Revises: 0003
+Create Date: 2026-11-30
 
 """
 
@@ -10,9 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-# MERGE: 0003_session_owner lands beside this on another branch; set this to
-# "0003" when both are merged, so the history stays one line.
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
