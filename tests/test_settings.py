@@ -103,7 +103,12 @@ MALFORMED_BY_KIND = {
         "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
         "-----BEGIN PUBLIC KEY-----\n!!!!\n-----END PUBLIC KEY-----",
     ],
-    config.Origins: ["*", "https://a.example.com/chat", "app.example.com", "https://a.example.com:0"],
+    config.Origins: [
+        "*",
+        "https://a.example.com/chat",
+        "app.example.com",
+        "https://a.example.com:0",
+    ],
 }
 
 
