@@ -30,6 +30,7 @@ import httpx
 import psutil
 import redis
 
+from bench.pinning import Pinning
 from tests.support.processes import Process, RedisServer, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,8 +130,9 @@ class ChildProcess:
 class LoadClient(ChildProcess):
     """bench/client.py in its own process: one command, one answer."""
 
-    def __init__(self, port: int, log_dir: Path) -> None:
-        super().__init__("client", [PYTHON, "-m", "bench.client", "--port", str(port)], log_dir)
+    def __init__(self, port: int, log_dir: Path, target: str = "relay") -> None:
+        argv = [PYTHON, "-m", "bench.client", "--port", str(port), "--target", target]
+        super().__init__("client" if target == "relay" else f"client-{target}", argv, log_dir)
         json.loads(self.read_line(30))
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
@@ -166,8 +168,11 @@ class ModelServerProcess(ChildProcess):
 class Stack:
     """Redis, the model server and a database for the whole run; web and worker per scenario."""
 
-    def __init__(self, workdir: Path, database_url: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, database_url: str | None = None, pinning: Pinning | None = None
+    ) -> None:
         self.workdir = workdir
+        self.pinning = pinning
         self.log_dir = workdir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.redis_server: RedisServer | None = None
@@ -190,9 +195,11 @@ class Stack:
 
     def start(self) -> Stack:
         self.redis_server = RedisServer(self.log_dir).start()
+        self.pin_system(self.redis_server.pid)
         self.redis = redis.Redis.from_url(self.redis_server.url, decode_responses=True)
         self.redis.client_setname("bench")
         self.model = ModelServerProcess(self.log_dir)
+        self.pin_load(self.model.pid)
         # The schema the way a deploy makes it: the Procfile's release line.
         subprocess.run(
             [PYTHON, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
@@ -273,9 +280,11 @@ class Stack:
             app_env,
             self.log_dir,
         ).start()
+        self.pin_system(self.web.pid)  # before the arbiter forks: its worker inherits it
         self.worker = Process(
             f"worker-{self._app_runs}", [PYTHON, "worker.py"], app_env, self.log_dir
         ).start()
+        self.pin_system(self.worker.pid)
 
         def web_ready() -> bool:
             if not self.web.alive():
@@ -403,4 +412,18 @@ class Stack:
         return answer.json()["message_id"]
 
     def load_client(self) -> LoadClient:
-        return LoadClient(self.web_port, self.log_dir)
+        client = LoadClient(self.web_port, self.log_dir)
+        self.pin_load(client.pid)
+        return client
+
+    # -- --pin -------------------------------------------------------------
+
+    def pin_system(self, pid: int) -> None:
+        """Under --pin, `pid` and its children onto the system under test's core."""
+        if self.pinning is not None:
+            self.pinning.system_process(pid)
+
+    def pin_load(self, pid: int) -> None:
+        """Under --pin, `pid` and its children onto the load's core."""
+        if self.pinning is not None:
+            self.pinning.load_process(pid)
