@@ -110,6 +110,8 @@ class SSEConn(asyncio.Protocol):
         self.closed = False
         self.ended = False  # the server ended the body (a 0-length chunk)
         self.ids: set[bytes] = set()
+        # The newest entry id received, or the cursor the stream started after.
+        self.last_id = path.partition("last_event_id=")[2].encode()
         self.indices: set[int] = set()
         self.duplicates = 0
         self.keepalives = 0
@@ -237,6 +239,7 @@ class SSEConn(asyncio.Protocol):
             self.duplicates += 1
             return
         self.ids.add(entry_id)
+        self.last_id = entry_id
         self.on_event(self, entry_id, event, data, now)
 
 
@@ -372,9 +375,13 @@ class Client:
         elif data.startswith(NCHAN_END):
             conn.end = {"chunks": int(data[len(NCHAN_END) :])}
 
-    async def _open_one(self, session_id: str, on_event: Callable, timeout: float) -> SSEConn:
+    async def _open_one(
+        self, session_id: str, on_event: Callable, timeout: float, after: str = ""
+    ) -> SSEConn:
         loop = asyncio.get_running_loop()
         path = f"/sub/{session_id}" if self.nchan else f"/api/sessions/{session_id}/events"
+        if after:  # as the chat page opens it: from its snapshot's cursor
+            path += f"?last_event_id={after}"
         # Nchan's EventSource body starts with a `: hi` comment once it has
         # subscribed; relay's with `retry:` once it follows the session.
         opens_on = b":" if self.nchan else b"retry:"
@@ -397,9 +404,18 @@ class Client:
         return conn
 
     async def op_sse_open(
-        self, sessions: list[str], batch: int = 500, timeout: float = 60.0
+        self,
+        sessions: list[str],
+        batch: int = 500,
+        timeout: float = 60.0,
+        after: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Open one stream per entry of `sessions`, `batch` at a time; report how many started."""
+        """Open one stream per entry of `sessions`, `batch` at a time; report how many started.
+
+        `after` maps a session to the cursor its streams start after (default:
+        the start of the stream).
+        """
+        after = after or {}
         started, failed, errors = time.monotonic(), 0, {}
         deadline = started + timeout
         for first in range(0, len(sessions), batch):
@@ -410,7 +426,10 @@ class Client:
                 break
             recorder = self.record_nchan if self.nchan else self.record
             opened = await asyncio.gather(
-                *(self._open_one(sid, recorder, left) for sid in sessions[first : first + batch])
+                *(
+                    self._open_one(sid, recorder, left, after.get(sid, ""))
+                    for sid in sessions[first : first + batch]
+                )
             )
             for conn in opened:
                 if conn.error is None and not conn.closed:
@@ -454,9 +473,31 @@ class Client:
         for conn in self.streams:
             conn.keepalives = 0
             conn.longest_quiet = 0
+            conn.end = None  # an `end` read before the reset belongs to another answer
             conn.last_read = now
         self.timings = Timings()
         return {}
+
+    async def op_sse_seen(self, last_ids: dict[str, str], timeout: float) -> dict[str, Any]:
+        """Wait until every open stream of these sessions has read up to its session's id."""
+        wanted = {sid: last.encode() for sid, last in last_ids.items()}
+        mine = [c for c in self.streams if c.session_id in wanted]
+
+        def behind() -> list[SSEConn]:
+            return [
+                c
+                for c in mine
+                if not c.closed and _id_key(c.last_id) < _id_key(wanted[c.session_id])
+            ]
+
+        deadline = time.monotonic() + timeout
+        while behind() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        return {
+            "streams": len(mine),
+            "behind": len(behind()),
+            "closed": sum(c.closed for c in mine),
+        }
 
     async def op_sse_wait_end(self, expected: dict[str, int], timeout: float) -> dict[str, Any]:
         """Wait until every stream of an expected session saw `end` (or closed); then count."""
@@ -752,6 +793,12 @@ class Client:
         finally:
             writer.close()
         return {"samples": samples, "errors": errors}
+
+
+def _id_key(entry_id: bytes) -> tuple[int, int]:
+    """Sort key of a Redis entry id (b"" sorts first)."""
+    ms, _, seq = entry_id.partition(b"-")
+    return (int(ms or 0), int(seq or 0))
 
 
 async def exchange(

@@ -63,6 +63,15 @@ class Plan:
     floor_throughput_seconds: float = 2.0
     # --profile: py-spy samples of web and worker during each measured window.
     profile_dir: Path | None = None
+    # 7. real-history capacity (issue 18): page-like streams at the end of long
+    # histories, a few readers of whole histories, then a new answer everywhere.
+    history_sessions: int = 2000
+    history_streams: int = 10000
+    history_readers: int = 200
+    history_answers: int = 20
+    history_chunks: int = 200
+    history_deltas: int = 40
+    history_rate: float = 2.0
     # --pin: issue 18's targets; `nchan`: Nchan runs beside the fan-outs.
     pinned: bool = False
     nchan: bool = False
@@ -81,6 +90,12 @@ class Plan:
             ttft_rounds=10,
             floor_seconds=2.0,
             floor_throughput_seconds=0.5,
+            history_sessions=100,
+            history_streams=500,
+            history_readers=10,
+            history_answers=5,
+            history_chunks=50,
+            history_deltas=6,
         )
 
     @property
@@ -850,12 +865,168 @@ def ttft(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], di
     }
 
 
+# -- 7. real-history capacity -----------------------------------------------
+
+
+def history(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
+    """Streams on sessions with long histories, then a new answer in every session (issue 18).
+
+    The chat page opens its stream after its snapshot's cursor, at the end of
+    the history: most streams here do that. A few readers (a client with no
+    cursor, a reconnect from an old one) read a whole history from the start.
+    Web RSS per stream is read after each step, and the new answers' fan-out
+    is timed as scenario 2 times its own.
+    """
+    name = "7 real-history capacity"
+    sessions_count = plan.history_sessions
+    per_session = plan.history_streams // sessions_count
+    n, rate = plan.history_deltas, plan.history_rate
+    entries = sessions_count * plan.history_answers * (plan.history_chunks + 2)
+    stack.start_app(
+        WORKER_CONCURRENCY=str(sessions_count + 16),
+        WORKER_CONNECTIONS=str(plan.history_streams + plan.history_readers + 1000),
+    )
+    sessions = stack.seed_sessions(sessions_count + 20)
+    warm, sessions = sessions[:20], sessions[20:]
+    say(
+        f"history: seeding {sessions_count:,} sessions x {plan.history_answers} answers x "
+        f"{plan.history_chunks} chunks ({entries:,} entries)"
+    )
+    started = time.monotonic()
+    last = stack.seed_history(sessions, plan.history_answers, plan.history_chunks)
+    seed_seconds = time.monotonic() - started
+    redis_mib = stack.redis.info("memory")["used_memory"] / 2**20
+    pid = stack.web_worker_pid
+    client = stack.load_client()
+    rss: dict[str, int] = {}
+    try:
+        client.call("sse_open", sessions=warm, timeout=30)  # the hub's listener, lazy parts
+        client.call("sse_close")
+        time.sleep(0.5)
+        rss["before"] = rss_kb(pid)
+        page = [s for s in sessions for _ in range(per_session)]
+        say(f"history: opening {len(page):,} streams after each history's last entry")
+        with CpuWindow({"web": pid}, precise=True) as connect:
+            opened = client.call(
+                "sse_open", sessions=page, batch=plan.connect_batch, timeout=300, after=last
+            )
+        time.sleep(1.0)
+        status = client.call("sse_status")
+        rss["page streams"] = rss_kb(pid)
+        readers = sessions[: plan.history_readers]
+        say(f"history: {len(readers)} more streams read their whole history")
+        with CpuWindow({"web": pid}, precise=True) as replay:
+            read = client.call("sse_open", sessions=readers, batch=plan.connect_batch, timeout=300)
+            seen = client.call("sse_seen", last_ids={s: last[s] for s in readers}, timeout=300)
+        rss["readers"] = rss_kb(pid)
+        client.call("sse_reset_counters")
+        say(f"history: a new answer of {n} deltas at {rate:g}/s in each of {len(sessions):,}")
+        pids = dict(stack.pids(), client=client.pid)
+        core = stack.pinning.system_core if stack.pinning else None
+        with CpuWindow(pids, core) as cpu:
+            post_seconds, post_errors = _post_all(stack, sessions, bench_prompt(n, rate))
+            result = client.call(
+                "sse_wait_end", expected=dict.fromkeys(sessions, n), timeout=n / rate + 60
+            )
+        rss["after the answers"] = rss_kb(pid)
+    finally:
+        client.call("sse_close")
+        client.stop()
+        stack.stop_app()
+    streams = status["open"]
+    total = streams + read["opened"]
+
+    def per_stream(stage: str, count: int) -> float:
+        return (rss[stage] - rss["before"]) / max(count, 1)
+
+    after = per_stream("after the answers", total)
+    delivered = total * n
+    rows = [
+        Row(
+            name,
+            f"{sessions_count:,} sessions x {plan.history_answers} finished answers x "
+            f"{plan.history_chunks} chunks, seeded in",
+            seed_seconds,
+            "s",
+        ),
+        Row(name, "Redis used_memory with the histories", redis_mib, "MiB"),
+        Row(
+            name,
+            f"streams open after the history's last entry (the page's way), of {len(page):,}",
+            streams,
+            "",
+            f"{len(page):,}",
+            streams == len(page) and not opened["failed"],
+        ),
+        Row(name, "  web RSS per stream", per_stream("page streams", streams), "kB"),
+        Row(
+            name, "  web CPU per stream opened", 1000 * connect.used["web"] / max(streams, 1), "ms"
+        ),
+        Row(
+            name,
+            "whole-history readers caught up / opened",
+            f"{read['opened'] - seen['behind']} / {read['opened']}",
+            "",
+            f"{len(readers)} / {len(readers)}",
+            seen["behind"] == 0 and read["opened"] == len(readers),
+        ),
+        Row(
+            name,
+            "  web RSS growth per reader",
+            (rss["readers"] - rss["page streams"]) / max(read["opened"], 1),
+            "kB",
+        ),
+        Row(
+            name,
+            "  web CPU per entry replayed",
+            1e6 * replay.used["web"] / max(read["opened"] * (entries // sessions_count), 1),
+            "us",
+        ),
+    ]
+    rows += _post_rows(name, post_seconds, post_errors)
+    rows += [
+        Row(name, f"new answers: {n} deltas at {rate:g}/s, deliveries", f"{delivered:,}"),
+        Row(name, "  lost", result["lost"], "", "0", result["lost"] == 0),
+        Row(
+            name,
+            "  streams without their end / dropped",
+            f"{result['no_end']} / {result['dropped']}",
+            "",
+            "0 / 0",
+            result["no_end"] == 0 and result["dropped"] == 0,
+        ),
+        Row(name, "  latency p50", result["latency"]["p50_ms"], "ms"),
+        Row(name, "  latency p99", result["latency"]["p99_ms"], "ms"),
+        Row(
+            name,
+            f"web RSS per stream after the answers ({total:,} streams)",
+            after,
+            "kB",
+            f"<= {MAX_RSS_PER_CONNECTION_KB} kB",
+            after <= MAX_RSS_PER_CONNECTION_KB,
+        ),
+    ]
+    rows += cpu_rows(name, cpu)
+    return rows, {
+        "seed_seconds": seed_seconds,
+        "redis_used_mib": redis_mib,
+        "rss_kb": rss,
+        "opened": opened,
+        "status": status,
+        "readers": {"opened": read, "seen": seen},
+        "result": result,
+        "post_seconds": post_seconds,
+        "cpu_percent": cpu.percent(),
+    }
+
+
 SCENARIOS = {
     "capacity": capacity,
     "fanout": fanout,
     "longpoll": longpoll,
     "worker": worker,
     "ttft": ttft,
+    "history": history,
 }
 LABELS = {
     "capacity": "1 capacity",
@@ -863,6 +1034,7 @@ LABELS = {
     "longpoll": "3 fan-out long-poll",
     "worker": "4 worker",
     "ttft": "5 time to first token",
+    "history": "7 real-history capacity",
 }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import select
 import signal
 import subprocess
@@ -76,6 +77,42 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used (/proc/<pid>/stat utime + stime)."""
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
+
+
+# KEYS: the stream. ARGV: event, data, event, data, ... Returns the last id.
+_SEED_ANSWER = """
+local id
+for i = 1, #ARGV, 2 do
+  id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[i], 'data', ARGV[i + 1])
+end
+return id
+"""
+
+
+def _answer_entries(events: Any, message_id: str, chunks: int) -> list[str]:
+    """One finished answer's (event, data) pairs, flattened, as generation.py writes them."""
+    text = [f" word{i}" for i in range(chunks)]
+    pairs = [
+        (
+            events.START,
+            {"message_id": message_id, "model": "bench-model", "attempt": 1, "cached": False},
+        ),
+        *((events.CHUNK, {"message_id": message_id, "text": piece}) for piece in text),
+        (
+            events.END,
+            {
+                "message_id": message_id,
+                "finish_reason": "stop",
+                "usage": {"prompt_tokens": 12, "completion_tokens": chunks},
+                "duration_ms": 50 * chunks,
+                "chunks": chunks,
+                "text_length": sum(map(len, text)),
+                "reasoning_chunks": 0,
+                "reasoning_length": 0,
+            },
+        ),
+    ]
+    return [part for event, data in pairs for part in (event, events.dumps(data))]
 
 
 class ChildProcess:
@@ -384,8 +421,6 @@ class Stack:
 
     def seed_sessions(self, count: int) -> list[str]:
         """Chat sessions straight into SQL: `count` POSTs would only time session creation."""
-        import secrets
-
         import sqlalchemy as sa
 
         engine = sa.create_engine(self.database_url)
@@ -402,6 +437,48 @@ class Stack:
         finally:
             engine.dispose()
         return ids
+
+    def seed_history(
+        self, sessions: list[str], answers: int, chunks: int, stream_ttl_seconds: int = 3600
+    ) -> dict[str, str]:
+        """Finished answers straight into each session's stream; returns each stream's last id.
+
+        The entries and the `meta` hash are what writer.py leaves after
+        `answers` answers of `chunks` chunks, each with its `start` and `end`
+        (event names, key names and the JSON from webapp.events and
+        webapp.keys), but appended by one script per answer instead of one
+        fenced write per entry: 8 million entries go in in under a minute.
+        Nothing is published (no web process follows these sessions yet) and
+        SQL holds no messages for them: the hub reads only the stream.
+        """
+        from webapp import events, keys
+
+        script = self.redis.register_script(_SEED_ANSWER)
+        last: dict[str, str] = {}
+        batch = max(1, 200_000 // (answers * (chunks + 2)))  # about 200k entries per pipeline
+        for first in range(0, len(sessions), batch):
+            with self.redis.pipeline(transaction=False) as pipe:
+                for session_id in sessions[first : first + batch]:
+                    for _ in range(answers):
+                        args = _answer_entries(events, secrets.token_urlsafe(16), chunks)
+                        script(keys=[keys.stream(session_id)], args=args, client=pipe)
+                ids = pipe.execute()
+            with self.redis.pipeline(transaction=False) as pipe:
+                for index, session_id in enumerate(sessions[first : first + batch]):
+                    last[session_id] = ids[(index + 1) * answers - 1]
+                    pipe.hset(
+                        keys.meta(session_id),
+                        mapping={
+                            "last_id": last[session_id],
+                            "done_message_id": "seeded",
+                            "done_attempt": "1",
+                            "done_seq": str(chunks + 2),
+                        },
+                    )
+                    pipe.expire(keys.stream(session_id), stream_ttl_seconds)
+                    pipe.expire(keys.meta(session_id), stream_ttl_seconds * keys.META_TTL_FACTOR)
+                pipe.execute()
+        return last
 
     def post_prompt(self, http: httpx.Client, session_id: str, prompt: str) -> str:
         answer = http.post(
