@@ -1006,6 +1006,7 @@ def history(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row],
             after <= MAX_RSS_PER_CONNECTION_KB,
         ),
     ]
+    rows += _pinned_rows(name, stack, cpu, None)
     rows += cpu_rows(name, cpu)
     return rows, {
         "seed_seconds": seed_seconds,
