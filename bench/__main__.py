@@ -1,4 +1,4 @@
-"""`python -m bench`: run the benchmark scenarios of issue 5 and print one table.
+"""`python -m bench`: run the benchmark scenarios of issues 5 and 18 and print one table.
 
     .venv/bin/python -m bench                     # everything, a few minutes
     .venv/bin/python -m bench --quick             # small counts, seconds per scenario
