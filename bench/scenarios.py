@@ -509,6 +509,8 @@ def fanout(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
             "deliveries/s",
         )
     ]
+    if plan.nchan and anchor is None:
+        rows.append(Row(name, "Nchan's run", "FAILED (its traceback is on stderr)"))
     rows += _post_rows(name, post_seconds, post_errors)
     if plan.pinned:
         targets = {"p50_ms": PINNED_SSE_P50_MS, "p99_ms": PINNED_SSE_P99_MS, "duplicated": 0}
@@ -604,6 +606,8 @@ def _longpoll_at(
             "deliveries/s",
         )
     ]
+    if plan.nchan and rate in NCHAN_LONGPOLL_RATES and anchor is None:
+        rows.append(Row(name, "Nchan's run", "FAILED (its traceback is on stderr)"))
     posted = _post_rows(name, post_seconds, post_errors)
     targets: dict[str, float] = {}
     if plan.pinned and rate in NCHAN_LONGPOLL_RATES:
