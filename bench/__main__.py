@@ -1,8 +1,10 @@
-"""`python -m bench`: run the benchmark scenarios of issue 5 and print one table.
+"""`python -m bench`: run the benchmark scenarios of issues 5 and 18 and print one table.
 
     .venv/bin/python -m bench                     # everything, a few minutes
     .venv/bin/python -m bench --quick             # small counts, seconds per scenario
     .venv/bin/python -m bench --scenario fanout   # one scenario (repeatable)
+    .venv/bin/python -m bench --pin               # system on one core, load on the other,
+                                                  # and Nchan beside relay where installed
 
 The Redis floor (scenario 6) always runs first, on the same redis-server, so
 the other figures can be quoted as a ratio to it. The figures also go to
@@ -12,6 +14,7 @@ bench/results/latest.json (or --json PATH), with the details behind them.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import sys
@@ -20,9 +23,10 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import scenarios
-from bench.report import Row, machine, table, write_json
-from bench.scenarios import Plan, say
+from bench import nchan, scenarios
+from bench.pinning import Pinning
+from bench.report import Row, machine, say, table, write_json
+from bench.scenarios import Plan
 from bench.stack import Stack
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -58,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         "may fill: it migrates it and leaves its rows",
     )
     parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="web, worker and Redis on one core, the load client and the model server on "
+        "another; where nginx and its Nchan module are installed, the fan-outs also run "
+        "against Nchan with its Redis store, pinned the same way (issue 18)",
+    )
+    parser.add_argument(
         "--keep",
         action="store_true",
         help="keep the temporary directory (logs, database) and print its path",
@@ -70,6 +81,14 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = Plan.quick() if args.quick else Plan()
     plan.profile_dir = args.profile
+    pinning = Pinning.choose() if args.pin else None
+    nchan_missing = nchan.missing() if args.pin else None
+    plan.pinned = pinning is not None
+    plan.nchan = plan.pinned and nchan_missing is None
+    if pinning is not None:
+        # The bench posts prompts and runs the floor's producer: it is load.
+        # What it starts inherits this; the system's processes are moved.
+        pinning.load_process(os.getpid())
     chosen = args.scenario or list(scenarios.SCENARIOS)
     workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
     rows: list[Row] = []
@@ -77,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     notes: list[str] = []
     started = time.monotonic()
-    stack = Stack(workdir, args.database_url)
+    stack = Stack(workdir, args.database_url, pinning)
     try:
         stack.start()
         say("6 redis floor")
@@ -111,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         machine(),
         database=stack.database_kind,
         quick=args.quick,
+        pinned=pinning.describe() if pinning else None,
+        nchan=plan.nchan,
         scenarios=chosen,
         seconds=elapsed,
         plan=plan.__dict__,
@@ -123,6 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         f" Python {meta['python']}, {stack.database_kind}, commit {meta['commit']}"
         f"{' + local changes' if meta['dirty_files'] else ''}, {elapsed:.0f} s"
     )
+    if pinning is not None:
+        print(pinning.describe())
+        print(
+            "Nchan (Redis): nginx with the Nchan module and its own redis-server, same load"
+            if plan.nchan
+            else f"Nchan not measured: {nchan_missing}"
+        )
     print(table(rows))
     for note in notes:
         print(note if len(note) <= 160 else note[:157] + "...")

@@ -15,6 +15,10 @@ Deliberate choices:
   model server put in the delta's text (`⟨i=.. t=..⟩`, model_server.py).
 - A stream that the server closes is not reopened: the bench counts it as
   dropped, and what it missed as lost, instead of letting a reconnect hide it.
+- `--target nchan` loads Nchan (bench/nchan.py) with the same code: its
+  EventSource streams and long-polls, whose messages carry the same stamps
+  (bench/publisher.py). Only the paths, the sign that a stream has started
+  and the long-poll protocol differ.
 """
 
 from __future__ import annotations
@@ -35,6 +39,14 @@ MESSAGE_ID = re.compile(rb'"message_id":"([^"]+)"')
 CONTENT_LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)\s*$")
 CHUNKED = re.compile(rb"(?im)^transfer-encoding:\s*chunked\s*$")
 MAX_HEAD_BYTES = 65536
+LAST_MODIFIED = re.compile(rb"(?im)^last-modified:\s*(.*?)\s*$")
+ETAG = re.compile(rb"(?im)^etag:\s*(.*?)\s*$")
+# What the client loads: relay's API, or Nchan's locations (bench/nchan.py
+# configures them: /sub/<channel> for EventSource, /lp/<channel> for long-poll).
+TARGETS = ("relay", "nchan")
+# The last message the Nchan publisher sends on a channel (bench/publisher.py):
+# `end chunks=<n>`, standing for relay's `end` event.
+NCHAN_END = b"end chunks="
 
 
 def raise_fd_limit() -> None:
@@ -79,8 +91,10 @@ class SSEConn(asyncio.Protocol):
         session_id: str,
         path: str,
         on_event: Callable[[SSEConn, bytes, bytes, bytes, int], None],
+        opens_on: bytes = b"retry:",
     ) -> None:
         self.client = client
+        self.opens_on = opens_on  # the first bytes of the body that say the server follows us
         self.session_id = session_id
         self.path = path
         self.on_event = on_event
@@ -96,6 +110,8 @@ class SSEConn(asyncio.Protocol):
         self.closed = False
         self.ended = False  # the server ended the body (a 0-length chunk)
         self.ids: set[bytes] = set()
+        # The newest entry id received, or the cursor the stream started after.
+        self.last_id = path.partition("last_event_id=")[2].encode()
         self.indices: set[int] = set()
         self.duplicates = 0
         self.keepalives = 0
@@ -202,6 +218,10 @@ class SSEConn(asyncio.Protocol):
         del raw[:pos]
 
     def _block(self, block: bytes, now: int) -> None:
+        if not self.opened.done() and (
+            block.startswith(self.opens_on) or b"\n" + self.opens_on in block
+        ):
+            self.opened.set_result(True)
         if block.startswith(b":"):
             self.keepalives += 1
             return
@@ -213,14 +233,13 @@ class SSEConn(asyncio.Protocol):
                 entry_id = line[4:]
             elif line.startswith(b"event: "):
                 event = line[7:]
-            elif line.startswith(b"retry:") and not self.opened.done():
-                self.opened.set_result(True)
         if not entry_id:
             return
         if entry_id in self.ids:
             self.duplicates += 1
             return
         self.ids.add(entry_id)
+        self.last_id = entry_id
         self.on_event(self, entry_id, event, data, now)
 
 
@@ -259,6 +278,10 @@ class Timings:
         self.total.append(now - sent)
         self.upstream.append(appended - sent)
         self.downstream.append(now - appended)
+
+    def add_total(self, sent: int, now: int) -> None:
+        """A delivery whose id is not a Redis entry id (Nchan's): no split at the append."""
+        self.total.append(now - sent)
 
     def __len__(self) -> int:
         return len(self.total)
@@ -313,9 +336,10 @@ class FirstToken:
 class Client:
     """Holds the connections between commands; each `op_*` is one command."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, target: str = "relay") -> None:
         self.host = host
         self.port = port
+        self.nchan = target == "nchan"
         self.streams: list[SSEConn] = []
         self.timings = Timings()
         self.reset_at = 0
@@ -340,14 +364,32 @@ class Client:
         elif event == b"end":
             conn.end = json.loads(data)
 
-    async def _open_one(self, session_id: str, on_event: Callable, timeout: float) -> SSEConn:
+    def record_nchan(
+        self, conn: SSEConn, entry_id: bytes, event: bytes, data: bytes, now: int
+    ) -> None:
+        """The fan-out recorder for Nchan: a message is a stamp or the publisher's end."""
+        stamp = STAMP.search(data)
+        if stamp is not None:
+            conn.indices.add(int(stamp[1]))
+            self.timings.add_total(int(stamp[2]), now)
+        elif data.startswith(NCHAN_END):
+            conn.end = {"chunks": int(data[len(NCHAN_END) :])}
+
+    async def _open_one(
+        self, session_id: str, on_event: Callable, timeout: float, after: str = ""
+    ) -> SSEConn:
         loop = asyncio.get_running_loop()
-        path = f"/api/sessions/{session_id}/events"
+        path = f"/sub/{session_id}" if self.nchan else f"/api/sessions/{session_id}/events"
+        if after:  # as the chat page opens it: from its snapshot's cursor
+            path += f"?last_event_id={after}"
+        # Nchan's EventSource body starts with a `: hi` comment once it has
+        # subscribed; relay's with `retry:` once it follows the session.
+        opens_on = b":" if self.nchan else b"retry:"
         conn: SSEConn | None = None
 
         def factory() -> SSEConn:
             nonlocal conn
-            conn = SSEConn(self, session_id, path, on_event)
+            conn = SSEConn(self, session_id, path, on_event, opens_on)
             return conn
 
         try:
@@ -362,9 +404,18 @@ class Client:
         return conn
 
     async def op_sse_open(
-        self, sessions: list[str], batch: int = 500, timeout: float = 60.0
+        self,
+        sessions: list[str],
+        batch: int = 500,
+        timeout: float = 60.0,
+        after: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Open one stream per entry of `sessions`, `batch` at a time; report how many started."""
+        """Open one stream per entry of `sessions`, `batch` at a time; report how many started.
+
+        `after` maps a session to the cursor its streams start after (default:
+        the start of the stream).
+        """
+        after = after or {}
         started, failed, errors = time.monotonic(), 0, {}
         deadline = started + timeout
         for first in range(0, len(sessions), batch):
@@ -373,8 +424,12 @@ class Client:
                 failed += len(sessions) - first
                 errors["not tried: out of time"] = len(sessions) - first
                 break
+            recorder = self.record_nchan if self.nchan else self.record
             opened = await asyncio.gather(
-                *(self._open_one(sid, self.record, left) for sid in sessions[first : first + batch])
+                *(
+                    self._open_one(sid, recorder, left, after.get(sid, ""))
+                    for sid in sessions[first : first + batch]
+                )
             )
             for conn in opened:
                 if conn.error is None and not conn.closed:
@@ -418,9 +473,31 @@ class Client:
         for conn in self.streams:
             conn.keepalives = 0
             conn.longest_quiet = 0
+            conn.end = None  # an `end` read before the reset belongs to another answer
             conn.last_read = now
         self.timings = Timings()
         return {}
+
+    async def op_sse_seen(self, last_ids: dict[str, str], timeout: float) -> dict[str, Any]:
+        """Wait until every open stream of these sessions has read up to its session's id."""
+        wanted = {sid: last.encode() for sid, last in last_ids.items()}
+        mine = [c for c in self.streams if c.session_id in wanted]
+
+        def behind() -> list[SSEConn]:
+            return [
+                c
+                for c in mine
+                if not c.closed and _id_key(c.last_id) < _id_key(wanted[c.session_id])
+            ]
+
+        deadline = time.monotonic() + timeout
+        while behind() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        return {
+            "streams": len(mine),
+            "behind": len(behind()),
+            "closed": sum(c.closed for c in mine),
+        }
 
     async def op_sse_wait_end(self, expected: dict[str, int], timeout: float) -> dict[str, Any]:
         """Wait until every stream of an expected session saw `end` (or closed); then count."""
@@ -467,13 +544,8 @@ class Client:
     async def _request(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
     ) -> tuple[int, bytes]:
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = CONTENT_LENGTH.search(head)
-        if length is None:
-            raise ConnectionError(f"no Content-Length: {head[:200]!r}")
-        body = await reader.readexactly(int(length[1]))
-        return int(head[9:12]), body
+        status, _, body = await exchange(reader, writer, request)
+        return status, body
 
     async def _poll_loop(
         self,
@@ -542,6 +614,86 @@ class Client:
         result.update(lost=want - got, unexpected=len(indices) - got)
         return result
 
+    async def _nchan_poll_loop(
+        self,
+        channel: str,
+        want: int,
+        poll_timeout: float,
+        deadline: float,
+        started: asyncio.Event,
+    ) -> dict[str, Any]:
+        """Long-poll one Nchan channel from its oldest message until the publisher's end.
+
+        Nchan's long-poll protocol: each answer is one message, with its id in
+        `Last-Modified` and `Etag`; the next poll sends them back as
+        `If-Modified-Since` and `If-None-Match` and gets the message after
+        it, or waits. A poll that waited `nchan_subscriber_timeout` is
+        answered 408 and sent again unchanged. (`poll_timeout` is set in
+        the server's config for Nchan, so it is unused here.)
+        """
+        seen: set[tuple[bytes, bytes]] = set()
+        indices: set[int] = set()
+        result = {"polls": 0, "duplicated": 0, "errors": 0, "resets": 0, "end": None}
+        since = b""
+        reader = writer = None
+        first = True
+        try:
+            while time.monotonic() < deadline and result["end"] is None:
+                try:
+                    if writer is None:
+                        reader, writer = await asyncio.open_connection(self.host, self.port)
+                    request = f"GET /lp/{channel} HTTP/1.1\r\nHost: {self.host}\r\n".encode()
+                    pending = exchange(reader, writer, request + since + b"\r\n")
+                    if first:
+                        first = False
+                        started.set()
+                    status, head, body = await asyncio.wait_for(
+                        pending, max(0.1, deadline - time.monotonic())
+                    )
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, ConnectionError):
+                    result["errors"] += 1
+                    if writer is not None:
+                        writer.close()
+                    reader = writer = None
+                    await asyncio.sleep(0.05)
+                    continue
+                now = time.monotonic_ns()
+                result["polls"] += 1
+                if status == 408:
+                    continue
+                if status != 200:
+                    result["errors"] += 1
+                    await asyncio.sleep(0.05)
+                    continue
+                modified, etag = LAST_MODIFIED.search(head), ETAG.search(head)
+                if modified is None or etag is None:
+                    result["errors"] += 1
+                    continue
+                since = (
+                    b"If-Modified-Since: "
+                    + modified[1]
+                    + b"\r\nIf-None-Match: "
+                    + etag[1]
+                    + b"\r\n"
+                )
+                if (modified[1], etag[1]) in seen:
+                    result["duplicated"] += 1
+                    continue
+                seen.add((modified[1], etag[1]))
+                stamp = STAMP.search(body)
+                if stamp is not None:
+                    indices.add(int(stamp[1]))
+                    self.timings.add_total(int(stamp[2]), now)
+                elif body.startswith(NCHAN_END):
+                    result["end"] = {"chunks": int(body[len(NCHAN_END) :])}
+        finally:
+            started.set()
+            if writer is not None:
+                writer.close()
+        got = sum(1 for i in indices if 0 <= i < want)
+        result.update(lost=want - got, unexpected=len(indices) - got)
+        return result
+
     async def op_poll_start(
         self, sessions: list[str], expected: int, poll_timeout: float, timeout: float
     ) -> dict[str, Any]:
@@ -549,8 +701,9 @@ class Client:
         deadline = time.monotonic() + timeout
         self.timings = Timings()
         starts = [asyncio.Event() for _ in sessions]
+        loop = self._nchan_poll_loop if self.nchan else self._poll_loop
         self.poll_loops = [
-            asyncio.ensure_future(self._poll_loop(sid, expected, poll_timeout, deadline, ev))
+            asyncio.ensure_future(loop(sid, expected, poll_timeout, deadline, ev))
             for sid, ev in zip(sessions, starts, strict=True)
         ]
         await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in starts)), timeout)
@@ -642,6 +795,25 @@ class Client:
         return {"samples": samples, "errors": errors}
 
 
+def _id_key(entry_id: bytes) -> tuple[int, int]:
+    """Sort key of a Redis entry id (b"" sorts first)."""
+    ms, _, seq = entry_id.partition(b"-")
+    return (int(ms or 0), int(seq or 0))
+
+
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bytes, bytes]:
+    """One request on a keep-alive connection: (status, response head, body)."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = CONTENT_LENGTH.search(head)
+    if length is None:
+        raise ConnectionError(f"no Content-Length: {head[:200]!r}")
+    body = await reader.readexactly(int(length[1]))
+    return int(head[9:12]), head, body
+
+
 async def serve(client: Client) -> None:
     """Read commands from stdin, answer each on stdout, until `quit` or end of input."""
     loop = asyncio.get_running_loop()
@@ -668,9 +840,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--target", choices=TARGETS, default="relay")
     args = parser.parse_args()
     raise_fd_limit()
-    run(serve(Client(args.host, args.port)))
+    run(serve(Client(args.host, args.port, args.target)))
 
 
 def run(main: Any) -> None:

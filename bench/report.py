@@ -6,6 +6,8 @@ import json
 import os
 import platform
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class Row:
-    """One figure of one scenario, with its target and its ratio to the Redis floor."""
+    """One figure of one scenario, with its target, its ratio to the Redis floor, and Nchan's."""
 
     scenario: str
     figure: str
@@ -25,6 +27,21 @@ class Row:
     target: str = ""
     ok: bool | None = None  # None: no target
     floor_ratio: float | None = None
+    # Under --pin: the same figure measured on Nchan with its Redis store (bench/nchan.py).
+    nchan: float | int | str | None = None
+    nchan_ratio: float | None = None
+
+    def beside(self, nchan: float | int | str | None) -> Row:
+        """This row with Nchan's figure, and the ratio of ours to it where both are numbers."""
+        self.nchan = nchan
+        if isinstance(self.value, int | float) and isinstance(nchan, int | float):
+            self.nchan_ratio = ratio(self.value, nchan)
+        return self
+
+
+def say(message: str) -> None:
+    """Progress on stderr: a full run takes minutes."""
+    print(f"  {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 def at_most(limit: float) -> Callable[[float | None], bool]:
@@ -59,34 +76,49 @@ def fmt(value: float | int | str | None) -> str:
     return f"{value:.2f}"
 
 
+def _with_unit(value: float | int | str | None, unit: str) -> str:
+    text = fmt(value) + (f" {unit}" if unit and value is not None else "")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _times(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.2f}x" if value < 10 else f"{value:.1f}x"
+
+
 def table(rows: list[Row]) -> str:
-    """A plain-text table: scenario, figure, value, target, met?, x Redis floor."""
+    """A plain-text table: scenario, figure, value, target, met?, x Redis floor.
+
+    When some row has Nchan's figure beside it (--pin), two more columns: that
+    figure, and ours as a multiple of it.
+    """
     header = ("scenario", "figure", "value", "target", "met", "x floor")
+    with_nchan = any(row.nchan is not None for row in rows)
+    if with_nchan:
+        header += ("Nchan (Redis)", "x Nchan")
     lines = [header]
     for row in rows:
-        value = fmt(row.value) + (f" {row.unit}" if row.unit and row.value is not None else "")
-        value = value if len(value) <= 60 else value[:57] + "..."
         met = {True: "yes", False: "NO", None: ""}[row.ok]
-        lines.append(
-            (
-                row.scenario,
-                row.figure,
-                value,
-                row.target,
-                met,
-                "" if row.floor_ratio is None else f"{row.floor_ratio:.1f}x",
-            )
+        line = (
+            row.scenario,
+            row.figure,
+            _with_unit(row.value, row.unit),
+            row.target,
+            met,
+            "" if row.floor_ratio is None else f"{row.floor_ratio:.1f}x",
         )
+        if with_nchan:
+            nchan = "" if row.nchan is None else _with_unit(row.nchan, row.unit)
+            line += (nchan, _times(row.nchan_ratio))
+        lines.append(line)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    right = {2, 5, 6, 7}  # figures and ratios line up on the right
     out = []
     for index, line in enumerate(lines):
         cells = [
-            line[0].ljust(widths[0]),
-            line[1].ljust(widths[1]),
-            line[2].rjust(widths[2]),
-            line[3].ljust(widths[3]),
-            line[4].ljust(widths[4]),
-            line[5].rjust(widths[5]),
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(line)
         ]
         out.append("  ".join(cells).rstrip())
         if index == 0:

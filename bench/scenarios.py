@@ -7,22 +7,22 @@ not count against the next.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
+import traceback
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 
-from bench import redis_floor
+from bench import nchan, redis_floor
 from bench.client import percentiles
+from bench.cpu import OTHERS, CpuWindow
 from bench.profile import Profiler
-from bench.report import Row, at_most, ratio
+from bench.report import Row, at_most, ratio, say
 from bench.stack import LoadClient, Stack, cpu_seconds, log_summary, rss_kb
 
 # Targets of issue 5 ("Done when").
@@ -30,6 +30,15 @@ MAX_RSS_PER_CONNECTION_KB = 20
 MAX_WEB_REDIS_CONNECTIONS = 4
 MAX_FANOUT_P99_MS = 25
 MAX_ADDED_TTFT_P50_MS = 5
+# Targets of issue 18 ("Done when"), for a run with --pin.
+PINNED_SSE_P50_MS = 1
+PINNED_SSE_P99_MS = 3
+PINNED_LONGPOLL_P50_MS = 5
+PINNED_LONGPOLL_P99_MS = 25
+PINNED_POST_SECONDS = 2
+# Under --pin, long-poll runs at 2 deltas/s (Nchan beside it) and at the SSE rate.
+PINNED_LONGPOLL_RATE = 2.0
+NCHAN_LONGPOLL_RATES = (PINNED_LONGPOLL_RATE,)
 # How long the fan-outs may take to post their prompts.
 POST_TIMEOUT_SECONDS = 60.0
 # The app's default, which the bench keeps (API.md: keep-alive after this much quiet).
@@ -56,6 +65,18 @@ class Plan:
     floor_throughput_seconds: float = 2.0
     # --profile: py-spy samples of web and worker during each measured window.
     profile_dir: Path | None = None
+    # 7. real-history capacity (issue 18): page-like streams at the end of long
+    # histories, a few readers of whole histories, then a new answer everywhere.
+    history_sessions: int = 2000
+    history_streams: int = 10000
+    history_readers: int = 200
+    history_answers: int = 20
+    history_chunks: int = 200
+    history_deltas: int = 40
+    history_rate: float = 2.0
+    # --pin: issue 18's targets; `nchan`: Nchan runs beside the fan-outs.
+    pinned: bool = False
+    nchan: bool = False
 
     @classmethod
     def quick(cls) -> Plan:
@@ -71,65 +92,29 @@ class Plan:
             ttft_rounds=10,
             floor_seconds=2.0,
             floor_throughput_seconds=0.5,
+            history_sessions=100,
+            history_streams=500,
+            history_readers=10,
+            history_answers=5,
+            history_chunks=50,
+            history_deltas=6,
         )
 
     @property
     def deltas_per_stream(self) -> int:
         return int(self.deltas_per_second * self.stream_seconds)
 
+    @property
+    def longpoll_rates(self) -> list[float]:
+        """Deltas/s per session in the long-poll fan-out: issue 18 asks for two under --pin."""
+        if self.pinned:
+            return [PINNED_LONGPOLL_RATE, self.deltas_per_second]
+        return [self.deltas_per_second]
+
 
 def bench_prompt(deltas: int, rate: float) -> str:
     """A prompt the bench model server answers with `deltas` stamped deltas (model_server.py)."""
     return f"bench n={deltas} rate={rate:g}"
-
-
-def say(message: str) -> None:
-    """Progress on stderr: a full run takes minutes."""
-    print(f"  {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
-
-
-def _machine_busy_seconds() -> float:
-    times = psutil.cpu_times()
-    return sum(
-        getattr(times, part, 0.0) for part in ("user", "nice", "system", "irq", "softirq", "steal")
-    )
-
-
-class CpuWindow:
-    """CPU time each process used inside the `with` block, as % of one core.
-
-    Also what every other process on the machine used meanwhile: other work
-    on a 2-core machine (a test run, a browser) shows up in the latencies.
-    """
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = dict(pids, bench=os.getpid())
-
-    def _ours(self) -> dict[str, float]:
-        used = {role: cpu_seconds(pid) for role, pid in self.pids.items()}
-        me = psutil.Process()
-        used["bench"] += sum(
-            c.cpu_times().user + c.cpu_times().system
-            for c in me.children(recursive=True)
-            if c.pid not in self.pids.values()
-        )
-        return used
-
-    def __enter__(self) -> CpuWindow:
-        self.started = time.monotonic()
-        self.before = self._ours()
-        self.machine_before = _machine_busy_seconds()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.monotonic() - self.started
-        after = self._ours()
-        self.used = {role: after[role] - self.before[role] for role in after}
-        machine = _machine_busy_seconds() - self.machine_before
-        self.used[OTHERS] = max(0.0, machine - sum(self.used.values()))
-
-    def percent(self) -> dict[str, float]:
-        return {role: 100 * used / self.seconds for role, used in self.used.items()}
 
 
 def _profiled(plan: Plan, scenario: str, stack: Stack) -> Profiler:
@@ -138,7 +123,6 @@ def _profiled(plan: Plan, scenario: str, stack: Stack) -> Profiler:
     )
 
 
-OTHERS = "other processes"
 OTHERS_FIGURE = "CPU of other processes on the machine"
 
 
@@ -369,45 +353,33 @@ def _post_rows(name: str, seconds: float, errors: list[str]) -> list[Row]:
 
 
 def _delivery_rows(
-    name: str, result: dict[str, Any], expected: int, floor: dict[str, Any], p99_target: bool
+    name: str,
+    result: dict[str, Any],
+    expected: int,
+    floor: dict[str, Any],
+    targets: dict[str, float],
+    nchan: dict[str, Any] | None = None,
 ) -> list[Row]:
+    """Deliveries, losses and latencies; `targets` may hold p50_ms, p99_ms and duplicated."""
     lat, base = result["latency"], floor.get("latency", {}).get("latency", {})
-    p99 = Row(
-        name,
-        "latency p99, model send -> client receipt",
-        lat["p99_ms"],
-        "ms",
-        floor_ratio=ratio(lat["p99_ms"], base.get("p99_ms")),
-    )
-    if p99_target:
-        p99.target, p99.ok = f"<= {MAX_FANOUT_P99_MS} ms", at_most(MAX_FANOUT_P99_MS)(lat["p99_ms"])
     up, down, lag = result["upstream"], result["downstream"], result["client_loop_lag"]
-    return [
+
+    def latency(figure: str, key: str) -> Row:
+        row = Row(name, figure, lat[key], "ms", floor_ratio=ratio(lat[key], base.get(key)))
+        if key in targets:
+            row.target, row.ok = f"<= {targets[key]:g} ms", at_most(targets[key])(lat[key])
+        return row.beside(nchan["latency"][key] if nchan else None)
+
+    duplicated = Row(name, "duplicated", result["duplicated"])
+    if "duplicated" in targets:
+        duplicated.target, duplicated.ok = "0", result["duplicated"] == 0
+    rows = [
         Row(name, "deliveries received / expected", f"{result['deliveries']:,} / {expected:,}"),
         Row(name, "lost", result["lost"], "", "0", result["lost"] == 0),
-        Row(
-            name,
-            "duplicated",
-            result["duplicated"],
-            "",
-            "0" if p99_target else "",
-            result["duplicated"] == 0 if p99_target else None,
-        ),
-        Row(
-            name,
-            "latency p50",
-            lat["p50_ms"],
-            "ms",
-            floor_ratio=ratio(lat["p50_ms"], base.get("p50_ms")),
-        ),
-        p99,
-        Row(
-            name,
-            "latency max",
-            lat["max_ms"],
-            "ms",
-            floor_ratio=ratio(lat["max_ms"], base.get("max_ms")),
-        ),
+        duplicated,
+        latency("latency p50", "p50_ms"),
+        latency("latency p99, model send -> client receipt", "p99_ms"),
+        latency("latency max", "max_ms"),
         Row(
             name,
             "  model send -> Redis append (worker) p50 / p99",
@@ -423,10 +395,59 @@ def _delivery_rows(
         Row(
             name,
             "  load client's own loop lag p99 / max",
-            f"{lag['p99_ms']:.1f} / {lag['max_ms']:.1f}" if lag["count"] else None,
+            _lag(lag),
             "ms",
-        ),
+        ).beside(_lag(nchan["client_loop_lag"]) if nchan else None),
     ]
+    if nchan:
+        rows[0].beside(f"{nchan['deliveries']:,} / {expected:,}")
+        rows[1].beside(nchan["lost"])
+        rows[2].beside(nchan["duplicated"])
+    return rows
+
+
+def _lag(lag: dict[str, Any]) -> str | None:
+    return f"{lag['p99_ms']:.1f} / {lag['max_ms']:.1f}" if lag["count"] else None
+
+
+# The processes of each system under test, for the CPU of the pinned core.
+RELAY_ROLES = ["web", "web arbiter", "worker", "redis"]
+
+
+def _pinned_rows(name: str, stack: Stack, cpu: CpuWindow, nchan_cpu: CpuWindow | None) -> list[Row]:
+    """Under --pin: how busy the system's core was with the system, and with anything else."""
+    if stack.pinning is None:
+        return []
+    ours, others = cpu.on_core(RELAY_ROLES)
+    rows = [
+        Row(name, "CPU of the pinned core: the system under test", ours, "% of a core"),
+        Row(name, "CPU of other processes on the pinned core", others, "% of a core"),
+    ]
+    if nchan_cpu is not None:
+        theirs, theirs_others = nchan_cpu.on_core(nchan.SYSTEM_ROLES)
+        rows[0].beside(theirs)
+        rows[1].nchan = theirs_others  # someone else's CPU: no ratio
+        percent = nchan_cpu.percent()
+        roles = [*nchan.SYSTEM_ROLES, "client", "publisher"]
+        rows.append(
+            Row(
+                name,
+                f"CPU, % of a core, Nchan: {' / '.join(roles)}",
+                None,
+                nchan=" / ".join(f"{percent[role]:.0f}" for role in roles),
+            )
+        )
+    return rows
+
+
+def _nchan_run(name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """Nchan's counterpart of a fan-out, or None if it failed: relay's figures stand anyway."""
+    try:
+        return run()
+    except Exception:  # the table says so; relay's rows are still printed
+        say(f"{name}: the Nchan run failed, relay's figures are printed alone")
+        traceback.print_exc()
+        return None
 
 
 def _start_fanout(stack: Stack, plan: Plan) -> tuple[list[str], LoadClient]:
@@ -443,17 +464,19 @@ def fanout(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
     per_session = plan.clients // plan.sessions
     sessions, client = _start_fanout(stack, plan)
     try:
-        opened = client.call(
-            "sse_open",
-            sessions=[s for s in sessions for _ in range(per_session)],
-            batch=plan.connect_batch,
-            timeout=120,
-        )
+        with CpuWindow({"web": stack.web_worker_pid}, precise=True) as connect:
+            opened = client.call(
+                "sse_open",
+                sessions=[s for s in sessions for _ in range(per_session)],
+                batch=plan.connect_batch,
+                timeout=120,
+            )
         if opened["failed"]:
             raise RuntimeError(f"could not open every stream: {opened}")
         say(f"fan-out: {opened['opened']:,} streams open, posting {plan.sessions} prompts")
         pids = dict(stack.pids(), client=client.pid)
-        with CpuWindow(pids) as cpu, _profiled(plan, "fanout", stack):
+        core = stack.pinning.system_core if stack.pinning else None
+        with CpuWindow(pids, core) as cpu, _profiled(plan, "fanout", stack):
             post_seconds, post_errors = _post_all(
                 stack, sessions, bench_prompt(n, plan.deltas_per_second)
             )
@@ -462,46 +485,88 @@ def fanout(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
                 expected=dict.fromkeys(sessions, n),
                 timeout=plan.stream_seconds + 30,
             )
-        expected = plan.sessions * per_session * n
-        rate = plan.sessions * per_session * plan.deltas_per_second
-        rows = [
-            Row(
-                name,
-                f"{plan.sessions} sessions x {per_session} clients, "
-                f"{plan.deltas_per_second:g} deltas/s each",
-                f"{rate:,.0f}",
-                "deliveries/s",
-            )
-        ]
-        rows += _post_rows(name, post_seconds, post_errors)
-        rows += _delivery_rows(name, result, expected, floor, p99_target=True)
-        rows += [
-            Row(
-                name,
-                "streams without their end / dropped",
-                f"{result['no_end']} / {result['dropped']}",
-                "",
-                "0 / 0",
-                result["no_end"] == 0 and result["dropped"] == 0,
-            )
-        ]
-        rows += cpu_rows(name, cpu)
-        return rows, {
-            "result": result,
-            "opened": opened,
-            "post_seconds": post_seconds,
-            "cpu_percent": cpu.percent(),
-        }
     finally:
         client.call("sse_close")
         client.stop()
         stack.stop_app()
+    anchor = None
+    if plan.nchan:
+        anchor = _nchan_run(
+            name,
+            lambda: nchan.sse_fanout(
+                stack, plan.sessions, per_session, n, plan.deltas_per_second, plan.connect_batch
+            ),
+        )
+    theirs = anchor["result"] if anchor else None
+    expected = plan.sessions * per_session * n
+    rate = plan.sessions * per_session * plan.deltas_per_second
+    rows = [
+        Row(
+            name,
+            f"{plan.sessions} sessions x {per_session} clients, "
+            f"{plan.deltas_per_second:g} deltas/s each",
+            f"{rate:,.0f}",
+            "deliveries/s",
+        )
+    ]
+    if plan.nchan and anchor is None:
+        rows.append(Row(name, "Nchan's run", "FAILED (its traceback is on stderr)"))
+    rows += _post_rows(name, post_seconds, post_errors)
+    if plan.pinned:
+        targets = {"p50_ms": PINNED_SSE_P50_MS, "p99_ms": PINNED_SSE_P99_MS, "duplicated": 0}
+    else:
+        targets = {"p99_ms": MAX_FANOUT_P99_MS, "duplicated": 0}
+    rows += _delivery_rows(name, result, expected, floor, targets, theirs)
+    ends = Row(
+        name,
+        "streams without their end / dropped",
+        f"{result['no_end']} / {result['dropped']}",
+        "",
+        "0 / 0",
+        result["no_end"] == 0 and result["dropped"] == 0,
+    )
+    connect_ms = 1000 * connect.used["web"] / max(opened["opened"], 1)
+    rows += [
+        ends.beside(f"{theirs['no_end']} / {theirs['dropped']}" if theirs else None),
+        Row(name, "web CPU per new SSE connection", connect_ms, "ms").beside(
+            anchor["connect_cpu_ms"] if anchor else None
+        ),
+    ]
+    rows += _pinned_rows(name, stack, cpu, anchor["cpu"] if anchor else None)
+    rows += cpu_rows(name, cpu)
+    details = {
+        "result": result,
+        "opened": opened,
+        "post_seconds": post_seconds,
+        "web_cpu_ms_per_connect": connect_ms,
+        "cpu_percent": cpu.percent(),
+    }
+    if anchor:
+        details["nchan"] = dict(anchor, cpu=anchor["cpu"].percent())
+    return rows, details
 
 
 def longpoll(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
-    name = "3 fan-out long-poll"
-    n = plan.deltas_per_stream
+    """The long-poll fan-out at each rate of the plan (under --pin, 2 and 20 deltas/s)."""
+    rows: list[Row] = []
+    details: dict[str, Any] = {}
+    for rate in plan.longpoll_rates:
+        rate_rows, details[f"{rate:g} deltas/s"] = _longpoll_at(stack, plan, floor, rate)
+        rows += rate_rows
+    if len(details) == 1:  # unpinned: the details as they were before --pin
+        details = next(iter(details.values()))
+    return rows, details
+
+
+def _longpoll_at(
+    stack: Stack, plan: Plan, floor: dict[str, Any], rate: float
+) -> tuple[list[Row], dict[str, Any]]:
     per_session = plan.clients // plan.sessions
+    deliveries = plan.sessions * per_session * rate
+    name = "3 fan-out long-poll"
+    if len(plan.longpoll_rates) > 1:
+        name += f" {deliveries:,.0f}/s"
+    n = int(rate * plan.stream_seconds)
     sessions, client = _start_fanout(stack, plan)
     try:
         pids = dict(stack.pids(), client=client.pid)
@@ -517,42 +582,75 @@ def longpoll(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row]
         time.sleep(0.5)  # the first polls are waiting
         say(
             f"long-poll: {len(sessions) * per_session:,} loops polling, "
-            f"posting {plan.sessions} prompts"
+            f"posting {plan.sessions} prompts of {rate:g} deltas/s"
         )
-        with CpuWindow(pids) as cpu, _profiled(plan, "longpoll", stack):
-            post_seconds, post_errors = _post_all(
-                stack, sessions, bench_prompt(n, plan.deltas_per_second)
-            )
+        core = stack.pinning.system_core if stack.pinning else None
+        with CpuWindow(pids, core) as cpu, _profiled(plan, f"longpoll-{rate:g}", stack):
+            post_seconds, post_errors = _post_all(stack, sessions, bench_prompt(n, rate))
             result = client.call("poll_wait", timeout=plan.stream_seconds + 35)
-        expected = plan.sessions * per_session * n
-        rows = [
-            Row(
-                name,
-                f"{plan.sessions} sessions x {per_session} polling clients, "
-                f"{plan.deltas_per_second:g} deltas/s each",
-                f"{plan.sessions * per_session * plan.deltas_per_second:,.0f}",
-                "deliveries/s",
-            )
-        ]
-        rows += _post_rows(name, post_seconds, post_errors)
-        rows += _delivery_rows(name, result, expected, floor, p99_target=False)
-        rows += [
-            Row(name, "polls answered", result["polls"] / cpu.seconds, "/s"),
-            Row(name, "events per poll", result["deliveries"] / max(result["polls"], 1)),
-            Row(
-                name,
-                "loops without their end / poll errors",
-                f"{result['no_end'] + result['unfinished']} / {result['errors']}",
-                "",
-                "0 / 0",
-                result["no_end"] + result["unfinished"] == 0 and result["errors"] == 0,
-            ),
-        ]
-        rows += cpu_rows(name, cpu)
-        return rows, {"result": result, "post_seconds": post_seconds, "cpu_percent": cpu.percent()}
     finally:
         client.stop()
         stack.stop_app()
+    anchor = None
+    if plan.nchan and rate in NCHAN_LONGPOLL_RATES:
+        anchor = _nchan_run(
+            name, lambda: nchan.longpoll_fanout(stack, plan.sessions, per_session, n, rate)
+        )
+    theirs = anchor["result"] if anchor else None
+    expected = plan.sessions * per_session * n
+    rows = [
+        Row(
+            name,
+            f"{plan.sessions} sessions x {per_session} polling clients, {rate:g} deltas/s each",
+            f"{deliveries:,.0f}",
+            "deliveries/s",
+        )
+    ]
+    if plan.nchan and rate in NCHAN_LONGPOLL_RATES and anchor is None:
+        rows.append(Row(name, "Nchan's run", "FAILED (its traceback is on stderr)"))
+    posted = _post_rows(name, post_seconds, post_errors)
+    targets: dict[str, float] = {}
+    if plan.pinned and rate in NCHAN_LONGPOLL_RATES:
+        targets = {"p50_ms": PINNED_LONGPOLL_P50_MS, "p99_ms": PINNED_LONGPOLL_P99_MS}
+    elif plan.pinned:
+        posted[0].target = f"<= {PINNED_POST_SECONDS:g} s"
+        posted[0].ok = at_most(PINNED_POST_SECONDS)(post_seconds)
+    rows += posted
+    rows += _delivery_rows(name, result, expected, floor, targets, theirs)
+    poll_ms = 1000 * cpu.used["web"] / max(result["polls"], 1)
+    unfinished = result["no_end"] + result["unfinished"]
+    rows += [
+        Row(name, "polls answered", result["polls"] / cpu.seconds, "/s").beside(
+            theirs["polls"] / anchor["cpu"].seconds if anchor else None
+        ),
+        Row(name, "events per poll", result["deliveries"] / max(result["polls"], 1)).beside(
+            theirs["deliveries"] / max(theirs["polls"], 1) if theirs else None
+        ),
+        Row(name, "web CPU per poll", poll_ms, "ms").beside(
+            anchor["poll_cpu_ms"] if anchor else None
+        ),
+        Row(
+            name,
+            "loops without their end / poll errors",
+            f"{unfinished} / {result['errors']}",
+            "",
+            "0 / 0",
+            unfinished == 0 and result["errors"] == 0,
+        ).beside(
+            f"{theirs['no_end'] + theirs['unfinished']} / {theirs['errors']}" if theirs else None
+        ),
+    ]
+    rows += _pinned_rows(name, stack, cpu, anchor["cpu"] if anchor else None)
+    rows += cpu_rows(name, cpu)
+    details = {
+        "result": result,
+        "post_seconds": post_seconds,
+        "web_cpu_ms_per_poll": poll_ms,
+        "cpu_percent": cpu.percent(),
+    }
+    if anchor:
+        details["nchan"] = dict(anchor, cpu=anchor["cpu"].percent())
+    return rows, details
 
 
 # -- 4. worker throughput ----------------------------------------------------
@@ -788,12 +886,169 @@ def ttft(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], di
     }
 
 
+# -- 7. real-history capacity -----------------------------------------------
+
+
+def history(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
+    """Streams on sessions with long histories, then a new answer in every session (issue 18).
+
+    The chat page opens its stream after its snapshot's cursor, at the end of
+    the history: most streams here do that. A few readers (a client with no
+    cursor, a reconnect from an old one) read a whole history from the start.
+    Web RSS per stream is read after each step, and the new answers' fan-out
+    is timed as scenario 2 times its own.
+    """
+    name = "7 real-history capacity"
+    sessions_count = plan.history_sessions
+    per_session = plan.history_streams // sessions_count
+    n, rate = plan.history_deltas, plan.history_rate
+    entries = sessions_count * plan.history_answers * (plan.history_chunks + 2)
+    stack.start_app(
+        WORKER_CONCURRENCY=str(sessions_count + 16),
+        WORKER_CONNECTIONS=str(plan.history_streams + plan.history_readers + 1000),
+    )
+    sessions = stack.seed_sessions(sessions_count + 20)
+    warm, sessions = sessions[:20], sessions[20:]
+    say(
+        f"history: seeding {sessions_count:,} sessions x {plan.history_answers} answers x "
+        f"{plan.history_chunks} chunks ({entries:,} entries)"
+    )
+    started = time.monotonic()
+    last = stack.seed_history(sessions, plan.history_answers, plan.history_chunks)
+    seed_seconds = time.monotonic() - started
+    redis_mib = stack.redis.info("memory")["used_memory"] / 2**20
+    pid = stack.web_worker_pid
+    client = stack.load_client()
+    rss: dict[str, int] = {}
+    try:
+        client.call("sse_open", sessions=warm, timeout=30)  # the hub's listener, lazy parts
+        client.call("sse_close")
+        time.sleep(0.5)
+        rss["before"] = rss_kb(pid)
+        page = [s for s in sessions for _ in range(per_session)]
+        say(f"history: opening {len(page):,} streams after each history's last entry")
+        with CpuWindow({"web": pid}, precise=True) as connect:
+            opened = client.call(
+                "sse_open", sessions=page, batch=plan.connect_batch, timeout=300, after=last
+            )
+        time.sleep(1.0)
+        status = client.call("sse_status")
+        rss["page streams"] = rss_kb(pid)
+        readers = sessions[: plan.history_readers]
+        say(f"history: {len(readers)} more streams read their whole history")
+        with CpuWindow({"web": pid}, precise=True) as replay:
+            read = client.call("sse_open", sessions=readers, batch=plan.connect_batch, timeout=300)
+            seen = client.call("sse_seen", last_ids={s: last[s] for s in readers}, timeout=300)
+        rss["readers"] = rss_kb(pid)
+        client.call("sse_reset_counters")
+        say(f"history: a new answer of {n} deltas at {rate:g}/s in each of {len(sessions):,}")
+        pids = dict(stack.pids(), client=client.pid)
+        core = stack.pinning.system_core if stack.pinning else None
+        with CpuWindow(pids, core) as cpu:
+            post_seconds, post_errors = _post_all(stack, sessions, bench_prompt(n, rate))
+            result = client.call(
+                "sse_wait_end", expected=dict.fromkeys(sessions, n), timeout=n / rate + 60
+            )
+        rss["after the answers"] = rss_kb(pid)
+    finally:
+        client.call("sse_close")
+        client.stop()
+        stack.stop_app()
+    streams = status["open"]
+    total = streams + read["opened"]
+
+    def per_stream(stage: str, count: int) -> float:
+        return (rss[stage] - rss["before"]) / max(count, 1)
+
+    after = per_stream("after the answers", total)
+    delivered = total * n
+    rows = [
+        Row(
+            name,
+            f"{sessions_count:,} sessions x {plan.history_answers} finished answers x "
+            f"{plan.history_chunks} chunks, seeded in",
+            seed_seconds,
+            "s",
+        ),
+        Row(name, "Redis used_memory with the histories", redis_mib, "MiB"),
+        Row(
+            name,
+            f"streams open after the history's last entry (the page's way), of {len(page):,}",
+            streams,
+            "",
+            f"{len(page):,}",
+            streams == len(page) and not opened["failed"],
+        ),
+        Row(name, "  web RSS per stream", per_stream("page streams", streams), "kB"),
+        Row(
+            name, "  web CPU per stream opened", 1000 * connect.used["web"] / max(streams, 1), "ms"
+        ),
+        Row(
+            name,
+            "whole-history readers caught up / opened",
+            f"{read['opened'] - seen['behind']} / {read['opened']}",
+            "",
+            f"{len(readers)} / {len(readers)}",
+            seen["behind"] == 0 and read["opened"] == len(readers),
+        ),
+        Row(
+            name,
+            "  web RSS growth per reader",
+            (rss["readers"] - rss["page streams"]) / max(read["opened"], 1),
+            "kB",
+        ),
+        Row(
+            name,
+            "  web CPU per entry replayed",
+            1e6 * replay.used["web"] / max(read["opened"] * (entries // sessions_count), 1),
+            "us",
+        ),
+    ]
+    rows += _post_rows(name, post_seconds, post_errors)
+    rows += [
+        Row(name, f"new answers: {n} deltas at {rate:g}/s, deliveries", f"{delivered:,}"),
+        Row(name, "  lost", result["lost"], "", "0", result["lost"] == 0),
+        Row(
+            name,
+            "  streams without their end / dropped",
+            f"{result['no_end']} / {result['dropped']}",
+            "",
+            "0 / 0",
+            result["no_end"] == 0 and result["dropped"] == 0,
+        ),
+        Row(name, "  latency p50", result["latency"]["p50_ms"], "ms"),
+        Row(name, "  latency p99", result["latency"]["p99_ms"], "ms"),
+        Row(
+            name,
+            f"web RSS per stream after the answers ({total:,} streams)",
+            after,
+            "kB",
+            f"<= {MAX_RSS_PER_CONNECTION_KB} kB",
+            after <= MAX_RSS_PER_CONNECTION_KB,
+        ),
+    ]
+    rows += _pinned_rows(name, stack, cpu, None)
+    rows += cpu_rows(name, cpu)
+    return rows, {
+        "seed_seconds": seed_seconds,
+        "redis_used_mib": redis_mib,
+        "rss_kb": rss,
+        "opened": opened,
+        "status": status,
+        "readers": {"opened": read, "seen": seen},
+        "result": result,
+        "post_seconds": post_seconds,
+        "cpu_percent": cpu.percent(),
+    }
+
+
 SCENARIOS = {
     "capacity": capacity,
     "fanout": fanout,
     "longpoll": longpoll,
     "worker": worker,
     "ttft": ttft,
+    "history": history,
 }
 LABELS = {
     "capacity": "1 capacity",
@@ -801,6 +1056,7 @@ LABELS = {
     "longpoll": "3 fan-out long-poll",
     "worker": "4 worker",
     "ttft": "5 time to first token",
+    "history": "7 real-history capacity",
 }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import select
 import signal
 import subprocess
@@ -30,6 +31,7 @@ import httpx
 import psutil
 import redis
 
+from bench.pinning import Pinning
 from tests.support.processes import Process, RedisServer, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +77,42 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used (/proc/<pid>/stat utime + stime)."""
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
+
+
+# KEYS: the stream. ARGV: event, data, event, data, ... Returns the last id.
+_SEED_ANSWER = """
+local id
+for i = 1, #ARGV, 2 do
+  id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[i], 'data', ARGV[i + 1])
+end
+return id
+"""
+
+
+def _answer_entries(events: Any, message_id: str, chunks: int) -> list[str]:
+    """One finished answer's (event, data) pairs, flattened, as generation.py writes them."""
+    text = [f" word{i}" for i in range(chunks)]
+    pairs = [
+        (
+            events.START,
+            {"message_id": message_id, "model": "bench-model", "attempt": 1, "cached": False},
+        ),
+        *((events.CHUNK, {"message_id": message_id, "text": piece}) for piece in text),
+        (
+            events.END,
+            {
+                "message_id": message_id,
+                "finish_reason": "stop",
+                "usage": {"prompt_tokens": 12, "completion_tokens": chunks},
+                "duration_ms": 50 * chunks,
+                "chunks": chunks,
+                "text_length": sum(map(len, text)),
+                "reasoning_chunks": 0,
+                "reasoning_length": 0,
+            },
+        ),
+    ]
+    return [part for event, data in pairs for part in (event, events.dumps(data))]
 
 
 class ChildProcess:
@@ -129,8 +167,9 @@ class ChildProcess:
 class LoadClient(ChildProcess):
     """bench/client.py in its own process: one command, one answer."""
 
-    def __init__(self, port: int, log_dir: Path) -> None:
-        super().__init__("client", [PYTHON, "-m", "bench.client", "--port", str(port)], log_dir)
+    def __init__(self, port: int, log_dir: Path, target: str = "relay") -> None:
+        argv = [PYTHON, "-m", "bench.client", "--port", str(port), "--target", target]
+        super().__init__("client" if target == "relay" else f"client-{target}", argv, log_dir)
         json.loads(self.read_line(30))
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
@@ -166,8 +205,11 @@ class ModelServerProcess(ChildProcess):
 class Stack:
     """Redis, the model server and a database for the whole run; web and worker per scenario."""
 
-    def __init__(self, workdir: Path, database_url: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, database_url: str | None = None, pinning: Pinning | None = None
+    ) -> None:
         self.workdir = workdir
+        self.pinning = pinning
         self.log_dir = workdir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.redis_server: RedisServer | None = None
@@ -190,9 +232,11 @@ class Stack:
 
     def start(self) -> Stack:
         self.redis_server = RedisServer(self.log_dir).start()
+        self.pin_system(self.redis_server.pid)
         self.redis = redis.Redis.from_url(self.redis_server.url, decode_responses=True)
         self.redis.client_setname("bench")
         self.model = ModelServerProcess(self.log_dir)
+        self.pin_load(self.model.pid)
         # The schema the way a deploy makes it: the Procfile's release line.
         subprocess.run(
             [PYTHON, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
@@ -273,9 +317,11 @@ class Stack:
             app_env,
             self.log_dir,
         ).start()
+        self.pin_system(self.web.pid)  # before the arbiter forks: its worker inherits it
         self.worker = Process(
             f"worker-{self._app_runs}", [PYTHON, "worker.py"], app_env, self.log_dir
         ).start()
+        self.pin_system(self.worker.pid)
 
         def web_ready() -> bool:
             if not self.web.alive():
@@ -375,8 +421,6 @@ class Stack:
 
     def seed_sessions(self, count: int) -> list[str]:
         """Chat sessions straight into SQL: `count` POSTs would only time session creation."""
-        import secrets
-
         import sqlalchemy as sa
 
         engine = sa.create_engine(self.database_url)
@@ -394,6 +438,48 @@ class Stack:
             engine.dispose()
         return ids
 
+    def seed_history(
+        self, sessions: list[str], answers: int, chunks: int, stream_ttl_seconds: int = 3600
+    ) -> dict[str, str]:
+        """Finished answers straight into each session's stream; returns each stream's last id.
+
+        The entries and the `meta` hash are what writer.py leaves after
+        `answers` answers of `chunks` chunks, each with its `start` and `end`
+        (event names, key names and the JSON from webapp.events and
+        webapp.keys), but appended by one script per answer instead of one
+        fenced write per entry: 8 million entries go in in under a minute.
+        Nothing is published (no web process follows these sessions yet) and
+        SQL holds no messages for them: the hub reads only the stream.
+        """
+        from webapp import events, keys
+
+        script = self.redis.register_script(_SEED_ANSWER)
+        last: dict[str, str] = {}
+        batch = max(1, 200_000 // (answers * (chunks + 2)))  # about 200k entries per pipeline
+        for first in range(0, len(sessions), batch):
+            with self.redis.pipeline(transaction=False) as pipe:
+                for session_id in sessions[first : first + batch]:
+                    for _ in range(answers):
+                        args = _answer_entries(events, secrets.token_urlsafe(16), chunks)
+                        script(keys=[keys.stream(session_id)], args=args, client=pipe)
+                ids = pipe.execute()
+            with self.redis.pipeline(transaction=False) as pipe:
+                for index, session_id in enumerate(sessions[first : first + batch]):
+                    last[session_id] = ids[(index + 1) * answers - 1]
+                    pipe.hset(
+                        keys.meta(session_id),
+                        mapping={
+                            "last_id": last[session_id],
+                            "done_message_id": "seeded",
+                            "done_attempt": "1",
+                            "done_seq": str(chunks + 2),
+                        },
+                    )
+                    pipe.expire(keys.stream(session_id), stream_ttl_seconds)
+                    pipe.expire(keys.meta(session_id), stream_ttl_seconds * keys.META_TTL_FACTOR)
+                pipe.execute()
+        return last
+
     def post_prompt(self, http: httpx.Client, session_id: str, prompt: str) -> str:
         answer = http.post(
             f"{self.web_url}/api/sessions/{session_id}/messages", json={"content": prompt}
@@ -403,4 +489,18 @@ class Stack:
         return answer.json()["message_id"]
 
     def load_client(self) -> LoadClient:
-        return LoadClient(self.web_port, self.log_dir)
+        client = LoadClient(self.web_port, self.log_dir)
+        self.pin_load(client.pid)
+        return client
+
+    # -- --pin -------------------------------------------------------------
+
+    def pin_system(self, pid: int) -> None:
+        """Under --pin, `pid` and its children onto the system under test's core."""
+        if self.pinning is not None:
+            self.pinning.system_process(pid)
+
+    def pin_load(self, pid: int) -> None:
+        """Under --pin, `pid` and its children onto the load's core."""
+        if self.pinning is not None:
+            self.pinning.load_process(pid)
