@@ -32,14 +32,9 @@ from gevent.event import Event  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
 
 from webapp import create_app, jobs, keys, runtime  # noqa: E402
+from webapp.exceptions import Cancelled, HandedBack  # noqa: E402
 from webapp.extensions import redis_store  # noqa: E402
-from webapp.generation import (  # noqa: E402
-    Cancelled,
-    Generation,
-    HandedBack,
-    fail_lost_job,
-    run_generation,
-)
+from webapp.generation import Generation, fail_lost_job, run_generation  # noqa: E402
 from webapp.llm import Model, model_from_settings  # noqa: E402
 from webapp.logs import configure  # noqa: E402
 from webapp.writer import WriteBatcher  # noqa: E402

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from webapp.llm import Delta, Finish, ModelError, OpenAIModel
+from webapp.exceptions import ModelError
+from webapp.llm import Delta, Finish, OpenAIModel
 
 
 class KeepAliveModel:

@@ -13,10 +13,11 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from sqlalchemy import text
 
 from . import events, jobs, keys, limits, models
-from .errors import ApiError, error_response
+from .errors import error_response
 from .events import Entry
+from .exceptions import ApiError, HubClosed, Reset
 from .extensions import db, redis_store
-from .hub import HubClosed, Reset, get_hub
+from .hub import get_hub
 from .models import ChatSession
 from .snapshot import live_messages, snapshot
 

@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .exceptions import InvalidCursor
+
 START = "start"
 CHUNK = "chunk"
 END = "end"
@@ -33,10 +35,6 @@ FINAL_EVENTS = frozenset({END, ERROR})
 ZERO_ID = "0-0"
 _U64_MAX = 2**64 - 1
 _CURSOR = re.compile(r"\A([0-9]{1,20})-([0-9]{1,20})\Z")
-
-
-class InvalidCursor(ValueError):
-    """A cursor that is not a Redis stream entry id."""
 
 
 def parse_cursor(raw: str) -> tuple[int, int]:

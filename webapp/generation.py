@@ -34,9 +34,10 @@ from sqlalchemy import update
 
 from . import events, jobs, metrics, models
 from .cache import AnswerCache, CachedAnswer, cache_key
+from .exceptions import Cancelled, HandedBack, ModelError
 from .extensions import db, redis_store
 from .jobs import Job
-from .llm import Delta, Finish, Model, ModelError, Piece
+from .llm import Delta, Finish, Model, Piece
 from .models import Message
 from .writer import StreamWriter, WriteBatcher
 
@@ -49,18 +50,6 @@ CANCELLED = "cancelled"
 MODEL_RETRIES = 3
 MODEL_BACKOFF_SECONDS = (0.5, 1.0, 2.0)
 MODEL_RETRY_AFTER_MAX_SECONDS = 10.0
-
-
-class Interrupt(BaseException):
-    """Raised into a running generation by its worker."""
-
-
-class Cancelled(Interrupt):
-    """The client asked to stop this answer."""
-
-
-class HandedBack(Interrupt):
-    """The worker returns this job to the queue; another attempt will run it."""
 
 
 @dataclass

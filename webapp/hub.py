@@ -44,6 +44,7 @@ from gevent.event import Event
 
 from . import keys
 from .events import ZERO_ID, Entry, id_key
+from .exceptions import HubClosed, Reset
 from .extensions import redis_store
 
 log = logging.getLogger(__name__)
@@ -54,18 +55,6 @@ RECONNECT_BACKOFF_MAX_SECONDS = 1.0
 # A long-poll loop leaves its channel between two polls: keep it (and its
 # buffer, still fed by notices) this long, so the next poll reads no Redis.
 CHANNEL_LINGER_SECONDS = 30.0
-
-
-class HubClosed(Exception):
-    """The web process is shutting down: end the stream, the client resumes elsewhere."""
-
-
-class Reset(Exception):
-    """The cursor is older than the retained stream; `floor` is whole again."""
-
-    def __init__(self, floor: str) -> None:
-        super().__init__(floor)
-        self.floor = floor
 
 
 class Sink(Protocol):

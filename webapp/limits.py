@@ -29,7 +29,7 @@ import redis
 from flask import Request
 
 from . import keys
-from .errors import ApiError
+from .exceptions import ApiError
 
 _UNIT_SECONDS = {
     **dict.fromkeys(("s", "sec", "second", "seconds"), 1),

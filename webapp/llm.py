@@ -10,12 +10,9 @@ Two implementations:
 - `DemoModel` needs no key: it streams a deterministic answer at a reading
   pace, so the app is useful out of the box. Its model name is "demo".
 
-Exceptions, flat:
-
-    ModelError            the model failed; `code` is API.md's error code
-     (`upstream_error` or `upstream_timeout`), `retryable` says whether
-     trying again before any text was sent may help, `retry_after_seconds`
-     what the server asked for (429 and 503 answers)
+Every failure leaves as a `ModelError` (exceptions.py): `code` is API.md's
+error code (`upstream_error` or `upstream_timeout`), `retryable` says
+whether trying again before any text was sent may help.
 
 Retries are the caller's (generation.py): only it knows whether text was
 already sent, after which trying again would repeat the answer.
@@ -35,28 +32,12 @@ from typing import Any, Protocol
 import httpx2
 import openai
 
+from .exceptions import ModelError
+
 log = logging.getLogger(__name__)
 
 UPSTREAM_ERROR = "upstream_error"
 UPSTREAM_TIMEOUT = "upstream_timeout"
-
-
-class ModelError(Exception):
-    """The model could not produce (the rest of) an answer."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        retryable: bool = False,
-        retry_after_seconds: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.retry_after_seconds = retry_after_seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,11 +31,8 @@ Deliberate choices:
   ended, not fed otherwise: EventSource reconnects with Last-Event-ID and
   the ordinary path catches it up. Nothing is lost either way.
 
-Exceptions:
-
-    BrokenPipeError
-     ├── SlowClient   the client stopped reading
-     └── HandedOver   the hub holds the stream now (gunicorn lets go quietly)
+SlowClient and HandedOver (exceptions.py) are both EPIPEs to gunicorn, which
+closes the connection on one without a word.
 """
 
 from __future__ import annotations
@@ -53,23 +50,12 @@ import gevent
 from gevent import monkey
 
 from .events import KEEP_ALIVE, Entry, chunked
+from .exceptions import SlowClient
 
 log = logging.getLogger(__name__)
 
 # What one live client may have queued before it counts as too slow.
 MAX_PENDING_BYTES = 1 << 20
-
-
-class SlowClient(BrokenPipeError):
-    """A client stopped taking our writes; gunicorn closes its socket quietly (EPIPE)."""
-
-
-class HandedOver(BrokenPipeError):
-    """Raised out of an SSE body whose connection the hub now holds.
-
-    An EPIPE to gunicorn: it closes its descriptor (ours is a duplicate) and
-    logs nothing.
-    """
 
 
 class SendWatch:

@@ -19,11 +19,11 @@ from flask import Blueprint, Response, current_app, request
 from . import events, limits, metrics
 from .api import ensure_session, seconds_arg
 from .config import POLL_TIMEOUT_MAX_SECONDS
-from .errors import ApiError
-from .events import KEEP_ALIVE, ZERO_ID, InvalidCursor, encode_sse, parse_cursor
+from .events import KEEP_ALIVE, ZERO_ID, encode_sse, parse_cursor
+from .exceptions import ApiError, HandedOver, HubClosed, InvalidCursor, Reset
 from .extensions import db
-from .hub import Follower, HubClosed, Reset, get_hub
-from .sockets import HandedOver, HeldStream, holder_for, send_watch
+from .hub import Follower, get_hub
+from .sockets import HeldStream, holder_for, send_watch
 
 log = logging.getLogger(__name__)
 
