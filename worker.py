@@ -197,11 +197,15 @@ class Worker:
             return
         with self.client.pipeline(transaction=False) as pipe:
             for running in waiting:
-                pipe.hmget(keys.active(running.taken.job.session_id), "message_id", "cancel")
+                pipe.hmget(
+                    keys.active(running.taken.job.session_id),
+                    keys.ACTIVE_MESSAGE_ID,
+                    keys.ACTIVE_CANCEL,
+                )
             flags = pipe.execute()
         for running, (message_id, cancel) in zip(waiting, flags, strict=True):
             still_waiting = running.generation.waiting_on_model
-            if cancel == "1" and message_id == running.taken.job.message_id and still_waiting:
+            if cancel == keys.CANCEL_REQUESTED and message_id == running.taken.job.message_id and still_waiting:
                 running.greenlet.kill(Cancelled, block=False)
 
 

@@ -78,10 +78,10 @@ def _follow(app: Flask, session_id: str, message_id: str, timeout_seconds: float
             for _, entries in reply or []:
                 for entry_id, fields in entries:
                     cursor = entry_id
-                    data = json.loads(fields.get("data", "{}"))
+                    data = json.loads(fields.get(keys.ENTRY_DATA, "{}"))
                     if data.get("message_id") != message_id:
                         continue
-                    event = fields.get("event")
+                    event = fields.get(keys.ENTRY_EVENT)
                     if event == events.CHUNK:
                         click.echo(data.get("text", ""), nl=False)
                     elif event == events.START and data.get("attempt", 1) > 1:

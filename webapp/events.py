@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import keys
 from .exceptions import InvalidCursor
 
 START = "start"
@@ -76,7 +77,7 @@ class Entry:
             return value.decode() if isinstance(value, bytes) else value
 
         decoded = {text(k): text(v) for k, v in fields.items()}
-        return cls(text(entry_id), decoded.get("event", ""), decoded.get("data", "{}"))
+        return cls(text(entry_id), decoded.get(keys.ENTRY_EVENT, ""), decoded.get(keys.ENTRY_DATA, "{}"))
 
     @property
     def sse(self) -> bytes:

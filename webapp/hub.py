@@ -6,7 +6,7 @@ the entries after its cursor, in order, each exactly once. Behind it:
 - One `Channel` per session that has local followers keeps the newest
   entries in memory (`BUFFER_ENTRIES`), each encoded once and shared.
 - One listener greenlet per process holds one pub/sub connection. Every
-  stream write publishes `<sid> <prev_id> <id> <event> <data>` (writer.py);
+  stream write publishes a `keys.Notice` naming the entry before it;
   when `prev_id` is the channel's newest id the entry is appended directly,
   so a live entry costs no extra Redis read however many clients follow it.
   When a notice shows a gap (a lost notice, a reconnect) the channel is
@@ -191,7 +191,7 @@ class Hub:
         with self._client.pipeline(transaction=False) as pipe:
             pipe.xrange(stream, min=f"({cursor}", count=CATCH_UP_BATCH)
             pipe.exists(stream)
-            pipe.hmget(meta, "floor", "last_id")
+            pipe.hmget(meta, keys.META_FLOOR, keys.META_LAST_ID)
             rows, exists, (floor, last_id) = pipe.execute()
         # When the stream expired, everything up to its last id is gone.
         floor = (floor if exists else last_id) or ZERO_ID
@@ -250,17 +250,17 @@ class Hub:
             pubsub.close()
             client.close()
 
-    def _on_notice(self, notice: str) -> None:
-        session_id, prev, entry_id, event, data = notice.split(" ", 4)
-        channel = self._channels.get(session_id)
+    def _on_notice(self, text: str) -> None:
+        notice = keys.parse_notice(text)
+        channel = self._channels.get(notice.session_id)
         if channel is None:
             return
         newest = channel.newest
         if newest is None or channel.refreshing:
             channel.dirty = True
-        elif newest == prev:
-            channel.merge(prev, [Entry(entry_id, event, data)])
-        elif id_key(entry_id) > id_key(newest):
+        elif newest == notice.prev_id:
+            channel.merge(notice.prev_id, [Entry(notice.entry_id, notice.event, notice.data)])
+        elif id_key(notice.entry_id) > id_key(newest):
             self.refresh(channel)  # a gap: some notice was lost
 
     def refresh(self, channel: Channel) -> None:

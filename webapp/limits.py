@@ -37,14 +37,6 @@ _UNIT_SECONDS = {
     **dict.fromkeys(("h", "hour", "hours"), 3600),
     **dict.fromkeys(("d", "day", "days"), 86400),
 }
-# Count one prompt in a window; its first prompt starts the window's expiry.
-# A script, not a pipeline: one command, and redis-py's pipeline costs more
-# CPU than the round trip it saves.
-_COUNT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return count
-"""
 _RATE = re.compile(r"\A\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*\Z")
 
 
@@ -72,7 +64,7 @@ def check_prompt_rate(client: redis.Redis, address: str, rate: tuple[int, int]) 
     limit, period = rate
     now = time.time()
     window = int(now // period)
-    count = client.eval(_COUNT, 1, keys.rate_limit(address, window), period + 1)
+    count = keys.COUNT(client, [keys.rate_limit(address, window)], [period + 1])
     if count > limit:
         retry_after = max(1, math.ceil((window + 1) * period - now))
         raise ApiError(

@@ -111,8 +111,8 @@ API_ERRORS = Counter(
     "relay_api_errors", "Error responses, by API.md code.", ["code"], registry=LOCAL
 )
 
-# Everything workers record, in one hash (one Cluster slot).
-GENERATION_KEY = f"{keys.PREFIX}:{{metrics}}:generation"
+# Everything workers record, in one hash (one Cluster slot); its fields are ours alone.
+GENERATION_KEY = keys.METRICS_GENERATION
 TTFT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 DURATION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 

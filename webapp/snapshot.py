@@ -44,18 +44,18 @@ def _tail(client: redis.Redis, session_id: str, pending: set[str]) -> Tail:
     stream = keys.stream(session_id)
     with client.pipeline(transaction=False) as pipe:
         pipe.xrevrange(stream, count=PAGE_ENTRIES)
-        pipe.hget(keys.meta(session_id), "last_id")
-        pipe.hget(keys.active(session_id), "message_id")
+        pipe.hget(keys.meta(session_id), keys.META_LAST_ID)
+        pipe.hget(keys.active(session_id), keys.ACTIVE_MESSAGE_ID)
         page, last_id, claimed = pipe.execute()
     cursor = page[0][0] if page else (last_id or ZERO_ID)
     found: list[tuple[str, dict]] = []
     while page and pending:
         for _, fields in page:
-            data = json.loads(fields.get("data", "{}"))
+            data = json.loads(fields.get(keys.ENTRY_DATA, "{}"))
             if data.get("message_id") not in pending:
                 return Tail(cursor, found[::-1], claimed)
-            found.append((fields.get("event", ""), data))
-            if fields.get("event") == events.START:
+            found.append((fields.get(keys.ENTRY_EVENT, ""), data))
+            if fields.get(keys.ENTRY_EVENT) == events.START:
                 pending = pending - {data["message_id"]}
                 if not pending:
                     return Tail(cursor, found[::-1], claimed)
