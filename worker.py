@@ -34,7 +34,7 @@ from gevent.pool import Pool  # noqa: E402
 from webapp import create_app, jobs, keys, runtime  # noqa: E402
 from webapp.exceptions import Cancelled, HandedBack  # noqa: E402
 from webapp.extensions import redis_store  # noqa: E402
-from webapp.generation import Generation, fail_lost_job, run_generation  # noqa: E402
+from webapp.generation import Generation, State, fail_lost_job, run_generation  # noqa: E402
 from webapp.llm import Model, model_from_settings  # noqa: E402
 from webapp.logs import configure  # noqa: E402
 from webapp.writer import WriteBatcher  # noqa: E402
@@ -130,7 +130,7 @@ class Worker:
     def _run(self, running: Running) -> None:
         try:
             run_generation(running.generation)
-            if not running.generation.handed_back:  # else _drain gives the job back
+            if running.generation.state is not State.HANDED_BACK:  # else _drain gives it back
                 jobs.ack(self.client, running.taken)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             # Unacked, the job's lease runs out and a reaper runs it again.
@@ -192,7 +192,7 @@ class Worker:
                 )
 
     def _apply_cancels(self) -> None:
-        waiting = [r for r in self.running.values() if r.generation.waiting_on_model]
+        waiting = [r for r in self.running.values() if r.generation.state is State.WAITING]
         if not waiting:
             return
         with self.client.pipeline(transaction=False) as pipe:
@@ -204,8 +204,12 @@ class Worker:
                 )
             flags = pipe.execute()
         for running, (message_id, cancel) in zip(waiting, flags, strict=True):
-            still_waiting = running.generation.waiting_on_model
-            if cancel == keys.CANCEL_REQUESTED and message_id == running.taken.job.message_id and still_waiting:
+            still_waiting = running.generation.state is State.WAITING
+            if (
+                cancel == keys.CANCEL_REQUESTED
+                and message_id == running.taken.job.message_id
+                and still_waiting
+            ):
                 running.greenlet.kill(Cancelled, block=False)
 
 

@@ -14,8 +14,9 @@ Every failure leaves as a `ModelError` (exceptions.py): `code` is API.md's
 error code (`upstream_error` or `upstream_timeout`), `retryable` says
 whether trying again before any text was sent may help.
 
-Retries are the caller's (generation.py): only it knows whether text was
-already sent, after which trying again would repeat the answer.
+Retries follow `RetryPolicy`, run by the caller (generation.py): only it
+knows whether text was already sent, after which trying again would repeat
+the answer.
 """
 
 from __future__ import annotations
@@ -25,19 +26,17 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx2
 import openai
 
+from .events import FINISH_STOP, UPSTREAM_ERROR, UPSTREAM_TIMEOUT
 from .exceptions import ModelError
 
 log = logging.getLogger(__name__)
-
-UPSTREAM_ERROR = "upstream_error"
-UPSTREAM_TIMEOUT = "upstream_timeout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +58,70 @@ class Model(Protocol):
     name: str
 
     def stream(self, messages: list[dict[str, str]]) -> Iterator[Piece]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When a generation asks the model again after a failure, and how long it waits first.
+
+    Only before any text was sent (after it, a new request would repeat the
+    answer), only for failures marked `retryable`, at most `retries` times.
+    A server's Retry-After (429, 503) lengthens the pause, up to a cap.
+    """
+
+    retries: int = 3
+    backoff_seconds: tuple[float, ...] = (0.5, 1.0, 2.0)
+    retry_after_max_seconds: float = 10.0
+
+    def pause(self, retry: int, error: ModelError, text_sent: bool) -> float | None:
+        """Seconds to wait before asking again after failure number `retry` (from 0); None: give up."""
+        if text_sent or not error.retryable or retry >= self.retries:
+            return None
+        pause = self.backoff_seconds[min(retry, len(self.backoff_seconds) - 1)]
+        if error.retry_after_seconds is not None:
+            pause = min(max(pause, error.retry_after_seconds), self.retry_after_max_seconds)
+        return pause
+
+    def stream(
+        self,
+        model: Model,
+        messages: list[dict[str, str]],
+        *,
+        text_sent: Callable[[], bool],
+        wait: Callable[..., Any],
+        ids: tuple[str, str],
+    ) -> Iterator[Piece]:
+        """`model.stream(messages)`, asked again after failures as this policy allows.
+
+        Each step that waits on the model (the next piece, a pause before
+        asking again) runs as `wait(function, *args)`, so the caller knows
+        when it waits; `ids` (session, message) name it in the log.
+        """
+        for retry in range(self.retries + 1):
+            pieces = model.stream(messages)
+            try:
+                while (piece := wait(next, pieces, None)) is not None:
+                    yield piece
+                return
+            except ModelError as exc:
+                pause = self.pause(retry, exc, text_sent())
+                if pause is None:
+                    raise
+                log.warning(
+                    "model failed before any text, retry %d in %.1fs session=%s message=%s: %s",
+                    retry + 1,
+                    pause,
+                    *ids,
+                    exc.message,
+                )
+                wait(time.sleep, pause)
+            finally:
+                close = getattr(pieces, "close", None)
+                if close is not None:
+                    close()
+
+
+MODEL_RETRIES = RetryPolicy()
 
 
 class OpenAIModel:
@@ -257,7 +320,7 @@ class DemoModel:
         prompt_chars = sum(len(m["content"]) for m in messages)
         yield Finish(
             self.name,
-            "stop",
+            FINISH_STOP,
             {
                 "prompt_tokens": prompt_chars // 4,
                 "completion_tokens": words,

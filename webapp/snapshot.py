@@ -74,7 +74,7 @@ def _apply(message: Message, event: str, data: dict[str, Any]) -> None:
         message.content += data.get("text", "")
     elif event == events.END:
         reason = data.get("finish_reason")
-        message.status = models.CANCELLED if reason == "cancelled" else models.DONE
+        message.status = models.CANCELLED if reason == events.FINISH_CANCELLED else models.DONE
         message.finish_reason = reason
         message.usage = data.get("usage")
     elif event == events.ERROR:

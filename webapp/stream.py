@@ -136,7 +136,7 @@ def sse_body(
             )
             follower.cursor = reset.floor
             metrics.reset_sent("sse")
-            frame = encode_sse(events.reset_data("cursor_expired"), event=events.RESET)
+            frame = encode_sse(events.reset_data(events.CURSOR_EXPIRED), event=events.RESET)
             yield from send_watch.send(frame, send_timeout_seconds, session_id)
             continue
         except HubClosed:
