@@ -98,6 +98,18 @@ def request_cancel(client: redis.Redis, session_id: str, message_id: str) -> boo
     return bool(keys.CANCEL(client, [keys.active(session_id)], [message_id]))
 
 
+def cancels_requested(client: redis.Redis, running: list[Job]) -> list[bool]:
+    """For each running job, whether its client asked it to stop (one pipelined read)."""
+    with client.pipeline(transaction=False) as pipe:
+        for job in running:
+            pipe.hmget(keys.active(job.session_id), keys.ACTIVE_MESSAGE_ID, keys.ACTIVE_CANCEL)
+        flags = pipe.execute()
+    return [
+        message_id == job.message_id and cancel == keys.CANCEL_REQUESTED
+        for job, (message_id, cancel) in zip(running, flags, strict=True)
+    ]
+
+
 def enqueue(client: redis.Redis, session_id: str, message_id: str) -> Job:
     """Queue the claimed message's job; its claim then lasts until the final event."""
     job = Job(session_id, message_id, attempt=FIRST_ATTEMPT, enqueued_at=time.time())
