@@ -14,6 +14,7 @@ from flask import Flask
 
 from . import config, errors
 from .extensions import check_green_postgres, db, migrate, redis_store
+from .hub import hub
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -35,6 +36,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     # release line), never from create_all() in a running process.
     migrate.init_app(app, db, directory=str(config.PROJECT_ROOT / "migrations"))
     redis_store.init_app(app)
+    hub.init_app(app)
     errors.register(app)
 
     from . import api, cli, metrics, pages, stream

@@ -12,12 +12,11 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from sqlalchemy import text
 
-from . import events, jobs, keys, limits, models
+from . import jobs, keys, limits, models
 from .errors import error_response
-from .events import Entry
-from .exceptions import ApiError, HubClosed, Reset
+from .exceptions import ApiError
 from .extensions import db, redis_store
-from .hub import get_hub
+from .hub import hub
 from .models import ChatSession
 from .snapshot import live_messages, snapshot
 
@@ -51,7 +50,7 @@ def ensure_session(session_id: str) -> None:
     Sessions are never deleted, so one that has a channel here was found in
     SQL before. A chat page posts while its stream is open, often here.
     """
-    if not get_hub(current_app._get_current_object()).follows(valid_id(session_id, "session")):
+    if not hub.follows(valid_id(session_id, "session")):
         load_session(session_id)
 
 
@@ -204,15 +203,9 @@ def seconds_arg(name: str, maximum: float) -> float | None:
 def wait_until_final(session_id: str, message_id: str, cursor: str, seconds: float) -> None:
     """Hold the request on the hub (not on a Redis connection) until the message ends."""
 
-    def is_final(entry: Entry) -> bool:
-        return entry.event in events.FINAL_EVENTS and entry.parsed().get("message_id") == message_id
-
     release = limits.acquire_stream(request, current_app.config)
     try:
-        with get_hub(current_app._get_current_object()).follow(session_id, cursor) as follower:
-            follower.wait_until(is_final, seconds)
-    except (Reset, HubClosed):
-        pass  # answer with what SQL and the stream hold now
+        hub.wait_for_final(session_id, message_id, cursor, seconds)
     finally:
         release()
 

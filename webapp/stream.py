@@ -22,7 +22,7 @@ from .config import POLL_TIMEOUT_MAX_SECONDS
 from .events import KEEP_ALIVE, ZERO_ID, encode_sse, parse_cursor
 from .exceptions import ApiError, HandedOver, HubClosed, InvalidCursor, Reset
 from .extensions import db
-from .hub import Follower, get_hub
+from .hub import Follower, hub
 from .sockets import HeldStream, holder_for, send_watch
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def events_(session_id: str) -> Response:
     cursor = sse_cursor()
     config = current_app.config
     release = limits.acquire_stream(request, current_app.config)
-    follower = get_hub(current_app._get_current_object()).follow(session_id, cursor)
+    follower = hub.follow(session_id, cursor)
     log.info("sse open session=%s cursor=%s", session_id, cursor)
     resumed = bool(
         request.headers.get("Last-Event-ID", "").strip() or request.args.get("last_event_id")
@@ -191,23 +191,15 @@ def poll(session_id: str) -> Response:
     check_session(session_id)
     cursor = valid_cursor(request.args.get("after"))
     timeout = poll_timeout()
-    reset = False
-    hub = get_hub(current_app._get_current_object())
     release = limits.acquire_stream(request, current_app.config)
     try:
-        with hub.follow(session_id, cursor) as follower:
-            batch = follower.next_batch(timeout, POLL_MAX_EVENTS)
-    except HubClosed:
-        batch = []
-    except Reset as exc:
-        batch, reset, cursor = [], True, exc.floor
-        metrics.reset_sent("poll")
+        answer = hub.poll(session_id, cursor, timeout, POLL_MAX_EVENTS)
     finally:
         release()
-    if batch:
-        cursor = batch[-1].id
+    if answer.reset:
+        metrics.reset_sent("poll")
     body = (
-        f'{{"events":[{",".join(entry.poll_json for entry in batch)}],'
-        f'"cursor":{json.dumps(cursor)},"reset":{json.dumps(reset)}}}'
+        f'{{"events":[{",".join(entry.poll_json for entry in answer.entries)}],'
+        f'"cursor":{json.dumps(answer.cursor)},"reset":{json.dumps(answer.reset)}}}'
     )
     return Response(body, mimetype="application/json", headers={"Cache-Control": "no-store"})
