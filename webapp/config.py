@@ -118,10 +118,6 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     }
 
 
-# Limits fixed by API.md rather than by operators.
-POLL_TIMEOUT_MAX_SECONDS = 25.0
-
-
 def engine_options(settings: Mapping[str, Any]) -> dict[str, Any]:
     """SQLAlchemy engine options: a PostgreSQL pool sized for WORKER_CONCURRENCY.
 

@@ -167,6 +167,14 @@ class Entry:
         return json.loads(self.data)
 
 
+def poll_body(entries: list[Entry], cursor: str, reset: bool) -> str:
+    """A long-poll answer, `{"events", "cursor", "reset"}`, each entry's data spliced in."""
+    return (
+        f'{{"events":[{",".join(entry.poll_json for entry in entries)}],'
+        f'"cursor":{json.dumps(cursor)},"reset":{json.dumps(reset)}}}'
+    )
+
+
 def _one_line(value: str, what: str) -> str:
     if "\r" in value or "\n" in value:
         raise ValueError(f"SSE {what} must not contain CR or LF: {value!r}")
