@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import keys
+from . import handover, keys
 from .exceptions import InvalidCursor
 
 START = "start"
@@ -150,7 +150,7 @@ class Entry:
     def sse_chunk(self) -> bytes:
         """`sse` as one HTTP/1.1 chunk, for writing straight to a socket (sockets.py)."""
         if self._chunk is None:
-            self._chunk = chunked(self.sse)
+            self._chunk = handover.chunked(self.sse)
         return self._chunk
 
     @property
@@ -210,8 +210,3 @@ def encode_sse(
 
 
 KEEP_ALIVE = encode_sse(comment="keep-alive")
-
-
-def chunked(data: bytes) -> bytes:
-    """`data` framed as one chunk of an HTTP/1.1 chunked body, as gunicorn frames a yield."""
-    return b"%X\r\n%s\r\n" % (len(data), data)

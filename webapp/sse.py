@@ -19,7 +19,6 @@ never handed over.
 
 from __future__ import annotations
 
-import errno
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -28,9 +27,9 @@ from typing import Any
 import redis
 from flask import Response
 
-from . import events, metrics
+from . import events, handover, metrics
 from .events import KEEP_ALIVE, Entry, encode_sse
-from .exceptions import HandedOver, HubClosed, Reset
+from .exceptions import HubClosed, Reset
 from .hub import Follower, hub
 from .sockets import HeldStream, holder_for, send_watch
 
@@ -162,7 +161,7 @@ def sse_body(
                     end.handed_over = True
                     metrics.sse_held()
                     end.add(metrics.sse_let_go)
-                    raise HandedOver(errno.EPIPE, "the hub holds this stream now")
+                    handover.let_go()
                 batch = follower.next_batch(wait, SSE_MAX_BATCH)
         except Reset as reset:
             log.info(
