@@ -16,7 +16,7 @@ from webapp.worker import Worker  # noqa: E402
 
 def main() -> None:
     app = create_app()
-    configure(app.config["LOG_LEVEL"])
+    configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     runtime.settle()
     Worker(app).run()
 

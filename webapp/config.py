@@ -49,6 +49,11 @@ def database_url(raw: str | None) -> str:
 def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Read every setting from `env` (default: `os.environ`)."""
     env = os.environ if env is None else env
+    return {**_services(env), **_model(env), **_worker(env), **_web(env), **_logging(env)}
+
+
+def _services(env: Mapping[str, str]) -> dict[str, Any]:
+    """Redis and the SQL database."""
     return {
         "REDIS_URL": env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         # Check a `rediss://` server's certificate. Heroku's Redis add-on
@@ -73,6 +78,12 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # A request that cannot get a connection for this long fails rather
         # than outlive the router's 30 s.
         "DATABASE_POOL_TIMEOUT_SECONDS": _float(env, "DATABASE_POOL_TIMEOUT_SECONDS", 10.0),
+    }
+
+
+def _model(env: Mapping[str, str]) -> dict[str, Any]:
+    """The model, its prompt and the answer cache."""
+    return {
         "OPENAI_API_KEY": env.get("OPENAI_API_KEY", ""),
         "OPENAI_BASE_URL": env.get("OPENAI_BASE_URL", "") or None,
         "LLM_MODEL": env.get("LLM_MODEL", "gpt-4o-mini"),
@@ -86,6 +97,12 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Pause between the demo model's words: a realistic reading pace.
         "DEMO_DELAY_SECONDS": _float(env, "DEMO_DELAY_SECONDS", 0.04),
         "ANSWER_CACHE_TTL_SECONDS": _int(env, "ANSWER_CACHE_TTL_SECONDS", 0),
+    }
+
+
+def _worker(env: Mapping[str, str]) -> dict[str, Any]:
+    """The worker: concurrency, the job list, leases."""
+    return {
         "WORKER_CONCURRENCY": _int(env, "WORKER_CONCURRENCY", 32),
         # How long a worker waits on the job list before looking around again.
         "WORKER_POP_TIMEOUT_SECONDS": _float(env, "WORKER_POP_TIMEOUT_SECONDS", 5.0),
@@ -94,6 +111,12 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "JOB_LEASE_SECONDS": _float(env, "JOB_LEASE_SECONDS", 15.0),
         # Attempts per answer before it ends with `error` worker_lost.
         "JOB_MAX_ATTEMPTS": _int(env, "JOB_MAX_ATTEMPTS", 3),
+    }
+
+
+def _web(env: Mapping[str, str]) -> dict[str, Any]:
+    """The web process: streams, polls, prompts, limits."""
+    return {
         "HEARTBEAT_SECONDS": _float(env, "HEARTBEAT_SECONDS", 15.0),
         "SSE_MAX_SECONDS": _float(env, "SSE_MAX_SECONDS", 300.0),
         "SSE_RETRY_MS": _int(env, "SSE_RETRY_MS", 2000),
@@ -112,6 +135,12 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "MAX_STREAMS_PER_PROCESS": _int(env, "MAX_STREAMS_PER_PROCESS", 0),
         # A client that has not taken an SSE write for this long is dropped.
         "SSE_SEND_TIMEOUT_SECONDS": _float(env, "SSE_SEND_TIMEOUT_SECONDS", 30.0),
+    }
+
+
+def _logging(env: Mapping[str, str]) -> dict[str, Any]:
+    """Logs, in both processes."""
+    return {
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         # `text` for people, `json` (one object per line) for log drains (logs.py).
         "LOG_FORMAT": env.get("LOG_FORMAT", "text"),

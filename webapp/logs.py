@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -77,9 +76,9 @@ def _int(raw: Any) -> int | None:
         return None
 
 
-def configure(level: str = "INFO", fmt: str | None = None) -> None:
-    """Send every record to stdout in `fmt` (default: the LOG_FORMAT variable, else text)."""
-    fmt = (fmt or os.environ.get("LOG_FORMAT") or "text").lower()
+def configure(level: str = "INFO", fmt: str = "text") -> None:
+    """Send every record to stdout in `fmt`: LOG_FORMAT, from the app's config."""
+    fmt = fmt.lower()
     handler = logging.StreamHandler(sys.stdout)
     formatter = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
     handler.setFormatter(formatter)
