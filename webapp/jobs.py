@@ -20,7 +20,10 @@ before the prompt is stored and released only by the script that writes the
 final event, so "queued counts as active" (API.md) holds across processes.
 A claim expires after CLAIM_TTL_SECONDS unless its job is queued: a web
 process that dies between claiming and queueing leaves no session blocked
-for ever (the next prompt's POST fails the answer it left, see api.py).
+for ever (the next prompt's POST fails the answer it left, see sessions.py).
+
+The scripts that make each step atomic are lua/*.lua; keys.py names every
+key and field they touch.
 """
 
 from __future__ import annotations

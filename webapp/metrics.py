@@ -117,7 +117,7 @@ TTFT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 DURATION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
 
-# -- web side: called by the request hooks below, and by stream.py ------------
+# -- web side: called by the request hooks below, by sse.py and stream.py -----
 
 
 def sse_opened(resumed: bool) -> None:
@@ -359,7 +359,7 @@ def _before() -> None:
 
 
 def _after(response: Response) -> Response:
-    # SSE opens and closes are counted by stream.py, which knows when a held stream ends.
+    # SSE opens and closes are counted by sse.py, which knows when a held stream ends.
     if response.status_code >= 400 and response.is_json:
         body: Any = response.get_json(silent=True)
         code = body.get("error", {}).get("code") if isinstance(body, dict) else None

@@ -15,7 +15,7 @@ An answer that is unfinished in SQL and in the stream, and is not the one
 the session's claim names, will never finish: its job was never queued (a
 web process died mid-POST, jobs.py) or its claim was lost with Redis's data.
 The snapshot shows it failed, as the session's next POST records it in SQL
-(api.py), so a client never waits for it.
+(sessions.py), so a client never waits for it.
 """
 
 from __future__ import annotations
