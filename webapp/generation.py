@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 
 class State(enum.Enum):
+    """Where a generation is in its life (the module docstring draws the transitions)."""
+
     NEW = "new"
     CLAIMING = "claiming"  # taking the stream and the answer row over, reading the history
     WRITING = "writing"  # writing events
