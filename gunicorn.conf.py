@@ -102,7 +102,7 @@ def post_worker_init(worker):
     import gevent
 
     from webapp import health, runtime
-    from webapp.hub import close_hub
+    from webapp.hub import hub as relay_hub
 
     runtime.settle()
     # Serve at once; say in the log what is not ready (/readyz answers 503 meanwhile).
@@ -112,7 +112,7 @@ def post_worker_init(worker):
     def on_sigterm(signum, frame):
         # A signal handler may run in the middle of anything: hand the work to
         # the gevent loop, which is safe from here.
-        gevent.get_hub().loop.run_callback_threadsafe(close_hub, worker.wsgi)
+        gevent.get_hub().loop.run_callback_threadsafe(relay_hub.close, worker.wsgi)
         if callable(previous):
             previous(signum, frame)
 

@@ -1,213 +1,17 @@
-"""The worker entry point: `python worker.py`.
+"""The worker entry point: `python worker.py` (the Procfile's worker line).
 
-One greenlet pops jobs (a single blocking `BLMOVE` at a time, and only when
-the pool has a free slot), and each job runs in a greenlet of its own, up to
-WORKER_CONCURRENCY at once. Beside them, three small loops:
-
-- leases: every few seconds, one call renews the leases of all running jobs;
-- reaper: takes back jobs whose worker stopped renewing (it died), and runs
-  them again with attempt + 1, or fails them for good after JOB_MAX_ATTEMPTS;
-- cancels: every CANCEL_POLL_SECONDS, one pipelined read of the running
-  sessions' cancel flags, so a cancel stops even an answer whose model is
-  silent (the stream writer sees the flag too, on every write).
-
-SIGTERM (Heroku sends it 30 s before SIGKILL) stops the popping, lets running
-generations finish within WORKER_SHUTDOWN_GRACE_SECONDS, then hands the rest
-back to the queue for another worker. Connection errors back off
-exponentially instead of spinning.
+It patches the standard library for gevent before anything else is
+imported (psycopg must see the patched `select`, see extensions.py), builds
+the same app as wsgi.py, and runs the worker loop (webapp/worker.py).
 """
 
 from gevent import monkey
 
 monkey.patch_all()
 
-import logging  # noqa: E402
-import signal  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import gevent  # noqa: E402
-import redis  # noqa: E402
-from flask import Flask  # noqa: E402
-from gevent.event import Event  # noqa: E402
-from gevent.pool import Pool  # noqa: E402
-
-from webapp import config, create_app, health, jobs, keys, runtime  # noqa: E402
-from webapp.extensions import redis_store  # noqa: E402
-from webapp.generation import (  # noqa: E402
-    Cancelled,
-    Generation,
-    HandedBack,
-    fail_lost_job,
-    run_generation,
-)
-from webapp.llm import Model, model_from_settings  # noqa: E402
+from webapp import config, create_app, runtime  # noqa: E402
 from webapp.logs import configure  # noqa: E402
-from webapp.writer import WriteBatcher  # noqa: E402
-
-log = logging.getLogger("worker")
-
-BACKOFF_START_SECONDS = 0.2
-BACKOFF_MAX_SECONDS = 10.0
-CANCEL_POLL_SECONDS = 0.25
-
-
-@dataclass
-class Running:
-    taken: jobs.Taken
-    generation: Generation
-    greenlet: gevent.Greenlet | None = None
-
-
-class Worker:
-    """Pops jobs and runs them concurrently until told to stop."""
-
-    def __init__(self, app: Flask, model: Model | None = None, max_jobs: int | None = None) -> None:
-        self.app = app
-        self.config = app.config
-        self.model = model or model_from_settings(app.config)
-        self.max_jobs = max_jobs
-        self.pool = Pool(app.config["WORKER_CONCURRENCY"])
-        self.stopping = Event()
-        self.running: dict[str, Running] = {}
-        self.client = redis_store.client_for(app)
-        self.batcher = WriteBatcher(self.client)
-        self.lease_seconds: float = app.config["JOB_LEASE_SECONDS"]
-        self.pop_timeout = app.config["WORKER_POP_TIMEOUT_SECONDS"]
-        # The socket may wait a little longer than the pop itself blocks.
-        self.popper = redis_store.blocking_client(app, read_timeout_seconds=self.pop_timeout + 5)
-
-    def stop(self) -> None:
-        if not self.stopping.is_set():
-            log.info("worker stopping: no new jobs, %d running", len(self.running))
-            self.stopping.set()
-
-    # -- main loop ---------------------------------------------------------
-
-    def run(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            gevent.signal_handler(signum, self.stop)
-        loops = [
-            gevent.spawn(self._every, self.lease_seconds / 3, self._renew_leases),
-            gevent.spawn(self._every, self.lease_seconds / 2, self._reap),
-            gevent.spawn(self._every, CANCEL_POLL_SECONDS, self._apply_cancels),
-        ]
-        log.info("worker ready concurrency=%d model=%s", self.pool.size, self.model.name)
-        self._pop_until_stopped()
-        self._drain()
-        gevent.killall(loops)
-        log.info("worker stopped")
-
-    def _pop_until_stopped(self) -> None:
-        taken_count, backoff = 0, BACKOFF_START_SECONDS
-        while not self.stopping.is_set():
-            self.pool.wait_available()
-            try:
-                taken = jobs.pop(self.popper, self.pop_timeout)
-                if taken is not None:
-                    # Start first, lease second: the lease's round trip then
-                    # overlaps the generation's first steps instead of delaying
-                    # them. A job without a lease yet is safe: the reaper adopts
-                    # processing jobs that have none.
-                    self._start(taken)
-                    taken_count += 1
-                    jobs.lease(self.client, self.lease_seconds, [taken.raw])
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning("job pop failed, retrying in %.1fs: %s", backoff, exc)
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
-                continue
-            backoff = BACKOFF_START_SECONDS
-            if self.max_jobs is not None and taken_count >= self.max_jobs:
-                self.stop()
-
-    def _start(self, taken: jobs.Taken) -> None:
-        job = taken.job
-        log.info(
-            "job taken session=%s message=%s attempt=%d",
-            job.session_id,
-            job.message_id,
-            job.attempt,
-        )
-        running = Running(taken, Generation(self.app, self.model, job, self.batcher))
-        self.running[taken.raw] = running
-        running.greenlet = self.pool.spawn(self._run, running)
-
-    def _run(self, running: Running) -> None:
-        try:
-            run_generation(running.generation)
-            if not running.generation.handed_back:  # else _drain gives the job back
-                jobs.ack(self.client, running.taken)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            # Unacked, the job's lease runs out and a reaper runs it again.
-            log.error(
-                "job left to the reaper session=%s message=%s: %s",
-                running.taken.job.session_id,
-                running.taken.job.message_id,
-                exc,
-            )
-        finally:
-            self.running.pop(running.taken.raw, None)
-
-    def _drain(self) -> None:
-        """Let running answers finish within the grace period, then hand the rest back."""
-        grace = self.config["WORKER_SHUTDOWN_GRACE_SECONDS"]
-        if self.pool.join(timeout=grace):
-            return
-        for running in list(self.running.values()):
-            job = running.taken.job
-            running.greenlet.kill(HandedBack, block=True, timeout=5)
-            retry = jobs.next_attempt(job)
-            if jobs.take_back(self.client, running.taken.raw, retry, force=True):
-                log.warning(
-                    "job handed back session=%s message=%s next_attempt=%d",
-                    job.session_id,
-                    job.message_id,
-                    retry.attempt,
-                )
-
-    # -- side loops ----------------------------------------------------------
-
-    def _every(self, seconds: float, action) -> None:
-        while True:
-            gevent.sleep(seconds)
-            try:
-                action()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning("%s failed: %s", action.__name__, exc)
-            except Exception:
-                log.exception("%s failed", action.__name__)
-
-    def _renew_leases(self) -> None:
-        jobs.renew(self.client, self.lease_seconds, list(self.running))
-
-    def _reap(self) -> None:
-        for raw in jobs.expired(self.client, self.lease_seconds):
-            if raw in self.running:
-                continue  # ours and alive: the renewal is late, not lost
-            job = jobs.Job.loads(raw)
-            if job.attempt >= self.config["JOB_MAX_ATTEMPTS"]:
-                if jobs.take_back(self.client, raw, None):
-                    fail_lost_job(self.app, self.model, job, self.batcher)
-            elif jobs.take_back(self.client, raw, jobs.next_attempt(job)):
-                log.warning(
-                    "job taken back from a lost worker session=%s message=%s next_attempt=%d",
-                    job.session_id,
-                    job.message_id,
-                    job.attempt + 1,
-                )
-
-    def _apply_cancels(self) -> None:
-        waiting = [r for r in self.running.values() if r.generation.waiting_on_model]
-        if not waiting:
-            return
-        with self.client.pipeline(transaction=False) as pipe:
-            for running in waiting:
-                pipe.hmget(keys.active(running.taken.job.session_id), "message_id", "cancel")
-            flags = pipe.execute()
-        for running, (message_id, cancel) in zip(waiting, flags, strict=True):
-            still_waiting = running.generation.waiting_on_model
-            if cancel == "1" and message_id == running.taken.job.message_id and still_waiting:
-                running.greenlet.kill(Cancelled, block=False)
+from webapp.worker import Worker, wait_until_ready  # noqa: E402
 
 
 def main() -> None:
@@ -216,13 +20,7 @@ def main() -> None:
     configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     # A Heroku add-on may come up after the dyno: wait for Redis and the
     # database (and its schema) with backoff, one line per wait, until told to stop.
-    stopping = Event()
-    handlers = [gevent.signal_handler(s, stopping.set) for s in (signal.SIGTERM, signal.SIGINT)]
-    ready = health.wait_until_ready(app, stopping.wait)
-    for handler in handlers:
-        handler.cancel()
-    if not ready:
-        log.info("worker stopped before its backing services were ready")
+    if not wait_until_ready(app):
         return
     runtime.settle()
     Worker(app).run()

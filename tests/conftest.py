@@ -17,11 +17,18 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import green
 from tests.support.ai_sdk import AiSdk, NodeMissing, install
 from tests.support.model_server import ModelServer
 from tests.support.processes import Process, RedisServer, start_web, start_worker
 
 TEST_SYSTEM_PROMPT = "You are relay's test assistant."
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`gevent` tests run in a patched child process (tests/support/green.py)."""
+    if not green.patched():
+        green.swap_green_items(items)
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +82,7 @@ def base_env(
     return env
 
 
-def make_app(env: dict[str, str]):
+def make_app(env: dict[str, str], **overrides: Any):
     """An in-process app on the stack's Redis and a fresh schema in its database."""
     from webapp import create_app
     from webapp.config import database_url as normalise
@@ -87,6 +94,7 @@ def make_app(env: dict[str, str]):
             "SQLALCHEMY_DATABASE_URI": normalise(env["DATABASE_URL"]),
             "OPENAI_API_KEY": "test-key",
             "OPENAI_BASE_URL": env["OPENAI_BASE_URL"],
+            **overrides,
         }
     )
     with app.app_context():

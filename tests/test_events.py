@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from webapp.events import Entry, InvalidCursor, encode_sse, parse_cursor
+from webapp.events import Entry, encode_sse, parse_cursor
+from webapp.exceptions import InvalidCursor
 
 
 def test_one_event_has_id_event_and_one_data_line() -> None:

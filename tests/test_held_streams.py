@@ -17,7 +17,8 @@ import httpx
 from tests.support.client import create_session, post_prompt, read_sse
 from tests.support.model_server import ModelServer
 from webapp import events
-from webapp.events import KEEP_ALIVE, Entry, chunked
+from webapp.events import KEEP_ALIVE, Entry
+from webapp.handover import chunked
 from webapp.sockets import MAX_PENDING_BYTES, HeldStream, holder
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from tests.support.model_server import ModelServer
-from webapp.llm import Delta, DemoModel, Finish, ModelError, OpenAIModel, Reasoning
+from webapp.exceptions import ModelError
+from webapp.llm import Delta, DemoModel, Finish, OpenAIModel, Reasoning
 
 
 class KeepAliveModel:

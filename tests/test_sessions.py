@@ -14,8 +14,8 @@ from sqlalchemy import func, select, update
 from tests.support.client import create_session, poll_until, post_prompt, read_sse
 from tests.support.model_server import Behavior, ModelServer
 from tests.support.processes import Process, wait_for
-from webapp import events, keys, models, sessions
-from webapp.errors import ApiError
+from webapp import keys, models, session_list, sessions
+from webapp.exceptions import ApiError
 from webapp.extensions import db, redis_store
 from webapp.models import ChatSession, Message
 
@@ -32,18 +32,18 @@ def keys_of(app: Flask, session_id: str) -> list[str]:
 def stored_session(app: Flask, owner: str | None, prompts: list[str]) -> tuple[str, list[str]]:
     """A session with finished exchanges written straight to SQL: (id, answer ids)."""
     with app.app_context():
-        chat = sessions.create_session(owner)
+        session_id = sessions.create(owner)
         answers = []
         for prompt in prompts:
             answers.append(models.new_message_id())
-            models.add_prompt(chat.id, prompt, answers[-1])
+            models.add_prompt(session_id, prompt, answers[-1])
             db.session.execute(
                 update(Message)
                 .where(Message.id == answers[-1])
                 .values(status=models.DONE, content=f"answer to {prompt}")
             )
         db.session.commit()
-        return chat.id, answers
+        return session_id, answers
 
 
 def api_error(call: Any) -> ApiError:
@@ -70,7 +70,7 @@ def test_list_pages_through_the_owners_sessions_newest_first(app: Flask, unique:
 
         seen, cursor, pages = [], None, 0
         while True:
-            page = sessions.list_sessions(owner, cursor, limit=3)
+            page = session_list.list_sessions(owner, cursor, limit=3)
             seen += [entry["session_id"] for entry in page.sessions]
             pages += 1
             assert len(page.sessions) == (3 if page.next else 1)
@@ -80,7 +80,7 @@ def test_list_pages_through_the_owners_sessions_newest_first(app: Flask, unique:
         expected = [s for _, s in sorted(zip(moments, mine, strict=True), reverse=True)]
         assert seen == expected and pages == 3
 
-        entry = sessions.list_sessions(owner, None).to_json()["sessions"][0]
+        entry = session_list.list_sessions(owner, None).to_json()["sessions"][0]
         assert entry == {
             "session_id": mine[-1],
             "title": "",
@@ -93,12 +93,13 @@ def test_a_full_page_is_fifty(app: Flask, unique: str) -> None:
     owner = f"fifty-{unique}"
     with app.app_context():
         db.session.add_all(
-            ChatSession(id=f"{unique}-{i:03d}", owner=owner) for i in range(sessions.PAGE_SIZE + 2)
+            ChatSession(id=f"{unique}-{i:03d}", owner=owner)
+            for i in range(session_list.PAGE_SIZE + 2)
         )
         db.session.commit()
-        first = sessions.list_sessions(owner, None)
+        first = session_list.list_sessions(owner, None)
         assert len(first.sessions) == 50 and first.next is not None
-        rest = sessions.list_sessions(owner, first.next)
+        rest = session_list.list_sessions(owner, first.next)
         assert len(rest.sessions) == 2 and rest.next is None
         assert not {e["session_id"] for e in first.sessions} & {
             e["session_id"] for e in rest.sessions
@@ -110,7 +111,7 @@ def test_a_title_is_the_first_prompts_first_80_characters(app: Flask, unique: st
     first = "é" * 70 + "0123456789abcdef"  # 86 characters, 156 bytes in UTF-8
     session_id, _ = stored_session(app, owner, [first, "a later prompt"])
     with app.app_context():
-        (entry,) = sessions.list_sessions(owner, None).sessions
+        (entry,) = session_list.list_sessions(owner, None).sessions
         assert entry["title"] == first[:80]
         newest = db.session.scalar(
             select(func.max(Message.created_at)).where(Message.session_id == session_id)
@@ -122,7 +123,7 @@ def test_a_title_is_the_first_prompts_first_80_characters(app: Flask, unique: st
 @pytest.mark.parametrize("cursor", ["!!!", "bm90IGEgY3Vyc29y", "MjAyNi0wMS0wMQ"])
 def test_a_cursor_that_is_not_a_next_is_refused(app: Flask, cursor: str) -> None:
     with app.app_context():
-        error = api_error(lambda: sessions.list_sessions("anyone", cursor))
+        error = api_error(lambda: session_list.list_sessions("anyone", cursor))
     assert (error.status, error.code) == (400, "invalid_cursor")
 
 
@@ -161,7 +162,7 @@ def test_delete_removes_the_sessions_keys_and_rows_and_tells_every_process(
         )
     finally:
         notices.close()
-    assert heard["data"] == events.deleted_notice(session_id)
+    assert heard["data"] == keys.deleted_notice(session_id)
     assert keys_of(app, session_id) == []
     with app.app_context():
         assert db.session.get(ChatSession, session_id) is None

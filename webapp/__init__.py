@@ -29,6 +29,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     from . import api, auth, cli, config, cors, errors, health, metrics, pages, stream
     from .extensions import check_green_postgres, db, migrate, redis_store
+    from .hub import hub
 
     app = Flask(
         __name__,
@@ -48,6 +49,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     # release line), never from create_all() in a running process.
     migrate.init_app(app, db, directory=str(config.PROJECT_ROOT / "migrations"))
     redis_store.init_app(app)
+    hub.init_app(app)
     errors.register(app)
     auth.init_app(app)
     cors.init_app(app)

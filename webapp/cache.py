@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import redis
 
-from . import keys
+from . import events, keys, metrics
 from .llm import Delta, Finish, Piece
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,25 @@ def cache_key(model: str, messages: list[dict[str, str]], max_tokens: int) -> st
 
 
 class AnswerCache:
-    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+    """Whole answers, by the exact request that produced them, each kept for the TTL."""
+
+    def __init__(self, client: redis.Redis, ttl_seconds: int, max_tokens: int) -> None:
         self._client = client
         self._ttl = ttl_seconds
+        self._max_tokens = max_tokens
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Mapping[str, Any]) -> AnswerCache | None:
+        """The cache, or None when ANSWER_CACHE_TTL_SECONDS turns it off."""
+        ttl = settings["ANSWER_CACHE_TTL_SECONDS"]
+        return cls(client, ttl, settings["LLM_MAX_TOKENS"]) if ttl > 0 else None
+
+    def lookup(self, model: str, messages: list[dict[str, str]]) -> tuple[str, CachedAnswer | None]:
+        """This request's cache key, and its stored answer if there is one (counted in metrics)."""
+        key = cache_key(model, messages, self._max_tokens)
+        cached = self.get(key)
+        metrics.cache_lookup(self._client, hit=cached is not None)
+        return key, cached
 
     def get(self, key: str) -> CachedAnswer | None:
         raw = self._client.get(key)
@@ -62,6 +79,6 @@ class AnswerCache:
             return None
 
     def put(self, key: str, answer: CachedAnswer) -> None:
-        if answer.finish_reason != "stop":
+        if answer.finish_reason != events.FINISH_STOP:
             return  # cut off or cancelled: not an answer to repeat
         self._client.set(key, json.dumps(asdict(answer), ensure_ascii=False), ex=self._ttl)

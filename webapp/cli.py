@@ -7,7 +7,7 @@
 On Heroku: `heroku run flask --app wsgi relay queue`. Both commands go through
 the app's own code: `enqueue-test` posts with Flask's test client, so
 validation, limits and queueing are exactly the API's; it then reads the
-session's stream from Redis (read only) until the answer's final event.
+session's stream (reader.py, read only) until the answer's final event.
 
 A malformed setting stops any command with one line (wsgi.py); Redis or the
 database not answering ends a `relay` command with one line naming REDIS_URL
@@ -29,9 +29,9 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, ScriptInfo
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from . import auth, events, health, jobs, keys
-from .api import ID_PATTERN
+from . import auth, events, health, jobs, keys, reader
 from .extensions import redis_store
+from .params import ID_PATTERN
 
 
 class RelayGroup(AppGroup):
@@ -91,45 +91,50 @@ def enqueue_test(prompt: str, session_id: str | None, follow: bool, timeout_seco
     click.echo(f"session {session_id}")
     click.echo(f"message {message_id}")
     if follow:
-        sys.exit(
-            _follow(current_app._get_current_object(), session_id, message_id, timeout_seconds)
-        )
+        sys.exit(_follow(session_id, message_id, timeout_seconds))
 
 
-def _follow(app: Flask, session_id: str, message_id: str, timeout_seconds: float) -> int:
+def _follow(session_id: str, message_id: str, timeout_seconds: float) -> int:
     """Print the message's chunks, then its end or error; the exit status."""
-    client = redis_store.blocking_client(app, read_timeout_seconds=FOLLOW_BLOCK_MS / 1000 + 5)
+    client = redis_store.blocking_client(
+        current_app, read_timeout_seconds=FOLLOW_BLOCK_MS / 1000 + 5
+    )
     cursor, deadline = events.ZERO_ID, time.monotonic() + timeout_seconds
     try:
         while time.monotonic() < deadline:
-            reply = client.xread(
-                {keys.stream(session_id): cursor}, count=500, block=FOLLOW_BLOCK_MS
+            batch = reader.read_blocking(
+                client, session_id, cursor, count=500, block_ms=FOLLOW_BLOCK_MS
             )
-            for _, entries in reply or []:
-                for entry_id, fields in entries:
-                    cursor = entry_id
-                    data = json.loads(fields.get("data", "{}"))
-                    if data.get("message_id") != message_id:
-                        continue
-                    event = fields.get("event")
-                    if event == events.CHUNK:
-                        click.echo(data.get("text", ""), nl=False)
-                    elif event == events.START and data.get("attempt", 1) > 1:
-                        click.echo(f"\n[attempt {data['attempt']}: starting over]")
-                    elif event == events.END:
-                        click.echo(
-                            f"\nend finish_reason={data.get('finish_reason')} "
-                            f"chunks={data.get('chunks')} ms={data.get('duration_ms')}"
-                        )
-                        return 0
-                    elif event == events.ERROR:
-                        error = data.get("error", {})
-                        click.echo(f"\nerror code={error.get('code')}: {error.get('message')}")
-                        return 1
+            for entry in batch:
+                cursor = entry.id
+                data = entry.parsed()
+                if data.get("message_id") != message_id:
+                    continue
+                if (status := _show(entry.event, data)) is not None:
+                    return status
         click.echo(f"\nno final event after {timeout_seconds:g}s")
         return 2
     finally:
         client.close()
+
+
+def _show(event: str, data: dict[str, Any]) -> int | None:
+    """Print one event of the answer; the exit status once it is final, else None."""
+    if event == events.CHUNK:
+        click.echo(data.get("text", ""), nl=False)
+    elif event == events.START and data.get("attempt", 1) > 1:
+        click.echo(f"\n[attempt {data['attempt']}: starting over]")
+    elif event == events.END:
+        click.echo(
+            f"\nend finish_reason={data.get('finish_reason')} "
+            f"chunks={data.get('chunks')} ms={data.get('duration_ms')}"
+        )
+        return 0
+    elif event == events.ERROR:
+        error = data.get("error", {})
+        click.echo(f"\nerror code={error.get('code')}: {error.get('message')}")
+        return 1
+    return None
 
 
 @relay.command("queue")

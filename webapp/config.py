@@ -41,8 +41,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_REDIS_URL_FILE = Path("var") / "embedded-redis.url"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
-# Limits fixed by API.md rather than by operators.
-POLL_TIMEOUT_MAX_SECONDS = 25.0
+# API.md: a message's ?wait= and a long-poll's timeout are at most this:
+# long enough for most answers, short enough for Heroku's 30 s router window.
+WAIT_MAX_SECONDS = 25.0
 
 
 class SettingError(ValueError):
@@ -403,7 +404,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEARTBEAT_SECONDS", POSITIVE_SECONDS, 15.0),
     Setting("SSE_MAX_SECONDS", POSITIVE_SECONDS, 300.0),
     Setting("SSE_RETRY_MS", Integer(0), 2000),
-    Setting("POLL_TIMEOUT_SECONDS", Number(0, POLL_TIMEOUT_MAX_SECONDS), 20.0),
+    Setting("POLL_TIMEOUT_SECONDS", Number(0, WAIT_MAX_SECONDS), 20.0),
     Setting("STREAM_TTL_SECONDS", Integer(1), 3600),
     Setting("STREAM_MAXLEN", Integer(1), 10_000),
     # A client that has not taken an SSE write for this long is dropped.

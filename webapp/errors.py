@@ -1,6 +1,6 @@
 """Every error leaves as API.md's JSON: `{"error": {"code", "message"}}`.
 
-ApiError              raised by views with a status and a code
+ApiError              raised by views with a status and a code (exceptions.py)
 werkzeug HTTPException  mapped by status (404, 405, 413, ...)
 redis / SQL outages   503 unavailable, retryable, logged on one line
 a missing schema      503 unavailable naming the command that fixes it (health.py)
@@ -18,6 +18,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from .exceptions import ApiError
+
 log = logging.getLogger(__name__)
 
 # Codes for errors werkzeug raises before our views run.
@@ -29,25 +31,6 @@ _HTTP_CODES = {
     415: ("unsupported_media_type", "The body must be JSON."),
     429: ("rate_limited", "Too many requests."),
 }
-
-
-class ApiError(Exception):
-    """An error answer: HTTP status, API.md code, a sentence for people."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-        self.extra = extra
 
 
 def error_response(

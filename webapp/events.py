@@ -1,8 +1,13 @@
-"""Events of a session stream: names, cursors, and their two wire formats.
+"""Events of a session stream: names, payloads, cursors, and their two wire formats.
 
-A stream entry has two fields, `event` (the type) and `data` (one JSON
-object, serialised once by the writer). Readers never re-serialise `data`:
-the SSE frame and the long-poll JSON both splice the stored text in as is.
+A stream entry has two fields (keys.py), the event type and its data: one
+JSON object, built here and serialised once by the writer. Readers never
+re-serialise `data`: the SSE frame and the long-poll JSON both splice the
+stored text in as is.
+
+To add an event type: name it below, give it a payload builder beside the
+others, have generation.py write it and snapshot.py fold it into the live
+message; the hub, SSE and long-poll carry any event as it is.
 
 Deliberate choices:
 - `data` is produced by `json.dumps`, which escapes every control character,
@@ -21,6 +26,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import handover, keys
+from .exceptions import InvalidCursor
+
 START = "start"
 CHUNK = "chunk"
 REASONING = "reasoning"
@@ -31,27 +39,25 @@ RESET = "reset"
 # Events after which a message has nothing more to say.
 FINAL_EVENTS = frozenset({END, ERROR})
 
+# `end`'s finish_reason: the model's own (stop, length, content_filter), or ours.
+FINISH_STOP = "stop"
+FINISH_CANCELLED = "cancelled"
+# The finish reasons of `end` that a model can give (`cancelled` is relay's
+# own); any other is an `upstream_error` (llm.py).
+FINISH_REASONS = frozenset({FINISH_STOP, "length", "content_filter"})
+
+# `error`'s codes (API.md, Events and Errors).
+UPSTREAM_ERROR = "upstream_error"
+UPSTREAM_TIMEOUT = "upstream_timeout"
+WORKER_LOST = "worker_lost"
+INTERNAL_ERROR = "internal_error"
+
+# `reset`'s reason.
+CURSOR_EXPIRED = "cursor_expired"
+
 ZERO_ID = "0-0"
 _U64_MAX = 2**64 - 1
 _CURSOR = re.compile(r"\A([0-9]{1,20})-([0-9]{1,20})\Z")
-
-
-# Not a stream event: the notice on the events channel (hub.py) that a
-# session was deleted (sessions.py), so every web process ends its readers.
-SESSION_DELETED = "deleted"
-
-
-def deleted_notice(session_id: str) -> str:
-    """The pub/sub notice of a deleted session, shaped like every notice.
-
-    `<sid> <prev_id> <id> <event> <data>` (writer.py), with both ids 0-0: no
-    entry follows 0-0, so a hub that does not know this event ignores it.
-    """
-    return f"{session_id} {ZERO_ID} {ZERO_ID} {SESSION_DELETED} {{}}"
-
-
-class InvalidCursor(ValueError):
-    """A cursor that is not a Redis stream entry id."""
 
 
 def parse_cursor(raw: str) -> tuple[int, int]:
@@ -76,6 +82,47 @@ def dumps(data: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
+# -- payloads: each event's `data`, as API.md's Events table lists it ------------
+
+
+def start_data(message_id: str, *, model: str, attempt: int, cached: bool) -> str:
+    return dumps({"message_id": message_id, "model": model, "attempt": attempt, "cached": cached})
+
+
+def chunk_data(message_id: str, text: str) -> str:
+    return dumps({"message_id": message_id, "text": text})
+
+
+def end_data(
+    message_id: str,
+    *,
+    finish_reason: str | None,
+    usage: dict[str, int] | None,
+    duration_ms: int | None,
+    chunks: int,
+    text_length: int,
+) -> str:
+    """`end`: the counts let a client check that what it shows is whole."""
+    return dumps(
+        {
+            "message_id": message_id,
+            "finish_reason": finish_reason,
+            "usage": usage,
+            "duration_ms": duration_ms,
+            "chunks": chunks,
+            "text_length": text_length,
+        }
+    )
+
+
+def error_data(message_id: str, code: str, message: str) -> str:
+    return dumps({"message_id": message_id, "error": {"code": code, "message": message}})
+
+
+def reset_data(reason: str) -> str:
+    return dumps({"reason": reason})
+
+
 @dataclass(slots=True)
 class Entry:
     """One stream entry, with its wire encodings computed once and shared."""
@@ -93,7 +140,9 @@ class Entry:
             return value.decode() if isinstance(value, bytes) else value
 
         decoded = {text(k): text(v) for k, v in fields.items()}
-        return cls(text(entry_id), decoded.get("event", ""), decoded.get("data", "{}"))
+        return cls(
+            text(entry_id), decoded.get(keys.ENTRY_EVENT, ""), decoded.get(keys.ENTRY_DATA, "{}")
+        )
 
     @property
     def sse(self) -> bytes:
@@ -105,7 +154,7 @@ class Entry:
     def sse_chunk(self) -> bytes:
         """`sse` as one HTTP/1.1 chunk, for writing straight to a socket (sockets.py)."""
         if self._chunk is None:
-            self._chunk = chunked(self.sse)
+            self._chunk = handover.chunked(self.sse)
         return self._chunk
 
     @property
@@ -120,6 +169,14 @@ class Entry:
 
     def parsed(self) -> dict[str, Any]:
         return json.loads(self.data)
+
+
+def poll_body(entries: list[Entry], cursor: str, reset: bool) -> str:
+    """A long-poll answer, `{"events", "cursor", "reset"}`, each entry's data spliced in."""
+    return (
+        f'{{"events":[{",".join(entry.poll_json for entry in entries)}],'
+        f'"cursor":{json.dumps(cursor)},"reset":{json.dumps(reset)}}}'
+    )
 
 
 def _one_line(value: str, what: str) -> str:
@@ -157,12 +214,3 @@ def encode_sse(
 
 
 KEEP_ALIVE = encode_sse(comment="keep-alive")
-
-
-def chunked(data: bytes) -> bytes:
-    """`data` framed as one chunk of an HTTP/1.1 chunked body, as gunicorn frames a yield."""
-    return b"%X\r\n%s\r\n" % (len(data), data)
-
-
-def reset_data(reason: str) -> str:
-    return dumps({"reason": reason})

@@ -4,9 +4,9 @@ SSE responses and long-polls both read through a `Follower`, which hands out
 the entries after its cursor, in order, each exactly once. Behind it:
 
 - One `Channel` per session that has local followers keeps the newest
-  entries in memory (`BUFFER_ENTRIES`), each encoded once and shared.
+  entries in memory (channel.py), each encoded once and shared.
 - One listener greenlet per process holds one pub/sub connection. Every
-  stream write publishes `<sid> <prev_id> <id> <event> <data>` (writer.py);
+  stream write publishes a `keys.Notice` naming the entry before it;
   when `prev_id` is the channel's newest id the entry is appended directly,
   so a live entry costs no extra Redis read however many clients follow it.
   When a notice shows a gap (a lost notice, a reconnect) the channel is
@@ -21,130 +21,41 @@ the entries after its cursor, in order, each exactly once. Behind it:
   every merge extends exactly that id, so a sink too sees each entry once.
   A channel that must forget what it holds (a reset) detaches its sinks.
 
+The hub is a Flask extension: `hub.init_app(app)` gives each app (one per
+process) its own `Hub`, and views reach it through the module's `hub`.
+
 Deliberate choices:
 - Notices, not blocking XREADs: pub/sub takes and drops sessions freely on
   one connection, and works on Redis Cluster, where an XREAD over many
   sessions' keys would span slots.
-- A reader never writes a stream. A cursor older than what is retained
-  raises `Reset`, carrying the oldest cursor that is still whole.
+- The hub reads streams through reader.py and never writes them. A cursor
+  older than what is retained raises `Reset`, carrying the oldest cursor
+  that is still whole.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple
 
 import gevent
 import redis
-from flask import Flask
-from gevent.event import Event
+from flask import Flask, current_app
 
-from . import keys
-from .events import ZERO_ID, Entry, id_key
+from . import events, keys, reader
+from .channel import Channel, Sink
+from .events import Entry, id_key
+from .exceptions import HubClosed, Reset
 from .extensions import redis_store
 
 log = logging.getLogger(__name__)
 
-BUFFER_ENTRIES = 2048
-CATCH_UP_BATCH = 1000
 RECONNECT_BACKOFF_MAX_SECONDS = 1.0
 # A long-poll loop leaves its channel between two polls: keep it (and its
 # buffer, still fed by notices) this long, so the next poll reads no Redis.
 CHANNEL_LINGER_SECONDS = 30.0
-
-
-class HubClosed(Exception):
-    """The web process is shutting down: end the stream, the client resumes elsewhere."""
-
-
-class Reset(Exception):
-    """The cursor is older than the retained stream; `floor` is whole again."""
-
-    def __init__(self, floor: str) -> None:
-        super().__init__(floor)
-        self.floor = floor
-
-
-class Sink(Protocol):
-    """Where a channel writes new entries for one caught-up follower."""
-
-    def deliver(self, entries: list[Entry]) -> None:
-        """Take entries right after the previous ones; must not block or raise."""
-
-    def detach(self) -> None:
-        """The channel stopped delivering (a reset, a shutdown)."""
-
-
-class Channel:
-    """The newest entries of one session, shared by its local followers."""
-
-    def __init__(self, session_id: str) -> None:
-        self.session_id = session_id
-        self.followers = 0
-        # Every entry with base < id <= newest is in `entries`.
-        self.base: str | None = None  # None until the first read placed us
-        self.entries: list[Entry] = []
-        self._keys: list[tuple[int, int]] = []
-        self.changed = Event()
-        # Caught-up followers the channel writes to itself (see Sink).
-        self.live: dict[Follower, Sink] = {}
-        self.refreshing = False
-        self.dirty = False
-        self.idle_since = 0.0
-
-    @property
-    def newest(self) -> str | None:
-        return self.entries[-1].id if self.entries else self.base
-
-    def place(self, base: str) -> None:
-        """Anchor an empty channel: nothing after `base` is missing from it."""
-        if self.base is None:
-            self.base = base
-
-    def merge(self, after: str, entries: list[Entry]) -> None:
-        """Add a contiguous run of entries that follows `after`."""
-        newest = self.newest
-        if newest is None or id_key(after) > id_key(newest):
-            return  # not contiguous with what we hold
-        fresh = [e for e in entries if id_key(e.id) > id_key(newest)]
-        if not fresh:
-            return
-        self.entries.extend(fresh)
-        self._keys.extend(id_key(e.id) for e in fresh)
-        if len(self.entries) > BUFFER_ENTRIES * 2:
-            dropped = len(self.entries) - BUFFER_ENTRIES
-            self.base = self.entries[dropped - 1].id
-            del self.entries[:dropped], self._keys[:dropped]
-        newest = fresh[-1].id
-        for follower, sink in list(self.live.items()):
-            follower.cursor = newest
-            sink.deliver(fresh)
-        self.wake()
-
-    def detach_all(self) -> None:
-        live, self.live = self.live, {}
-        for sink in live.values():
-            sink.detach()
-
-    def wake(self) -> None:
-        woken, self.changed = self.changed, Event()
-        woken.set()
-
-    def clear(self) -> None:
-        """Forget everything: the next follower read goes to Redis (and may reset)."""
-        self.base, self.entries, self._keys = None, [], []
-        self.detach_all()
-        self.wake()
-
-    def after(self, cursor: str) -> list[Entry] | None:
-        """Buffered entries after `cursor`, or None if the buffer does not reach back."""
-        if self.base is None or id_key(cursor) < id_key(self.base):
-            return None
-        start = bisect.bisect_right(self._keys, id_key(cursor))
-        return self.entries[start:]
 
 
 class Hub:
@@ -198,18 +109,8 @@ class Hub:
 
     def read_after(self, channel: Channel, cursor: str) -> list[Entry]:
         """Range-read entries after `cursor` from Redis and share them with the channel."""
-        stream, meta = keys.stream(channel.session_id), keys.meta(channel.session_id)
-        with self._client.pipeline(transaction=False) as pipe:
-            pipe.xrange(stream, min=f"({cursor}", count=CATCH_UP_BATCH)
-            pipe.exists(stream)
-            pipe.hmget(meta, "floor", "last_id")
-            rows, exists, (floor, last_id) = pipe.execute()
-        # When the stream expired, everything up to its last id is gone.
-        floor = (floor if exists else last_id) or ZERO_ID
-        if cursor != ZERO_ID and id_key(cursor) < id_key(floor):
-            raise Reset(floor)
-        entries = [Entry.from_redis(entry_id, fields) for entry_id, fields in rows]
-        channel.place(max(cursor, floor, key=id_key))
+        entries, base = reader.read_after(self._client, channel.session_id, cursor)
+        channel.place(base)
         channel.merge(cursor, entries)
         return entries
 
@@ -219,6 +120,41 @@ class Hub:
         if channel.dirty:
             self.refresh(channel)
         return entries
+
+    # -- what the views ask ----------------------------------------------
+
+    def poll(self, session_id: str, cursor: str, timeout_seconds: float, limit: int) -> Poll:
+        """A long-poll: entries after `cursor`, waiting up to `timeout_seconds` for some."""
+        try:
+            with self.follow(session_id, cursor) as follower:
+                batch = follower.next_batch(timeout_seconds, limit)
+        except HubClosed:
+            return Poll([], cursor, reset=False)
+        except Reset as exc:
+            return Poll([], exc.floor, reset=True)
+        return Poll(batch, batch[-1].id if batch else cursor, reset=False)
+
+    def wait_for_final(
+        self, session_id: str, message_id: str, cursor: str, timeout_seconds: float
+    ) -> None:
+        """Return once the message's `end` or `error` is after `cursor`, or the time is up.
+
+        The request waits on the hub, not on a Redis connection; a reset or a
+        shutdown ends the wait early (the caller answers with what SQL and
+        the stream hold then).
+        """
+
+        def is_final(entry: Entry) -> bool:
+            return (
+                entry.event in events.FINAL_EVENTS
+                and entry.parsed().get("message_id") == message_id
+            )
+
+        try:
+            with self.follow(session_id, cursor) as follower:
+                follower.wait_until(is_final, timeout_seconds)
+        except (Reset, HubClosed):
+            pass
 
     # -- the listener ----------------------------------------------------
 
@@ -261,17 +197,17 @@ class Hub:
             pubsub.close()
             client.close()
 
-    def _on_notice(self, notice: str) -> None:
-        session_id, prev, entry_id, event, data = notice.split(" ", 4)
-        channel = self._channels.get(session_id)
+    def _on_notice(self, text: str) -> None:
+        notice = keys.parse_notice(text)
+        channel = self._channels.get(notice.session_id)
         if channel is None:
             return
         newest = channel.newest
         if newest is None or channel.refreshing:
             channel.dirty = True
-        elif newest == prev:
-            channel.merge(prev, [Entry(entry_id, event, data)])
-        elif id_key(entry_id) > id_key(newest):
+        elif newest == notice.prev_id:
+            channel.merge(notice.prev_id, [Entry(notice.entry_id, notice.event, notice.data)])
+        elif id_key(notice.entry_id) > id_key(newest):
             self.refresh(channel)  # a gap: some notice was lost
 
     def refresh(self, channel: Channel) -> None:
@@ -293,7 +229,7 @@ class Hub:
                     channel.clear()  # nobody waits: the next follower reads Redis itself
                     break
                 try:
-                    while len(self.read_after(channel, channel.newest)) == CATCH_UP_BATCH:
+                    while len(self.read_after(channel, channel.newest)) == reader.CATCH_UP_BATCH:
                         pass
                 except Reset:
                     # We missed more than is retained: followers must reset too.
@@ -376,16 +312,46 @@ class Follower:
         self.close()
 
 
-def get_hub(app: Flask) -> Hub:
-    """The process's hub, created on first use (after gunicorn forked us)."""
-    hub = app.extensions.get("relay.hub")
-    if hub is None:
-        hub = app.extensions["relay.hub"] = Hub(app)
-    return hub
+class Poll(NamedTuple):
+    """A long-poll's answer: the entries, the cursor to poll from next, and whether it reset."""
+
+    entries: list[Entry]
+    cursor: str
+    reset: bool
 
 
-def close_hub(app: Flask) -> None:
-    """End this process's streams now (called on SIGTERM, see gunicorn.conf.py)."""
-    hub = app.extensions.get("relay.hub")
-    if hub is not None:
-        hub.close()
+class HubExtension:
+    """The process's hub as a Flask extension: `init_app` makes one `Hub` per app."""
+
+    def init_app(self, app: Flask) -> None:
+        # No connection and no greenlet yet: the listener starts with the
+        # first follower, in the process that serves it.
+        app.extensions["relay.hub"] = Hub(app)
+
+    @staticmethod
+    def of(app: Flask) -> Hub:
+        return app.extensions["relay.hub"]
+
+    def _current(self) -> Hub:
+        return current_app.extensions["relay.hub"]
+
+    def follows(self, session_id: str) -> bool:
+        return self._current().follows(session_id)
+
+    def follow(self, session_id: str, cursor: str) -> Follower:
+        return self._current().follow(session_id, cursor)
+
+    def poll(self, session_id: str, cursor: str, timeout_seconds: float, limit: int) -> Poll:
+        return self._current().poll(session_id, cursor, timeout_seconds, limit)
+
+    def wait_for_final(
+        self, session_id: str, message_id: str, cursor: str, timeout_seconds: float
+    ) -> None:
+        self._current().wait_for_final(session_id, message_id, cursor, timeout_seconds)
+
+    def close(self, app: Flask) -> None:
+        """End this process's streams now (on SIGTERM, see gunicorn.conf.py)."""
+        self.of(app).close()
+
+
+hub = HubExtension()

@@ -20,7 +20,10 @@ before the prompt is stored and released only by the script that writes the
 final event, so "queued counts as active" (API.md) holds across processes.
 A claim expires after CLAIM_TTL_SECONDS unless its job is queued: a web
 process that dies between claiming and queueing leaves no session blocked
-for ever (the next prompt's POST fails the answer it left, see api.py).
+for ever (the next prompt's POST fails the answer it left, see sessions.py).
+
+The scripts that make each step atomic are lua/*.lua; keys.py names every
+key and field they touch.
 """
 
 from __future__ import annotations
@@ -43,38 +46,6 @@ FIRST_ATTEMPT = 1
 # A POST takes well under a second from its claim to its job queued; one
 # that has not queued it after this long died on the way.
 CLAIM_TTL_SECONDS = 120
-
-# KEYS: active, meta. ARGV: message_id, attempt, ttl. Returns {the message id
-# already active, or '' once claimed; '1' if the session's previous claim never
-# reached its final event (`done_message_id`, written by writer.py), else ''}.
-_CLAIM = """
-local current = redis.call('HGET', KEYS[1], 'message_id')
-if current then return {current, ''} end
-local previous = redis.call('HGET', KEYS[2], 'claimed')
-local finished = redis.call('HGET', KEYS[2], 'done_message_id')
-redis.call('HSET', KEYS[1], 'message_id', ARGV[1], 'attempt', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('HSET', KEYS[2], 'claimed', ARGV[1])
-if previous and previous ~= finished then return {'', '1'} end
-return {'', ''}
-"""
-
-# Undo a claim whose prompt could not be stored or queued.
-_RELEASE = """
-if redis.call('HGET', KEYS[1], 'message_id') == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-# Ask the active generation to stop; the worker sees it on its next write.
-_CANCEL = """
-if redis.call('HGET', KEYS[1], 'message_id') == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'cancel', '1')
-  return 1
-end
-return 0
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,25 +84,33 @@ def claim(client: redis.Redis, session_id: str, message_id: str) -> Claim:
     that the session's previous claim never reached its final event: its
     answer row may be left unfinished (a web process died mid-POST).
     """
-    active, unfinished = client.eval(
-        _CLAIM,
-        2,
-        keys.active(session_id),
-        keys.meta(session_id),
-        message_id,
-        FIRST_ATTEMPT,
-        CLAIM_TTL_SECONDS,
+    active, unfinished = keys.CLAIM(
+        client,
+        [keys.active(session_id), keys.meta(session_id)],
+        [message_id, FIRST_ATTEMPT, CLAIM_TTL_SECONDS],
     )
     return Claim(active or None, unfinished == "1")
 
 
 def release(client: redis.Redis, session_id: str, message_id: str) -> None:
-    client.eval(_RELEASE, 1, keys.active(session_id), message_id)
+    keys.RELEASE(client, [keys.active(session_id)], [message_id])
 
 
 def request_cancel(client: redis.Redis, session_id: str, message_id: str) -> bool:
     """Flag the generation for cancellation; False if it is not the active one."""
-    return bool(client.eval(_CANCEL, 1, keys.active(session_id), message_id))
+    return bool(keys.CANCEL(client, [keys.active(session_id)], [message_id]))
+
+
+def cancels_requested(client: redis.Redis, running: list[Job]) -> list[bool]:
+    """For each running job, whether its client asked it to stop (one pipelined read)."""
+    with client.pipeline(transaction=False) as pipe:
+        for job in running:
+            pipe.hmget(keys.active(job.session_id), keys.ACTIVE_MESSAGE_ID, keys.ACTIVE_CANCEL)
+        flags = pipe.execute()
+    return [
+        message_id == job.message_id and cancel == keys.CANCEL_REQUESTED
+        for job, (message_id, cancel) in zip(running, flags, strict=True)
+    ]
 
 
 def enqueue(client: redis.Redis, session_id: str, message_id: str) -> Job:
@@ -177,94 +156,25 @@ def ack(client: redis.Redis, taken: Taken) -> None:
         pipe.execute()
 
 
-_NOW_MS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
-# KEYS: processing, leases. ARGV: ttl_ms, raw... Lease jobs still processing.
-_LEASE = (
-    _NOW_MS
-    + """
-local leased = 0
-for i = 2, #ARGV do
-  if redis.call('LPOS', KEYS[1], ARGV[i]) then
-    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), ARGV[i])
-    leased = leased + 1
-  end
-end
-return leased
-"""
-)
-
-# KEYS: leases. ARGV: ttl_ms, raw... Renew leases that still exist (not taken back).
-_RENEW = (
-    _NOW_MS
-    + """
-for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i])
-end
-return #ARGV - 1
-"""
-)
-
-# KEYS: processing, leases. ARGV: ttl_ms, limit. Adopt orphans, list expired jobs.
-_EXPIRED = (
-    _NOW_MS
-    + """
-for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, 999)) do
-  if not redis.call('ZSCORE', KEYS[2], raw) then
-    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), raw)
-  end
-end
-return redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
-"""
-)
-
-# KEYS: processing, leases, queued. ARGV: old raw, new raw ('' to drop), force.
-# Takes back a job whose lease is still expired (or any, when its own worker
-# hands it back: force = 1); 1 if this call took it.
-_TAKE_BACK = (
-    _NOW_MS
-    + """
-local expiry = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if ARGV[3] ~= '1' and (not expiry or tonumber(expiry) > now) then return 0 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
-if ARGV[2] ~= '' then redis.call('LPUSH', KEYS[3], ARGV[2]) end
-return 1
-"""
-)
-
-# KEYS: active. ARGV: message_id, attempt. The attempt takes the session over.
-_BEGIN = """
-local active = redis.call('HMGET', KEYS[1], 'message_id', 'attempt')
-if active[1] ~= ARGV[1] then return 0 end
-if tonumber(active[2] or '0') > tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], 'attempt', ARGV[2], 'seq', '0')
-return 1
-"""
-
-
 def lease(client: redis.Redis, ttl_seconds: float, raws: list[str]) -> int:
     """Put newly taken jobs under lease (only those still in the processing list)."""
     if not raws:
         return 0
-    return client.eval(
-        _LEASE, 2, keys.JOBS_PROCESSING, keys.JOBS_LEASES, int(ttl_seconds * 1000), *raws
+    return keys.LEASE(
+        client, [keys.JOBS_PROCESSING, keys.JOBS_LEASES], [int(ttl_seconds * 1000), *raws]
     )
 
 
 def renew(client: redis.Redis, ttl_seconds: float, raws: list[str]) -> None:
     """Extend the leases of running jobs; a job taken back stays taken back."""
     if raws:
-        client.eval(_RENEW, 1, keys.JOBS_LEASES, int(ttl_seconds * 1000), *raws)
+        keys.RENEW(client, [keys.JOBS_LEASES], [int(ttl_seconds * 1000), *raws])
 
 
 def expired(client: redis.Redis, ttl_seconds: float, limit: int = 100) -> list[str]:
     """Jobs whose worker stopped renewing their lease."""
-    return client.eval(
-        _EXPIRED, 2, keys.JOBS_PROCESSING, keys.JOBS_LEASES, int(ttl_seconds * 1000), limit
+    return keys.EXPIRED(
+        client, [keys.JOBS_PROCESSING, keys.JOBS_LEASES], [int(ttl_seconds * 1000), limit]
     )
 
 
@@ -277,22 +187,17 @@ def take_back(client: redis.Redis, raw: str, retry: Job | None, *, force: bool =
     """
     new_raw = retry.dumps() if retry is not None else ""
     return bool(
-        client.eval(
-            _TAKE_BACK,
-            3,
-            keys.JOBS_PROCESSING,
-            keys.JOBS_LEASES,
-            keys.JOBS_QUEUED,
-            raw,
-            new_raw,
-            "1" if force else "0",
+        keys.TAKE_BACK(
+            client,
+            [keys.JOBS_PROCESSING, keys.JOBS_LEASES, keys.JOBS_QUEUED],
+            [raw, new_raw, "1" if force else "0"],
         )
     )
 
 
 def begin(client: redis.Redis, job: Job) -> bool:
     """Make this attempt the one allowed to write, from sequence number 0; False if stale."""
-    return bool(client.eval(_BEGIN, 1, keys.active(job.session_id), job.message_id, job.attempt))
+    return bool(keys.BEGIN(client, [keys.active(job.session_id)], [job.message_id, job.attempt]))
 
 
 def next_attempt(job: Job) -> Job:

@@ -28,16 +28,7 @@ from flask import Request
 
 from . import keys
 from .config import Rate
-from .errors import ApiError
-
-# Count one prompt in a window; its first prompt starts the window's expiry.
-# A script, not a pipeline: one command, and redis-py's pipeline costs more
-# CPU than the round trip it saves.
-_COUNT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return count
-"""
+from .exceptions import ApiError
 
 
 def client_address(request: Request, proxy_hops: int) -> str:
@@ -54,7 +45,7 @@ def check_prompt_rate(client: redis.Redis, address: str, rate: Rate) -> None:
     limit, period = rate
     now = time.time()
     window = int(now // period)
-    count = client.eval(_COUNT, 1, keys.rate_limit(address, window), period + 1)
+    count = keys.COUNT(client, [keys.rate_limit(address, window)], [period + 1])
     if count > limit:
         retry_after = max(1, math.ceil((window + 1) * period - now))
         raise ApiError(

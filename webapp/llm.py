@@ -21,21 +21,19 @@ the switch exists until generation.py writes them as `reasoning` events
 (API.md); until then a `Reasoning` piece would reach its chunk writer. The
 wiring step turns it on in `model_from_settings` (or removes the switch).
 
-Finish reasons: `stop`, `length` and `content_filter` (FINISH_REASONS, the
-ones API.md's `end` names) pass through in `Finish`. Any other (`tool_calls`,
+Finish reasons: `stop`, `length` and `content_filter` (events.FINISH_REASONS,
+the ones API.md's `end` names) pass through in `Finish`. Any other (`tool_calls`,
 `function_call`, a server's own `eos`) means the model did not answer as
 asked: it is raised as a ModelError `upstream_error` naming the reason, so
 the answer ends with `error`, never with a silent `end`.
 
-Exceptions, flat:
+Every failure leaves as a `ModelError` (exceptions.py): `code` is API.md's
+error code (`upstream_error` or `upstream_timeout`), `retryable` says
+whether trying again before any text was sent may help.
 
-    ModelError            the model failed; `code` is API.md's error code
-     (`upstream_error` or `upstream_timeout`), `retryable` says whether
-     trying again before any text was sent may help, `retry_after_seconds`
-     what the server asked for (429 and 503 answers)
-
-Retries are the caller's (generation.py): only it knows whether text was
-already sent, after which trying again would repeat the answer.
+Retries follow `RetryPolicy`, run by the caller (generation.py): only it
+knows whether text was already sent, after which trying again would repeat
+the answer.
 """
 
 from __future__ import annotations
@@ -45,39 +43,17 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx2
 import openai
 
+from .events import FINISH_REASONS, FINISH_STOP, UPSTREAM_ERROR, UPSTREAM_TIMEOUT
+from .exceptions import ModelError
+
 log = logging.getLogger(__name__)
-
-UPSTREAM_ERROR = "upstream_error"
-UPSTREAM_TIMEOUT = "upstream_timeout"
-
-# The finish reasons API.md's `end` names that a model can give (`cancelled`
-# is relay's own). Anything else is an `upstream_error`.
-FINISH_REASONS = frozenset({"stop", "length", "content_filter"})
-
-
-class ModelError(Exception):
-    """The model could not produce (the rest of) an answer."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        retryable: bool = False,
-        retry_after_seconds: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.retry_after_seconds = retry_after_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +92,70 @@ class Model(Protocol):
     name: str
 
     def stream(self, messages: list[dict[str, str]]) -> Iterator[Piece]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When a generation asks the model again after a failure, and how long it waits first.
+
+    Only before any text was sent (after it, a new request would repeat the
+    answer), only for failures marked `retryable`, at most `retries` times.
+    A server's Retry-After (429, 503) lengthens the pause, up to a cap.
+    """
+
+    retries: int = 3
+    backoff_seconds: tuple[float, ...] = (0.5, 1.0, 2.0)
+    retry_after_max_seconds: float = 10.0
+
+    def pause(self, retry: int, error: ModelError, text_sent: bool) -> float | None:
+        """Seconds to wait before asking again after failure number `retry` (from 0); None: give up."""
+        if text_sent or not error.retryable or retry >= self.retries:
+            return None
+        pause = self.backoff_seconds[min(retry, len(self.backoff_seconds) - 1)]
+        if error.retry_after_seconds is not None:
+            pause = min(max(pause, error.retry_after_seconds), self.retry_after_max_seconds)
+        return pause
+
+    def stream(
+        self,
+        model: Model,
+        messages: list[dict[str, str]],
+        *,
+        text_sent: Callable[[], bool],
+        wait: Callable[..., Any],
+        ids: tuple[str, str],
+    ) -> Iterator[Piece]:
+        """`model.stream(messages)`, asked again after failures as this policy allows.
+
+        Each step that waits on the model (the next piece, a pause before
+        asking again) runs as `wait(function, *args)`, so the caller knows
+        when it waits; `ids` (session, message) name it in the log.
+        """
+        for retry in range(self.retries + 1):
+            pieces = model.stream(messages)
+            try:
+                while (piece := wait(next, pieces, None)) is not None:
+                    yield piece
+                return
+            except ModelError as exc:
+                pause = self.pause(retry, exc, text_sent())
+                if pause is None:
+                    raise
+                log.warning(
+                    "model failed before any text, retry %d in %.1fs session=%s message=%s: %s",
+                    retry + 1,
+                    pause,
+                    *ids,
+                    exc.message,
+                )
+                wait(time.sleep, pause)
+            finally:
+                close = getattr(pieces, "close", None)
+                if close is not None:
+                    close()
+
+
+MODEL_RETRIES = RetryPolicy()
 
 
 class OpenAIModel:
@@ -362,7 +402,7 @@ class DemoModel:
         prompt_tokens = sum(len(m["content"]) for m in messages) // 4
         yield Finish(
             self.name,
-            "stop",
+            FINISH_STOP,
             {
                 "prompt_tokens": prompt_tokens,
                 # Reasoning is paid for as completion tokens, as real APIs count it.

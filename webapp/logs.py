@@ -129,7 +129,8 @@ class RedactTokens(logging.Filter):
 
 
 def configure(level: str = "INFO", fmt: str = "text") -> None:
-    """Send every record to stdout in `fmt`: "text" or "json" (LOG_LEVEL and LOG_FORMAT)."""
+    """Send every record to stdout in `fmt`: LOG_FORMAT, from the app's config."""
+    fmt = fmt.lower()
     handler = logging.StreamHandler(sys.stdout)
     formatter = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
     handler.setFormatter(formatter)

@@ -113,13 +113,13 @@ API_ERRORS = Counter(
     "relay_api_errors", "Error responses, by API.md code.", ["code"], registry=LOCAL
 )
 
-# Everything workers record, in one hash (one Cluster slot).
-GENERATION_KEY = f"{keys.PREFIX}:{{metrics}}:generation"
+# Everything workers record, in one hash (one Cluster slot); its fields are ours alone.
+GENERATION_KEY = keys.METRICS_GENERATION
 TTFT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 DURATION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
 
-# -- web side: called by the request hooks below, and by stream.py ------------
+# -- web side: called by the request hooks below, by sse.py and stream.py -----
 
 
 def sse_opened(resumed: bool) -> None:
@@ -361,7 +361,7 @@ def _before() -> None:
 
 
 def _after(response: Response) -> Response:
-    # SSE opens and closes are counted by stream.py, which knows when a held stream ends.
+    # SSE opens and closes are counted by sse.py, which knows when a held stream ends.
     if response.status_code >= 400 and response.is_json:
         body: Any = response.get_json(silent=True)
         code = body.get("error", {}).get("code") if isinstance(body, dict) else None

@@ -2,6 +2,11 @@
 
 Redis holds the live stream and forgets it after STREAM_TTL_SECONDS; these
 rows are what a snapshot, and the model's conversation history, come from.
+
+An answer row is fenced by attempt, as its stream is in Redis (writer.py):
+`messages.attempt` names the generation attempt that owns it, and only
+that attempt may finish it (`claim_answer`, `finish_answer`). So however
+many attempts a lost worker causes, one message has one answer, written once.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from . import events
 from .extensions import db
 from .jobs import FIRST_ATTEMPT
 
@@ -217,7 +223,10 @@ def supersede(session_id: str, message_id: str) -> bool:
 
 # An answer that can never finish: its job was never queued (a web process
 # died mid-POST) or its claim was lost with Redis's data (jobs.py, snapshot.py).
-ORPHAN_ERROR = ("internal_error", "the answer was lost to a server failure before it could finish")
+ORPHAN_ERROR = (
+    events.INTERNAL_ERROR,
+    "the answer was lost to a server failure before it could finish",
+)
 
 
 def fail_orphans(session_id: str) -> int:
@@ -249,3 +258,79 @@ def fail_orphans(session_id: str) -> int:
 def find_message(session_id: str, message_id: str) -> Message | None:
     query = select(Message).where(Message.session_id == session_id, Message.id == message_id)
     return db.session.scalar(query)
+
+
+def claim_answer(session_id: str, message_id: str, attempt: int, model: str) -> bool:
+    """Make `attempt` the owner of the answer row, unless a later one is or it is final.
+
+    In the open transaction; the first attempt never needs it (`add_prompt`
+    stores the row owned by it already).
+    """
+    c = _messages.c
+    result = db.session.execute(
+        update(_messages)
+        .where(
+            c.session_id == session_id,
+            c.id == message_id,
+            c.attempt < attempt,
+            c.status.not_in(FINAL_STATUSES),
+        )
+        .values(attempt=attempt, status=STREAMING, model=model)
+    )
+    return result.rowcount == 1
+
+
+def take_answer(
+    session_id: str, message_id: str, attempt: int, model: str
+) -> tuple[bool, list[Turn]]:
+    """Claim the answer row for `attempt` and read the session's turns, then commit.
+
+    (whether the attempt owns the row, the turns.) The first attempt owns it
+    from birth (`add_prompt`), so it only reads. The transaction ends here:
+    a long answer must not hold a pooled connection.
+    """
+    claimed = attempt == FIRST_ATTEMPT or claim_answer(session_id, message_id, attempt, model)
+    history = turns(session_id)
+    db.session.commit()
+    return claimed, history
+
+
+def finish_answer(
+    session_id: str,
+    message_id: str,
+    attempt: int,
+    *,
+    status: str,
+    content: str,
+    chunk_count: int,
+    usage: dict[str, int] | None = None,
+    **values: Any,
+) -> bool:
+    """Store the final answer if `attempt` still owns the row, and commit; False if fenced off.
+
+    An attempt that died before claiming the row leaves it with an older
+    attempt number, which a later attempt may still finish.
+    """
+    c = _messages.c
+    usage = usage or {}
+    result = db.session.execute(
+        update(_messages)
+        .where(
+            c.session_id == session_id,
+            c.id == message_id,
+            c.attempt <= attempt,
+            c.status.not_in(FINAL_STATUSES),
+        )
+        .values(
+            status=status,
+            content=content,
+            chunk_count=chunk_count,
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            total_tokens=usage.get("total_tokens"),
+            finished_at=utcnow(),
+            **values,
+        )
+    )
+    db.session.commit()
+    return result.rowcount == 1

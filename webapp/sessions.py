@@ -1,206 +1,116 @@
-"""Sessions as a whole: create, list a caller's, delete; regenerate an answer.
+"""Chat sessions: create, find, accept a prompt, cancel, regenerate an answer, delete.
 
-Domain functions for the views (API.md rows `GET /api/sessions`, `DELETE
-/api/sessions/{sid}`, `POST .../messages/{mid}/regenerate`). The views check
-ids and access (auth.py) first; these functions take ids already checked and
-raise errors.ApiError for what only they can tell.
+What the JSON views (api.py) do, without the HTTP: they parse the request
+(params.py), check access (auth.py), call these, and answer. Listing a
+caller's sessions is session_list.py.
+
+A session has at most one active generation, from the moment its prompt is
+accepted until its final event (API.md). Every new answer (`queue_answer`:
+a prompt, a regenerate) claims the session in Redis first (jobs.py), then
+stores its rows in SQL, then queues the job; a failure on the way releases
+the claim.
 
 Deliberate choices:
-- A list entry's `title` (the first prompt's first 80 characters) and
-  `updated_at` (its newest message) are read from the messages of the page's
-  sessions, one grouped query each, not stored on the session: a stored copy
-  would cost every prompt an extra write and give one fact two homes.
-- The `next` cursor is the last entry's (created_at, id), base64url-encoded:
-  opaque to clients, and stable when two sessions share a created_at.
 - Delete takes Redis first, then SQL, then tells every web process. Once the
   session's `active` hash is gone, its running generation is fenced off
   (writer.py): its next write is refused, so it stops and recreates no key.
   Should SQL fail after that, the session is still listed, with its history,
   and the client's retried DELETE finishes the job.
-- Regenerate reuses the prompt post's steps (`queue_answer`): claim the
-  session, store the rows, queue the job, release the claim on failure.
-
-Wiring (what the views and the read side still need; see also auth.py):
-
-- DELETE view: check access, `delete_session(app, sid)`, answer 204.
-- The hub (hub.py) must act on `events.SESSION_DELETED` notices: forget the
-  channel's buffer, detach its sinks (held SSE streams end), wake followers,
-  and make `Follower.next_batch` raise a new `SessionDeleted` that ends an
-  SSE body and answers a waiting long-poll or `?wait=` (200, what it has).
-  `api.ensure_session` trusts a followed channel as "exists in SQL": after a
-  delete that no longer holds, so it must drop the channel on that notice.
-- The worker's cancel poll (worker.py `_apply_cancels`) stops a generation
-  waiting on the model only for `cancel == "1"`; it should also stop one
-  whose `active` hash is gone (message_id None), or a deleted session's
-  generation keeps waiting for the model's next piece before it is fenced.
-- `api.post_message` should call `queue_answer` instead of its own copy of
-  claim, store, commit, enqueue and release (it keeps its idempotent replay
-  for a non-None return), so the two stay one.
-- The regenerate view builds the same 202 body and Location as a prompt
-  post, with the message id `regenerate` returns; `/api/chat` with
-  `trigger: regenerate-message` calls `regenerate` on the last answer.
+- A regenerated answer is `superseded`: kept in SQL, left out of the
+  snapshot and of the history sent to the model (models.py).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import redis
 from flask import Flask
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import delete
 
-from . import events, jobs, keys, models
-from .errors import ApiError
+from . import jobs, keys, models, params, snapshot
+from .exceptions import ApiError
 from .extensions import db, redis_store
+from .hub import hub
 from .models import ChatSession, Message
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 50
-TITLE_CHARS = 80
 # Keys per SCAN call when looking for a session's idempotency keys.
 SCAN_COUNT = 1000
 
 
-# -- create and list ----------------------------------------------------------
-
-
-def create_session(owner: str | None) -> ChatSession:
-    """A new session owned by `owner` (None while access control is off), committed."""
+def create(owner: str | None = None) -> str:
+    """A new session owned by `owner` (None while access control is off); its id."""
     chat = ChatSession(id=models.new_session_id(), owner=owner)
     db.session.add(chat)
     db.session.commit()
+    log.info("session created session=%s", chat.id)
+    return chat.id
+
+
+def find(session_id: str) -> ChatSession:
+    """The session, or 404 session_not_found."""
+    chat = db.session.get(ChatSession, params.valid_id(session_id, "session"))
+    if chat is None:
+        raise ApiError(404, "session_not_found", "No session with that id.")
     return chat
 
 
+def ensure(session_id: str) -> None:
+    """404 for an unknown session, without SQL when this process's hub follows it.
+
+    A session that has a channel here was found in SQL before (a delete ends
+    the channel: hub.py). A chat page posts while its stream is open, often here.
+    """
+    if not hub.follows(params.valid_id(session_id, "session")):
+        find(session_id)
+
+
 @dataclass(frozen=True, slots=True)
-class Page:
-    """One page of a caller's sessions, newest first, and the cursor of the next one."""
+class Accepted:
+    """A prompt post's outcome: the answer queued, or the generation that is active."""
 
-    sessions: list[dict[str, Any]]
-    next: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"sessions": self.sessions, "next": self.next}
+    message_id: str | None
+    active: str | None = None
 
 
-def encode_cursor(created_at: datetime, session_id: str) -> str:
-    raw = f"{created_at.isoformat()}|{session_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """(created_at, id) of a `next` cursor; 400 invalid_cursor for anything else."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, session_id = raw.split("|", 1)
-        return datetime.fromisoformat(moment), session_id
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise ApiError(
-            400, "invalid_cursor", "`before` takes the `next` of the previous page."
-        ) from None
-
-
-def list_sessions(owner: str, before: str | None, limit: int = PAGE_SIZE) -> Page:
-    """`owner`'s sessions by created_at, newest first, after the `before` cursor."""
-    s = ChatSession.__table__.c
-    query = select(s.id, s.created_at).where(s.owner == owner)
-    if before:
-        created_at, session_id = decode_cursor(before)
-        query = query.where(
-            or_(s.created_at < created_at, and_(s.created_at == created_at, s.id < session_id))
-        )
-    rows = db.session.execute(query.order_by(s.created_at.desc(), s.id.desc()).limit(limit + 1))
-    rows = list(rows)
-    page, more = rows[:limit], len(rows) > limit
-    ids = [row.id for row in page]
-    titles, updated = _titles(ids), _updated(ids)
-    sessions = [
-        {
-            "session_id": row.id,
-            "title": titles.get(row.id, ""),
-            "created_at": models.isoformat(row.created_at),
-            "updated_at": models.isoformat(updated.get(row.id) or row.created_at),
-        }
-        for row in page
-    ]
-    last = page[-1] if more else None
-    return Page(sessions, encode_cursor(last.created_at, last.id) if last else None)
-
-
-def _titles(session_ids: list[str]) -> dict[str, str]:
-    """The first prompt's first TITLE_CHARS characters, per session that has one."""
-    if not session_ids:
-        return {}
-    m = Message.__table__.c
-    first = (
-        select(func.min(m.seq))
-        .where(m.session_id.in_(session_ids), m.role == models.USER)
-        .group_by(m.session_id)
+def accept_prompt(client: redis.Redis, session_id: str, content: str) -> Accepted:
+    """Store the prompt and queue its answer, unless a generation is active."""
+    message_id = models.new_message_id()
+    active = queue_answer(
+        client, session_id, message_id, lambda: models.add_prompt(session_id, content, message_id)
     )
-    query = select(m.session_id, func.substr(m.content, 1, TITLE_CHARS)).where(m.seq.in_(first))
-    return {session_id: title for session_id, title in db.session.execute(query)}
+    return Accepted(None, active=active) if active is not None else Accepted(message_id)
 
 
-def _updated(session_ids: list[str]) -> dict[str, datetime]:
-    """When each session last changed: its newest message created or finished."""
-    if not session_ids:
-        return {}
-    m = Message.__table__.c
-    query = (
-        select(m.session_id, func.max(m.created_at), func.max(m.finished_at))
-        .where(m.session_id.in_(session_ids))
-        .group_by(m.session_id)
-    )
-    return {
-        session_id: max(t for t in (created, finished) if t is not None)
-        for session_id, created, finished in db.session.execute(query)
-    }
+def find_message(
+    client: redis.Redis, session_id: str, message_id: str
+) -> tuple[dict[str, Any], str]:
+    """The message as a snapshot shows it, and the snapshot's cursor; 404 if there is none."""
+    params.valid_id(message_id, "message")
+    messages, cursor = snapshot.live_messages(client, session_id)
+    for message in messages:
+        if message.id == message_id:
+            return message.to_json(), cursor
+    raise ApiError(404, "message_not_found", "No message with that id in this session.")
 
 
-# -- delete ---------------------------------------------------------------------
+def cancel(client: redis.Redis, session_id: str, message_id: str) -> str:
+    """Ask the message's generation to stop; the status to answer with."""
+    message, _ = find_message(client, session_id, message_id)
+    if message["role"] != models.ASSISTANT:
+        raise ApiError(409, "not_cancellable", "Only an assistant answer can be cancelled.")
+    if not jobs.request_cancel(client, session_id, message_id):
+        return message["status"]
+    log.info("cancel requested session=%s message=%s", session_id, message_id)
+    return "cancelling"
 
 
-def session_redis_keys(client: redis.Redis, session_id: str) -> list[str]:
-    """Every Redis key of the session: the fixed ones and its idempotency keys.
-
-    The idempotency keys have per-key names, so they are found with SCAN: it
-    walks the whole keyspace (SCAN_COUNT keys a call), which a delete, a
-    rare request, can afford.
-    """
-    found = set(client.scan_iter(match=keys.session_key_pattern(session_id), count=SCAN_COUNT))
-    return sorted(found | set(keys.session_keys(session_id)))
-
-
-def delete_session(app: Flask, session_id: str) -> None:
-    """Delete the session's Redis keys and SQL rows, then tell every web process.
-
-    Deleting the `active` hash fences a running generation off (see the
-    module docstring), and the `deleted` notice ends the session's open
-    streams and waiting polls (once the hub knows it).
-    """
-    client = redis_store.client_for(app)
-    active = client.hget(keys.active(session_id), "message_id")
-    # One DEL of keys that share one Cluster slot: atomic.
-    client.delete(*session_redis_keys(client, session_id))
-    try:
-        db.session.execute(delete(Message).where(Message.session_id == session_id))
-        db.session.execute(delete(ChatSession).where(ChatSession.id == session_id))
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
-    client.publish(keys.EVENTS_CHANNEL, events.deleted_notice(session_id))
-    log.info("session deleted session=%s active=%s", session_id, active or "-")
-
-
-# -- regenerate -------------------------------------------------------------------
+# -- new answers ----------------------------------------------------------------
 
 
 def queue_answer(
@@ -263,3 +173,39 @@ def regenerate(app: Flask, session_id: str, message_id: str) -> str:
         "answer regenerated session=%s message=%s superseded=%s", session_id, answer_id, message_id
     )
     return answer_id
+
+
+# -- delete ---------------------------------------------------------------------
+
+
+def session_redis_keys(client: redis.Redis, session_id: str) -> list[str]:
+    """Every Redis key of the session: the fixed ones and its idempotency keys.
+
+    The idempotency keys have per-key names, so they are found with SCAN: it
+    walks the whole keyspace (SCAN_COUNT keys a call), which a delete, a
+    rare request, can afford.
+    """
+    found = set(client.scan_iter(match=keys.session_key_pattern(session_id), count=SCAN_COUNT))
+    return sorted(found | set(keys.session_keys(session_id)))
+
+
+def delete_session(app: Flask, session_id: str) -> None:
+    """Delete the session's Redis keys and SQL rows, then tell every web process.
+
+    Deleting the `active` hash fences a running generation off (see the
+    module docstring), and the `deleted` notice ends the session's open
+    streams and waiting polls (once the hub knows it).
+    """
+    client = redis_store.client_for(app)
+    active = client.hget(keys.active(session_id), keys.ACTIVE_MESSAGE_ID)
+    # One DEL of keys that share one Cluster slot: atomic.
+    client.delete(*session_redis_keys(client, session_id))
+    try:
+        db.session.execute(delete(Message).where(Message.session_id == session_id))
+        db.session.execute(delete(ChatSession).where(ChatSession.id == session_id))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    client.publish(keys.EVENTS_CHANNEL, keys.deleted_notice(session_id))
+    log.info("session deleted session=%s active=%s", session_id, active or "-")

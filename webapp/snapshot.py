@@ -9,60 +9,23 @@ its `end`; if SQL is ahead of the stream, the client just sees an `end` for a
 message it already shows finished.)
 
 The stream is read backwards only as far as the unfinished generation
-reaches: a session has one generation at a time, so the first event of any
-other message marks where it began.
+reaches (reader.py, `read_tail`).
 
 An answer that is unfinished in SQL and in the stream, and is not the one
 the session's claim names, will never finish: its job was never queued (a
 web process died mid-POST, jobs.py) or its claim was lost with Redis's data.
 The snapshot shows it failed, as the session's next POST records it in SQL
-(api.py), so a client never waits for it.
+(sessions.py), so a client never waits for it.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any, NamedTuple
+from typing import Any
 
 import redis
 
-from . import events, keys, models
-from .events import ZERO_ID
+from . import events, models, reader
 from .models import Message
-
-PAGE_ENTRIES = 500
-
-
-class Tail(NamedTuple):
-    cursor: str
-    found: list[tuple[str, dict]]  # (event, data) of the pending messages, oldest first
-    claimed: str | None  # the message id the session's claim names
-
-
-def _tail(client: redis.Redis, session_id: str, pending: set[str]) -> Tail:
-    """The cursor, the events of `pending` messages oldest first, and the claimed message."""
-    stream = keys.stream(session_id)
-    with client.pipeline(transaction=False) as pipe:
-        pipe.xrevrange(stream, count=PAGE_ENTRIES)
-        pipe.hget(keys.meta(session_id), "last_id")
-        pipe.hget(keys.active(session_id), "message_id")
-        page, last_id, claimed = pipe.execute()
-    cursor = page[0][0] if page else (last_id or ZERO_ID)
-    found: list[tuple[str, dict]] = []
-    while page and pending:
-        for _, fields in page:
-            data = json.loads(fields.get("data", "{}"))
-            if data.get("message_id") not in pending:
-                return Tail(cursor, found[::-1], claimed)
-            found.append((fields.get("event", ""), data))
-            if fields.get("event") == events.START:
-                pending = pending - {data["message_id"]}
-                if not pending:
-                    return Tail(cursor, found[::-1], claimed)
-        if len(page) < PAGE_ENTRIES:
-            break
-        page = client.xrevrange(stream, max=f"({page[-1][0]}", count=PAGE_ENTRIES)
-    return Tail(cursor, found[::-1], claimed)
 
 
 def _apply(message: Message, event: str, data: dict[str, Any]) -> None:
@@ -74,7 +37,7 @@ def _apply(message: Message, event: str, data: dict[str, Any]) -> None:
         message.content += data.get("text", "")
     elif event == events.END:
         reason = data.get("finish_reason")
-        message.status = models.CANCELLED if reason == "cancelled" else models.DONE
+        message.status = models.CANCELLED if reason == events.FINISH_CANCELLED else models.DONE
         message.finish_reason = reason
         message.usage = data.get("usage")
     elif event == events.ERROR:
@@ -91,7 +54,7 @@ def live_messages(client: redis.Redis, session_id: str) -> tuple[list[Message], 
         for m in messages
         if m.role == models.ASSISTANT and m.status not in models.FINAL_STATUSES
     }
-    tail = _tail(client, session_id, set(pending))
+    tail = reader.read_tail(client, session_id, set(pending))
     for message in pending.values():
         models.db.session.expunge(message)  # folded in memory, never saved
     for event, data in tail.found:

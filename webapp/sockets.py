@@ -10,18 +10,14 @@ switches and the generator, werkzeug and gunicorn write path per entry
 (most of the web's CPU in the fan-out bench), and a greenlet with its
 stack while idle (most of the memory per connection).
 
+Everything this relies on from gunicorn (its socket in the environ, its
+chunked framing, its quiet close on EPIPE) is in handover.py, and only
+there.
+
 Deliberate choices:
-- Only gunicorn's plain HTTP/1.x GET responses under gevent are handed
-  over (`holder_for`); anything else (another server or worker class, TLS
-  in gunicorn, HTTP/2, HEAD) keeps yielding to the server. Heroku ends TLS
-  at its router.
-- The bytes are exactly what gunicorn writes for a yielded item: HTTP/1.1
-  bodies are chunked (`<hex size>\\r\\n<data>\\r\\n`), HTTP/1.0 bodies are
-  raw. gunicorn writes the headers (on the first yield); the held stream
-  writes the final chunk.
-- Handing over raises `HandedOver` (an EPIPE) out of the body: gunicorn
-  then closes its own descriptor quietly and writes nothing more, and the
-  duplicate keeps the connection open.
+- The bytes are exactly what gunicorn would write for a yielded item, so a
+  client cannot tell who wrote which part: gunicorn writes the headers (on
+  the first yield), the held stream the rest and the final chunk.
 - A write the socket cannot take whole is queued, and a greenlet started
   for that client alone flushes it under the send deadline; new entries
   queue behind it, so the byte stream stays in order. A client whose queue
@@ -30,12 +26,6 @@ Deliberate choices:
 - A held stream that the hub can no longer feed (a reset, a shutdown) is
   ended, not fed otherwise: EventSource reconnects with Last-Event-ID and
   the ordinary path catches it up. Nothing is lost either way.
-
-Exceptions:
-
-    BrokenPipeError
-     ├── SlowClient   the client stopped reading
-     └── HandedOver   the hub holds the stream now (gunicorn lets go quietly)
 """
 
 from __future__ import annotations
@@ -50,26 +40,16 @@ from contextlib import contextmanager
 from typing import Any
 
 import gevent
-from gevent import monkey
 
-from .events import KEEP_ALIVE, Entry, chunked
+from . import handover
+from .events import KEEP_ALIVE, Entry
+from .exceptions import SlowClient
 
 log = logging.getLogger(__name__)
 
 # What one live client may have queued before it counts as too slow.
 MAX_PENDING_BYTES = 1 << 20
-
-
-class SlowClient(BrokenPipeError):
-    """A client stopped taking our writes; gunicorn closes its socket quietly (EPIPE)."""
-
-
-class HandedOver(BrokenPipeError):
-    """Raised out of an SSE body whose connection the hub now holds.
-
-    An EPIPE to gunicorn: it closes its descriptor (ours is a duplicate) and
-    logs nothing.
-    """
+KEEP_ALIVE_CHUNK = handover.chunked(KEEP_ALIVE)
 
 
 class SendWatch:
@@ -180,7 +160,7 @@ class HeldStream:
     # -- called by the holder's sweep -------------------------------------------
 
     def keep_alive(self) -> None:
-        self._write(chunked(KEEP_ALIVE) if self._chunked else KEEP_ALIVE)
+        self._write(KEEP_ALIVE_CHUNK if self._chunked else KEEP_ALIVE)
 
     def end(self) -> None:
         """Finish the body if the socket takes it, close, and release what the stream held."""
@@ -190,7 +170,7 @@ class HeldStream:
         holder.discard(self)
         if self._chunked and not self._pending:
             try:
-                os.write(self._fd, b"0\r\n\r\n")  # the last chunk: a whole body
+                os.write(self._fd, handover.LAST_CHUNK)  # a whole body
             except OSError:
                 pass  # gone or full: the client reconnects either way
         self._pending.clear()
@@ -287,27 +267,17 @@ def holder_for(
 ) -> Callable[[Callable[[], None]], HeldStream] | None:
     """How to hand this response over to the hub, or None where only yielding is safe.
 
-    The returned function duplicates the connection into a HeldStream that
-    calls `on_end` when it finishes.
+    The returned function takes the connection (handover.py) into a
+    HeldStream that calls `on_end` when it finishes.
     """
-    sock = environ.get("gunicorn.socket")
-    protocol = environ.get("SERVER_PROTOCOL")
-    if (
-        sock is None
-        or not monkey.is_module_patched("socket")  # held streams live on gevent's loop
-        or environ.get("REQUEST_METHOD") != "GET"
-        or environ.get("wsgi.url_scheme") != "http"
-        or protocol not in ("HTTP/1.1", "HTTP/1.0")
-        or hasattr(sock, "do_handshake")  # TLS: bytes must go through the SSL object
-    ):
+    connection = handover.connection(environ)
+    if connection is None:
         return None
 
     def hold(on_end: Callable[[], None]) -> HeldStream:
-        duplicate = socket.socket(fileno=os.dup(sock.fileno()))
         return HeldStream(
-            duplicate,
-            # gunicorn chunks the body of an HTTP/1.1 GET response without Content-Length.
-            chunked=protocol == "HTTP/1.1",
+            connection.take(),
+            chunked=connection.chunked,
             session_id=session_id,
             deadline=deadline,
             heartbeat_seconds=heartbeat_seconds,

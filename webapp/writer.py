@@ -16,8 +16,11 @@ checks and the write are atomic:
   id written and the `floor` (every entry at or below it is gone), which is
   how readers tell an old cursor (reset) from a current one, and which
   message and attempt finished last, so a retried final write is recognised.
-- Notification: every append publishes `<sid> <prev_id> <id> <event> <data>`
-  on one channel, which the hub of each web process follows (see hub.py).
+- Notification: every append publishes a `keys.Notice` on one channel,
+  which the hub of each web process follows (see hub.py).
+
+The scripts are lua/append.lua and lua/finish.lua; keys.py names every key
+and field they touch.
 
 Redis errors are retried with backoff for up to `retry_seconds`, so a Redis
 restart pauses an answer instead of failing it.
@@ -37,75 +40,11 @@ from typing import Any
 import gevent
 import redis
 from gevent.event import AsyncResult, Event
-from redis.commands.core import Script
 
 from . import keys
+from .keys import Script
 
 log = logging.getLogger(__name__)
-
-# KEYS: stream, active, meta.
-# ARGV: message_id, attempt, seq, event, data, channel, session_id.
-_FENCE_AND_APPEND = """
-local active = redis.call('HMGET', KEYS[2], 'message_id', 'attempt', 'cancel', 'seq')
-if active[1] ~= ARGV[1] or active[2] ~= ARGV[2] then
-  -- a retry of this attempt's final write, whose reply was lost, succeeded
-  local done = redis.call('HMGET', KEYS[3], 'done_message_id', 'done_attempt', 'done_seq', 'last_id')
-  if done[1] == ARGV[1] and done[2] == ARGV[2] and tonumber(done[3]) >= tonumber(ARGV[3]) then
-    return {done[4], '0'}
-  end
-  return {'', '0'}
-end
-if tonumber(active[4] or '0') >= tonumber(ARGV[3]) then
-  return {redis.call('HGET', KEYS[3], 'last_id'), active[3] or '0'}
-end
-local prev = redis.call('HGET', KEYS[3], 'last_id')
-if prev and redis.call('EXISTS', KEYS[1]) == 0 then
-  -- the stream expired since: everything up to its last id is gone
-  redis.call('HSET', KEYS[3], 'floor', prev)
-end
-local id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[4], 'data', ARGV[5])
-redis.call('HSET', KEYS[3], 'last_id', id)
-redis.call('HSET', KEYS[2], 'seq', ARGV[3])
-redis.call('PERSIST', KEYS[1])
-redis.call('PUBLISH', ARGV[6],
-  ARGV[7] .. ' ' .. (prev or '0-0') .. ' ' .. id .. ' ' .. ARGV[4] .. ' ' .. ARGV[5])
-"""
-
-_APPEND = (
-    _FENCE_AND_APPEND
-    + """
-return {id, active[3] or '0'}
-"""
-)
-
-# ARGV continued: stream_ttl, maxlen, meta_ttl.
-_FINISH = (
-    _FENCE_AND_APPEND
-    + """
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[3], 'done_message_id', ARGV[1], 'done_attempt', ARGV[2], 'done_seq', ARGV[3])
-local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[9])
-if excess > 0 then
-  local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
-  redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[9])
-  redis.call('HSET', KEYS[3], 'floor', gone[#gone][1])
-end
-redis.call('EXPIRE', KEYS[1], ARGV[8])
-redis.call('EXPIRE', KEYS[3], ARGV[10])
-return {id, '0'}
-"""
-)
-
-_SCRIPTS: dict[tuple[int, str], Script] = {}
-
-
-def _script(client: redis.Redis, source: str) -> Script:
-    """One Script object per client and source, so its SHA is computed once."""
-    key = (id(client), source)
-    if key not in _SCRIPTS:
-        _SCRIPTS[key] = client.register_script(source)
-    return _SCRIPTS[key]
-
 
 RETRY_START_SECONDS = 0.1
 RETRY_MAX_SECONDS = 2.0
@@ -168,7 +107,7 @@ class WriteBatcher:
             if any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
                 # Redis restarted and forgot our scripts; nothing ran, so send again.
                 for script in {id(s): s for s, _, _ in batch}.values():
-                    script.sha = self._client.script_load(script.script)
+                    script.load(self._client)
                 results = self._pipeline(batch)
         except Exception as exc:  # the connection failed: every writer retries on its own
             results = [exc] * len(batch)
@@ -211,8 +150,6 @@ class StreamWriter:
         self._maxlen = maxlen
         self._retry_seconds = retry_seconds
         self._batcher = batcher
-        self._append = _script(client, _APPEND)
-        self._finish = _script(client, _FINISH)
         # The write of the last `send`, until its outcome is read: its args and
         # the reply on its way, or (with no batcher) the outcome itself.
         self._sent: tuple[list[Any], AsyncResult] | Written | None = None
@@ -221,7 +158,7 @@ class StreamWriter:
         self._seq += 1
         return [*self._fence, self._seq, event, data, keys.EVENTS_CHANNEL, self._session_id]
 
-    def _run(self, script: Any, args: list[Any]) -> Written:
+    def _run(self, script: Script, args: list[Any]) -> Written:
         """Run a write script, retrying through Redis outages; the seq makes retries safe."""
         if self._sent is not None:
             self.sent_written()  # the stream keeps the order of the writes
@@ -231,7 +168,7 @@ class StreamWriter:
             try:
                 if self._batcher is not None:
                     return Written.from_reply(self._batcher.run_script(script, self._keys, args))
-                return Written.from_reply(script(keys=self._keys, args=args))
+                return Written.from_reply(script(self._client, self._keys, args))
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if time.monotonic() + backoff > deadline:
                     raise
@@ -246,7 +183,7 @@ class StreamWriter:
                 backoff = min(backoff * 2, RETRY_MAX_SECONDS)
 
     def append(self, event: str, data: str) -> Written:
-        return self._run(self._append, self._args(event, data))
+        return self._run(keys.APPEND, self._args(event, data))
 
     def send(self, event: str, data: str) -> None:
         """Append without waiting for the reply; `sent_written()` tells the outcome.
@@ -256,9 +193,9 @@ class StreamWriter:
         """
         args = self._args(event, data)
         if self._batcher is None:
-            self._sent = self._run(self._append, args)  # no pipeline to put it on: write now
+            self._sent = self._run(keys.APPEND, args)  # no pipeline to put it on: write now
         else:
-            self._sent = (args, self._batcher.submit(self._append, self._keys, args))
+            self._sent = (args, self._batcher.submit(keys.APPEND, self._keys, args))
 
     def sent_written(self) -> Written:
         """The outcome of the last `send`, retrying it as `append` would if it failed."""
@@ -270,10 +207,10 @@ class StreamWriter:
         try:
             return Written.from_reply(reply.get())
         except (redis.ConnectionError, redis.TimeoutError):
-            return self._run(self._append, args)  # again, with backoff: its seq makes it safe
+            return self._run(keys.APPEND, args)  # again, with backoff: its seq makes it safe
 
     def finish(self, event: str, data: str) -> Written:
         """Write the final event, release the session and apply retention."""
         meta_ttl = self._stream_ttl * keys.META_TTL_FACTOR
         args = [*self._args(event, data), self._stream_ttl, self._maxlen, meta_ttl]
-        return self._run(self._finish, args)
+        return self._run(keys.FINISH, args)

@@ -28,4 +28,4 @@ def pg_sleep() -> Response:
 
 app = create_app()
 app.register_blueprint(bp)
-configure(app.config["LOG_LEVEL"])
+configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])

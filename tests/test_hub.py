@@ -1,0 +1,223 @@
+"""The hub (webapp/hub.py): followers, notices, gaps, resets, sinks, and a lost pub/sub.
+
+It runs in a gevent-patched child (the `gevent` marker), as in a web process:
+the hub's listener waits on its pub/sub socket beside the test. Entries are
+written by the real writer (writer.py), so notices are the real ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import gevent
+import pytest
+import redis
+
+from tests.conftest import dispose, make_app
+from tests.support.processes import RedisServer, wait_for
+from webapp import events, jobs, keys
+from webapp.events import Entry
+from webapp.exceptions import HubClosed, Reset
+from webapp.extensions import redis_store
+from webapp.hub import Hub
+from webapp.writer import StreamWriter
+
+pytestmark = pytest.mark.gevent
+
+
+def open_hub(app) -> Iterator[Hub]:
+    hub = Hub(app)
+    yield hub
+    hub.close()
+    if hub._listener is not None:  # a test's hub must not outlive the test
+        hub._listener.kill()
+
+
+@pytest.fixture()
+def hub(app) -> Iterator[Hub]:
+    yield from open_hub(app)
+
+
+@pytest.fixture()
+def client(app) -> redis.Redis:
+    return redis_store.client_for(app)
+
+
+def writer_for(client: redis.Redis, session_id: str, message_id: str, **kw) -> StreamWriter:
+    assert jobs.claim(client, session_id, message_id).active is None
+    kw.setdefault("stream_ttl_seconds", 3600)
+    kw.setdefault("maxlen", 10_000)
+    return StreamWriter(client, session_id, message_id, 1, **kw)
+
+
+def chunk(writer: StreamWriter, message_id: str, text: str) -> str:
+    return writer.append(events.CHUNK, events.chunk_data(message_id, text)).entry_id
+
+
+def range_reads(client: redis.Redis) -> int:
+    """XRANGE calls the server has answered so far."""
+    return client.info("commandstats").get("cmdstat_xrange", {}).get("calls", 0)
+
+
+def texts(entries: list[Entry]) -> list[str]:
+    return [entry.parsed()["text"] for entry in entries]
+
+
+def listening(hub: Hub) -> None:
+    """Wait until the hub's listener has subscribed (a follow starts it)."""
+    wait_for(
+        lambda: (
+            hub._listener is not None and hub._client.pubsub_numsub(keys.EVENTS_CHANNEL)[0][1] > 0
+        ),
+        what="the hub to subscribe",
+    )
+
+
+def test_live_entries_reach_followers_from_notices_alone(
+    hub: Hub, client: redis.Redis, unique: str
+) -> None:
+    session_id = f"live{unique}"
+    first, second = hub.follow(session_id, "0-0"), hub.follow(session_id, "0-0")
+    assert first.next_batch(0) == second.next_batch(0) == []  # places the channel
+    listening(hub)
+    writer = writer_for(client, session_id, "live-msg")
+    chunk(writer, "live-msg", "zero")
+    # Once an entry came in live, the re-read that follows a subscribe is done.
+    got = first.next_batch(5)
+    wait_for(lambda: not first._channel.refreshing, what="the subscribe's re-read")
+    reads = range_reads(client)
+    for text in ("one", "two", "three"):
+        chunk(writer, "live-msg", text)
+    while len(got) < 4:
+        got += first.next_batch(5)
+    assert texts(got) == ["zero", "one", "two", "three"]
+    assert second.next_batch(5) == got, "both followers see each entry once, in order"
+    assert second.next_batch(0) == []
+    assert range_reads(client) == reads, "live entries cost no range read"
+    assert got[0].sse is second._channel.entries[0].sse  # encoded once, shared
+
+
+def test_a_lost_notice_is_found_by_a_range_read(hub: Hub, client: redis.Redis, unique: str) -> None:
+    session_id = f"gap{unique}"
+    writer = writer_for(client, session_id, "gap-msg")
+    first = chunk(writer, "gap-msg", "one")
+    follower = hub.follow(session_id, first)
+    assert follower.next_batch(0) == []
+    listening(hub)
+    # An entry whose notice never came, as if the pub/sub dropped it.
+    lost = client.xadd(
+        keys.stream(session_id),
+        {keys.ENTRY_EVENT: events.CHUNK, keys.ENTRY_DATA: events.chunk_data("gap-msg", "two")},
+    )
+    client.hset(keys.meta(session_id), keys.META_LAST_ID, lost)
+    chunk(writer, "gap-msg", "three")  # its notice names `lost` as the entry before it
+    got: list[Entry] = []
+    while len(got) < 2:
+        got += follower.next_batch(5)
+    assert texts(got) == ["two", "three"]
+
+
+def test_a_cursor_older_than_the_stream_resets_to_its_floor(
+    hub: Hub, client: redis.Redis, unique: str
+) -> None:
+    session_id = f"reset{unique}"
+    writer = writer_for(client, session_id, "reset-msg", maxlen=2)
+    ids = [chunk(writer, "reset-msg", str(i)) for i in range(4)]
+    writer.finish(
+        events.END,
+        events.end_data(
+            "reset-msg", finish_reason="stop", usage=None, duration_ms=1, chunks=4, text_length=4
+        ),
+    )
+    with pytest.raises(Reset) as reset:
+        hub.follow(session_id, ids[0]).next_batch(0)
+    assert reset.value.floor == ids[2]  # the newest entry trimmed away
+    answer = hub.poll(session_id, ids[0], 0, 10)
+    assert (answer.entries, answer.cursor, answer.reset) == ([], ids[2], True)
+    after_floor = hub.poll(session_id, ids[2], 0, 10)
+    assert [e.event for e in after_floor.entries] == ["chunk", "end"] and not after_floor.reset
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.detached = False
+
+    def deliver(self, entries: list[Entry]) -> None:
+        self.entries += entries
+
+    def detach(self) -> None:
+        self.detached = True
+
+
+def test_a_caught_up_follower_is_written_to_by_its_channel_until_the_hub_closes(
+    app, client: redis.Redis, unique: str
+) -> None:
+    session_id = f"sink{unique}"
+    hubs = open_hub(app)
+    hub = next(hubs)
+    follower = hub.follow(session_id, "0-0")
+    assert follower.next_batch(0) == [] and follower.caught_up()
+    listening(hub)
+    sink = ListSink()
+    follower.attach(sink)
+    writer = writer_for(client, session_id, "sink-msg")
+    last = [chunk(writer, "sink-msg", text) for text in ("one", "two")][-1]
+    wait_for(lambda: len(sink.entries) == 2, what="the channel to deliver")
+    assert texts(sink.entries) == ["one", "two"] and follower.cursor == last
+    hub.close()
+    assert sink.detached
+    with pytest.raises(HubClosed):
+        follower.next_batch(1)
+    next(hubs, None)
+
+
+def test_wait_for_final_returns_on_the_messages_end(
+    hub: Hub, client: redis.Redis, unique: str
+) -> None:
+    session_id = f"wait{unique}"
+    writer = writer_for(client, session_id, "wait-msg")
+    cursor = chunk(writer, "wait-msg", "one")
+
+    def finish() -> None:
+        chunk(writer, "wait-msg", "two")
+        data = events.end_data(
+            "wait-msg", finish_reason="stop", usage=None, duration_ms=1, chunks=2, text_length=6
+        )
+        writer.finish(events.END, data)
+
+    finisher = gevent.spawn_later(0.2, finish)
+    waited = gevent.spawn(hub.wait_for_final, session_id, "wait-msg", cursor, 20)
+    assert waited.join(timeout=20) is None and waited.dead, "the end must end the wait"
+    finisher.join()
+    assert client.xlen(keys.stream(session_id)) == 3
+
+
+def test_the_listener_comes_back_after_redis_restarts(
+    base_env: dict[str, str], log_dir: Path, unique: str
+) -> None:
+    server = RedisServer(log_dir).start()
+    env = dict(base_env, REDIS_URL=server.url, DATABASE_URL=f"sqlite:///{log_dir / unique}.db")
+    app = make_app(env)
+    hubs = open_hub(app)
+    hub = next(hubs)
+    try:
+        client = redis_store.client_for(app)
+        session_id = f"restart{unique}"
+        follower = hub.follow(session_id, "0-0")
+        assert follower.next_batch(0) == []
+        listening(hub)
+        server.stop()
+        server = RedisServer(log_dir, port=server.port).start()
+        listening(hub)
+        writer = writer_for(client, session_id, "restart-msg")
+        chunk(writer, "restart-msg", "after")
+        got: list[Entry] = []
+        while not got:
+            got = follower.next_batch(5)
+        assert texts(got) == ["after"]
+    finally:
+        next(hubs, None)
+        dispose(app)
+        server.stop()

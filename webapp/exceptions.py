@@ -1,0 +1,112 @@
+"""Every exception relay defines, in one flat tree.
+
+    Exception
+     ├── ApiError          an error answer: HTTP status, API.md code, a sentence for
+     │                     people (errors.py turns it into the JSON body)
+     ├── InvalidCursor     a cursor that is not a Redis stream entry id (events.py);
+     │   (ValueError)      the views answer it with 400 invalid_cursor
+     ├── ModelError        the model could not produce (the rest of) an answer
+     │                     (llm.py); `code` is upstream_error or upstream_timeout
+     ├── Reset             a reader's cursor is older than the retained stream;
+     │                     `floor` is the oldest cursor that is still whole
+     └── HubClosed         the web process is shutting down: end the stream, the
+                           client resumes elsewhere
+
+    BrokenPipeError        what gunicorn closes a connection on, quietly (handover.py)
+     ├── SlowClient        an SSE client stopped taking our writes
+     └── HandedOver        raised out of an SSE body whose connection the hub holds now
+
+    BaseException          so that no `except Exception` swallows them
+     └── Interrupt         raised into a running generation by its worker
+          ├── Cancelled    the client asked to stop: end with finish_reason "cancelled"
+          └── HandedBack   the worker is shutting down and returns the job to the
+                           queue: write nothing more, the next attempt takes over
+
+Redis, SQL and HTTP client errors are the libraries' own; errors.py maps the
+ones a request can meet to 503.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, API.md code, a sentence for people."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class InvalidCursor(ValueError):
+    """A cursor that is not a Redis stream entry id."""
+
+
+class ModelError(Exception):
+    """The model could not produce (the rest of) an answer.
+
+    `retryable` says whether trying again before any text was sent may help;
+    `retry_after_seconds` is what the server asked for (429 and 503 answers).
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after_seconds = retry_after_seconds
+
+
+class Reset(Exception):
+    """The cursor is older than the retained stream; `floor` is whole again."""
+
+    def __init__(self, floor: str) -> None:
+        super().__init__(floor)
+        self.floor = floor
+
+
+class HubClosed(Exception):
+    """The web process is shutting down: end the stream, the client resumes elsewhere."""
+
+
+class SlowClient(BrokenPipeError):
+    """A client stopped taking our writes; gunicorn closes its socket quietly (EPIPE)."""
+
+
+class HandedOver(BrokenPipeError):
+    """Raised out of an SSE body whose connection the hub now holds.
+
+    An EPIPE to gunicorn: it closes its descriptor (ours is a duplicate) and
+    logs nothing.
+    """
+
+
+class Interrupt(BaseException):
+    """Raised into a running generation by its worker."""
+
+
+class Cancelled(Interrupt):
+    """The client asked to stop this answer."""
+
+
+class HandedBack(Interrupt):
+    """The worker returns this job to the queue; another attempt will run it."""

@@ -1,0 +1,88 @@
+"""What handing a response over to the hub relies on from gunicorn, in one place.
+
+Once an SSE client has caught up, its connection goes from gunicorn to the
+hub (sockets.py), which writes new entries to the socket itself. WSGI says
+nothing of this; it leans on four things gunicorn's gevent worker does, each
+named here with where gunicorn does it (gunicorn 27):
+
+1. The client's socket is `environ["gunicorn.socket"]`
+   (gunicorn/http/wsgi.py, `create`).
+2. The status line and headers go out with the first item the body yields
+   (`Response.write` calls `send_headers`).
+3. An HTTP/1.1 response without Content-Length has a chunked body: each
+   yielded item is one chunk, `<hex size>\\r\\n<data>\\r\\n`, and the body
+   ends with the zero-size chunk (`Response.is_chunked`, `util.write_chunk`,
+   `Response.close`). An HTTP/1.0 body is the bytes as they are, ended by
+   closing the connection.
+4. An OSError with errno EPIPE out of the body (a `BrokenPipeError`) makes
+   the worker log "Ignoring EPIPE" at debug level, close its socket and
+   write nothing more (gunicorn/workers/base_async.py, `AsyncWorker.handle`).
+   So raising one lets go of the connection quietly, and a duplicate of the
+   socket, taken before, keeps it open for the hub. The send deadline
+   (sockets.py, `SlowClient`) ends a stuck write the same way.
+
+`GUNICORN_CHECKED` is the range of releases this was checked against;
+tests/test_handover.py pins it and each behaviour above, so an upgrade
+past it fails there first.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from gevent import monkey
+
+from .exceptions import HandedOver
+
+GUNICORN_CHECKED = ((27, 0), (28, 0))  # from, up to (excluded): major, minor
+ENVIRON_SOCKET = "gunicorn.socket"
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def chunked(data: bytes) -> bytes:
+    """`data` as one chunk of an HTTP/1.1 chunked body, as gunicorn frames a yielded item."""
+    return b"%X\r\n%s\r\n" % (len(data), data)
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """The client connection under a response that the hub may take over."""
+
+    sock: socket.socket
+    chunked: bool  # the body is chunked (HTTP/1.1), else raw (HTTP/1.0)
+
+    def take(self) -> socket.socket:
+        """A duplicate of the socket: it stays open when gunicorn closes its own."""
+        return socket.socket(fileno=os.dup(self.sock.fileno()))
+
+
+def connection(environ: dict[str, Any]) -> Connection | None:
+    """This response's connection, or None where only yielding to the server is safe.
+
+    Only gunicorn's plain HTTP/1.x GET responses under gevent qualify:
+    another server or worker class, TLS inside gunicorn (bytes must go
+    through the SSL object), HTTP/2 and HEAD keep yielding. Heroku ends TLS
+    at its router, so there every stream qualifies.
+    """
+    sock = environ.get(ENVIRON_SOCKET)
+    protocol = environ.get("SERVER_PROTOCOL")
+    if (
+        sock is None
+        or not monkey.is_module_patched("socket")  # held streams live on gevent's loop
+        or environ.get("REQUEST_METHOD") != "GET"
+        or environ.get("wsgi.url_scheme") != "http"
+        or protocol not in ("HTTP/1.1", "HTTP/1.0")
+        or hasattr(sock, "do_handshake")  # TLS
+    ):
+        return None
+    # gunicorn chunks the body of an HTTP/1.1 GET response without Content-Length.
+    return Connection(sock, chunked=protocol == "HTTP/1.1")
+
+
+def let_go() -> NoReturn:
+    """End the response body so that gunicorn closes its socket and says nothing (item 4)."""
+    raise HandedOver(errno.EPIPE, "the hub holds this stream now")
