@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from tests.support.model_server import ModelServer
+from webapp.demo_model import DemoModel
 from webapp.exceptions import ModelError
-from webapp.llm import Delta, DemoModel, Finish, OpenAIModel, Reasoning
+from webapp.llm import Delta, Finish, OpenAIModel, Reasoning
 
 
 class KeepAliveModel:

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 import redis
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
@@ -43,56 +43,61 @@ def error_response(
 
 
 def register(app: Flask) -> None:
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    for unavailable in (redis.RedisError, OperationalError, InterfaceError, PoolTimeout):
+        app.register_error_handler(unavailable, _unavailable)
+    app.register_error_handler(ProgrammingError, _programming_error)
+    app.register_error_handler(Exception, _internal_error)
+
+
+def _api_error(exc: ApiError) -> Response:
+    return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
+
+
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    code, message = _HTTP_CODES.get(status, ("http_error", exc.description or ""))
+    headers = {}
+    if status == 405 and exc.valid_methods:
+        headers["Allow"] = ", ".join(exc.valid_methods)
+    return error_response(status, code, message, headers)
+
+
+def _unavailable(exc: Exception) -> Response:
     from . import health  # health.py builds its answers with error_response
 
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
+    if health.is_schema_error(exc):
+        return _schema_missing(exc)
+    log.warning("backing service unavailable: %s", health.one_line(exc))
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        message = "Redis (REDIS_URL) does not answer; retry shortly."
+    elif isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        message = "The database (DATABASE_URL) does not answer; retry shortly."
+    else:
+        message = "A backing service is unavailable; retry shortly."
+    return error_response(503, "unavailable", message, {"Retry-After": "1"})
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        code, message = _HTTP_CODES.get(status, ("http_error", exc.description or ""))
-        headers = {}
-        if status == 405 and exc.valid_methods:
-            headers["Allow"] = ", ".join(exc.valid_methods)
-        return error_response(status, code, message, headers)
 
-    @app.errorhandler(redis.RedisError)
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(InterfaceError)
-    @app.errorhandler(PoolTimeout)
-    def unavailable(exc: Exception) -> Response:
-        if health.is_schema_error(exc):
-            return schema_missing(exc)
-        log.warning("backing service unavailable: %s", health.one_line(exc))
-        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-            message = "Redis (REDIS_URL) does not answer; retry shortly."
-        elif isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
-            message = "The database (DATABASE_URL) does not answer; retry shortly."
-        else:
-            message = "A backing service is unavailable; retry shortly."
-        return error_response(503, "unavailable", message, {"Retry-After": "1"})
+def _programming_error(exc: ProgrammingError) -> Response:
+    from . import health
 
-    @app.errorhandler(ProgrammingError)
-    def programming_error(exc: ProgrammingError) -> Response:
-        # PostgreSQL reports a missing table as a programming error; any
-        # other is a bug of ours.
-        if health.is_schema_error(exc):
-            return schema_missing(exc)
-        return internal_error(exc)
+    # PostgreSQL reports a missing table as a programming error; any other is a bug of ours.
+    if health.is_schema_error(exc):
+        return _schema_missing(exc)
+    return _internal_error(exc)
 
-    def schema_missing(exc: Exception) -> Response:
-        problem = health.schema_missing(app, health.one_line(exc))
-        log.error("%s", problem.detail)
-        return error_response(
-            503,
-            "unavailable",
-            problem.message,
-            {"Retry-After": str(problem.retry_after_seconds)},
-        )
 
-    @app.errorhandler(Exception)
-    def internal_error(exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return error_response(500, "internal_error", "Something went wrong on our side.")
+def _schema_missing(exc: Exception) -> Response:
+    from . import health
+
+    problem = health.schema_missing(current_app, health.one_line(exc))
+    log.error("%s", problem.detail)
+    return error_response(
+        503, "unavailable", problem.message, {"Retry-After": str(problem.retry_after_seconds)}
+    )
+
+
+def _internal_error(exc: Exception) -> Response:
+    log.exception("unhandled error")
+    return error_response(500, "internal_error", "Something went wrong on our side.")
