@@ -365,6 +365,37 @@ def test_a_stream_ends_with_its_token_and_resumes_with_a_fresh_one_exactly_once(
     assert [e.event for e in events].count("end") == 1
 
 
+def test_a_poll_and_a_wait_answer_when_their_token_runs_out(
+    access_web: str, worker: Process, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"wait past the token {unique}"
+    behavior = model_server.behave(prompt, chunks=["a ", "b"], gate_after=1)
+    with httpx.Client(base_url=access_web, timeout=40) as http:
+        owner = token("walt")
+        session_id = create(http, owner)
+        message_id = post(http, session_id, prompt, owner)
+        try:
+            cursor = read_sse(access_web, session_id, max_events=2, headers=bearer(owner))
+            started = time.monotonic()
+            polled = http.get(
+                f"/api/sessions/{session_id}/poll",
+                params={"after": cursor.events[-1].id, "timeout": 25},
+                headers=bearer(token("walt", ttl=1)),  # about 6 s with the leeway
+            )
+            poll_seconds, started = time.monotonic() - started, time.monotonic()
+            waited = http.get(
+                f"/api/sessions/{session_id}/messages/{message_id}",
+                params={"wait": 25},
+                headers=bearer(token("walt", ttl=1)),
+            )
+            # Each answered with what it had, long before the 25 s it asked for.
+            assert max(poll_seconds, time.monotonic() - started) < 20
+        finally:
+            behavior.gate.set()
+    assert polled.status_code == 200 and polled.json()["events"] == []
+    assert waited.status_code == 200 and waited.json()["status"] == "streaming"
+
+
 # -- RS256 ---------------------------------------------------------------------------------
 
 
