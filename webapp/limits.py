@@ -17,6 +17,7 @@ keeps enough files free for requests, Redis and SQL. Past it a stream gets
 
 from __future__ import annotations
 
+import logging
 import math
 import resource
 import time
@@ -30,6 +31,8 @@ from flask import Request
 from . import keys
 from .config import Rate
 from .exceptions import ApiError
+
+log = logging.getLogger(__name__)
 
 
 def client_address(request: Request, proxy_hops: int) -> str:
@@ -50,9 +53,14 @@ def check_session_rate(client: redis.Redis, subject: str, rate: Rate) -> None:
     """Count one new session for `subject` (auth.rate_limit_subject); 429 over SESSION_RATE_LIMIT.
 
     Each session is an SQL row: without this, one client could add rows as
-    fast as we answer (issue 15: 300 a second from one address).
+    fast as we answer (issue 15: 300 a second from one address). Sessions
+    live in SQL, so while Redis is down they are still created, uncounted:
+    the page can open and show its chat, and say that prompts must wait.
     """
-    _count(client, lambda window: keys.session_rate_limit(subject, window), rate, "new sessions")
+    try:
+        _count(client, lambda w: keys.session_rate_limit(subject, w), rate, "new sessions")
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("new session not counted, redis unavailable: %s", exc)
 
 
 def _count(client: redis.Redis, key_for: Callable[[int], str], rate: Rate, what: str) -> None:
