@@ -27,12 +27,21 @@
 // apps; with a mouse or trackpad Enter sends and Shift+Enter is a new line.
 // Ctrl/Cmd+Enter sends on both. The keyboard hint shows only where it holds.
 //
+// Access control (API.md): a team's app opens the page with a token in the
+// URL fragment (`#access_token=`), which browsers never send to a server.
+// The page takes it, drops it from the address bar (a copied link or a
+// bookmark does not carry it; ?session= stays), keeps it for the tab, and
+// sends it as `Authorization: Bearer` on fetches and as `?access_token=` on
+// EventSource, which cannot set headers. A refused token (401) stops the page
+// with a sentence saying to open it again from the app.
+//
 // Errors reach the user as a sentence that says what to do (`advise`), never
 // as a code: wait so long (Retry-After), shorten the message, check the
 // connection. A chat link that is malformed or names no chat says so, with a
 // button to start a new chat, rather than quietly opening another one.
 
 const SESSION_KEY = "relay.session";
+const TOKEN_KEY = "relay.accessToken"; // sessionStorage: this tab only
 const WITHOUT_STREAMING_KEY = "relay.withoutStreaming";
 const SESSION_ID = /^[A-Za-z0-9_-]{8,64}$/;
 const EVENT_TYPES = ["start", "chunk", "end", "error", "reset"];
@@ -408,7 +417,10 @@ function adoptSnapshot(snapshot) {
 function reloadSnapshot() {
   if (!state.reloading) {
     state.reloading = fetchSnapshot()
-      .catch((err) => (err.status === 404 ? sessionGone() : Promise.reject(err)))
+      .catch((err) => {
+        if (err.status === 404) sessionGone();
+        else if (err.status !== 401) throw err; // 401: accessRefused said so
+      })
       .finally(() => {
         state.reloading = null;
         state.queued.splice(0).forEach(receive);
@@ -425,12 +437,42 @@ async function fetchSnapshot() {
       clearNotice("load");
       return;
     } catch (err) {
-      if (err.status === 404) throw err;
+      if (err.status === 404 || err.status === 401) throw err;
       // One failure is routine (a restart, a flaky hop); then the user should know.
       if (failures) showAdvice(err, { doing: "load" }, "load");
       await sleep(retryDelay(err, failures + 1));
     }
   }
+}
+
+// ---- the access token ----
+
+const access = { token: null };
+
+/** Take `#access_token=` from the URL (then drop it from the address bar), else the tab's. */
+function takeToken() {
+  const given = new URLSearchParams(location.hash.slice(1)).get("access_token");
+  if (given) {
+    const url = new URL(location.href);
+    url.hash = "";
+    history.replaceState(null, "", url);
+    try {
+      sessionStorage.setItem(TOKEN_KEY, given);
+    } catch {
+      // Storage disabled: the token lasts until the page is reloaded.
+    }
+  }
+  try {
+    access.token = given || sessionStorage.getItem(TOKEN_KEY);
+  } catch {
+    access.token = given;
+  }
+}
+
+/** `url` with the token as a query parameter, for EventSource (it cannot send headers). */
+function withToken(url) {
+  if (!access.token) return url;
+  return `${url}${url.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(access.token)}`;
 }
 
 // ---- network helpers ----
@@ -454,9 +496,15 @@ function retryAfterSeconds(header) {
 }
 
 async function getJson(url, options = {}) {
-  const response = await fetch(url, { cache: "no-store", ...options });
+  const headers = { ...options.headers };
+  if (access.token) headers.Authorization = `Bearer ${access.token}`;
+  const response = await fetch(url, { cache: "no-store", ...options, headers });
   const body = await response.json().catch(() => null);
-  if (!response.ok) throw new HttpError(response.status, body, response.headers.get("Retry-After"));
+  if (!response.ok) {
+    const err = new HttpError(response.status, body, response.headers.get("Retry-After"));
+    if (response.status === 401) accessRefused(err);
+    throw err;
+  }
   return body;
 }
 
@@ -505,7 +553,7 @@ function pollUrl(timeoutS) {
 function openSse() {
   closeSse();
   const cursor = encodeURIComponent(state.cursor);
-  const es = new EventSource(`/api/sessions/${state.sid}/events?last_event_id=${cursor}`);
+  const es = new EventSource(withToken(`/api/sessions/${state.sid}/events?last_event_id=${cursor}`));
   Object.assign(net, {
     es, esSince: Date.now(), esErrors: 0, esLastAt: 0, esLastId: null, suspect: null,
     idleProbeDelay: QUIET_MS, idleProbeAt: Date.now() + QUIET_MS,
@@ -874,6 +922,24 @@ function updateChrome() {
   const model = [...state.messages].reverse().find((m) => m.model)?.model;
   $("model").hidden = !model;
   $("model").textContent = model || "";
+  placeRegenerate(active);
+}
+
+let regenerateButton = null;
+
+/** One Regenerate button, on the last answer once it is final, and only while nothing runs. */
+function placeRegenerate(active) {
+  const last = state.messages.at(-1);
+  const final = last?.role === "assistant" && ["done", "cancelled"].includes(last.status);
+  const view = final && !active && !state.gone && !state.sending ? views.get(last.id) : null;
+  if (!view) return void regenerateButton?.remove();
+  if (!regenerateButton) {
+    regenerateButton = el("button", "Regenerate");
+    regenerateButton.type = "button";
+    regenerateButton.className = "regenerate";
+    regenerateButton.addEventListener("click", regenerate);
+  }
+  if (regenerateButton.parentNode !== view) view.append(regenerateButton);
 }
 
 const CONNECTION_LABEL = {
@@ -1084,6 +1150,27 @@ async function stop() {
   }
 }
 
+/** Ask for the last answer again: the server supersedes it and queues a new one. */
+async function regenerate() {
+  const last = state.messages.at(-1);
+  if (!last || state.sending || activeAnswer() || state.gone) return;
+  state.sending = true;
+  clearNotice("send");
+  updateChrome();
+  try {
+    await postJson(`/api/sessions/${state.sid}/messages/${encodeURIComponent(last.id)}/regenerate`);
+    state.dueSince = Date.now();
+    // The snapshot leaves the superseded answer out and has the new one queued;
+    // its events then follow as for any answer.
+    await reloadSnapshot();
+  } catch (err) {
+    showAdvice(err, {}, "send");
+  } finally {
+    state.sending = false;
+    updateChrome();
+  }
+}
+
 async function createSession() {
   for (let failures = 1; ; failures++) {
     try {
@@ -1091,6 +1178,7 @@ async function createSession() {
       clearNotice("start");
       return sid;
     } catch (err) {
+      if (err.status === 401) throw err; // accessRefused said so
       showAdvice(err, { doing: "start" }, "start");
       await sleep(retryDelay(err, failures));
     }
@@ -1133,6 +1221,20 @@ const GONE = {
 
 /** The chat cannot be used (why: a GONE key): stop following it, say so, offer a new one. */
 function sessionGone(why = "deleted") {
+  stopFollowing();
+  notice(GONE[why], { kind: "gone", action: { label: "Start a new chat", run: newChat } });
+  updateChrome();
+}
+
+/** The server refused our token (expired, or none): only the app can give a fresh one. */
+function accessRefused(err) {
+  if (state.gone) return;
+  stopFollowing();
+  notice(advise(plain(err)).text, { kind: "gone" });
+  updateChrome();
+}
+
+function stopFollowing() {
   state.gone = true;
   releaseWholeAnswers();
   stopPolling();
@@ -1140,8 +1242,6 @@ function sessionGone(why = "deleted") {
   clearTimeout(net.retryTimer);
   $("composer").hidden = true;
   $("connection").hidden = true;
-  notice(GONE[why], { kind: "gone", action: { label: "Start a new chat", run: newChat } });
-  updateChrome();
 }
 
 /** Enter sends with a mouse or trackpad; on a touch screen it is a new line. */
@@ -1184,6 +1284,7 @@ function bindUi() {
 }
 
 async function boot() {
+  takeToken(); // first: the fragment leaves the address bar before anything else runs
   bindUi();
   const linked = new URLSearchParams(location.search).get("session");
   // A link names the chat the user means: if it cannot be opened, say so
@@ -1206,4 +1307,6 @@ async function boot() {
   setInterval(watch, 1000);
 }
 
-if ($("composer")) boot();
+if ($("composer")) boot().catch((err) => {
+  if (!state.gone) throw err; // a refused token stopped the page, and said so
+});

@@ -76,6 +76,7 @@ def base_env(
         HEARTBEAT_SECONDS="1",
         WORKER_POP_TIMEOUT_SECONDS="1",
         RATE_LIMIT="100000/minute",  # tests that limit start their own web server
+        SESSION_RATE_LIMIT="100000/minute",
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="INFO",
     )
@@ -85,6 +86,7 @@ def base_env(
 def make_app(env: dict[str, str], **overrides: Any):
     """An in-process app on the stack's Redis and a fresh schema in its database."""
     from webapp import create_app
+    from webapp.config import Rate
     from webapp.config import database_url as normalise
     from webapp.extensions import db
 
@@ -94,6 +96,8 @@ def make_app(env: dict[str, str], **overrides: Any):
             "SQLALCHEMY_DATABASE_URI": normalise(env["DATABASE_URL"]),
             "OPENAI_API_KEY": "test-key",
             "OPENAI_BASE_URL": env["OPENAI_BASE_URL"],
+            # Every test's sessions come from 127.0.0.1, counted in one Redis.
+            "SESSION_RATE_LIMIT": Rate(100000, 60),
             **overrides,
         }
     )

@@ -249,7 +249,7 @@ MALFORMED = [
     ),
     ("GET", "/api/sessions/{sid}/messages", {}, b"", 405, "method_not_allowed"),
     ("PUT", "/api/sessions/{sid}/messages", {}, b"", 405, "method_not_allowed"),
-    ("DELETE", "/api/sessions/{sid}", {}, b"", 405, "method_not_allowed"),
+    ("PUT", "/api/sessions/{sid}", {}, b"", 405, "method_not_allowed"),
     ("PATCH", "/api/sessions", {}, b"", 405, "method_not_allowed"),
     ("POST", "/healthz", {}, b"", 405, "method_not_allowed"),
     ("GET", "/api", {}, b"", 404, "not_found"),

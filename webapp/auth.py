@@ -32,24 +32,19 @@ before_request hook: every `/api/` request (CORS preflights excepted) is
 authenticated before any view runs, and the caller is kept for the request.
 With access control off the hook does nothing.
 
-Wiring into the views (what each one must add; `caller = current_caller()`):
+Where the views use it (`caller = current_caller()`):
 
-- POST /api/sessions: `require_unscoped(caller)`; store `caller.sub` as the
-  owner (sessions.create_session); SESSION_RATE_LIMIT counts per
-  `rate_limit_subject(caller, address)`.
-- GET /api/sessions: 404 when `caller is None` (access control off);
-  `require_unscoped(caller)`; sessions.list_sessions(caller.sub, before).
-- Every `/api/sessions/{sid}/...` and `/api/chat/{sid}/...` view, and
-  POST /api/chat with its body's `id`: `check_session(caller, chat.owner,
-  chat.id)` after loading the row. api.ensure_session skips SQL when the hub
-  already follows the session; with access control on it must still know
-  the owner (keep it on the hub's channel: it never changes).
-- SSE: end the stream `caller.seconds_left()` from now (the smaller of that
-  and SSE_MAX_SECONDS): a clean end of body, the client reconnects with a
-  fresh token and Last-Event-ID. A held stream (sockets.py) takes the same
-  deadline.
-- Long-poll `timeout` and `?wait=`: `cap_seconds(caller, seconds)`, so they
-  answer 200 with what they have when the token runs out.
+- POST /api/sessions: `require_unscoped`; `caller.sub` becomes the owner;
+  SESSION_RATE_LIMIT counts per `rate_limit_subject` (api.py).
+- GET /api/sessions: 404 with access control off, `require_unscoped`, then
+  session_list.py.
+- Every `/api/sessions/{sid}/...` view: `check_session`, through
+  sessions.find_for, or sessions.ensure, which skips SQL for a session the
+  hub follows by keeping its owner on the channel.
+- SSE streams end `cap_seconds(caller, SSE_MAX_SECONDS)` from their start,
+  held or not (stream.py, sse.py); long-poll `timeout` and `?wait=` go
+  through `cap_seconds` too, so they answer 200 with what they have when
+  the token runs out.
 """
 
 from __future__ import annotations

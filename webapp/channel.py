@@ -56,6 +56,10 @@ class Channel:
         self.refreshing = False
         self.dirty = False
         self.idle_since = 0.0
+        # The session's owner once a view looked it up (it never changes), so
+        # access checks need no SQL; None: not known here (sessions.ensure).
+        self.owner: str | None = None
+        self.deleted = False
 
     @property
     def newest(self) -> str | None:
@@ -100,6 +104,11 @@ class Channel:
         self.base, self.entries, self._keys = None, [], []
         self.detach_all()
         self.wake()
+
+    def end(self) -> None:
+        """The session was deleted: held streams end, waiting followers wake and stop."""
+        self.deleted = True
+        self.clear()
 
     def after(self, cursor: str) -> list[Entry] | None:
         """Buffered entries after `cursor`, or None if the buffer does not reach back."""

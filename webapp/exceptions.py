@@ -10,7 +10,8 @@
      ├── Reset             a reader's cursor is older than the retained stream;
      │                     `floor` is the oldest cursor that is still whole
      └── HubClosed         the web process is shutting down: end the stream, the
-                           client resumes elsewhere
+          │                client resumes elsewhere
+          └── SessionDeleted  the session was deleted: its readers end the same way
 
     BrokenPipeError        what gunicorn closes a connection on, quietly (handover.py)
      ├── SlowClient        an SSE client stopped taking our writes
@@ -86,6 +87,10 @@ class Reset(Exception):
 
 class HubClosed(Exception):
     """The web process is shutting down: end the stream, the client resumes elsewhere."""
+
+
+class SessionDeleted(HubClosed):
+    """The session was deleted: every reader of it ends, as on a shutdown (API.md, DELETE)."""
 
 
 class SlowClient(BrokenPipeError):

@@ -47,7 +47,7 @@ from flask import Flask, current_app
 from . import events, keys, reader
 from .channel import Channel, Sink
 from .events import Entry, id_key
-from .exceptions import HubClosed, Reset
+from .exceptions import HubClosed, Reset, SessionDeleted
 from .extensions import redis_store
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,15 @@ class Hub:
 
     # -- followers -------------------------------------------------------
 
-    def follows(self, session_id: str) -> bool:
-        """Whether this process already follows the session (so it exists: none is deleted)."""
-        return session_id in self._channels
+    def channel(self, session_id: str) -> Channel | None:
+        """The session's channel, if this process follows it (so it exists: none is deleted)."""
+        return self._channels.get(session_id)
+
+    def end_session(self, session_id: str) -> None:
+        """The session was deleted: forget it, end its held streams, wake its readers."""
+        if (channel := self._channels.pop(session_id, None)) is not None:
+            log.info("hub ended a deleted session's readers session=%s", session_id)
+            channel.end()
 
     def follow(self, session_id: str, cursor: str) -> Follower:
         self._ensure_listening()
@@ -206,6 +212,9 @@ class Hub:
 
     def _on_notice(self, text: str) -> None:
         notice = keys.parse_notice(text)
+        if notice.event == keys.SESSION_DELETED:
+            self.end_session(notice.session_id)
+            return
         channel = self._channels.get(notice.session_id)
         if channel is None:
             return
@@ -274,6 +283,8 @@ class Follower:
         while True:
             if self._hub.closed:
                 raise HubClosed()
+            if self._channel.deleted:
+                raise SessionDeleted()
             changed = self._channel.changed
             entries = self._channel.after(self.cursor)
             if entries is None:
@@ -288,7 +299,8 @@ class Follower:
 
     def caught_up(self) -> bool:
         """Whether the cursor is the channel's newest id, which every merge extends."""
-        return not self._hub.closed and self._channel.newest == self.cursor
+        channel = self._channel
+        return not self._hub.closed and not channel.deleted and channel.newest == self.cursor
 
     def attach(self, sink: Sink) -> None:
         """Have the channel deliver every new entry to `sink` (only when caught up)."""
@@ -343,10 +355,19 @@ class HubExtension:
         return current_app.extensions["relay.hub"]
 
     def follows(self, session_id: str) -> bool:
-        return self._current().follows(session_id)
+        return self._current().channel(session_id) is not None
 
     def follow(self, session_id: str, cursor: str) -> Follower:
         return self._current().follow(session_id, cursor)
+
+    def owner(self, session_id: str) -> str | None:
+        """The owner a view found for a followed session; None when not known here."""
+        channel = self._current().channel(session_id)
+        return channel.owner if channel is not None else None
+
+    def note_owner(self, session_id: str, owner: str | None) -> None:
+        if (channel := self._current().channel(session_id)) is not None:
+            channel.owner = owner
 
     def poll(self, session_id: str, cursor: str, timeout_seconds: float, limit: int) -> Poll:
         return self._current().poll(session_id, cursor, timeout_seconds, limit)

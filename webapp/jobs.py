@@ -102,13 +102,18 @@ def request_cancel(client: redis.Redis, session_id: str, message_id: str) -> boo
 
 
 def cancels_requested(client: redis.Redis, running: list[Job]) -> list[bool]:
-    """For each running job, whether its client asked it to stop (one pipelined read)."""
+    """For each running job, whether it must stop (one pipelined read).
+
+    It must when its client asked it to, or when the session's `active` hash
+    is gone: the session was deleted (sessions.delete_session) and nobody
+    will read the answer.
+    """
     with client.pipeline(transaction=False) as pipe:
         for job in running:
             pipe.hmget(keys.active(job.session_id), keys.ACTIVE_MESSAGE_ID, keys.ACTIVE_CANCEL)
         flags = pipe.execute()
     return [
-        message_id == job.message_id and cancel == keys.CANCEL_REQUESTED
+        message_id is None or (message_id == job.message_id and cancel == keys.CANCEL_REQUESTED)
         for job, (message_id, cancel) in zip(running, flags, strict=True)
     ]
 

@@ -18,6 +18,8 @@ share the `{jobs}` tag so `BLMOVE` can move a job between them.
     relay:{<sid>}:idem:<key>       string  the answer to a prompt post with that
                                            Idempotency-Key (idempotency.py)
     relay:rate:<address>:<window>  string  prompts counted in a rate-limit window
+    relay:new:<digest>:<window>    string  new sessions counted in a window, per
+                                           client (the digest of its subject: limits.py)
     relay:cache:<sha256>           string  a cached answer (cache.py), with a TTL
     relay:{metrics}:generation     hash    figures workers record; its fields are
                                            metrics.py's own (it alone writes and reads them)
@@ -81,6 +83,16 @@ def answer_cache(digest: str) -> str:
 
 def rate_limit(address: str, window: int) -> str:
     return f"{PREFIX}:rate:{address}:{window}"
+
+
+def session_rate_limit(subject: str, window: int) -> str:
+    """New sessions counted for one subject (a token's `sub` or an address) in a window.
+
+    Hashed: a `sub` is the team's to choose and may hold any character,
+    `{` and `}` (a Cluster hash tag) included.
+    """
+    digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
+    return f"{PREFIX}:new:{digest}:{window}"
 
 
 def session_key_pattern(session_id: str) -> str:

@@ -5,8 +5,9 @@ Heroku's router (one hop, PROXY_HOPS=1) that is the last entry of
 X-Forwarded-For, which the router appends and a client cannot forge; with
 PROXY_HOPS=0 it is the socket's peer address.
 
-The prompt limit is a fixed-window counter in Redis, shared by every web
-process. Open streams are counted per web process, in memory: the cap is
+The prompt and new-session limits are fixed-window counters in Redis,
+shared by every web process (new sessions count per token `sub` when access
+control is on). Open streams are counted per web process, in memory: the cap is
 about one process's greenlets and sockets, which is what it protects. Each
 stream holds an open file, and a held stream holds nothing else (no greenlet,
 so gunicorn's WORKER_CONNECTIONS does not count it): the process-wide cap
@@ -16,6 +17,7 @@ keeps enough files free for requests, Redis and SQL. Past it a stream gets
 
 from __future__ import annotations
 
+import logging
 import math
 import resource
 import time
@@ -30,6 +32,8 @@ from . import keys
 from .config import Rate
 from .exceptions import ApiError
 
+log = logging.getLogger(__name__)
+
 
 def client_address(request: Request, proxy_hops: int) -> str:
     """The client's address, trusting `proxy_hops` proxies in front of us."""
@@ -42,16 +46,35 @@ def client_address(request: Request, proxy_hops: int) -> str:
 
 def check_prompt_rate(client: redis.Redis, address: str, rate: Rate) -> None:
     """Count one prompt for `address`; raise 429 rate_limited over `rate` (RATE_LIMIT)."""
+    _count(client, lambda window: keys.rate_limit(address, window), rate, "prompts")
+
+
+def check_session_rate(client: redis.Redis, subject: str, rate: Rate) -> None:
+    """Count one new session for `subject` (auth.rate_limit_subject); 429 over SESSION_RATE_LIMIT.
+
+    Each session is an SQL row: without this, one client could add rows as
+    fast as we answer (issue 15: 300 a second from one address). Sessions
+    live in SQL, so while Redis is down they are still created, uncounted:
+    the page can open and show its chat, and say that prompts must wait.
+    """
+    try:
+        _count(client, lambda w: keys.session_rate_limit(subject, w), rate, "new sessions")
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("new session not counted, redis unavailable: %s", exc)
+
+
+def _count(client: redis.Redis, key_for: Callable[[int], str], rate: Rate, what: str) -> None:
+    """A fixed-window counter: count one, and 429 with Retry-After past the limit."""
     limit, period = rate
     now = time.time()
     window = int(now // period)
-    count = keys.COUNT(client, [keys.rate_limit(address, window)], [period + 1])
+    count = keys.COUNT(client, [key_for(window)], [period + 1])
     if count > limit:
         retry_after = max(1, math.ceil((window + 1) * period - now))
         raise ApiError(
             429,
             "rate_limited",
-            f"Too many prompts: at most {limit} per {period} s. Retry later.",
+            f"Too many {what}: at most {limit} per {period} s. Retry later.",
             {"Retry-After": str(retry_after)},
         )
 

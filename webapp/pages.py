@@ -4,8 +4,13 @@ The page shows model output, which is untrusted. chat.js builds the DOM with
 `textContent` and never parses HTML from an answer; the page's
 Content-Security-Policy is the second line: scripts only from our origin (no
 inline script, no `on...=` attributes, no `eval`), so even a rendering bug
-could not run injected markup. The session id in the page URL is the only
-credential to the chat, so no Referer ever carries it to a linked site.
+could not run injected markup. With access control off, the session id in
+the page URL is the only credential to the chat, so no Referer ever carries
+it to a linked site (and links in answers open with `rel="noopener
+noreferrer"`). With it on, the page takes its token from the URL fragment
+(`#access_token=`), which browsers never send, and drops it from the address
+bar at once. No other site may frame the page (clickjacking): CSP's
+`frame-ancestors`, and X-Frame-Options for browsers that predate it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
 }
 
 

@@ -31,10 +31,11 @@ import redis
 from flask import Flask
 from sqlalchemy import delete
 
-from . import jobs, keys, models, params, snapshot
+from . import auth, jobs, keys, models, params, snapshot
+from .auth import Caller
 from .exceptions import ApiError
 from .extensions import db, redis_store
-from .hub import hub
+from .hub import HubExtension, hub
 from .models import ChatSession, Message
 
 log = logging.getLogger(__name__)
@@ -60,14 +61,27 @@ def find(session_id: str) -> ChatSession:
     return chat
 
 
-def ensure(session_id: str) -> None:
-    """404 for an unknown session, without SQL when this process's hub follows it.
+def find_for(caller: Caller | None, session_id: str) -> ChatSession:
+    """The session if `caller` may use it (auth.py); else 404, as for an unknown id."""
+    chat = find(session_id)
+    auth.check_session(caller, chat.owner, chat.id)
+    return chat
+
+
+def ensure(session_id: str, caller: Caller | None) -> None:
+    """404 unless the session exists and `caller` may use it; no SQL when the hub follows it.
 
     A session that has a channel here was found in SQL before (a delete ends
-    the channel: hub.py). A chat page posts while its stream is open, often here.
+    the channel: hub.py), and the channel keeps its owner, which never
+    changes. A chat page posts while its stream is open, often here.
     """
-    if not hub.follows(params.valid_id(session_id, "session")):
-        find(session_id)
+    session_id = params.valid_id(session_id, "session")
+    if hub.follows(session_id) and (
+        caller is None or auth.can_access(caller, hub.owner(session_id), session_id)
+    ):
+        return
+    chat = find_for(caller, session_id)
+    hub.note_owner(session_id, chat.owner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,5 +221,6 @@ def delete_session(app: Flask, session_id: str) -> None:
     except Exception:
         db.session.rollback()
         raise
+    HubExtension.of(app).end_session(session_id)  # this process at once, before the 204
     client.publish(keys.EVENTS_CHANNEL, keys.deleted_notice(session_id))
     log.info("session deleted session=%s active=%s", session_id, active or "-")

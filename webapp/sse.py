@@ -29,7 +29,7 @@ from flask import Response
 
 from . import events, handover, metrics
 from .events import KEEP_ALIVE, Entry, encode_sse
-from .exceptions import HubClosed, Reset
+from .exceptions import HubClosed, Reset, SessionDeleted
 from .hub import Follower, hub
 from .sockets import HeldStream, holder_for, send_watch
 
@@ -73,13 +73,20 @@ def response(
     environ: dict[str, Any],
     settings: Mapping[str, Any],
     encoding: Encoding = RELAY_SSE,
+    max_seconds: float | None = None,
 ) -> Response:
-    """The streaming response; `release` runs once, when the stream really ends."""
+    """The streaming response; `release` runs once, when the stream really ends.
+
+    It ends after `max_seconds` (default SSE_MAX_SECONDS), held or not: a
+    view passes less when the caller's token expires sooner (auth.cap_seconds).
+    """
     follower = hub.follow(session_id, cursor)
     log.info("sse open session=%s cursor=%s", session_id, cursor)
     metrics.sse_opened(resumed=resumed)
     end = StreamEnd(follower.close, release, metrics.sse_closed)
-    deadline = time.monotonic() + settings["SSE_MAX_SECONDS"]
+    if max_seconds is None:
+        max_seconds = settings["SSE_MAX_SECONDS"]
+    deadline = time.monotonic() + max_seconds
     hold = None
     if encoding.holdable:
         hold = holder_for(
@@ -171,8 +178,9 @@ def sse_body(
             metrics.reset_sent("sse")
             yield from send_watch.send(encoding.reset(), send_timeout_seconds, session_id)
             continue
-        except HubClosed:
-            log.info("sse closed for shutdown session=%s", session_id)
+        except HubClosed as closed:  # a shutdown, or the session was deleted
+            why = "deleted" if isinstance(closed, SessionDeleted) else "shutdown"
+            log.info("sse closed for %s session=%s", why, session_id)
             return
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             # Close: the client reconnects with Last-Event-ID and loses nothing.

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from . import events, limits, metrics, params, sessions, sse
+from . import auth, events, limits, metrics, params, sessions, sse
+from .auth import Caller
 from .extensions import db
 from .hub import hub
 
@@ -18,9 +19,12 @@ bp = Blueprint("stream", __name__)
 POLL_MAX_EVENTS = 1000
 
 
-def check_session(session_id: str) -> None:
-    """404 for an unknown session (a long-poll loop asks every few seconds: mostly no SQL)."""
-    sessions.ensure(session_id)
+def check_session(session_id: str, caller: Caller | None) -> None:
+    """404 for an unknown session, or one the caller may not use.
+
+    A long-poll loop asks every few seconds: mostly no SQL (sessions.ensure).
+    """
+    sessions.ensure(session_id, caller)
     # A waiting request must not hold a pooled SQL connection. remove(), not
     # close(): when the hub answered for the session there is no SQL session,
     # and close() would build one only to close it (5% of a busy long-poll).
@@ -29,7 +33,8 @@ def check_session(session_id: str) -> None:
 
 @bp.get("/api/sessions/<session_id>/events", endpoint="events")
 def events_(session_id: str) -> Response:
-    check_session(session_id)
+    caller = auth.current_caller()
+    check_session(session_id, caller)
     cursor = params.sse_cursor()
     release = limits.acquire_stream(request, current_app.config)
     return sse.response(
@@ -39,14 +44,18 @@ def events_(session_id: str) -> Response:
         release=release,
         environ=request.environ,
         settings=current_app.config,
+        # A stream ends when its token expires: the client reconnects with a fresh one.
+        max_seconds=auth.cap_seconds(caller, current_app.config["SSE_MAX_SECONDS"]),
     )
 
 
 @bp.get("/api/sessions/<session_id>/poll")
 def poll(session_id: str) -> Response:
-    check_session(session_id)
+    caller = auth.current_caller()
+    check_session(session_id, caller)
     cursor = params.after_cursor()
     timeout = params.poll_timeout(current_app.config["POLL_TIMEOUT_SECONDS"])
+    timeout = auth.cap_seconds(caller, timeout)  # a poll never waits past its token
     release = limits.acquire_stream(request, current_app.config)
     try:
         answer = hub.poll(session_id, cursor, timeout, POLL_MAX_EVENTS)

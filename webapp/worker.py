@@ -195,10 +195,11 @@ class Worker:
                 )
 
     def _apply_cancels(self) -> None:
-        """Interrupt generations waiting on their model whose client asked them to stop.
+        """Interrupt generations waiting on their model that must stop.
 
-        A writing generation sees the cancel in its next write's reply; one
-        whose model is silent writes nothing, so the flag is read for it here.
+        Their client asked them to, or their session was deleted. A writing
+        generation sees either in its next write's reply (a cancel flag, or a
+        fence); one whose model is silent writes nothing, so it is read here.
         """
         waiting = [r for r in self.running.values() if r.generation.state is State.WAITING]
         if not waiting:
