@@ -206,7 +206,7 @@ def test_the_first_client_resumes_after_its_connection_is_cut(
 
 
 def test_the_stream_is_cut_at_its_time_limit_and_resumes(
-    base_env, log_dir: Path, web: str, worker, ai_sdk: AiSdk, model_server: ModelServer, unique
+    base_env, log_dir: Path, web: str, worker, ai_sdk: AiSdk, model_server, unique, background
 ) -> None:
     """A clean close would look finished to the SDK: at SSE_MAX_SECONDS the body is cut."""
     prompt = f"chat time limit {unique}"
@@ -216,16 +216,98 @@ def test_the_stream_is_cut_at_its_time_limit_and_resumes(
         with httpx.Client(base_url=web, timeout=30) as http:
             session_id = create_session(http)
             result = ai_sdk.chat(f"{short_url}/api/chat", session_id, text=prompt)
-            assert result.status == "error"
+            assert result.status == "error"  # thrown: not taken for a finished answer
             assert result.text == whole[: len(result.text)] and result.text != whole
+            assert "finish" not in result.chunk_types
+            before = open_streams(http)
+            resumed = background.submit(
+                ai_sdk.chat, f"{web}/api/chat", session_id, action="reconnect"
+            )
+            wait_for_streams(http, before + 1)
             behavior.gate.set()
-            resumed = ai_sdk.chat(f"{web}/api/chat", session_id, action="reconnect")
-            assert resumed.status in ("finished", "no-stream")
-            if resumed.status == "finished":
-                assert resumed.text == whole
+            assert (resumed.result(60).status, resumed.result().text) == ("finished", whole)
     finally:
         behavior.gate.set()
         short.stop()
+    assert "Traceback" not in short.log_text()
+
+
+def test_limits_and_cors_apply_to_chat(
+    base_env,
+    log_dir: Path,
+    web: str,
+    worker,
+    ai_sdk: AiSdk,
+    model_server: ModelServer,
+    unique,
+    background,
+) -> None:
+    origin = "https://app.example.com"
+    env = dict(base_env, RATE_LIMIT="1/hour", MAX_STREAMS_PER_CLIENT="1", CORS_ORIGINS=origin)
+    proc, limited = start_web(env, log_dir, name="web-chat-limits")
+    prompt = f"chat limits {unique}"
+    _, behavior = held_answer(model_server, prompt)
+    try:
+        with httpx.Client(base_url=limited, timeout=30) as http:
+            preflight = http.options(
+                "/api/chat",
+                headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+            )
+            session_id = create_session(http)
+            sent = sending(background, ai_sdk, limited, session_id, prompt)
+            with httpx.Client(base_url=web, timeout=30) as elsewhere:  # a poll is a stream too
+                wait_for_chunks(elsewhere, session_id, 5)
+            second = ai_sdk.chat(f"{limited}/api/chat", session_id, action="reconnect")
+            behavior.gate.set()
+            assert sent.result(60).status == "finished"
+            # Two more prompts, in sessions of their own: a fixed window's edge
+            # may fall between two of the three, never twice.
+            refused = []
+            for n in range(2):
+                other = create_session(http)
+                result = ai_sdk.chat(f"{limited}/api/chat", other, text=f"over {n} {unique}")
+                if result.status == "error":
+                    listed = http.get(f"/api/chat/{other}/messages", headers={"Origin": origin})
+                    refused.append((result.error, listed))
+    finally:
+        behavior.gate.set()
+        proc.stop()
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == origin
+    assert (second.error["statusCode"], json.loads(second.error["message"])["error"]["code"]) == (
+        429,
+        "too_many_streams",
+    )
+    assert refused
+    for error, listed in refused:
+        body = json.loads(error["message"])
+        assert (error["statusCode"], body["error"]["code"]) == (429, "rate_limited")
+        assert listed.json() == []  # no prompt was stored for it
+        assert listed.headers["access-control-allow-origin"] == origin
+
+
+def test_regenerate_replaces_the_last_answer(
+    web: str, worker, app, ai_sdk: AiSdk, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"chat regenerate {unique}"
+    model_server.behave(prompt, chunks=["first"])
+    with httpx.Client(base_url=web, timeout=30) as http:
+        session_id = create_session(http)
+        first = ai_sdk.chat(f"{web}/api/chat", session_id, text=prompt)
+        model_server.behave(prompt, chunks=["second"])
+        history = http.get(f"/api/chat/{session_id}/messages").json()
+        again = ai_sdk.chat(
+            f"{web}/api/chat",
+            session_id,
+            trigger="regenerate-message",
+            messages=history[:1],
+            messageId=first.message["id"],
+        )
+        after = http.get(f"/api/chat/{session_id}/messages").json()
+    assert (again.status, again.text) == ("finished", "second")
+    assert again.message["id"] != first.message["id"]
+    assert [m["id"] for m in after] == [history[0]["id"], again.message["id"]]
+    assert stored(app, first.message["id"]).status == "superseded"
 
 
 def test_the_answer_arrives_whole_through_a_buffering_proxy(
