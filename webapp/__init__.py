@@ -27,7 +27,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """
     from flask import Flask
 
-    from . import api, auth, cli, config, cors, errors, health, metrics, pages, stream
+    from . import api, auth, chat_api, cli, config, cors, errors, health, metrics, pages, stream
     from .extensions import check_green_postgres, db, migrate, redis_store
     from .hub import hub
 
@@ -56,6 +56,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(api.bp)
     app.register_blueprint(stream.bp)
+    app.register_blueprint(chat_api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(health.bp)
     metrics.init_app(app)

@@ -15,7 +15,9 @@
 
     BrokenPipeError        what gunicorn closes a connection on, quietly (handover.py)
      ├── SlowClient        an SSE client stopped taking our writes
-     └── HandedOver        raised out of an SSE body whose connection the hub holds now
+     ├── HandedOver        raised out of an SSE body whose connection the hub holds now
+     └── CutShort          raised out of a chat stream that must end without its
+                           end of body, so that the AI SDK resumes (chat_stream.py)
 
     BaseException          so that no `except Exception` swallows them
      └── Interrupt         raised into a running generation by its worker
@@ -102,6 +104,14 @@ class HandedOver(BrokenPipeError):
 
     An EPIPE to gunicorn: it closes its descriptor (ours is a duplicate) and
     logs nothing.
+    """
+
+
+class CutShort(BrokenPipeError):
+    """Raised out of a chat stream to close its connection without the end of body.
+
+    An EPIPE to gunicorn: it closes the socket and writes nothing more, so the
+    client sees the body cut, not finished (chat_stream.py says why).
     """
 
 

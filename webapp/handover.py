@@ -36,7 +36,7 @@ from typing import Any, NoReturn
 
 from gevent import monkey
 
-from .exceptions import HandedOver
+from .exceptions import CutShort, HandedOver
 
 GUNICORN_CHECKED = ((27, 0), (28, 0))  # from, up to (excluded): major, minor
 ENVIRON_SOCKET = "gunicorn.socket"
@@ -86,3 +86,8 @@ def connection(environ: dict[str, Any]) -> Connection | None:
 def let_go() -> NoReturn:
     """End the response body so that gunicorn closes its socket and says nothing (item 4)."""
     raise HandedOver(errno.EPIPE, "the hub holds this stream now")
+
+
+def cut(reason: str) -> NoReturn:
+    """End the response body with no end of body: gunicorn closes the socket (item 4)."""
+    raise CutShort(errno.EPIPE, reason)

@@ -126,7 +126,11 @@ def prompt(max_chars: int) -> str:
     body = json_body()
     if not isinstance(body, dict) or not isinstance(body.get("content"), str):
         raise ApiError(400, "invalid_json", 'The body must be an object with a "content" string.')
-    content: str = body["content"]
+    return checked_prompt(body["content"], max_chars)
+
+
+def checked_prompt(content: str, max_chars: int) -> str:
+    """A prompt from any body (a prompt post's, or POST /api/chat's), checked as API.md says."""
     try:
         content.encode("utf-8")
     except UnicodeEncodeError:  # JSON's \ud800 escapes can smuggle in lone surrogates

@@ -13,8 +13,9 @@ plain values in.
 - `ui_messages`: a snapshot's messages as UI messages (`GET /api/chat/{sid}/messages`).
 - `parse_chat_request`: the body `DefaultChatTransport` POSTs (`POST /api/chat`).
 
-Wiring the routes (issue 17), each with the checks of its relay twin
-(access control, CORS, rate limits, Idempotency-Key, SSE_MAX_SECONDS):
+The routes (chat_api.py; their streaming body is chat_stream.py), each with
+the checks of its relay twin (access control, CORS, rate limits,
+Idempotency-Key, SSE_MAX_SECONDS):
 - `POST /api/chat`: `parse_chat_request`, then a prompt post (submit) or a
   regenerate (regenerate-message; `message_id` None: the last answer); an
   error is API.md's JSON with its status, which the transport throws with
