@@ -53,8 +53,7 @@ REGENERATE_KEY_TEXT = "\x00regenerate"
 
 def check_session(session_id: str) -> None:
     """404 session_not_found for an unknown session or one the caller may not use."""
-    chat = sessions.find(session_id)
-    auth.check_session(auth.current_caller(), chat.owner, chat.id)
+    sessions.find_for(auth.current_caller(), session_id)
 
 
 @bp.post("/api/chat")
