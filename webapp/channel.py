@@ -15,6 +15,7 @@ them each new run as it merges it, and moves their cursor along.
 from __future__ import annotations
 
 import bisect
+import logging
 from typing import Protocol
 
 from gevent.event import Event
@@ -22,6 +23,8 @@ from gevent.event import Event
 from .events import Entry, id_key
 
 BUFFER_ENTRIES = 2048
+
+log = logging.getLogger(__name__)
 
 
 class Positioned(Protocol):
@@ -94,6 +97,13 @@ class Channel:
         live, self.live = self.live, {}
         for sink in live.values():
             sink.detach()
+
+    def shut_down(self) -> None:
+        """The process stops: end the held streams and wake every waiting reader."""
+        if self.live:  # held streams end here; sse.py logs the others as they end
+            log.info("sse closed for shutdown session=%s held=%d", self.session_id, len(self.live))
+        self.detach_all()
+        self.wake()
 
     def wake(self) -> None:
         woken, self.changed = self.changed, Event()

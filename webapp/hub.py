@@ -73,15 +73,7 @@ class Hub:
         """End every follower's wait (SIGTERM): streams close and clients reconnect."""
         self.closed = True
         for channel in list(self._channels.values()):
-            if channel.live:
-                # Held streams end here, not in sse.py, which logs the others.
-                log.info(
-                    "sse closed for shutdown session=%s held=%d",
-                    channel.session_id,
-                    len(channel.live),
-                )
-            channel.detach_all()
-            channel.wake()
+            channel.shut_down()
 
     # -- followers -------------------------------------------------------
 
