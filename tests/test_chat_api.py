@@ -50,16 +50,19 @@ def wait_for_chunks(http: httpx.Client, session_id: str, n: int) -> None:
     )
 
 
-def open_streams(http: httpx.Client) -> float:
-    """The web's open SSE streams, chat streams included (its /metrics gauge)."""
-    for line in http.get("/metrics").text.splitlines():
-        if line.startswith("relay_sse_streams_open "):
-            return float(line.split()[1])
-    raise AssertionError("no relay_sse_streams_open in /metrics")
+def wait_for_chat_streams(log_dir: Path, session_id: str, count: int) -> None:
+    """Wait until the shared web has opened `count` chat streams on this session.
 
-
-def wait_for_streams(http: httpx.Client, at_least: float) -> None:
-    wait_for(lambda: open_streams(http) >= at_least, timeout=20, what=f"{at_least} open streams")
+    Counted from its log, not from the process-wide stream gauge: streams of
+    earlier tests may close meanwhile, and the gauge would never reach a sum.
+    """
+    line = f"chat stream open session={session_id} "
+    log = log_dir / "web.log"
+    wait_for(
+        lambda: log.read_text(errors="replace").count(line) >= count,
+        timeout=20,
+        what=f"{count} chat streams of {session_id}",
+    )
 
 
 def sending(
@@ -168,17 +171,16 @@ def test_a_retried_post_streams_the_first_answer_again(
 
 
 def test_a_second_client_resumes_mid_answer_with_the_text_once(
-    web: str, worker, ai_sdk: AiSdk, model_server: ModelServer, unique: str, background
+    web: str, worker, ai_sdk: AiSdk, model_server: ModelServer, unique: str, background, log_dir
 ) -> None:
     prompt = f"chat resume {unique}"
     whole, behavior = held_answer(model_server, prompt)
     with httpx.Client(base_url=web, timeout=30) as http:
         session_id = create_session(http)
-        before = open_streams(http)
         first = sending(background, ai_sdk, web, session_id, prompt)
         wait_for_chunks(http, session_id, 5)
         second = background.submit(ai_sdk.chat, f"{web}/api/chat", session_id, action="reconnect")
-        wait_for_streams(http, before + 2)  # both read the answer while it is held
+        wait_for_chat_streams(log_dir, session_id, 2)  # both read the answer while it is held
         behavior.gate.set()
         results = [first.result(60), second.result(60)]
     assert [(r.status, r.text) for r in results] == [("finished", whole)] * 2
@@ -187,7 +189,7 @@ def test_a_second_client_resumes_mid_answer_with_the_text_once(
 
 
 def test_the_first_client_resumes_after_its_connection_is_cut(
-    web: str, worker, ai_sdk: AiSdk, model_server: ModelServer, unique: str, background
+    web: str, worker, ai_sdk: AiSdk, model_server: ModelServer, unique: str, background, log_dir
 ) -> None:
     prompt = f"chat cut {unique}"
     whole, behavior = held_answer(model_server, prompt)
@@ -195,10 +197,8 @@ def test_the_first_client_resumes_after_its_connection_is_cut(
         session_id = create_session(http)
         cut = sending(background, ai_sdk, web, session_id, prompt, abortAfterChars=len("word00 "))
         assert cut.result(60).status == "aborted"
-        wait_for_streams(http, 0)
-        before = open_streams(http)
         resumed = background.submit(ai_sdk.chat, f"{web}/api/chat", session_id, action="reconnect")
-        wait_for_streams(http, before + 1)
+        wait_for_chat_streams(log_dir, session_id, 2)  # the cut one, then the resumed one
         behavior.gate.set()
         result = resumed.result(60)
     assert (result.status, result.text) == ("finished", whole)
@@ -219,11 +219,10 @@ def test_the_stream_is_cut_at_its_time_limit_and_resumes(
             assert result.status == "error"  # thrown: not taken for a finished answer
             assert result.text == whole[: len(result.text)] and result.text != whole
             assert "finish" not in result.chunk_types
-            before = open_streams(http)
             resumed = background.submit(
                 ai_sdk.chat, f"{web}/api/chat", session_id, action="reconnect"
             )
-            wait_for_streams(http, before + 1)
+            wait_for_chat_streams(log_dir, session_id, 1)
             behavior.gate.set()
             assert (resumed.result(60).status, resumed.result().text) == ("finished", whole)
     finally:
