@@ -296,12 +296,19 @@ class Timings:
 
 
 class FirstToken:
-    """One TTFT round's stream: when each message's `start` was appended, its first chunk."""
+    """One TTFT round's stream: when each message's `start` was appended, its first chunk.
+
+    A reasoning model's answer (the model server's `think=k`) streams
+    `reasoning` events first: the first of those is timed on its own, and
+    the request time (`r=`, on the model's first delta only) carries over to
+    the first chunk.
+    """
 
     def __init__(self, offset_ns: int) -> None:
         self.offset = offset_ns
         self.starts: dict[bytes, int] = {}  # message id -> XADD time of its `start`
         self.firsts: dict[bytes, tuple[int, int, int]] = {}  # -> (received, sent, requested)
+        self.first_reasoning: dict[bytes, tuple[int, int, int]] = {}  # the same, for reasoning
         self.ends: set[bytes] = set()
         self.arrived = asyncio.Event()
 
@@ -312,10 +319,15 @@ class FirstToken:
         if event == b"start":
             ms = int(entry_id[: entry_id.index(b"-")])
             self.starts[message[1]] = ms * 1_000_000 + 500_000 - self.offset
-        elif event == b"chunk" and message[1] not in self.firsts:
+        elif event in (b"chunk", b"reasoning"):
+            firsts = self.firsts if event == b"chunk" else self.first_reasoning
             stamp = STAMP.search(data)
-            if stamp is not None and stamp[3] is not None:
-                self.firsts[message[1]] = (now, int(stamp[2]), int(stamp[3]))
+            if message[1] in firsts or stamp is None:
+                return
+            thought = self.first_reasoning.get(message[1])
+            requested = stamp[3] or (thought[2] if thought else None)
+            if requested is not None:
+                firsts[message[1]] = (now, int(stamp[2]), int(requested))
                 self.arrived.set()
         elif event in (b"end", b"error"):
             self.ends.add(message[1])
@@ -778,6 +790,7 @@ class Client:
                         errors.append("no chunk within 10 s")
                         continue
                     received, sent, requested = watch.firsts[message_id]
+                    thought = watch.first_reasoning.get(message_id, (0, 0, 0))
                     samples.append(
                         {
                             "posted": posted,
@@ -786,6 +799,8 @@ class Client:
                             "model_sent": sent,
                             "model_requested": requested,
                             "start_appended": watch.starts.get(message_id, 0),
+                            "reasoning_received": thought[0],
+                            "reasoning_model_sent": thought[1],
                         }
                     )
                 finally:

@@ -808,18 +808,26 @@ def worker(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
 def ttft(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
     name = "5 time to first token"
     stack.start_app()
-    warmup = 3
-    sessions = stack.seed_sessions(plan.ttft_rounds + warmup)
+    warmup, rounds = 3, plan.ttft_rounds
+    sessions = stack.seed_sessions(2 * rounds + warmup)
     client = stack.load_client()
     try:
         prompt = bench_prompt(5, 0)
-        say(f"ttft: {plan.ttft_rounds} prompts, one at a time")
+        say(f"ttft: {rounds} prompts, one at a time")
         client.call("ttft", sessions=sessions[:warmup], prompt=prompt, timeout=60)
         pids = dict(stack.pids(), client=client.pid)
         with CpuWindow(pids) as cpu, _profiled(plan, "ttft", stack):
             answer = client.call(
-                "ttft", sessions=sessions[warmup:], prompt=prompt, timeout=60 + plan.ttft_rounds
+                "ttft", sessions=sessions[warmup:][:rounds], prompt=prompt, timeout=60 + rounds
             )
+        # A reasoning model's answer: 3 reasoning deltas, then 2 of answer text.
+        say(f"ttft: {rounds} prompts to a reasoning model, one at a time")
+        thinking = client.call(
+            "ttft",
+            sessions=sessions[warmup + rounds :],
+            prompt=f"{bench_prompt(5, 0)} think=3",
+            timeout=60 + rounds,
+        )
     finally:
         client.stop()
         stack.stop_app()
@@ -870,10 +878,13 @@ def ttft(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], di
         Row(name, "POST answered (202) p50", percentiles(post)["p50_ms"], "ms"),
         Row(name, "model server's own first token p50", percentiles(model)["p50_ms"], "ms"),
     ]
-    if answer["errors"]:
-        rows.append(Row(name, "rounds that failed", len(answer["errors"]), "", "0", False))
+    rows += _reasoning_rows(name, thinking["samples"])
+    errors = answer["errors"] + thinking["errors"]
+    if errors:
+        rows.append(Row(name, "rounds that failed", len(errors), "", "0", False))
     rows.append(others_row(name, cpu))
     return rows, {
+        "reasoning": _reasoning_figures(thinking["samples"]),
         "added": added_p,
         "total": percentiles(total),
         "model": percentiles(model),
@@ -882,8 +893,50 @@ def ttft(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], di
         "model_request_to_start_appended": percentiles(model_to_start),
         "model_send_to_client": percentiles(from_model),
         "post": percentiles(post),
-        "errors": answer["errors"][:10],
+        "errors": errors[:10],
     }
+
+
+def _reasoning_figures(samples: list[dict[str, int]]) -> dict[str, Any]:
+    """A reasoning model's rounds: when its first reasoning piece and first chunk reached us."""
+    thought = [s for s in samples if s["reasoning_received"]]
+    return {
+        "rounds": len(samples),
+        "with_reasoning": len(thought),
+        "first_reasoning": percentiles([s["reasoning_received"] - s["posted"] for s in thought]),
+        "first_reasoning_added": percentiles(
+            [
+                (s["reasoning_received"] - s["posted"])
+                - (s["reasoning_model_sent"] - s["model_requested"])
+                for s in thought
+            ]
+        ),
+        "first_chunk": percentiles([s["received"] - s["posted"] for s in samples]),
+    }
+
+
+def _reasoning_rows(name: str, samples: list[dict[str, int]]) -> list[Row]:
+    """Time to the first reasoning token (issue 16), beside the first answer token after it."""
+    figures = _reasoning_figures(samples)
+    return [
+        Row(
+            name,
+            f"reasoning model: first reasoning token p50 ({len(samples)} prompts)",
+            figures["first_reasoning"]["p50_ms"],
+            "ms",
+            f"{len(samples)} of {len(samples)} with reasoning",
+            figures["with_reasoning"] == len(samples) > 0,
+        ),
+        Row(
+            name,
+            "  of which added by relay p50",
+            figures["first_reasoning_added"]["p50_ms"],
+            "ms",
+        ),
+        Row(
+            name, "reasoning model: first answer token p50", figures["first_chunk"]["p50_ms"], "ms"
+        ),
+    ]
 
 
 # -- 7. real-history capacity -----------------------------------------------

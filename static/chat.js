@@ -44,7 +44,9 @@ const SESSION_KEY = "relay.session";
 const TOKEN_KEY = "relay.accessToken"; // sessionStorage: this tab only
 const WITHOUT_STREAMING_KEY = "relay.withoutStreaming";
 const SESSION_ID = /^[A-Za-z0-9_-]{8,64}$/;
-const EVENT_TYPES = ["start", "chunk", "end", "error", "reset"];
+const EVENT_TYPES = ["start", "reasoning", "chunk", "end", "error", "reset"];
+const THINKING_KEY = "relay.thinking"; // the reader's open/closed choice per answer
+const THINKING_KEPT = 100; // choices remembered, newest kept
 
 const CONNECT_TIMEOUT_MS = 6000; // SSE response headers due within this
 const MAX_SSE_ERRORS = 3; // failed SSE connections in a row before polling
@@ -101,16 +103,24 @@ export function applyEvent(byId, { event, data }) {
     // A start after the first is a new attempt (a worker was lost): its text
     // starts over, so drop what was shown.
     Object.assign(message, {
-      content: "", status: "streaming", model: data.model, attempt: data.attempt, error: null,
+      content: "", reasoning: "", status: "streaming", model: data.model, attempt: data.attempt,
+      error: null,
     });
   } else if (event === "chunk") {
     message.content += data.text;
+    message.status = "streaming";
+  } else if (event === "reasoning") {
+    message.reasoning = (message.reasoning || "") + data.text;
     message.status = "streaming";
   } else if (event === "end") {
     message.status = data.finish_reason === "cancelled" ? "cancelled" : "done";
     message.finish_reason = data.finish_reason;
     message.usage = data.usage;
     if (codePoints(message.content) !== data.text_length) return "mismatch";
+    const reasoning = data.reasoning_length;
+    if (reasoning !== undefined && codePoints(message.reasoning || "") !== reasoning) {
+      return "mismatch";
+    }
   } else if (event === "error") {
     message.status = "error";
     message.error = data.error;
@@ -877,10 +887,59 @@ function messageView(message) {
   body.className = "body";
   if (message.role === "user") body.textContent = message.content;
   else if (!whole) body.append(renderMarkdown(message.content));
-  li.append(head, body);
+  li.append(head);
+  if (message.reasoning && !whole) li.append(thinkingView(message));
+  li.append(body);
   if (message.status === "error") li.append(errorView(message));
   views.set(message.id, li);
   return li;
+}
+
+// ---- the Thinking block: a reasoning model's reasoning, above its answer ----
+//
+// Open while the reasoning streams, closed once the answer starts, unless
+// the reader chose otherwise for that answer: the choice is kept across
+// re-renders (every flush builds the message anew) and, per tab, reloads.
+
+let thinkingChoices = null; // message id -> open (true) or closed (false)
+
+function thinkingChoice(id) {
+  if (!thinkingChoices) {
+    try {
+      thinkingChoices = new Map(JSON.parse(sessionStorage.getItem(THINKING_KEY) || "[]"));
+    } catch {
+      thinkingChoices = new Map();
+    }
+  }
+  return thinkingChoices.get(id);
+}
+
+function chooseThinking(id, open) {
+  thinkingChoice(id); // loaded
+  thinkingChoices.delete(id); // re-inserted as the newest
+  thinkingChoices.set(id, open);
+  const kept = [...thinkingChoices].slice(-THINKING_KEPT);
+  try {
+    sessionStorage.setItem(THINKING_KEY, JSON.stringify(kept));
+  } catch {
+    // Storage full or refused: the choice still holds until the page is left.
+  }
+}
+
+function thinkingView(message) {
+  const thinking = unfinished(message) && !message.content;
+  const details = el("details");
+  details.className = "thinking";
+  details.dataset.state = thinking ? "thinking" : "thought";
+  details.open = thinkingChoice(message.id) ?? thinking;
+  const summary = el("summary", thinking ? "Thinking…" : "Thought process");
+  // A click (or Enter/Space on the summary) is the reader's choice; a
+  // re-render setting `open` is not, so `toggle` would not tell them apart.
+  summary.addEventListener("click", () => chooseThinking(message.id, !details.open));
+  const text = el("div", message.reasoning);
+  text.className = "reasoning";
+  details.append(summary, text);
+  return details;
 }
 
 function badgeLabel(message, whole) {

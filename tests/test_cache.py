@@ -52,6 +52,36 @@ def test_same_conversation_twice_calls_the_model_once(
         assert getattr(one, field) == getattr(two, field), field
 
 
+def test_reasoning_is_cached_and_replayed_in_its_place(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
+    stack = private_stack(**CACHE_ON)
+    web = stack.web()
+    stack.worker()
+    prompt = f"cache my thinking {unique}"
+    script = [
+        ("reasoning_content", "Hmm, "),
+        ("reasoning", "let me see. "),
+        ("content", "Cached "),
+        ("reasoning_content", "And more."),
+        ("content", "answer."),
+    ]
+    model_server.behave(prompt, script=script)
+    with httpx.Client(base_url=web, timeout=30) as http:
+        first_id, first = ask(web, http, prompt)
+        second_id, second = ask(web, http, prompt)
+    assert len(model_server.calls_for(prompt)) == 1
+    assert second[0].data["cached"] is True
+    assert shape(first) == shape(second)
+    pieces = [(e.event, e.data["text"]) for e in second if e.event in ("chunk", "reasoning")]
+    kinds = ["reasoning", "reasoning", "chunk", "reasoning", "chunk"]
+    assert pieces == list(zip(kinds, [text for _, text in script], strict=True))
+    assert second[-1].data["reasoning_chunks"] == 3
+    (one,), (two,) = answer_rows(stack.app, first_id), answer_rows(stack.app, second_id)
+    assert one.reasoning == two.reasoning == "Hmm, let me see. And more."
+    assert one.content == two.content == "Cached answer."
+
+
 def test_other_system_prompt_or_model_misses(
     private_stack, model_server: ModelServer, unique: str
 ) -> None:

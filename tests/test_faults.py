@@ -17,6 +17,7 @@ from tests.support.client import (
     create_session,
     post_prompt,
     read_sse,
+    reasoning_text,
     stream_events,
 )
 from tests.support.model_server import ModelServer
@@ -70,6 +71,47 @@ def test_killed_worker_answer_completes_as_attempt_2(
     assert events[-1].event == "end" and events[-1].data["text_length"] == len("".join(texts))
     (row,) = answer_rows(stack.app, message_id)
     assert (row.status, row.content, row.attempt) == ("done", "".join(texts), 2)
+
+
+def test_killed_worker_mid_reasoning_reasons_and_answers_whole_as_attempt_2(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
+    stack = private_stack(**LEASE)
+    web = stack.web()
+    first = stack.worker()
+    prompt = f"kill me thinking {unique}"
+    thoughts = [f"thought{i:02d} " for i in range(10)]
+    texts = [f"part{i:02d} " for i in range(5)]
+    behavior = model_server.behave(
+        prompt, reasoning=thoughts, chunks=texts, gate_after=5, delay_seconds=0.002
+    )
+    with httpx.Client(base_url=web, timeout=30) as http:
+        session_id = create_session(http)
+        message_id = post_prompt(http, session_id, prompt)["message_id"]
+        wait_for(
+            lambda: count(stream_events(http, session_id), "reasoning") >= 5,
+            timeout=20,
+            what="5 reasoning pieces",
+        )
+
+        first.kill()
+        behavior.gate.set()
+        stack.worker()
+        events = read_sse(web, session_id, until_message=message_id).events
+
+    starts = [e for e in events if e.event == "start"]
+    assert [s.data["attempt"] for s in starts] == [1, 2]
+    after_restart = events[events.index(starts[1]) :]
+    assert reasoning_text(after_restart, message_id) == "".join(thoughts)
+    assert answer_text(after_restart, message_id) == "".join(texts)
+    assert count(after_restart, "reasoning") == len(thoughts)
+    assert count(after_restart, "chunk") == len(texts)
+    end = events[-1]
+    assert end.event == "end" and end.data["reasoning_length"] == len("".join(thoughts))
+    assert count(events, "end") == 1
+    (row,) = answer_rows(stack.app, message_id)
+    assert (row.status, row.attempt) == ("done", 2)
+    assert (row.reasoning, row.content) == ("".join(thoughts), "".join(texts))
 
 
 def test_frozen_worker_is_fenced_off_when_it_wakes(

@@ -212,7 +212,7 @@ def test_reasoning_between_answer_pieces_keeps_its_place(
 
 
 def test_without_the_switch_reasoning_is_left_out(model_server: ModelServer, unique: str) -> None:
-    """Until generation writes reasoning events, a model built without it yields answer text only."""
+    """A model built without the switch (the worker turns it on) yields answer text only."""
     prompt = f"think unseen {unique}"
     model_server.behave(prompt, reasoning=["Hidden."], chunks=["Shown"])
     model = OpenAIModel.from_settings(settings(model_server.base_url))

@@ -18,7 +18,7 @@ from . import events, metrics, models
 from .events import INTERNAL_ERROR
 from .extensions import db
 from .jobs import Job
-from .llm import Finish
+from .llm import Delta, Finish, Reasoning
 from .writer import StreamWriter
 
 # The lines of an answer's end belong to its generation's story: one logger for both.
@@ -26,13 +26,15 @@ log = logging.getLogger("webapp.generation")
 
 
 class Answer:
-    """The text of one attempt, piece by piece, and how it ends."""
+    """The text and reasoning of one attempt, piece by piece, and how it ends."""
 
     def __init__(self, job: Job, writer: StreamWriter, client: redis.Redis) -> None:
         self.job = job
         self.writer = writer
         self._client = client
         self.parts: list[str] = []
+        self.reasoning_parts: list[str] = []
+        self.pieces: list[Delta | Reasoning] = []  # both kinds, in the order they streamed
         self.started_at = time.monotonic()
 
     @property
@@ -42,6 +44,31 @@ class Answer:
     @property
     def chunks(self) -> int:
         return len(self.parts)
+
+    def add(self, piece: Delta | Reasoning) -> int:
+        """Take a piece that was written; return how many of its kind there are now."""
+        parts = self.reasoning_parts if type(piece) is Reasoning else self.parts
+        parts.append(piece.text)
+        self.pieces.append(piece)
+        return len(parts)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self.reasoning_parts)
+
+    @property
+    def sent(self) -> bool:
+        """Whether any piece went out: after one, asking the model again would repeat it."""
+        return bool(self.parts or self.reasoning_parts)
+
+    def _texts(self) -> dict[str, object]:
+        """The stored texts and their piece counts, as models.finish_answer takes them."""
+        return {
+            "content": self.text,
+            "chunk_count": self.chunks,
+            "reasoning": self.reasoning,
+            "reasoning_chunk_count": len(self.reasoning_parts),
+        }
 
     @property
     def duration_ms(self) -> int:
@@ -58,8 +85,7 @@ class Answer:
             *self._ids(),
             self.job.attempt,
             status=models.CANCELLED if cancelled else models.DONE,
-            content=self.text,
-            chunk_count=self.chunks,
+            **self._texts(),
             usage=finish.usage,
             model=finish.model,
             finish_reason=finish.finish_reason,
@@ -75,6 +101,8 @@ class Answer:
             duration_ms=duration_ms,
             chunks=self.chunks,
             text_length=len(self.text),
+            reasoning_chunks=len(self.reasoning_parts),
+            reasoning_length=len(self.reasoning),
         )
         if not self.finish_stream(events.END, data):
             return False
@@ -102,8 +130,7 @@ class Answer:
                 *self._ids(),
                 self.job.attempt,
                 status=models.FAILED,
-                content=self.text,
-                chunk_count=self.chunks,
+                **self._texts(),
                 model=model,
                 error_code=code,
                 error_message=text,
@@ -134,6 +161,8 @@ class Answer:
                 duration_ms=message.duration_ms,
                 chunks=message.chunk_count or 0,
                 text_length=len(message.content),
+                reasoning_chunks=message.reasoning_chunk_count or 0,
+                reasoning_length=len(message.reasoning or ""),
             )
             written = self.finish_stream(events.END, data)
         log.info("final event replayed from SQL session=%s message=%s", *self._ids())

@@ -6,8 +6,10 @@ sampling settings), so any difference misses. Only whole answers are stored
 (finish_reason "stop"): failed, cancelled and cut-off answers never are. Each
 entry expires after the TTL, which bounds the cache's share of Redis memory.
 
-A hit is replayed through the session stream chunk by chunk, exactly as it
-first streamed, so clients cannot tell it apart except by `"cached": true`.
+A hit is replayed through the session stream piece by piece, exactly as it
+first streamed (reasoning and answer interleaved as they came), so clients
+cannot tell it apart except by `"cached": true`. An entry stored in an older
+shape reads as a miss (`get`), and is replaced.
 """
 
 from __future__ import annotations
@@ -22,21 +24,30 @@ from typing import Any
 import redis
 
 from . import events, keys, metrics
-from .llm import Delta, Finish, Piece
+from .llm import Delta, Finish, Piece, Reasoning
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class CachedAnswer:
-    chunks: list[str]
+    # Each piece as [event, text], the event `chunk` or `reasoning`, in stream order.
+    parts: list[list[str]]
     model: str
     finish_reason: str
     usage: dict[str, int] | None
 
+    @classmethod
+    def of(cls, pieces: list[Delta | Reasoning], finish: Finish) -> CachedAnswer:
+        """The answer an attempt streamed, to store."""
+        parts = [
+            [events.REASONING if type(p) is Reasoning else events.CHUNK, p.text] for p in pieces
+        ]
+        return cls(parts, finish.model, finish.finish_reason, finish.usage)
+
     def pieces(self) -> Iterator[Piece]:
-        for text in self.chunks:
-            yield Delta(text)
+        for event, text in self.parts:
+            yield Reasoning(text) if event == events.REASONING else Delta(text)
         yield Finish(self.model, self.finish_reason, self.usage)
 
 
@@ -74,7 +85,7 @@ class AnswerCache:
             return None
         try:
             return CachedAnswer(**json.loads(raw))
-        except (ValueError, TypeError):
+        except (ValueError, TypeError):  # malformed, or an older shape
             log.warning("ignoring a malformed cache entry %s", key)
             return None
 

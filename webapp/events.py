@@ -93,6 +93,10 @@ def chunk_data(message_id: str, text: str) -> str:
     return dumps({"message_id": message_id, "text": text})
 
 
+def reasoning_data(message_id: str, text: str) -> str:
+    return dumps({"message_id": message_id, "text": text})
+
+
 def end_data(
     message_id: str,
     *,
@@ -101,6 +105,8 @@ def end_data(
     duration_ms: int | None,
     chunks: int,
     text_length: int,
+    reasoning_chunks: int = 0,
+    reasoning_length: int = 0,
 ) -> str:
     """`end`: the counts let a client check that what it shows is whole."""
     return dumps(
@@ -111,6 +117,8 @@ def end_data(
             "duration_ms": duration_ms,
             "chunks": chunks,
             "text_length": text_length,
+            "reasoning_chunks": reasoning_chunks,
+            "reasoning_length": reasoning_length,
         }
     )
 

@@ -44,7 +44,7 @@ from .events import INTERNAL_ERROR
 from .exceptions import Cancelled, HandedBack, ModelError
 from .extensions import db, redis_store
 from .jobs import Job
-from .llm import MODEL_RETRIES, Delta, Finish, Model, Piece, RetryPolicy
+from .llm import MODEL_RETRIES, Delta, Finish, Model, Piece, Reasoning, RetryPolicy
 from .writer import StreamWriter, WriteBatcher, Written
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ class Generation:
             if isinstance(piece, Finish):
                 self._end(piece)
                 return
-            if not self._chunk(piece):
+            if not self._write(piece):
                 return
         raise ModelError(events.UPSTREAM_ERROR, "the model stream ended without finishing")
 
@@ -242,7 +242,8 @@ class Generation:
         return self.retries.stream(
             self.model,
             prompt,
-            text_sent=lambda: self.answer.chunks > 0,
+            # Reasoning counts as sent text: a new request would stream it again.
+            text_sent=lambda: self.answer.sent,
             wait=self._wait_for,
             ids=self._ids(),
         )
@@ -255,18 +256,23 @@ class Generation:
         finally:
             self.state = State.WRITING
 
-    def _chunk(self, delta: Delta) -> bool:
-        """Write one piece of the answer; False when fenced off. Raises Cancelled if asked to."""
+    def _write(self, piece: Delta | Reasoning) -> bool:
+        """Write a piece of the answer or its reasoning; False when fenced off (or Cancelled).
+
+        Both kinds take the same fenced, exactly-once append, and count apart.
+        """
+        thought = type(piece) is Reasoning
+        build = events.reasoning_data if thought else events.chunk_data
         written = self.writer.append(
-            events.CHUNK, events.chunk_data(self.job.message_id, delta.text)
+            events.REASONING if thought else events.CHUNK, build(self.job.message_id, piece.text)
         )
         if written.fenced:
             self.state = State.FENCED
             log.warning("fenced off mid-answer session=%s message=%s", *self._ids())
             return False
-        self.answer.parts.append(delta.text)
-        if self.answer.chunks == 1:
-            metrics.first_token(self.client, time.time() - self.job.enqueued_at)
+        if self.answer.add(piece) == 1:
+            waited = time.time() - self.job.enqueued_at
+            metrics.first_token(self.client, waited, reasoning=thought)
         if written.cancel_requested:
             raise Cancelled()
         return True
@@ -277,8 +283,7 @@ class Generation:
         """Store the answer, then write `end`; remember a whole answer in the cache."""
         self.state = State.ENDED if self.answer.end(finish) else State.FENCED
         if self.state is State.ENDED and self.cache is not None and self.cache_key:
-            parts = list(self.answer.parts)
-            cached = CachedAnswer(parts, finish.model, finish.finish_reason, finish.usage)
+            cached = CachedAnswer.of(self.answer.pieces, finish)
             self.cache.put(self.cache_key, cached)
 
     def fail(self, code: str, text: str) -> None:

@@ -16,10 +16,9 @@ servers stream what they think in the delta's `reasoning_content` (DeepSeek,
 SGLang, LiteLLM, vLLM before 0.19.1) or `reasoning` (vLLM since, Ollama,
 OpenRouter), before the answer's `content` and sometimes between its parts.
 `reasoning_content` wins when a delta has both, so text is never doubled.
-Both models yield `Reasoning` pieces only when built with `reasoning=True`:
-the switch exists until generation.py writes them as `reasoning` events
-(API.md); until then a `Reasoning` piece would reach its chunk writer. The
-wiring step turns it on in `model_from_settings` (or removes the switch).
+Both models yield `Reasoning` pieces only when built with `reasoning=True`,
+as the worker builds them (generation.py writes them as `reasoning`
+events, API.md); built without it, a model yields answer text alone.
 
 Finish reasons: `stop`, `length` and `content_filter` (events.FINISH_REASONS,
 the ones API.md's `end` names) pass through in `Finish`. Any other (`tool_calls`,
@@ -346,7 +345,7 @@ def status_error(exc: openai.APIStatusError) -> ModelError:
 
 
 def model_from_settings(settings: Mapping[str, Any], *, reasoning: bool = False) -> Model:
-    """The configured model; `reasoning=True` once generation writes `reasoning` events."""
+    """The configured model; with `reasoning=True` it yields `Reasoning` pieces too."""
     if not settings["OPENAI_API_KEY"]:
         from .demo_model import DemoModel  # it builds on this module's pieces
 

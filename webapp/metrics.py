@@ -178,13 +178,17 @@ def _record(
         log.warning("metrics not recorded: %s", exc)
 
 
-def first_token(client: redis.Redis, seconds: float) -> None:
-    """The first chunk of an answer was written, `seconds` after its prompt was accepted."""
-    seconds = max(seconds, 0.0)
+def first_token(client: redis.Redis, seconds: float, *, reasoning: bool = False) -> None:
+    """The first chunk (or reasoning piece) of an answer was written, `seconds` after its prompt.
+
+    Two figures, not one: a reasoning model thinks for seconds before it
+    answers, and that wait says nothing about relay's own speed (issue 16).
+    """
+    seconds, prefix = max(seconds, 0.0), "ttfr" if reasoning else "ttft"
     _record(
         client,
-        {"ttft:count": 1, f"ttft:le:{_bucket(seconds, TTFT_BUCKETS)}": 1},
-        {"ttft:sum": seconds},
+        {f"{prefix}:count": 1, f"{prefix}:le:{_bucket(seconds, TTFT_BUCKETS)}": 1},
+        {f"{prefix}:sum": seconds},
     )
 
 
@@ -303,8 +307,15 @@ def generation_families(fields: Mapping[str, str]) -> Iterator[Metric]:
     yield _histogram(
         fields,
         "relay_time_to_first_token_seconds",
-        "From the prompt accepted to the first chunk written.",
+        "From the prompt accepted to the first chunk of the answer written (not reasoning).",
         "ttft",
+        TTFT_BUCKETS,
+    )
+    yield _histogram(
+        fields,
+        "relay_time_to_first_reasoning_seconds",
+        "From the prompt accepted to the first reasoning piece written.",
+        "ttfr",
         TTFT_BUCKETS,
     )
     yield _histogram(

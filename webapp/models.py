@@ -90,6 +90,7 @@ class Message(db.Model):
     # The generation attempt that owns this row; only it may finish it.
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     chunk_count: Mapped[int | None]
+    reasoning_chunk_count: Mapped[int | None]
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -31,10 +31,12 @@ from .models import Message
 def _apply(message: Message, event: str, data: dict[str, Any]) -> None:
     """Fold one event into an unsaved copy of an unfinished message."""
     if event == events.START:
-        message.content, message.status = "", models.STREAMING
+        message.content, message.reasoning, message.status = "", "", models.STREAMING
         message.model = data.get("model", message.model)
     elif event == events.CHUNK:
         message.content += data.get("text", "")
+    elif event == events.REASONING:
+        message.reasoning = (message.reasoning or "") + data.get("text", "")
     elif event == events.END:
         reason = data.get("finish_reason")
         message.status = models.CANCELLED if reason == events.FINISH_CANCELLED else models.DONE

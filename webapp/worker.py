@@ -60,7 +60,9 @@ class Worker:
     def __init__(self, app: Flask, model: Model | None = None, max_jobs: int | None = None) -> None:
         self.app = app
         self.config = app.config
-        self.model = model or model_from_settings(app.config)
+        # Reasoning models' thinking streams as `reasoning` events (issue 16);
+        # the demo model thinks briefly too, so a newcomer sees it.
+        self.model = model or model_from_settings(app.config, reasoning=True)
         self.max_jobs = max_jobs
         self.pool = Pool(app.config["WORKER_CONCURRENCY"])
         self.stopping = Event()

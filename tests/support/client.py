@@ -135,7 +135,7 @@ def poll_until(
     raise AssertionError(f"long-poll timed out after {len(events)} events")
 
 
-def answer_text(events: list[Event], message_id: str) -> str:
+def answer_text(events: list[Event], message_id: str, kind: str = "chunk") -> str:
     """The text of the message's latest attempt, as a client would show it."""
     text = ""
     for event in events:
@@ -143,9 +143,14 @@ def answer_text(events: list[Event], message_id: str) -> str:
             continue
         if event.event == "start":
             text = ""
-        elif event.event == "chunk":
+        elif event.event == kind:
             text += event.data["text"]
     return text
+
+
+def reasoning_text(events: list[Event], message_id: str) -> str:
+    """The reasoning of the message's latest attempt, as a client would show it."""
+    return answer_text(events, message_id, kind="reasoning")
 
 
 def id_key(entry_id: str) -> tuple[int, int]:
