@@ -8,7 +8,6 @@ model server; the client is tests/js/chat_client.mjs, which drives
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -130,10 +129,6 @@ def test_the_wire_has_the_protocols_headers_entry_ids_and_done(
     assert ids[1:] == sorted(ids[1:], key=lambda i: tuple(map(int, i.split("-"))))
 
 
-@pytest.mark.skipif(
-    "Reasoning" not in inspect.getsource(__import__("webapp.generation").generation),
-    reason="generation.py does not write `reasoning` events yet (issue 16 lands in parallel)",
-)
 def test_reasoning_part_equals_the_stored_reasoning(
     web: str, worker, app, ai_sdk: AiSdk, model_server: ModelServer, unique: str
 ) -> None:
