@@ -21,6 +21,19 @@ named here with where gunicorn does it (gunicorn 27):
    socket, taken before, keeps it open for the hub. The send deadline
    (sockets.py, `SlowClient`) ends a stuck write the same way.
 
+Parked long-polls (longpoll.py) rely on two more, through relay's own
+worker class (gunicorn_worker.py, which registers itself with `serve_with`):
+
+5. `AsyncWorker.handle(listener, client, addr)` serves every request of one
+   connection until it closes; called again for a connection that a parked
+   poll answered, it reads that connection's next request as if it had just
+   been accepted (gunicorn/workers/base_async.py). `listener` is only asked
+   for its address.
+6. `AsyncWorker.handle` reads each request's headers under
+   `worker.timeout_ctx()` (a `gevent.Timeout(keepalive, False)`, which
+   leaves `req` None and closes the connection); relay's worker bounds the
+   header read there (gunicorn_worker.py).
+
 `GUNICORN_CHECKED` is the range of releases this was checked against;
 tests/test_handover.py pins it and each behaviour above, so an upgrade
 past it fails there first.
@@ -32,8 +45,9 @@ import errno
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
+import gevent
 from gevent import monkey
 
 from .exceptions import CutShort, HandedOver
@@ -81,6 +95,49 @@ def connection(environ: dict[str, Any]) -> Connection | None:
         return None
     # gunicorn chunks the body of an HTTP/1.1 GET response without Content-Length.
     return Connection(sock, chunked=protocol == "HTTP/1.1")
+
+
+class _Worker(Protocol):
+    """What relay uses of gunicorn's worker object (items 5 and 6)."""
+
+    alive: bool
+    sockets: list[socket.socket]
+
+    def handle(self, listener: socket.socket, client: socket.socket, addr: Any) -> None: ...
+
+
+_serving: _Worker | None = None
+
+
+def serve_with(worker: _Worker) -> None:
+    """Called by relay's gunicorn worker as it starts (gunicorn_worker.py)."""
+    global _serving
+    _serving = worker
+
+
+def can_keep_alive() -> bool:
+    """Whether a connection answered by the hub can be handed back to gunicorn (item 5)."""
+    return _serving is not None and _serving.alive and bool(_serving.sockets)
+
+
+def hand_back(sock: socket.socket, addr: Any) -> None:
+    """Give a connection whose response is complete back to gunicorn, for its next request."""
+    assert _serving is not None, "only under relay's gunicorn worker (can_keep_alive)"
+    gevent.spawn(_serving.handle, _listener_of(sock, _serving.sockets), sock, addr)
+
+
+def _listener_of(sock: socket.socket, listeners: list[socket.socket]) -> socket.socket:
+    """The listening socket that accepted `sock` (gunicorn asks it for its address only)."""
+    if len(listeners) > 1:
+        try:
+            local = sock.getsockname()
+            for listener in listeners:
+                bound = listener.getsockname()
+                if isinstance(bound, tuple) and isinstance(local, tuple) and bound[1] == local[1]:
+                    return listener
+        except OSError:
+            pass
+    return listeners[0]
 
 
 def let_go() -> NoReturn:

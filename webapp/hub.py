@@ -130,14 +130,8 @@ class Hub:
 
     def poll(self, session_id: str, cursor: str, timeout_seconds: float, limit: int) -> Poll:
         """A long-poll: entries after `cursor`, waiting up to `timeout_seconds` for some."""
-        try:
-            with self.follow(session_id, cursor) as follower:
-                batch = follower.next_batch(timeout_seconds, limit)
-        except HubClosed:
-            return Poll([], cursor, reset=False)
-        except Reset as exc:
-            return Poll([], exc.floor, reset=True)
-        return Poll(batch, batch[-1].id if batch else cursor, reset=False)
+        with self.follow(session_id, cursor) as follower:
+            return follower.poll(timeout_seconds, limit)
 
     def wait_for_final(
         self, session_id: str, message_id: str, cursor: str, timeout_seconds: float
@@ -288,6 +282,25 @@ class Follower:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not changed.wait(remaining):
                 return []
+
+    @property
+    def session_id(self) -> str:
+        return self._channel.session_id
+
+    def poll(self, timeout_seconds: float, limit: int) -> Poll:
+        """A long-poll's answer from here: entries, or none after the wait, or a reset."""
+        cursor = self.cursor
+        try:
+            batch = self.next_batch(timeout_seconds, limit)
+        except HubClosed:
+            return Poll([], cursor, reset=False)
+        except Reset as exc:
+            return Poll([], exc.floor, reset=True)
+        return Poll(batch, batch[-1].id if batch else cursor, reset=False)
+
+    def buffered_after(self, cursor: str) -> list[Entry] | None:
+        """The channel's entries after `cursor`, or None if its buffer does not reach back."""
+        return self._channel.after(cursor)
 
     def caught_up(self) -> bool:
         """Whether the cursor is the channel's newest id, which every merge extends."""

@@ -1,6 +1,7 @@
 """Event delivery: Server-Sent Events and the long-poll fallback.
 
-Both read through the hub (hub.py). Everything that can fail with a JSON
+Both read through the hub (hub.py); a poll with nothing to answer yet is
+parked with it (longpoll.py). Everything that can fail with a JSON
 error (the session, the cursor, the timeout, the stream limits) is decided
 here, before a streaming response starts (sse.py).
 """
@@ -9,10 +10,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from . import auth, events, limits, metrics, params, sessions, sse
+from . import auth, limits, longpoll, params, sessions, sse
 from .auth import Caller
 from .extensions import db
-from .hub import hub
 
 bp = Blueprint("stream", __name__)
 
@@ -57,11 +57,11 @@ def poll(session_id: str) -> Response:
     timeout = params.poll_timeout(current_app.config["POLL_TIMEOUT_SECONDS"])
     timeout = auth.cap_seconds(caller, timeout)  # a poll never waits past its token
     release = limits.acquire_stream(request, current_app.config)
-    try:
-        answer = hub.poll(session_id, cursor, timeout, POLL_MAX_EVENTS)
-    finally:
-        release()
-    if answer.reset:
-        metrics.reset_sent("poll")
-    body = events.poll_body(answer.entries, answer.cursor, answer.reset)
-    return Response(body, mimetype="application/json", headers={"Cache-Control": "no-store"})
+    return longpoll.response(
+        session_id,
+        cursor,
+        timeout,
+        limit=POLL_MAX_EVENTS,
+        release=release,
+        environ=request.environ,
+    )
