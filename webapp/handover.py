@@ -29,10 +29,6 @@ worker class (gunicorn_worker.py, which registers itself with `serve_with`):
    poll answered, it reads that connection's next request as if it had just
    been accepted (gunicorn/workers/base_async.py). `listener` is only asked
    for its address.
-6. `AsyncWorker.handle` reads each request's headers under
-   `worker.timeout_ctx()` (a `gevent.Timeout(keepalive, False)`, which
-   leaves `req` None and closes the connection); relay's worker bounds the
-   header read there (gunicorn_worker.py).
 
 `GUNICORN_CHECKED` is the range of releases this was checked against;
 tests/test_handover.py pins it and each behaviour above, so an upgrade
@@ -98,7 +94,7 @@ def connection(environ: dict[str, Any]) -> Connection | None:
 
 
 class _Worker(Protocol):
-    """What relay uses of gunicorn's worker object (items 5 and 6)."""
+    """What relay uses of gunicorn's worker object (item 5)."""
 
     alive: bool
     sockets: list[socket.socket]
