@@ -24,8 +24,9 @@ from webapp.config import check_or_exit
 relay_settings = check_or_exit()
 
 bind = f"0.0.0.0:{relay_settings['PORT']}"
-# gevent's worker (each request a cheap greenlet, not a thread), which can take
-# back a connection a parked long-poll answered: webapp/gunicorn_worker.py.
+# gevent's worker (each request a cheap greenlet, not a thread), with a time
+# limit on a request's headers (HEADER_TIMEOUT_SECONDS), which can take back
+# a connection a parked long-poll answered: webapp/gunicorn_worker.py.
 worker_class = "webapp.gunicorn_worker.Worker"
 # Heroku's Python buildpack sets WEB_CONCURRENCY from the dyno's size.
 workers = relay_settings["WEB_CONCURRENCY"]
@@ -95,6 +96,10 @@ def on_exit(server):
 # Left alone, open SSE streams and long-polls would be cut when graceful_timeout
 # runs out. Ended now, with a clean end of body, every client reconnects at
 # once (to a dyno that stays) with Last-Event-ID and loses nothing.
+
+
+def post_fork(server, worker):
+    worker.header_timeout_seconds = relay_settings["HEADER_TIMEOUT_SECONDS"]
 
 
 def post_worker_init(worker):

@@ -4,21 +4,28 @@ If an upgrade of gunicorn changes any of it, these fail before a client
 sees a broken stream: the version range the hand-over was checked against,
 the chunk framing, and, served by gunicorn's gevent worker, the socket in
 the environ, the headers written with the first item, and the quiet close
-on EPIPE that lets the hub keep the connection.
+on EPIPE that lets the hub keep the connection; and the parser's reader
+that the header timeout hooks into (item 6).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import gevent.socket
 import pytest
+from gunicorn import config as gunicorn_config
+from gunicorn import http as gunicorn_http
 from gunicorn import util
+from gunicorn.http import parser as gunicorn_parser
 
 from tests.support.processes import Process, free_port, python, wait_until_answers
-from webapp import handover
+from webapp import gunicorn_worker, handover
 
 
 def test_gunicorn_is_a_release_the_hand_over_was_checked_against() -> None:
@@ -78,3 +85,63 @@ def test_a_response_handed_over_mid_body_reaches_the_client_whole(
     quiet = log.count("Ignoring EPIPE") - quiet_before
     assert quiet == 2, "gunicorn let go of both connections on the EPIPE, quietly"
     assert "Traceback" not in log and "Error handling request" not in log
+
+
+# -- item 6: the header timeout's hooks (webapp/gunicorn_worker.py) ----------------
+# That gunicorn reads headers under worker.timeout_ctx() is pinned end to end
+# by tests/test_gunicorn_edges.py (a half-sent request closed after the
+# header timeout); here, that its parser reads through the reader relay puts
+# in gunicorn/http/parser.py, and that the first bytes read start the limit.
+
+
+@pytest.fixture
+def timed_parsers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # Put back gunicorn's own reader after the test.
+    monkeypatch.setattr(gunicorn_parser, "SocketUnreader", gunicorn_parser.SocketUnreader)
+    gunicorn_worker.read_requests_through_timed_reads()
+    yield
+
+
+def parser_on(sock: socket.socket) -> Any:
+    return gunicorn_http.get_parser(gunicorn_config.Config(), sock, ("127.0.0.1", 1))
+
+
+def test_gunicorn_parsers_read_through_timed_reads(timed_parsers: None) -> None:
+    ours, theirs = gevent.socket.socketpair()
+    with ours, theirs:
+        parser = parser_on(ours)
+        assert isinstance(parser.unreader, gunicorn_worker.TimedReads)
+        theirs.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        with gunicorn_worker.HeaderDeadline(
+            parser.unreader, idle_seconds=60, header_seconds=30
+        ) as deadline:
+            assert deadline.seconds == 60, "no bytes yet: the idle limit"
+            request = next(parser)
+            assert deadline.seconds == 30, "the read that brought bytes started the header limit"
+        assert request.path == "/"
+
+
+def test_a_half_sent_request_is_cut_at_the_header_limit(timed_parsers: None) -> None:
+    ours, theirs = gevent.socket.socketpair()
+    with ours, theirs:
+        parser = parser_on(ours)
+        theirs.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        request = None
+        started = time.monotonic()
+        with gunicorn_worker.HeaderDeadline(parser.unreader, idle_seconds=60, header_seconds=0.2):
+            request = next(parser)
+        assert request is None, "the limit ended the read, quietly, as gunicorn's own does"
+        assert time.monotonic() - started < 30, "the header limit, not the idle one, ended it"
+
+
+def test_pipelined_bytes_start_the_header_limit_at_once(timed_parsers: None) -> None:
+    ours, theirs = gevent.socket.socketpair()
+    with ours, theirs:
+        parser = parser_on(ours)
+        theirs.sendall(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert next(parser).path == "/1"
+        with gunicorn_worker.HeaderDeadline(
+            parser.unreader, idle_seconds=60, header_seconds=30
+        ) as deadline:
+            assert deadline.seconds == 30, "the next request's bytes were already read"
+            assert next(parser).path == "/2"

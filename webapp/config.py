@@ -105,6 +105,10 @@ SETTINGS: tuple[Setting, ...] = (
     # Open connections per gunicorn process. A dyno allows 10000 open files
     # per process; leave room for the Redis and SQL pools and the logs.
     Setting("WORKER_CONNECTIONS", Integer(1, 100_000), 5000),
+    # A request's headers must all arrive this long after the read that brought
+    # their first byte (gunicorn_worker.py); an idle keep-alive connection
+    # still waits up to gunicorn's keepalive (95 s) for that first byte.
+    Setting("HEADER_TIMEOUT_SECONDS", POSITIVE_SECONDS, 10.0),
     # -- Redis --
     # Unset: scripts/run's embedded Redis while it is up, else localhost (default_redis_url).
     Setting("REDIS_URL", RedisUrl(), None),

@@ -21,14 +21,23 @@ named here with where gunicorn does it (gunicorn 27):
    socket, taken before, keeps it open for the hub. The send deadline
    (sockets.py, `SlowClient`) ends a stuck write the same way.
 
-Parked long-polls (longpoll.py) rely on two more, through relay's own
-worker class (gunicorn_worker.py, which registers itself with `serve_with`):
+Parked long-polls (longpoll.py) and the header timeout rely on two more,
+through relay's own worker class (gunicorn_worker.py, which registers
+itself with `serve_with`):
 
 5. `AsyncWorker.handle(listener, client, addr)` serves every request of one
    connection until it closes; called again for a connection that a parked
    poll answered, it reads that connection's next request as if it had just
    been accepted (gunicorn/workers/base_async.py). `listener` is only asked
    for its address.
+6. `AsyncWorker.handle` reads each request's headers under
+   `worker.timeout_ctx()` (gevent's is `gevent.Timeout(keepalive, False)`,
+   which leaves `req` None and closes the connection), in the greenlet that
+   serves the connection; and `Parser.__init__` reads a socket through
+   `SocketUnreader`, looked up in gunicorn/http/parser.py as it builds the
+   parser, whose `chunk` makes every read of the socket. relay's worker
+   replaces that name with a reader that starts the header deadline when a
+   read brings bytes (gunicorn_worker.py, `TimedReads`, `HeaderDeadline`).
 
 `GUNICORN_CHECKED` is the range of releases this was checked against;
 tests/test_handover.py pins it and each behaviour above, so an upgrade
