@@ -19,10 +19,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.support.client import answer_text, create_session, post_prompt, read_sse
+from tests.support.client import assert_answer_streams_and_is_stored
 from tests.support.model_server import ModelServer
 from tests.support.processes import (
     ROOT,
@@ -157,14 +156,7 @@ def test_procfile_streams_an_answer_from_requirements_txt_alone(
         prompt = f"production install {unique}"
         chunks = ["Built ", "from ", "requirements.txt ", "alone."]
         model_server.behave(prompt, chunks=chunks)
-        with httpx.Client(base_url=base_url, timeout=30) as http:
-            session_id = create_session(http)
-            message_id = post_prompt(http, session_id, prompt)["message_id"]
-            raw = read_sse(base_url, session_id, until_message=message_id)
-            assert raw.events[-1].event == "end"
-            assert answer_text(raw.events, message_id) == "".join(chunks)
-            stored = http.get(f"/api/sessions/{session_id}").json()["messages"][-1]
-            assert (stored["status"], stored["content"]) == ("done", "".join(chunks))
+        assert_answer_streams_and_is_stored(base_url, prompt, chunks)
     finally:
         web.stop(timeout=40)
         worker.stop(timeout=40)

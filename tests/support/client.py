@@ -46,6 +46,21 @@ def post_prompt(http: httpx.Client, session_id: str, content: str) -> dict[str, 
     return response.json()
 
 
+def assert_answer_streams_and_is_stored(base_url: str, prompt: str, chunks: list[str]) -> None:
+    """Post `prompt` to a new session: its SSE answer ends with `end`, whole, and is stored done.
+
+    The end-to-end check of a running deployment (the Procfile, a production venv).
+    """
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        session_id = create_session(http)
+        message_id = post_prompt(http, session_id, prompt)["message_id"]
+        raw = read_sse(base_url, session_id, until_message=message_id)
+        assert raw.events[-1].event == "end"
+        assert answer_text(raw.events, message_id) == "".join(chunks)
+        stored = http.get(f"/api/sessions/{session_id}").json()["messages"][-1]
+        assert (stored["status"], stored["content"]) == ("done", "".join(chunks))
+
+
 def iter_sse_lines(response: httpx.Response) -> Iterator[tuple[str, str]]:
     """(field, value) pairs of an SSE body; ("", "") marks the end of a message."""
     for line in response.iter_lines():
