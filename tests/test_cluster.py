@@ -98,3 +98,31 @@ def test_the_web_side_answers_on_a_redis_cluster(
         scraped = http.get("/metrics")
         assert scraped.status_code == 200 and "relay_jobs_queued " in scraped.text
     assert len(session_slots(cluster, session_id)) == 1
+
+
+def test_a_retried_post_and_a_delete_on_a_redis_cluster(
+    cluster: RedisCluster,
+    cluster_stack: str,
+    unique: str,
+) -> None:
+    """The idempotency key and its index are written in one transaction; a delete finds both."""
+    with httpx.Client(base_url=cluster_stack, timeout=30) as http:
+        session_id = create_session(http)
+        url = f"/api/sessions/{session_id}/messages"
+        sent = {
+            "json": {"content": f"cluster retry {unique}"},
+            "headers": {"Idempotency-Key": unique},
+        }
+        first = http.post(url, **sent)
+        again = http.post(url, **sent)
+        assert first.status_code == again.status_code == 202, again.text
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.json() == first.json()
+        assert len(session_slots(cluster, session_id)) == 1
+        assert http.delete(f"/api/sessions/{session_id}").status_code == 204
+    leftover = [
+        key
+        for port in cluster.ports
+        for key in redis.Redis(host="127.0.0.1", port=port).scan_iter(match=f"*{session_id}*")
+    ]
+    assert leftover == []

@@ -2,7 +2,8 @@
 
 A post with an Idempotency-Key stores the answer it got (its body and
 Location) under a key of its session (keys.idempotency, named by a digest of
-the header), together with a digest of the prompt. The same key sent again
+the header), together with a digest of the prompt, and lists that key in the
+session's index set (keys.idempotency_index), which a session delete reads. The same key sent again
 gets that answer back, marked `Idempotent-Replayed: true`, and queues
 nothing; with another prompt it is a 422.
 
@@ -28,6 +29,7 @@ class IdempotentPost:
     """A prompt post made with an Idempotency-Key."""
 
     key: str  # the Redis key of its stored answer
+    index: str  # the session's set of such keys (read by a delete)
     content_sha256: str
 
 
@@ -43,7 +45,11 @@ def post(session_id: str, header: str | None, content: str) -> IdempotentPost | 
         return None
     key_digest = hashlib.sha256(header.encode()).hexdigest()[:32]
     content_digest = hashlib.sha256(content.encode()).hexdigest()
-    return IdempotentPost(keys.idempotency(session_id, key_digest), content_digest)
+    return IdempotentPost(
+        keys.idempotency(session_id, key_digest),
+        keys.idempotency_index(session_id),
+        content_digest,
+    )
 
 
 def earlier_answer(client: redis.Redis, post: IdempotentPost | None) -> StoredAnswer | None:
@@ -67,4 +73,9 @@ def remember(client: redis.Redis, post: IdempotentPost | None, answer: StoredAns
         "body": answer.body,
         "location": answer.location,
     }
-    client.set(post.key, json.dumps(record), ex=keys.IDEMPOTENCY_TTL_SECONDS)
+    # One slot (the session's hash tag), so one atomic transaction, Cluster too.
+    with client.pipeline(transaction=True) as pipe:
+        pipe.set(post.key, json.dumps(record), ex=keys.IDEMPOTENCY_TTL_SECONDS)
+        pipe.sadd(post.index, post.key)
+        pipe.expire(post.index, keys.IDEMPOTENCY_TTL_SECONDS)
+        pipe.execute()

@@ -77,6 +77,11 @@ def idempotency(session_id: str, key_digest: str) -> str:
     return f"{PREFIX}:{{{session_id}}}:idem:{key_digest}"
 
 
+def idempotency_index(session_id: str) -> str:
+    """A set naming the session's idempotency keys, so a delete finds them without SCAN."""
+    return f"{PREFIX}:{{{session_id}}}:idem-index"
+
+
 def answer_cache(digest: str) -> str:
     return f"{PREFIX}:cache:{digest}"
 
@@ -93,11 +98,6 @@ def session_rate_limit(subject: str, window: int) -> str:
     """
     digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
     return f"{PREFIX}:new:{digest}:{window}"
-
-
-def session_key_pattern(session_id: str) -> str:
-    """A SCAN pattern matching every key of one session (ids hold no glob characters)."""
-    return f"{PREFIX}:{{{session_id}}}:*"
 
 
 def session_keys(session_id: str) -> list[str]:

@@ -40,9 +40,6 @@ from .models import ChatSession, Message
 
 log = logging.getLogger(__name__)
 
-# Keys per SCAN call when looking for a session's idempotency keys.
-SCAN_COUNT = 1000
-
 
 def create(owner: str | None = None) -> str:
     """A new session owned by `owner` (None while access control is off); its id."""
@@ -195,12 +192,12 @@ def regenerate(app: Flask, session_id: str, message_id: str) -> str:
 def session_redis_keys(client: redis.Redis, session_id: str) -> list[str]:
     """Every Redis key of the session: the fixed ones and its idempotency keys.
 
-    The idempotency keys have per-key names, so they are found with SCAN: it
-    walks the whole keyspace (SCAN_COUNT keys a call), which a delete, a
-    rare request, can afford.
+    The idempotency keys have per-key names; `idempotency.remember` lists
+    each in the session's index set, so a delete reads one set instead of
+    walking the keyspace. A name whose key has expired is harmless to DEL.
     """
-    found = set(client.scan_iter(match=keys.session_key_pattern(session_id), count=SCAN_COUNT))
-    return sorted(found | set(keys.session_keys(session_id)))
+    index = keys.idempotency_index(session_id)
+    return sorted({*client.smembers(index), index, *keys.session_keys(session_id)})
 
 
 def delete_session(app: Flask, session_id: str) -> None:
