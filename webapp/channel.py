@@ -58,8 +58,17 @@ def _key(entry: Entry) -> tuple[int, int]:
     return id_key(entry.id)
 
 
+# Ties between two encoded-entry records of one entry id (one process-wide order).
+_order = itertools.count()
+
+
 class Channel:
     """The newest entries of one session, shared by its local followers."""
+
+    # One per followed session: at 10,000 sessions, each attribute's dict slot counts.
+    __slots__ = ("session_id", "budget", "base", "entries", "bytes", "_encoded", "answer_start")
+    __slots__ += ("changed", "readers", "live", "refreshing", "dirty", "idle_since")
+    __slots__ += ("owner", "deleted")
 
     def __init__(self, session_id: str, budget: Budget | None = None) -> None:
         self.session_id = session_id
@@ -70,13 +79,13 @@ class Channel:
         self.bytes = 0  # what `entries` hold, encodings included (Entry.size)
         # Entries that may hold encodings, oldest first: (id key, order, entry).
         self._encoded: list[tuple[tuple[int, int], int, Entry]] = []
-        self._order = itertools.count()
         # The `start` of the answer under way, while its end has not come.
         self.answer_start: str | None = None
         self.changed = Event()
-        # Followers reading `after()` themselves, and caught-up ones the
-        # channel writes to (see Sink). Each open follower is in one of them.
-        self.readers: set[Positioned] = set()
+        # Followers reading `after()` themselves (a dict: smaller than a set),
+        # and caught-up ones the channel writes to (see Sink). Each open
+        # follower is in one of them.
+        self.readers: dict[Positioned, None] = {}
         self.live: dict[Positioned, Sink] = {}
         self.refreshing = False
         self.dirty = False
@@ -97,26 +106,26 @@ class Channel:
     # -- followers ---------------------------------------------------------------
 
     def join(self, follower: Positioned) -> None:
-        self.readers.add(follower)
+        self.readers[follower] = None
 
     def leave(self, follower: Positioned) -> None:
-        self.readers.discard(follower)
+        self.readers.pop(follower, None)
         self.live.pop(follower, None)
         self.forget_encodings()
         if self.budget.over():  # what it kept for this reader may go now
             self.trim_history()
 
     def attach(self, follower: Positioned, sink: Sink) -> None:
-        self.readers.discard(follower)
+        self.readers.pop(follower, None)
         self.live[follower] = sink
 
     def detach(self, follower: Positioned) -> None:
         if self.live.pop(follower, None) is not None:
-            self.readers.add(follower)
+            self.readers[follower] = None
 
     def detach_all(self) -> None:
         live, self.live = self.live, {}
-        self.readers.update(live)
+        self.readers.update(dict.fromkeys(live))
         for sink in live.values():
             sink.detach()
 
@@ -169,7 +178,7 @@ class Channel:
     def encoded(self, entry: Entry, size: int) -> None:
         """An entry of ours made an encoding (events.Meter): count it, and drop it later."""
         self._count(size)
-        heapq.heappush(self._encoded, (id_key(entry.id), next(self._order), entry))
+        heapq.heappush(self._encoded, (id_key(entry.id), next(_order), entry))
 
     def _count(self, size: int) -> None:
         self.bytes += size
@@ -185,41 +194,37 @@ class Channel:
 
     def forget_encodings(self) -> None:
         """Drop the encodings of entries that every follower reading the buffer is past."""
-        if not self._encoded:
-            return
-        oldest = self.oldest_reading()
-        while self._encoded and (oldest is None or self._encoded[0][0] <= oldest):
+        if self._encoded:
+            self._forget_through(self.oldest_reading())
+
+    def _forget_through(self, last: tuple[int, int] | None) -> None:
+        while self._encoded and (last is None or self._encoded[0][0] <= last):
             entry = heapq.heappop(self._encoded)[2]
             self._count(-entry.forget_encodings())
 
     def trim_history(self) -> None:
         """Trim what no follower reads and the answer under way does not need."""
-        upto = self.oldest_reading()
+        end = self._unread_end()
         if self.answer_start is not None:
-            before_answer = bisect.bisect_left(self.entries, id_key(self.answer_start), key=_key)
-            if before_answer == 0:
-                return
-            answer = id_key(self.entries[before_answer - 1].id)
-            upto = answer if upto is None else min(upto, answer)
-        self._trim(upto)
+            end = min(end, bisect.bisect_left(self.entries, id_key(self.answer_start), key=_key))
+        self._trim(end)
 
     def trim_unread(self) -> None:
         """Trim whatever no follower reading the buffer has ahead of it."""
-        self._trim(self.oldest_reading())
+        self._trim(self._unread_end())
 
-    def _trim(self, upto: tuple[int, int] | None) -> None:
-        """Drop the entries up to `upto` (None: all), moving `base` past them."""
-        if not self.entries:
+    def _unread_end(self) -> int:
+        """How many of the oldest entries no follower reading the buffer has ahead of it."""
+        oldest = self.oldest_reading()
+        if oldest is None:
+            return len(self.entries)
+        return bisect.bisect_right(self.entries, oldest, key=_key)
+
+    def _trim(self, end: int) -> None:
+        """Drop the oldest `end` entries, moving `base` past them."""
+        if end <= 0:
             return
-        end = (
-            len(self.entries) if upto is None else bisect.bisect_right(self.entries, upto, key=_key)
-        )
-        if end == 0:
-            return
-        last = id_key(self.entries[end - 1].id)
-        while self._encoded and self._encoded[0][0] <= last:
-            entry = heapq.heappop(self._encoded)[2]
-            self._count(-entry.forget_encodings())
+        self._forget_through(id_key(self.entries[end - 1].id))
         for entry in self.entries[:end]:
             entry.meter = None
             self._count(-entry.size)
@@ -228,7 +233,7 @@ class Channel:
 
     def release(self) -> None:
         """Give back every byte held: the channel is forgotten or reset."""
-        self._trim(None)
+        self._trim(len(self.entries))
         self.base, self.answer_start = None, None
 
     # -- lifecycle -----------------------------------------------------------------
