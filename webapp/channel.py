@@ -67,7 +67,7 @@ class Channel:
 
     # One per followed session: at 10,000 sessions, each attribute's dict slot counts.
     __slots__ = ("session_id", "budget", "base", "entries", "bytes", "_encoded", "answer_start")
-    __slots__ += ("changed", "readers", "live", "refreshing", "dirty", "idle_since")
+    __slots__ += ("changed", "_followers", "refreshing", "dirty", "idle_since")
     __slots__ += ("owner", "deleted")
 
     def __init__(self, session_id: str, budget: Budget | None = None) -> None:
@@ -82,11 +82,9 @@ class Channel:
         # The `start` of the answer under way, while its end has not come.
         self.answer_start: str | None = None
         self.changed = Event()
-        # Followers reading `after()` themselves (a dict: smaller than a set),
-        # and caught-up ones the channel writes to (see Sink). Each open
-        # follower is in one of them.
-        self.readers: dict[Positioned, None] = {}
-        self.live: dict[Positioned, Sink] = {}
+        # Every open follower, with its sink while the channel writes to it
+        # (see Sink); None while it reads `after()` itself (a reader).
+        self._followers: dict[Positioned, Sink | None] = {}
         self.refreshing = False
         self.dirty = False
         self.idle_since = 0.0
@@ -101,31 +99,35 @@ class Channel:
 
     @property
     def followers(self) -> int:
-        return len(self.readers) + len(self.live)
+        return len(self._followers)
+
+    @property
+    def live(self) -> dict[Positioned, Sink]:
+        """The followers the channel writes to, with their sinks."""
+        return {f: sink for f, sink in self._followers.items() if sink is not None}
 
     # -- followers ---------------------------------------------------------------
 
     def join(self, follower: Positioned) -> None:
-        self.readers[follower] = None
+        self._followers[follower] = None
 
     def leave(self, follower: Positioned) -> None:
-        self.readers.pop(follower, None)
-        self.live.pop(follower, None)
+        self._followers.pop(follower, None)
         self.forget_encodings()
         if self.budget.over():  # what it kept for this reader may go now
             self.trim_history()
 
     def attach(self, follower: Positioned, sink: Sink) -> None:
-        self.readers.pop(follower, None)
-        self.live[follower] = sink
+        self._followers[follower] = sink
 
     def detach(self, follower: Positioned) -> None:
-        if self.live.pop(follower, None) is not None:
-            self.readers[follower] = None
+        if follower in self._followers:
+            self._followers[follower] = None
 
     def detach_all(self) -> None:
-        live, self.live = self.live, {}
-        self.readers.update(dict.fromkeys(live))
+        live = self.live
+        for follower in live:
+            self._followers[follower] = None
         for sink in live.values():
             sink.detach()
 
@@ -149,9 +151,10 @@ class Channel:
             self._take(entry)
         self.entries.extend(fresh)
         newest = fresh[-1].id
-        for follower, sink in list(self.live.items()):
-            follower.cursor = newest
-            sink.deliver(fresh)
+        for follower, sink in list(self._followers.items()):
+            if sink is not None:
+                follower.cursor = newest
+                sink.deliver(fresh)
         self.forget_encodings()
         self.wake()
         self.budget.settle()
@@ -189,7 +192,7 @@ class Channel:
         if self.base is None:
             return None
         base = id_key(self.base)
-        cursors = [id_key(f.cursor) for f in self.readers]
+        cursors = [id_key(f.cursor) for f, sink in self._followers.items() if sink is None]
         return min((c for c in cursors if c >= base), default=None)
 
     def forget_encodings(self) -> None:
@@ -240,8 +243,8 @@ class Channel:
 
     def shut_down(self) -> None:
         """The process stops: end the held streams and wake every waiting reader."""
-        if self.live:  # held streams end here; sse.py logs the others as they end
-            log.info("sse closed for shutdown session=%s held=%d", self.session_id, len(self.live))
+        if held := len(self.live):  # held streams end here; sse.py logs the others as they end
+            log.info("sse closed for shutdown session=%s held=%d", self.session_id, held)
         self.detach_all()
         self.wake()
 
