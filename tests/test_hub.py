@@ -189,6 +189,39 @@ def test_a_follower_behind_the_trimmed_buffer_reads_redis_with_no_gap_and_no_dup
         next(hubs, None)
 
 
+def test_a_poll_loop_on_a_tiny_budget_gets_each_entry_once_while_entries_stream(
+    app, client: redis.Redis, unique: str
+) -> None:
+    session_id = f"loop{unique}"
+    hubs = open_hub(app, buffer_bytes=5_000)  # about 20 entries
+    hub = next(hubs)
+    try:
+        writer = writer_for(client, session_id, "loop-msg")
+        written = [chunk(writer, "loop-msg", "0")]
+        assert hub.poll(session_id, written[0], 0, 16).entries == []  # places the channel
+        listening(hub)
+
+        def write() -> None:
+            for n in range(1, 300):
+                written.append(chunk(writer, "loop-msg", str(n)))
+                if n % 10 == 0:
+                    gevent.sleep(0)  # let the poll loop run in between (a yield, not a wait)
+
+        producer = gevent.spawn(write)
+        got: list[Entry] = []
+        cursor = written[0]
+        # Between two polls nothing protects the loop's place: trims pass it.
+        while not (producer.dead and cursor == written[-1]):
+            poll = hub.poll(session_id, cursor, 5, 16)
+            assert not poll.reset
+            got += poll.entries
+            cursor = poll.cursor
+        assert hub.budget.trims > 0
+        assert [e.id for e in got] == written[1:], "each entry once, in order"
+    finally:
+        next(hubs, None)
+
+
 class ListSink:
     def __init__(self) -> None:
         self.entries: list[Entry] = []

@@ -56,7 +56,7 @@ class Budget:
     def trim(self) -> None:
         assert self.limit is not None
         self.trims += 1
-        channels = list(self._channels())
+        channels = [channel for channel in self._channels() if channel.entries]
         for channel in channels:
             channel.trim_history()
         goal = self.limit * 3 // 4

@@ -4,7 +4,8 @@ SSE responses and long-polls both read through a `Follower`, which hands out
 the entries after its cursor, in order, each exactly once. Behind it:
 
 - One `Channel` per session that has local followers keeps the newest
-  entries in memory (channel.py), each encoded once and shared.
+  entries in memory (channel.py), each encoded once and shared, all
+  channels within one byte budget per process (buffers.py).
 - One listener greenlet per process holds one pub/sub connection. Every
   stream write publishes a `keys.Notice` naming the entry before it;
   when `prev_id` is the channel's newest id the entry is appended directly,
