@@ -67,8 +67,7 @@ class Channel:
 
     # One per followed session: at 10,000 sessions, each attribute's dict slot counts.
     __slots__ = ("session_id", "budget", "base", "entries", "bytes", "_encoded", "answer_start")
-    __slots__ += ("changed", "_followers", "refreshing", "dirty", "idle_since")
-    __slots__ += ("owner", "deleted")
+    __slots__ += ("changed", "_followers", "refreshing", "dirty", "idle_since", "owner", "deleted")
 
     def __init__(self, session_id: str, budget: Budget | None = None) -> None:
         self.session_id = session_id
@@ -126,8 +125,7 @@ class Channel:
 
     def detach_all(self) -> None:
         live = self.live
-        for follower in live:
-            self._followers[follower] = None
+        self._followers.update(dict.fromkeys(live))
         for sink in live.values():
             sink.detach()
 
@@ -162,8 +160,8 @@ class Channel:
     def _take(self, entry: Entry) -> None:
         entry.meter = self
         self._count(entry.size)
-        if entry.encoded_size:
-            self.encoded(entry, 0)
+        if entry.encoded_size:  # made before it came here
+            self.encoded(entry, 0, True)
         if entry.event == events.START:
             self.answer_start = entry.id
         elif entry.event in events.FINAL_EVENTS:
@@ -178,10 +176,11 @@ class Channel:
 
     # -- memory --------------------------------------------------------------------
 
-    def encoded(self, entry: Entry, size: int) -> None:
+    def encoded(self, entry: Entry, size: int, first: bool) -> None:
         """An entry of ours made an encoding (events.Meter): count it, and drop it later."""
         self._count(size)
-        heapq.heappush(self._encoded, (id_key(entry.id), next(_order), entry))
+        if first:
+            heapq.heappush(self._encoded, (id_key(entry.id), next(_order), entry))
 
     def _count(self, size: int) -> None:
         self.bytes += size
@@ -189,11 +188,11 @@ class Channel:
 
     def oldest_reading(self) -> tuple[int, int] | None:
         """The oldest cursor of a follower reading the buffer (not Redis), or None."""
-        if self.base is None:
+        cursors = [f.cursor for f, sink in self._followers.items() if sink is None]
+        if not cursors or self.base is None:
             return None
         base = id_key(self.base)
-        cursors = [id_key(f.cursor) for f, sink in self._followers.items() if sink is None]
-        return min((c for c in cursors if c >= base), default=None)
+        return min((c for c in map(id_key, cursors) if c >= base), default=None)
 
     def forget_encodings(self) -> None:
         """Drop the encodings of entries that every follower reading the buffer is past."""
@@ -201,9 +200,10 @@ class Channel:
             self._forget_through(self.oldest_reading())
 
     def _forget_through(self, last: tuple[int, int] | None) -> None:
+        forgotten = 0
         while self._encoded and (last is None or self._encoded[0][0] <= last):
-            entry = heapq.heappop(self._encoded)[2]
-            self._count(-entry.forget_encodings())
+            forgotten += heapq.heappop(self._encoded)[2].forget_encodings()
+        self._count(-forgotten)
 
     def trim_history(self) -> None:
         """Trim what no follower reads and the answer under way does not need."""

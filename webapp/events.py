@@ -135,7 +135,8 @@ def reset_data(reason: str) -> str:
 class Meter(Protocol):
     """Counts the bytes of the entries it holds (channel.py): told of each encoding made."""
 
-    def encoded(self, entry: Entry, size: int) -> None: ...
+    def encoded(self, entry: Entry, size: int, first: bool) -> None:
+        """`first`: the entry held no encoding before this one."""
 
 
 @dataclass(slots=True)
@@ -173,15 +174,15 @@ class Entry:
     def sse(self) -> bytes:
         if self._sse is None:
             self._sse = encode_sse(self.data, event=self.event, id=self.id)
-            self._made(self._sse)
+            self._made(self._sse, first=self._poll is None)
         return self._sse
 
     @property
     def sse_chunk(self) -> bytes:
         """`sse` as one HTTP/1.1 chunk, for writing straight to a socket (sockets.py)."""
         if self._chunk is None:
-            self._chunk = handover.chunked(self.sse)
-            self._made(self._chunk)
+            self._chunk = handover.chunked(self.sse)  # made after `sse`: never the first
+            self._made(self._chunk, first=False)
         return self._chunk
 
     @property
@@ -192,12 +193,12 @@ class Entry:
                 f'{{"id":{json.dumps(self.id)},"event":{json.dumps(self.event)},'
                 f'"data":{self.data}}}'
             )
-            self._made(self._poll)
+            self._made(self._poll, first=self._sse is None)
         return self._poll
 
-    def _made(self, encoding: bytes | str) -> None:
+    def _made(self, encoding: bytes | str, *, first: bool) -> None:
         if self.meter is not None:
-            self.meter.encoded(self, sys.getsizeof(encoding))
+            self.meter.encoded(self, sys.getsizeof(encoding), first)
 
     @property
     def size(self) -> int:
@@ -206,7 +207,14 @@ class Entry:
 
     @property
     def encoded_size(self) -> int:
-        return sum(sys.getsizeof(e) for e in (self._sse, self._poll, self._chunk) if e is not None)
+        size = 0
+        if self._sse is not None:
+            size += sys.getsizeof(self._sse)
+        if self._poll is not None:
+            size += sys.getsizeof(self._poll)
+        if self._chunk is not None:
+            size += sys.getsizeof(self._chunk)
+        return size
 
     def forget_encodings(self) -> int:
         """Drop the cached encodings (they are made again if asked for); the bytes they held."""
