@@ -16,7 +16,7 @@ import redis
 
 from tests.conftest import dispose, make_app
 from tests.support.processes import RedisServer, wait_for
-from webapp import events, jobs, keys
+from webapp import events, jobs, keys, reader
 from webapp.events import Entry
 from webapp.exceptions import HubClosed, Reset
 from webapp.extensions import redis_store
@@ -26,8 +26,8 @@ from webapp.writer import StreamWriter
 pytestmark = pytest.mark.gevent
 
 
-def open_hub(app) -> Iterator[Hub]:
-    hub = Hub(app)
+def open_hub(app, **kw) -> Iterator[Hub]:
+    hub = Hub(app, **kw)
     yield hub
     hub.close()
     if hub._listener is not None:  # a test's hub must not outlive the test
@@ -137,6 +137,89 @@ def test_a_cursor_older_than_the_stream_resets_to_its_floor(
     assert (answer.entries, answer.cursor, answer.reset) == ([], ids[2], True)
     after_floor = hub.poll(session_id, ids[2], 0, 10)
     assert [e.event for e in after_floor.entries] == ["chunk", "end"] and not after_floor.reset
+
+
+def test_a_first_follower_from_far_back_reads_the_whole_stream_with_nothing_new_written(
+    hub: Hub, client: redis.Redis, unique: str
+) -> None:
+    session_id = f"far{unique}"
+    writer = writer_for(client, session_id, "far-msg")
+    count = reader.CATCH_UP_BATCH + 300
+    for n in range(count):
+        chunk(writer, "far-msg", str(n))
+    follower = hub.follow(session_id, "0-0")
+    got: list[Entry] = []
+    while batch := follower.next_batch(0, 256):  # as an SSE body reads
+        got += batch
+    assert texts(got) == [str(n) for n in range(count)], "no stop at a range read's batch"
+
+
+def test_a_follower_behind_the_trimmed_buffer_reads_redis_with_no_gap_and_no_duplicate(
+    app, client: redis.Redis, unique: str
+) -> None:
+    session_id = f"budget{unique}"
+    hubs = open_hub(app, buffer_bytes=40_000)
+    hub = next(hubs)
+    try:
+        reading = hub.follow(session_id, "0-0")
+        assert reading.next_batch(0) == []  # places the channel
+        listening(hub)
+        channel = reading._channel
+        writer = writer_for(client, session_id, "budget-msg")
+        written = [chunk(writer, "budget-msg", str(n)) for n in range(400)]
+        wait_for(lambda: channel.newest == written[-1], what="the notices")
+        # Past the budget, but a follower reading the buffer keeps what it has ahead.
+        assert hub.budget.used > hub.budget.limit and channel.base == "0-0"
+        got = reading.next_batch(0, 100)
+        reading.close()  # as a long-poll loop between two polls
+        written.append(chunk(writer, "budget-msg", "400"))
+        wait_for(lambda: channel.newest == written[-1], what="the notice")
+        assert channel.after(got[-1].id) is None, "trimmed past the follower's cursor"
+        assert hub.budget.used <= hub.budget.limit
+        reads = range_reads(client)
+        with hub.follow(session_id, got[-1].id) as resumed:
+            while batch := resumed.next_batch(0, 64):
+                got += batch
+            assert range_reads(client) > reads, "the trimmed part came from Redis"
+            written.append(chunk(writer, "budget-msg", "401"))
+            got += resumed.next_batch(5)
+        assert [e.id for e in got] == written, "each entry once, in order"
+        assert texts(got) == [str(n) for n in range(402)]
+    finally:
+        next(hubs, None)
+
+
+def test_a_poll_loop_on_a_tiny_budget_gets_each_entry_once_while_entries_stream(
+    app, client: redis.Redis, unique: str
+) -> None:
+    session_id = f"loop{unique}"
+    hubs = open_hub(app, buffer_bytes=5_000)  # about 20 entries
+    hub = next(hubs)
+    try:
+        writer = writer_for(client, session_id, "loop-msg")
+        written = [chunk(writer, "loop-msg", "0")]
+        assert hub.poll(session_id, written[0], 0, 16).entries == []  # places the channel
+        listening(hub)
+
+        def write() -> None:
+            for n in range(1, 300):
+                written.append(chunk(writer, "loop-msg", str(n)))
+                if n % 10 == 0:
+                    gevent.sleep(0)  # let the poll loop run in between (a yield, not a wait)
+
+        producer = gevent.spawn(write)
+        got: list[Entry] = []
+        cursor = written[0]
+        # Between two polls nothing protects the loop's place: trims pass it.
+        while not (producer.dead and cursor == written[-1]):
+            poll = hub.poll(session_id, cursor, 5, 16)
+            assert not poll.reset
+            got += poll.entries
+            cursor = poll.cursor
+        assert hub.budget.trims > 0
+        assert [e.id for e in got] == written[1:], "each entry once, in order"
+    finally:
+        next(hubs, None)
 
 
 class ListSink:

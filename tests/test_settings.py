@@ -32,6 +32,7 @@ def test_defaults_parse(tmp_path: Path) -> None:
     assert settings["CORS_ORIGINS"] == ()
     assert settings["AUTH_JWT_SECRET"] is None and settings["METRICS_TOKEN"] is None
     assert settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+    assert settings["HUB_BUFFER_BYTES"] == 32 * 2**20
 
 
 @pytest.mark.parametrize(
@@ -53,6 +54,10 @@ def test_defaults_parse(tmp_path: Path) -> None:
         ("SYSTEM_PROMPT", "  Be brief.  ", "  Be brief.  "),
         ("SYSTEM_PROMPT", "", ""),
         ("WORKER_CONCURRENCY", "  ", 32),  # blank: the default
+        ("HUB_BUFFER_BYTES", "64MiB", 64 * 2**20),
+        ("HUB_BUFFER_BYTES", " 5000 kB ", 5_000_000),
+        ("HUB_BUFFER_BYTES", "2GB", 2 * 10**9),
+        ("HUB_BUFFER_BYTES", "3000000", 3_000_000),
         (
             "CORS_ORIGINS",
             "https://App.example.com, http://localhost:5173",
@@ -93,6 +98,7 @@ MALFORMED_BY_KIND = {
     config.Integer: ["ten", "1.5", "-99999999"],
     config.Number: ["soon", "nan", "inf", "-1"],
     config.Boolean: ["maybe", "2"],
+    config.ByteSize: ["lots", "-1", "1.5GiB", "64 MiB/s", "64XB", "1023KiB"],
     config.Choice: ["xml"],
     config.RateSpec: ["lots", "0/minute", "5/fortnight", "5/0s"],
     config.RedisUrl: ["http://localhost:6379", "redis://", "redis://h:port/0", "redis://h/x"],

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 from .setting_types import (  # noqa: F401  (re-exported: config.X is how callers name them)
     PROJECT_ROOT,
     Boolean,
+    ByteSize,
     Choice,
     DatabaseUrl,
     Folder,
@@ -169,6 +170,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STREAM_MAXLEN", Integer(1), 10_000),
     # A client that has not taken an SSE write for this long is dropped.
     Setting("SSE_SEND_TIMEOUT_SECONDS", POSITIVE_SECONDS, 30.0),
+    # What the hub's buffers of one web process may hold: the newest entries
+    # of the sessions its clients follow, with their encodings (buffers.py).
+    # Past it, history is trimmed and read from Redis again when asked for.
+    Setting("HUB_BUFFER_BYTES", ByteSize(2**20), 32 * 2**20),
     # -- limits --
     Setting("MAX_PROMPT_CHARS", Integer(1, 10_000_000), 16_000),
     # Prompts per client.

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import handover, keys
 from .exceptions import InvalidCursor
@@ -131,9 +132,21 @@ def reset_data(reason: str) -> str:
     return dumps({"reason": reason})
 
 
+class Meter(Protocol):
+    """Counts the bytes of the entries it holds (channel.py): told of each encoding made."""
+
+    def encoded(self, entry: Entry, size: int, first: bool) -> None:
+        """`first`: the entry held no encoding before this one."""
+
+
 @dataclass(slots=True)
 class Entry:
-    """One stream entry, with its wire encodings computed once and shared."""
+    """One stream entry, with its wire encodings computed when first asked and kept.
+
+    An entry in a channel's buffer has that channel as its `meter`, which
+    counts every byte the entry holds, its encodings included, against the
+    process's budget (buffers.py), and drops the encodings no reader needs.
+    """
 
     id: str
     event: str
@@ -141,6 +154,11 @@ class Entry:
     _sse: bytes | None = field(default=None, repr=False)
     _poll: str | None = field(default=None, repr=False)
     _chunk: bytes | None = field(default=None, repr=False)
+    meter: Meter | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A handful of event names: one string each, shared by every entry.
+        self.event = sys.intern(self.event)
 
     @classmethod
     def from_redis(cls, entry_id: str | bytes, fields: dict) -> Entry:
@@ -156,13 +174,15 @@ class Entry:
     def sse(self) -> bytes:
         if self._sse is None:
             self._sse = encode_sse(self.data, event=self.event, id=self.id)
+            self._made(self._sse, first=self._poll is None)
         return self._sse
 
     @property
     def sse_chunk(self) -> bytes:
         """`sse` as one HTTP/1.1 chunk, for writing straight to a socket (sockets.py)."""
         if self._chunk is None:
-            self._chunk = handover.chunked(self.sse)
+            self._chunk = handover.chunked(self.sse)  # made after `sse`: never the first
+            self._made(self._chunk, first=False)
         return self._chunk
 
     @property
@@ -173,10 +193,41 @@ class Entry:
                 f'{{"id":{json.dumps(self.id)},"event":{json.dumps(self.event)},'
                 f'"data":{self.data}}}'
             )
+            self._made(self._poll, first=self._sse is None)
         return self._poll
+
+    def _made(self, encoding: bytes | str, *, first: bool) -> None:
+        if self.meter is not None:
+            self.meter.encoded(self, sys.getsizeof(encoding), first)
+
+    @property
+    def size(self) -> int:
+        """The bytes this entry holds now: itself, its id and data, and its encodings."""
+        return ENTRY_BYTES + sys.getsizeof(self.id) + sys.getsizeof(self.data) + self.encoded_size
+
+    @property
+    def encoded_size(self) -> int:
+        size = 0
+        if self._sse is not None:
+            size += sys.getsizeof(self._sse)
+        if self._poll is not None:
+            size += sys.getsizeof(self._poll)
+        if self._chunk is not None:
+            size += sys.getsizeof(self._chunk)
+        return size
+
+    def forget_encodings(self) -> int:
+        """Drop the cached encodings (they are made again if asked for); the bytes they held."""
+        freed = self.encoded_size
+        self._sse = self._poll = self._chunk = None
+        return freed
 
     def parsed(self) -> dict[str, Any]:
         return json.loads(self.data)
+
+
+# The entry object itself, with its slot in a channel's list (its event name is shared).
+ENTRY_BYTES = sys.getsizeof(Entry("0-0", START, "")) + 8
 
 
 def poll_body(entries: list[Entry], cursor: str, reset: bool) -> str:

@@ -4,7 +4,8 @@ SSE responses and long-polls both read through a `Follower`, which hands out
 the entries after its cursor, in order, each exactly once. Behind it:
 
 - One `Channel` per session that has local followers keeps the newest
-  entries in memory (channel.py), each encoded once and shared.
+  entries in memory (channel.py), each encoded once and shared, all
+  channels within one byte budget per process (buffers.py).
 - One listener greenlet per process holds one pub/sub connection. Every
   stream write publishes a `keys.Notice` naming the entry before it;
   when `prev_id` is the channel's newest id the entry is appended directly,
@@ -45,6 +46,7 @@ import redis
 from flask import Flask, current_app
 
 from . import events, keys, reader
+from .buffers import Budget
 from .channel import Channel, Sink
 from .events import Entry, id_key
 from .exceptions import HubClosed, Reset, SessionDeleted
@@ -61,10 +63,12 @@ CHANNEL_LINGER_SECONDS = 30.0
 class Hub:
     """Follows the session streams that this process's clients read."""
 
-    def __init__(self, app: Flask) -> None:
+    def __init__(self, app: Flask, *, buffer_bytes: int | None = None) -> None:
         self._app = app
         self._client: redis.Redis = redis_store.client_for(app)
         self._channels: dict[str, Channel] = {}
+        limit = app.config["HUB_BUFFER_BYTES"] if buffer_bytes is None else buffer_bytes
+        self.budget = Budget(limit, self._channels.values)
         self._listener: gevent.Greenlet | None = None
         self._last_sweep = 0.0
         self.closed = False
@@ -91,13 +95,14 @@ class Hub:
         self._ensure_listening()
         channel = self._channels.get(session_id)
         if channel is None:
-            channel = self._channels[session_id] = Channel(session_id)
-        channel.followers += 1
-        return Follower(self, channel, cursor)
+            channel = self._channels[session_id] = Channel(session_id, self.budget)
+        follower = Follower(self, channel, cursor)
+        channel.join(follower)
+        return follower
 
-    def _unfollow(self, channel: Channel) -> None:
+    def _unfollow(self, channel: Channel, follower: Follower) -> None:
         """Drop a follower; an unfollowed channel lingers so a long-poll loop finds it again."""
-        channel.followers -= 1
+        channel.leave(follower)
         if channel.followers <= 0:
             channel.idle_since = time.monotonic()
             self._forget_idle_channels()
@@ -111,17 +116,21 @@ class Hub:
         for session_id, channel in list(self._channels.items()):
             if channel.followers <= 0 and now - channel.idle_since > CHANNEL_LINGER_SECONDS:
                 del self._channels[session_id]
+                channel.release()
 
-    def read_after(self, channel: Channel, cursor: str) -> list[Entry]:
+    def read_after(
+        self, channel: Channel, cursor: str, count: int = reader.CATCH_UP_BATCH
+    ) -> list[Entry]:
         """Range-read entries after `cursor` from Redis and share them with the channel."""
-        entries, base = reader.read_after(self._client, channel.session_id, cursor)
-        channel.place(base)
+        entries, base = reader.read_after(self._client, channel.session_id, cursor, count)
+        if len(entries) < count:  # the end: a full batch may stop short of it
+            channel.place(base)
         channel.merge(cursor, entries)
         return entries
 
-    def catch_up(self, channel: Channel, cursor: str) -> list[Entry]:
-        """A follower's range read; then re-read for notices that came meanwhile."""
-        entries = self.read_after(channel, cursor)
+    def catch_up(self, channel: Channel, cursor: str, count: int | None = None) -> list[Entry]:
+        """A follower's range read of up to `count`; then re-read for notices that came meanwhile."""
+        entries = self.read_after(channel, cursor, count or reader.CATCH_UP_BATCH)
         if channel.dirty:
             self.refresh(channel)
         return entries
@@ -274,7 +283,7 @@ class Follower:
             changed = self._channel.changed
             entries = self._channel.after(self.cursor)
             if entries is None:
-                entries = self._hub.catch_up(self._channel, self.cursor)
+                entries = self._hub.catch_up(self._channel, self.cursor, limit)
             if entries:
                 entries = entries[:limit]
                 self.cursor = entries[-1].id
@@ -310,10 +319,10 @@ class Follower:
     def attach(self, sink: Sink) -> None:
         """Have the channel deliver every new entry to `sink` (only when caught up)."""
         assert self.caught_up(), "a sink attaches at the channel's newest id only"
-        self._channel.live[self] = sink
+        self._channel.attach(self, sink)
 
     def detach(self) -> None:
-        self._channel.live.pop(self, None)
+        self._channel.detach(self)
 
     def wait_until(self, done: Callable[[Entry], bool], timeout_seconds: float) -> bool:
         """Read on until an entry satisfies `done` or the time runs out."""
@@ -326,8 +335,7 @@ class Follower:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self.detach()
-            self._hub._unfollow(self._channel)
+            self._hub._unfollow(self._channel, self)
 
     def __enter__(self) -> Follower:
         return self

@@ -117,6 +117,34 @@ class Choice:
         return value
 
 
+_BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+_BYTE_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30})
+_BYTE_SIZE = re.compile(r"\A(\d+)\s*([a-z]*)\Z")
+
+
+@dataclass(frozen=True)
+class ByteSize:
+    """A number of bytes, bare or with a unit: 67108864, 64MiB, 500 kB."""
+
+    low: int
+    high: int | None = None
+
+    @property
+    def expected(self) -> str:
+        high = f" and at most {self.high:,}" if self.high is not None else ""
+        return f"bytes (a whole number, or with kB, MB, GB, KiB, MiB, GiB), at least {self.low:,}{high}"
+
+    def __call__(self, raw: str) -> int:
+        match = _BYTE_SIZE.match(raw.lower())
+        unit = _BYTE_UNITS.get(match[2]) if match else None
+        if unit is None:
+            raise ValueError
+        value = int(match[1]) * unit
+        if value < self.low or (self.high is not None and value > self.high):
+            raise ValueError
+        return value
+
+
 _UNIT_SECONDS = {
     **dict.fromkeys(("s", "sec", "second", "seconds"), 1),
     **dict.fromkeys(("m", "min", "minute", "minutes"), 60),
