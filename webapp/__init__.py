@@ -27,7 +27,20 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """
     from flask import Flask
 
-    from . import api, auth, chat_api, cli, config, cors, errors, health, metrics, pages, stream
+    from . import (
+        api,
+        auth,
+        chat_api,
+        cli,
+        config,
+        cors,
+        errors,
+        health,
+        metrics,
+        pages,
+        priority,
+        stream,
+    )
     from .extensions import check_green_postgres, db, migrate, redis_store
     from .hub import hub
 
@@ -51,6 +64,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     redis_store.init_app(app)
     hub.init_app(app)
     errors.register(app)
+    priority.init_app(app)  # first: its hook must run before any other can refuse the request
     auth.init_app(app)
     cors.init_app(app)
 

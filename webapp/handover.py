@@ -55,6 +55,7 @@ from typing import Any, NoReturn, Protocol
 import gevent
 from gevent import monkey
 
+from . import priority
 from .exceptions import CutShort, HandedOver
 
 GUNICORN_CHECKED = ((27, 0), (28, 0))  # from, up to (excluded): major, minor
@@ -128,7 +129,15 @@ def can_keep_alive() -> bool:
 def hand_back(sock: socket.socket, addr: Any) -> None:
     """Give a connection whose response is complete back to gunicorn, for its next request."""
     assert _serving is not None, "only under relay's gunicorn worker (can_keep_alive)"
-    gevent.spawn(_serving.handle, _listener_of(sock, _serving.sockets), sock, addr)
+    gevent.spawn(_handle_in_turn, _serving, _listener_of(sock, _serving.sockets), sock, addr)
+
+
+def _handle_in_turn(
+    worker: _Worker, listener: socket.socket, sock: socket.socket, addr: Any
+) -> None:
+    """Serve the connection's next request (most likely a poll) once polls may go on."""
+    priority.lane.wait_turn()
+    worker.handle(listener, sock, addr)
 
 
 def _listener_of(sock: socket.socket, listeners: list[socket.socket]) -> socket.socket:

@@ -1,0 +1,149 @@
+"""Prompt POSTs before long-polls: polls wait their turn, every other request goes first.
+
+A thousand poll loops that ask again as soon as they are answered keep a web
+process busy whatever a poll costs (issue 18, long-poll at 20,000
+deliveries/s). gevent serves every socket that is ready in one turn of its
+event loop, one after another: a prompt POST that waits for Redis (three
+round trips) waited behind every poll that came in meanwhile, each time.
+So polls take turns here:
+
+- A connection whose last request was a poll waits its turn *before* gunicorn
+  reads its next request (relay's worker, gunicorn_worker.py), and so does a
+  connection a parked poll hands back (handover.py). Its bytes stay in the
+  kernel until then: a waiting poll costs no parsing and no CPU.
+- `PollLane` lets polls through `TURN` at a time, oldest first, and then
+  lets the event loop turn once (`next_turn`): every other socket that is
+  ready (a POST's request or its Redis replies) is served between two turns.
+- While a request other than a wait is in its view (`prompt_started` to
+  `prompt_ended`, Flask hooks below: POSTs, snapshots, SSE opening, not
+  polls or `?wait=`), no poll goes through, unless it has waited
+  `MAX_WAIT_SECONDS`: polls are delayed, never starved. A streamed body
+  (SSE, the AI SDK's stream) counts only until its view returns.
+
+The parked polls' answers (longpoll.Parking) are not held here: they carry
+the news, and are cheap (one shared body each). They too let the loop turn
+between two batches (`next_turn`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+import gevent
+import gevent.local
+from gevent.event import Event
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+# Polls let through between two turns of the event loop.
+TURN = 16
+# The longest a poll waits while other requests are in progress.
+MAX_WAIT_SECONDS = 0.2
+# A timer this short fires on the loop's next turn, after the sockets that are ready.
+NEXT_TURN_SECONDS = 0.0001
+
+
+def next_turn() -> None:
+    """Let the event loop poll and serve every ready socket before this greenlet goes on.
+
+    `gevent.sleep(0)` would not: it resumes among the loop's callbacks, which
+    run for up to the switch interval (5 ms) before any socket is polled.
+    `gevent.idle()` would wait for a turn with nothing ready, which a busy
+    process may never have.
+    """
+    gevent.sleep(NEXT_TURN_SECONDS)
+
+
+class PollLane:
+    """Polls waiting for their turn, and the count of other requests in progress."""
+
+    def __init__(self, turn: int = TURN, max_wait_seconds: float = MAX_WAIT_SECONDS) -> None:
+        self._turn = turn
+        self._max_wait_seconds = max_wait_seconds
+        self._waiting: deque[tuple[float, Event]] = deque()
+        self._prompts = 0  # requests other than waits, in their view now
+        self._queued = Event()
+        self._quiet = Event()
+        self._quiet.set()
+        self._releaser: gevent.Greenlet | None = None
+        self.let_through = 0  # polls let through, for tests and the curious
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def wait_turn(self) -> None:
+        """Block this greenlet until its poll may go on."""
+        turn = Event()
+        self._waiting.append((time.monotonic(), turn))
+        if self._releaser is None or self._releaser.dead:
+            self._releaser = gevent.spawn(self._release_forever)
+        self._queued.set()
+        turn.wait()
+
+    def prompt_started(self) -> None:
+        self._prompts += 1
+        self._quiet.clear()
+
+    def prompt_ended(self) -> None:
+        self._prompts -= 1
+        if self._prompts <= 0:
+            self._prompts = 0
+            self._quiet.set()
+
+    def _release_forever(self) -> None:
+        while True:
+            if not self._waiting:
+                self._queued.clear()
+                self._queued.wait()
+                continue
+            waited = time.monotonic() - self._waiting[0][0]
+            if self._prompts and waited < self._max_wait_seconds:
+                self._quiet.wait(self._max_wait_seconds - waited)
+                continue
+            for _ in range(min(self._turn, len(self._waiting))):
+                self._waiting.popleft()[1].set()
+                self.let_through += 1
+            next_turn()
+
+
+lane = PollLane()
+
+# Whether the request this greenlet served last was a poll (one greenlet per connection).
+_connection = gevent.local.local()
+
+
+def last_was_poll() -> bool:
+    """Whether this connection's last request was a poll: its next one likely is too."""
+    return getattr(_connection, "polled", False)
+
+
+def note_request(is_poll: bool, is_wait: bool) -> None:
+    """Called as a request's view is about to run (a Flask before_request hook)."""
+    _connection.polled = is_poll
+    _connection.prompt = not is_wait
+    if not is_wait:
+        lane.prompt_started()
+
+
+def note_done() -> None:
+    """Called as the request's view is done (teardown)."""
+    if getattr(_connection, "prompt", False):
+        _connection.prompt = False
+        lane.prompt_ended()
+
+
+def init_app(app: Flask) -> None:
+    """Count the requests polls make way for; registered first, so it runs for every request."""
+    from flask import request
+
+    from .metrics import waits
+
+    @app.before_request
+    def note() -> None:
+        note_request(is_poll=request.endpoint == "stream.poll", is_wait=waits())
+
+    app.teardown_request(lambda exc: note_done())
