@@ -35,6 +35,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         config,
         cors,
         errors,
+        fast_poll,
         health,
         metrics,
         pages,
@@ -75,6 +76,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     metrics.init_app(app)
     cli.init_app(app)
+    # Long-polls that need nothing unusual skip Flask's dispatch (fast_poll.py).
+    app.wsgi_app = fast_poll.FastPolls(app)
 
     return app
 

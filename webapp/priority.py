@@ -38,7 +38,7 @@ from gevent.event import Event
 if TYPE_CHECKING:
     from flask import Flask
 
-# Polls let through between two turns of the event loop.
+# Waiting polls let through between two turns of the event loop.
 TURN = 16
 # The longest a poll waits while other requests are in progress.
 MAX_WAIT_SECONDS = 0.2
@@ -58,25 +58,24 @@ def next_turn() -> None:
 
 
 class PollLane:
-    """Polls waiting for their turn, and the count of other requests in progress."""
+    """The count of requests that polls make way for, and the polls waiting for them."""
 
     def __init__(self, turn: int = TURN, max_wait_seconds: float = MAX_WAIT_SECONDS) -> None:
         self._turn = turn
         self._max_wait_seconds = max_wait_seconds
-        self._waiting: deque[tuple[float, Event]] = deque()
         self._prompts = 0  # requests other than waits, in their view now
+        self._waiting: deque[tuple[float, Event]] = deque()
         self._queued = Event()
         self._quiet = Event()
         self._quiet.set()
         self._releaser: gevent.Greenlet | None = None
-        self.let_through = 0  # polls let through, for tests and the curious
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
+        self.waited = 0  # polls that waited their turn, for tests and the curious
 
     def wait_turn(self) -> None:
-        """Block this greenlet until its poll may go on."""
+        """Return at once when nothing goes first, else when this poll's turn comes."""
+        if not self._prompts and not self._waiting:
+            return
+        self.waited += 1
         turn = Event()
         self._waiting.append((time.monotonic(), turn))
         if self._releaser is None or self._releaser.dead:
@@ -89,12 +88,12 @@ class PollLane:
         self._quiet.clear()
 
     def prompt_ended(self) -> None:
-        self._prompts -= 1
-        if self._prompts <= 0:
-            self._prompts = 0
+        self._prompts = max(0, self._prompts - 1)
+        if not self._prompts:
             self._quiet.set()
 
     def _release_forever(self) -> None:
+        """Oldest first, `turn` at a time, with a turn of the loop between two."""
         while True:
             if not self._waiting:
                 self._queued.clear()
@@ -106,7 +105,6 @@ class PollLane:
                 continue
             for _ in range(min(self._turn, len(self._waiting))):
                 self._waiting.popleft()[1].set()
-                self.let_through += 1
             next_turn()
 
 
