@@ -51,6 +51,7 @@ class FastPolls:
     def __init__(self, app: Flask) -> None:
         self._app = app
         self._flask = app.wsgi_app
+        self._hub = hub.of(app)  # not the proxy: no app context to push per poll
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -58,8 +59,7 @@ class FastPolls:
         match = POLL_PATH.fullmatch(environ.get("PATH_INFO", ""))
         if match is None or environ.get("REQUEST_METHOD") != "GET" or _has_body(environ):
             return self._flask(environ, start_response)
-        with self._app.app_context():  # the hub and the stream limits are the app's
-            response = self._poll(match[1], environ)
+        response = self._poll(match[1], environ)
         if response is None:
             return self._flask(environ, start_response)
         return response(environ, start_response)
@@ -70,7 +70,7 @@ class FastPolls:
         args = _query(environ)
         try:
             caller = self._caller(environ, args)
-            if not _followed(params.valid_id(session_id, "session"), caller):
+            if not self._followed(params.valid_id(session_id, "session"), caller):
                 return None
             cursor = params.cursor(args.get("after"))
             timeout = params.poll_timeout_of(args.get("timeout"), config["POLL_TIMEOUT_SECONDS"])
@@ -92,6 +92,7 @@ class FastPolls:
                 limit=POLL_MAX_EVENTS,
                 release=release,  # released by longpoll.response, whatever happens
                 environ=environ,
+                from_hub=self._hub,
             )
         except Exception:  # Flask answers with errors.py's JSON (it runs every step again)
             return None
@@ -110,19 +111,19 @@ class FastPolls:
             raise ApiError(401, "unauthorized", "no token")  # Flask says it properly
         return verifier.decode(token)
 
+    def _followed(self, session_id: str, caller: Caller | None) -> bool:
+        """sessions.ensure without SQL: the hub follows the session and knows who may use it."""
+        channel = self._hub.channel(session_id)
+        return channel is not None and (
+            caller is None or auth.can_access(caller, channel.owner, session_id)
+        )
+
     def _add_cors(self, response: Response, environ: dict[str, Any]) -> None:
         """What cors.py's after_request hook adds to every `/api/` response."""
         origins = cors.origins_of(self._app)
         if origins:
             response.vary.add("Origin")
             response.headers.update(cors.allowed(origins, environ.get("HTTP_ORIGIN")))
-
-
-def _followed(session_id: str, caller: Caller | None) -> bool:
-    """sessions.ensure without SQL: the hub follows the session and knows who may use it."""
-    return hub.follows(session_id) and (
-        caller is None or auth.can_access(caller, hub.owner(session_id), session_id)
-    )
 
 
 def _query(environ: dict[str, Any]) -> dict[str, str]:

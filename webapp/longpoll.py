@@ -39,7 +39,7 @@ from gevent.event import Event
 
 from . import events, handover, metrics, priority
 from .events import Entry
-from .hub import Follower, Poll, hub
+from .hub import Follower, Hub, HubExtension, Poll, hub
 from .sockets import send_watch
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,14 @@ def response(
     limit: int,
     release: Callable[[], None],
     environ: dict[str, Any],
+    from_hub: Hub | HubExtension = hub,
 ) -> Response:
-    """The poll's response; `release` runs once, when the poll is answered."""
+    """The poll's response; `release` runs once, when the poll is answered.
+
+    `from_hub`: the app's Hub, for a caller outside Flask's app context (fast_poll.py).
+    """
     connection = handover.connection(environ) if timeout_seconds > 0 else None
-    follower = hub.follow(session_id, cursor)
+    follower = from_hub.follow(session_id, cursor)
     park = False
     try:
         poll = follower.poll(0 if connection else timeout_seconds, limit)

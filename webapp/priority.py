@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 # Waiting polls let through between two turns of the event loop.
 TURN = 16
 # The longest a poll waits while other requests are in progress.
-MAX_WAIT_SECONDS = 0.2
+MAX_WAIT_SECONDS = 0.015
 # A timer this short fires on the loop's next turn, after the sockets that are ready.
 NEXT_TURN_SECONDS = 0.0001
 
