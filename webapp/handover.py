@@ -38,6 +38,14 @@ itself with `serve_with`):
    parser, whose `chunk` makes every read of the socket. relay's worker
    replaces that name with a reader that starts the header deadline when a
    read brings bytes (gunicorn_worker.py, `TimedReads`, `HeaderDeadline`).
+   Because `timeout_ctx()` is called before each request is read, a
+   connection whose last request was a poll waits its turn there, before
+   its next request is read (priority.py); a connection handed back (item
+   5) waits before `handle` is called.
+
+The cheaper way in for polls (fast_poll.py) is plain WSGI middleware and
+relies on nothing more from gunicorn: what it parks goes through items 1-5
+as the view's polls do.
 
 `GUNICORN_CHECKED` is the range of releases this was checked against;
 tests/test_handover.py pins it and each behaviour above, so an upgrade
