@@ -27,21 +27,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """
     from flask import Flask
 
-    from . import (
-        api,
-        auth,
-        chat_api,
-        cli,
-        config,
-        cors,
-        errors,
-        fast_poll,
-        health,
-        metrics,
-        pages,
-        priority,
-        stream,
-    )
+    from . import config
     from .extensions import check_green_postgres, db, migrate, redis_store
     from .hub import hub
 
@@ -64,6 +50,28 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(config.PROJECT_ROOT / "migrations"))
     redis_store.init_app(app)
     hub.init_app(app)
+    _serve(app)
+
+    return app
+
+
+def _serve(app: Flask) -> None:
+    """The request hooks, the views, and the way in for long-polls."""
+    from . import (
+        api,
+        auth,
+        chat_api,
+        cli,
+        cors,
+        errors,
+        fast_poll,
+        health,
+        metrics,
+        pages,
+        priority,
+        stream,
+    )
+
     errors.register(app)
     priority.init_app(app)  # first: its hook must run before any other can refuse the request
     auth.init_app(app)
@@ -78,8 +86,6 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     cli.init_app(app)
     # Long-polls that need nothing unusual skip Flask's dispatch (fast_poll.py).
     app.wsgi_app = fast_poll.FastPolls(app)
-
-    return app
 
 
 def _sqlite_folder(app: Flask) -> None:
