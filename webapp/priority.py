@@ -103,19 +103,28 @@ class PollLane:
             self._quiet.set()
 
     def _release_forever(self) -> None:
-        """Oldest first, `turn` at a time, with a turn of the loop between two."""
+        """Oldest first: `turn` at a time, and every poll that has waited its longest."""
         while True:
             if not self._waiting:
                 self._queued.clear()
                 self._queued.wait()
                 continue
-            waited = time.monotonic() - self._waiting[0][0]
-            if self._prompts and waited < self._max_wait_seconds:
-                self._quiet.wait(self._max_wait_seconds - waited)
+            oldest = time.monotonic() - self._max_wait_seconds
+            released = self._release(self._turn, until=oldest)
+            if not released and self._prompts:  # none may go yet: wait for quiet or the oldest
+                self._quiet.wait(self._waiting[0][0] - oldest)
                 continue
-            for _ in range(min(self._turn, len(self._waiting))):
-                self._waiting.popleft()[1].set()
             next_turn()
+
+    def _release(self, turn: int, *, until: float) -> int:
+        """Let through those that came before `until`, and `turn` more if no prompt is in progress."""
+        released = 0
+        while self._waiting and (
+            self._waiting[0][0] <= until or (not self._prompts and released < turn)
+        ):
+            self._waiting.popleft()[1].set()
+            released += 1
+        return released
 
 
 lane = PollLane()
