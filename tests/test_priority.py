@@ -54,6 +54,24 @@ def test_a_poll_waits_for_the_prompt_in_progress() -> None:
     assert order == ["prompt", "poll"]
 
 
+def test_a_parked_polls_connection_waits_for_quiet_only_while_a_prompt_is_in_progress() -> None:
+    lane = PollLane(max_wait_seconds=60)
+    lane.wait_quiet()  # nothing in progress: at once
+    order: list[str] = []
+    lane.prompt_started()
+
+    def handed_back() -> None:
+        lane.wait_quiet()
+        order.append("poll")
+
+    waiting = gevent.spawn(handed_back)
+    wait_until(lambda: lane.waited == 1)
+    order.append("prompt")
+    lane.prompt_ended()
+    waiting.join(timeout=10)
+    assert order == ["prompt", "poll"]
+
+
 def test_a_poll_is_not_starved_by_a_prompt_that_goes_on() -> None:
     lane = PollLane(max_wait_seconds=0.05)
     order: list[str] = []
