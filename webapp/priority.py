@@ -11,7 +11,10 @@ So polls take turns here:
   turn *before* gunicorn reads its next request (relay's worker,
   gunicorn_worker.py). Its bytes stay in the kernel meanwhile: a waiting
   poll costs no parsing and no CPU. Such a loop asks as fast as it is
-  answered and takes every free moment of the process.
+  answered and takes every free moment of the process. (The next request
+  is not read yet: a POST that a client sends on a connection it last
+  polled on waits as a poll would. Clients that poll and post at once, as
+  the chat page does, hold more than one connection.)
 - A poll that was parked (longpoll.py) waited for news: its loop asks only
   as often as news comes. When handover.py hands its connection back, it
   only waits while a prompt is in progress (`wait_quiet`, at most
