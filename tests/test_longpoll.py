@@ -4,7 +4,8 @@ A poll with nothing after its cursor is parked with the hub: these tests
 check what the client sees then, on raw sockets so that the bytes on the
 wire (Content-Length, keep-alive) are what is checked: the answer when an
 entry arrives, the empty answer at the timeout, one body shared by every
-poller at the same cursor, and a prompt POST served while 500 polls wait.
+poller at the same cursor, a prompt POST served while 500 polls wait, and
+the same answer from Flask's view as from the path without it (fast_poll.py).
 """
 
 from __future__ import annotations
@@ -24,11 +25,17 @@ from webapp.extensions import redis_store
 from webapp.writer import StreamWriter
 
 PARKED = 500
+ORIGIN = "https://chat.example"
 
 
 @pytest.fixture(scope="module")
 def poll_web(base_env: dict[str, str], log_dir) -> Iterator[str]:
-    env = dict(base_env, MAX_STREAMS_PER_CLIENT=str(PARKED + 100), LOG_LEVEL="WARNING")
+    env = dict(
+        base_env,
+        MAX_STREAMS_PER_CLIENT=str(PARKED + 100),
+        LOG_LEVEL="WARNING",
+        CORS_ORIGINS=ORIGIN,
+    )
     proc, base_url = start_web(env, log_dir, name="web-longpoll")
     yield base_url
     proc.stop()
@@ -176,3 +183,27 @@ def test_a_post_is_served_while_hundreds_of_polls_are_parked(app, poll_web: str)
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_flask_and_the_fast_path_give_the_same_answer(app, poll_web: str) -> None:
+    """A session the hub does not follow yet is polled through Flask; once followed, without."""
+    session_id = new_session(poll_web)
+    first = write_chunk(app, session_id, "before")
+    url = f"{poll_web}/api/sessions/{session_id}/poll?after=0-0&timeout=0"
+
+    def answer() -> tuple[int, dict[str, str], bytes]:
+        got = httpx.get(url, headers={"Origin": ORIGIN}, timeout=10)
+        headers = {k.lower(): v for k, v in got.headers.items() if k.lower() != "date"}
+        return got.status_code, headers, got.content
+
+    through_flask = answer()
+    with connect(poll_web) as sock:
+        waiting = parked(poll_web)
+        send_poll(sock, session_id, first)  # parked: the hub follows the session now
+        wait_for(lambda: parked(poll_web) >= waiting + 1, what="the poll to park")
+        assert answer() == through_flask
+        write_chunk(app, session_id, "after")
+        read_response(sock)
+    status, headers, body = through_flask
+    assert status == 200 and json.loads(body)["cursor"] == first
+    assert headers["access-control-allow-origin"] == ORIGIN and headers["vary"] == "Origin"

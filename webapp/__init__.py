@@ -27,7 +27,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """
     from flask import Flask
 
-    from . import api, auth, chat_api, cli, config, cors, errors, health, metrics, pages, stream
+    from . import config
     from .extensions import check_green_postgres, db, migrate, redis_store
     from .hub import hub
 
@@ -50,7 +50,30 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(config.PROJECT_ROOT / "migrations"))
     redis_store.init_app(app)
     hub.init_app(app)
+    _serve(app)
+
+    return app
+
+
+def _serve(app: Flask) -> None:
+    """The request hooks, the views, and the way in for long-polls."""
+    from . import (
+        api,
+        auth,
+        chat_api,
+        cli,
+        cors,
+        errors,
+        fast_poll,
+        health,
+        metrics,
+        pages,
+        priority,
+        stream,
+    )
+
     errors.register(app)
+    priority.init_app(app)  # first: its hook must run before any other can refuse the request
     auth.init_app(app)
     cors.init_app(app)
 
@@ -61,8 +84,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     metrics.init_app(app)
     cli.init_app(app)
-
-    return app
+    # Long-polls that need nothing unusual skip Flask's dispatch (fast_poll.py).
+    app.wsgi_app = fast_poll.FastPolls(app)
 
 
 def _sqlite_folder(app: Flask) -> None:

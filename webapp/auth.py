@@ -196,18 +196,27 @@ def verifier_from_config(config: Mapping[str, Any]) -> Verifier | None:
 
 def token_from(req: Request) -> str | None:
     """The bearer token of a request: the Authorization header, else ?access_token=."""
-    header = req.headers.get("Authorization")
-    if header is not None:
-        scheme, _, token = header.strip().partition(" ")
+    return token_of(req.headers.get("Authorization"), req.args.get(QUERY_PARAMETER))
+
+
+def token_of(authorization: str | None, query_token: str | None) -> str | None:
+    """The bearer token from an Authorization header's value, else from ?access_token=."""
+    if authorization is not None:
+        scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Send the token as 'Authorization: Bearer <token>'.")
         return token.strip()
-    return req.args.get(QUERY_PARAMETER) or None
+    return query_token or None
+
+
+def verifier_of(app: Flask) -> Verifier | None:
+    """The app's token checker; None when access control is off."""
+    return app.extensions.get(_EXTENSION)
 
 
 def authenticate(req: Request) -> Caller | None:
     """The request's caller; None when access control is off. Raises Unauthorized."""
-    verifier: Verifier | None = current_app.extensions.get(_EXTENSION)
+    verifier = verifier_of(current_app)
     if verifier is None:
         return None
     try:

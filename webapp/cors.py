@@ -38,6 +38,7 @@ EXPOSE_HEADERS = "Retry-After, Idempotent-Replayed"
 # Browsers cap this themselves (Chromium at 2 hours); 10 minutes spares a
 # preflight per request without pinning a policy for long.
 MAX_AGE_SECONDS = 600
+_EXTENSION = "relay.cors_origins"
 
 
 def parse_origins(raw: str | Iterable[str] | None) -> frozenset[str]:
@@ -55,9 +56,22 @@ def _api(req: Request) -> bool:
     return req.path.startswith("/api/")
 
 
+def origins_of(app: Flask) -> frozenset[str]:
+    """The app's CORS_ORIGINS, parsed (empty: CORS is off)."""
+    return app.extensions.get(_EXTENSION, frozenset())
+
+
+def allowed(origins: frozenset[str], origin: str | None) -> dict[str, str]:
+    """The headers an `/api/` response gets for a request from `origin`, besides `Vary: Origin`."""
+    if origin not in origins:
+        return {}
+    return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": EXPOSE_HEADERS}
+
+
 def init_app(app: Flask) -> None:
     """Answer allowed origins' preflights and mark their responses (no-op without origins)."""
     origins = parse_origins(app.config.get("CORS_ORIGINS"))
+    app.extensions[_EXTENSION] = origins
     if not origins:
         return
 
@@ -86,8 +100,5 @@ def init_app(app: Flask) -> None:
         if not _api(request):
             return response
         response.vary.add("Origin")  # a HeaderSet: added once, whatever the case
-        origin = request.headers.get("Origin")
-        if origin in origins:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
+        response.headers.update(allowed(origins, request.headers.get("Origin")))
         return response

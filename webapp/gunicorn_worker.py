@@ -19,7 +19,9 @@ through it: the socket in the WSGI environ, which held streams and parked
 polls take over (handover.py), is gunicorn's own.
 
 The worker also tells handover.py it serves, so that a connection a parked
-long-poll answered can be handed back for its next request.
+long-poll answered can be handed back for its next request; and a
+connection whose last request was a poll waits its turn (priority.py)
+before its next request is read, so prompt POSTs go first.
 
 What this relies on from gunicorn is named in handover.py (items 5 and 6)
 and pinned by tests/test_handover.py and tests/test_gunicorn_edges.py.
@@ -38,7 +40,7 @@ from gunicorn.http import parser as gunicorn_parser
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.ggevent import GeventWorker
 
-from . import handover
+from . import handover, priority
 
 # The reader of the connection this greenlet serves (one greenlet per connection).
 _this_connection = gevent.local.local()
@@ -133,6 +135,9 @@ class Worker(GeventWorker):
         super().run()
 
     def timeout_ctx(self) -> Any:
+        if self.alive and priority.last_was_poll():
+            # Before the next request is read: a waiting poll costs nothing (priority.py).
+            priority.lane.wait_turn()
         reads = getattr(_this_connection, "reads", None)
         if not isinstance(reads, TimedReads):
             return super().timeout_ctx()

@@ -38,6 +38,14 @@ itself with `serve_with`):
    parser, whose `chunk` makes every read of the socket. relay's worker
    replaces that name with a reader that starts the header deadline when a
    read brings bytes (gunicorn_worker.py, `TimedReads`, `HeaderDeadline`).
+   Because `timeout_ctx()` is called before each request is read, a
+   connection whose last request was a poll answered at once waits its
+   turn there, before its next request is read (priority.py); a connection
+   handed back (item 5) waits for prompts in progress before `handle`.
+
+The cheaper way in for polls (fast_poll.py) is plain WSGI middleware and
+relies on nothing more from gunicorn: what it parks goes through items 1-5
+as the view's polls do.
 
 `GUNICORN_CHECKED` is the range of releases this was checked against;
 tests/test_handover.py pins it and each behaviour above, so an upgrade
@@ -55,6 +63,7 @@ from typing import Any, NoReturn, Protocol
 import gevent
 from gevent import monkey
 
+from . import priority
 from .exceptions import CutShort, HandedOver
 
 GUNICORN_CHECKED = ((27, 0), (28, 0))  # from, up to (excluded): major, minor
@@ -128,7 +137,15 @@ def can_keep_alive() -> bool:
 def hand_back(sock: socket.socket, addr: Any) -> None:
     """Give a connection whose response is complete back to gunicorn, for its next request."""
     assert _serving is not None, "only under relay's gunicorn worker (can_keep_alive)"
-    gevent.spawn(_serving.handle, _listener_of(sock, _serving.sockets), sock, addr)
+    gevent.spawn(_handle_when_quiet, _serving, _listener_of(sock, _serving.sockets), sock, addr)
+
+
+def _handle_when_quiet(
+    worker: _Worker, listener: socket.socket, sock: socket.socket, addr: Any
+) -> None:
+    """Serve the connection's next request (most likely a poll) once no prompt is in progress."""
+    priority.lane.wait_quiet()
+    worker.handle(listener, sock, addr)
 
 
 def _listener_of(sock: socket.socket, listeners: list[socket.socket]) -> socket.socket:

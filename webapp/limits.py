@@ -37,11 +37,16 @@ log = logging.getLogger(__name__)
 
 def client_address(request: Request, proxy_hops: int) -> str:
     """The client's address, trusting `proxy_hops` proxies in front of us."""
-    forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",")]
+    return address_of(request.headers.get("X-Forwarded-For"), request.remote_addr, proxy_hops)
+
+
+def address_of(forwarded_for: str | None, remote_addr: str | None, proxy_hops: int) -> str:
+    """The client's address from X-Forwarded-For's value and the peer's, as client_address."""
+    forwarded = [part.strip() for part in (forwarded_for or "").split(",")]
     forwarded = [part for part in forwarded if part]
     if proxy_hops > 0 and len(forwarded) >= proxy_hops:
         return forwarded[-proxy_hops]
-    return request.remote_addr or "unknown"
+    return remote_addr or "unknown"
 
 
 def check_prompt_rate(client: redis.Redis, address: str, rate: Rate) -> None:
@@ -141,6 +146,10 @@ streams = StreamCounter()
 
 def acquire_stream(request: Request, config: Mapping[str, Any]) -> Callable[[], None]:
     """Count one open stream (429 past the client's cap, 503 past the process's); its release."""
-    address = client_address(request, config["PROXY_HOPS"])
+    return acquire_stream_for(client_address(request, config["PROXY_HOPS"]), config)
+
+
+def acquire_stream_for(address: str, config: Mapping[str, Any]) -> Callable[[], None]:
+    """acquire_stream for a client's address (limits.address_of)."""
     process_cap = streams_per_process(config["MAX_STREAMS_PER_PROCESS"])
     return streams.acquire(address, config["MAX_STREAMS_PER_CLIENT"], process_cap)

@@ -9,9 +9,9 @@ hub holds the connection (a `ParkedPoll` attached to the session's channel
 as a sink), and gunicorn's greenlet for it ends. When the channel merges a
 new entry, or the poll's timeout passes, `Parking` answers it:
 
-- in batches, with a yield to the event loop between two, so that prompt
-  POSTs and other requests are served between them however many polls are
-  answered (they never queue behind a thousand answers);
+- in batches, with a turn of the event loop between two (priority.py), so
+  that prompt POSTs and other requests are served between them however many
+  polls are answered (they never queue behind a thousand answers);
 - with one body per session and cursor in a batch: every poller at the same
   cursor gets the same bytes, built once;
 - with a whole HTTP/1.1 response, as gunicorn would write it: its status
@@ -37,9 +37,9 @@ import gevent
 from flask import Response
 from gevent.event import Event
 
-from . import events, handover, metrics
+from . import events, handover, metrics, priority
 from .events import Entry
-from .hub import Follower, Poll, hub
+from .hub import Follower, Hub, HubExtension, Poll, hub
 from .sockets import send_watch
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,14 @@ def response(
     limit: int,
     release: Callable[[], None],
     environ: dict[str, Any],
+    from_hub: Hub | HubExtension = hub,
 ) -> Response:
-    """The poll's response; `release` runs once, when the poll is answered."""
+    """The poll's response; `release` runs once, when the poll is answered.
+
+    `from_hub`: the app's Hub, for a caller outside Flask's app context (fast_poll.py).
+    """
     connection = handover.connection(environ) if timeout_seconds > 0 else None
-    follower = hub.follow(session_id, cursor)
+    follower = from_hub.follow(session_id, cursor)
     park = False
     try:
         poll = follower.poll(0 if connection else timeout_seconds, limit)
@@ -275,7 +279,7 @@ class Parking:
                 except Exception:  # never out of the answering greenlet
                     log.exception("long-poll answer failed session=%s", poll.session_id)
                     poll.close()
-            gevent.sleep(0)  # let requests in progress (prompt POSTs) run between batches
+            priority.next_turn()  # requests in progress (prompt POSTs) go on between batches
 
 
 parking = Parking()

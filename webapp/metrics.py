@@ -359,14 +359,15 @@ class _LocalCollector(Collector):
 # -- request hooks: the web-side figures without code in the views ----------
 
 
-def _waits() -> bool:
+def waits() -> bool:
+    """Whether this request waits for news: a long-poll or a `?wait=` (not work to do)."""
     return request.endpoint == "stream.poll" or (
         request.endpoint == "api.get_message" and bool(request.args.get("wait"))
     )
 
 
 def _before() -> None:
-    if _waits():
+    if waits():
         poll_started()
         g.relay_poll_waiting = True
 

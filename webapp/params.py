@@ -67,7 +67,11 @@ def seconds(name: str, maximum: float) -> float | None:
 
     Anything that is not a finite number is a 400 `invalid_<name>`.
     """
-    raw = request.args.get(name)
+    return seconds_of(name, request.args.get(name), maximum)
+
+
+def seconds_of(name: str, raw: str | None, maximum: float) -> float | None:
+    """`seconds` for a raw value of the parameter `name`."""
     if raw is None:
         return None
     try:
@@ -86,7 +90,12 @@ def wait_seconds() -> float | None:
 
 def poll_timeout(default_seconds: float) -> float:
     """A long-poll's ?timeout=, clamped to 0..WAIT_MAX_SECONDS; POLL_TIMEOUT_SECONDS when absent."""
-    given = seconds("timeout", WAIT_MAX_SECONDS)
+    return poll_timeout_of(request.args.get("timeout"), default_seconds)
+
+
+def poll_timeout_of(raw: str | None, default_seconds: float) -> float:
+    """`poll_timeout` for a raw ?timeout= value (None when absent)."""
+    given = seconds_of("timeout", raw, WAIT_MAX_SECONDS)
     return min(default_seconds, WAIT_MAX_SECONDS) if given is None else given
 
 
