@@ -180,7 +180,11 @@ class ParkedPoll:
     # -- hub.Sink ----------------------------------------------------------------
 
     def deliver(self, entries: list[Entry]) -> None:
-        self._follower.detach()  # one answer per poll
+        # One answer per poll. Until it is written, the follower reads the
+        # buffer from the poll's cursor, which keeps a budget trim
+        # (buffers.py) off the entries the answer is made of.
+        self._follower.cursor = self.cursor
+        self._follower.detach()
         parking.ready(self)
 
     def detach(self) -> None:
