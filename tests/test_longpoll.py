@@ -207,3 +207,20 @@ def test_flask_and_the_fast_path_give_the_same_answer(app, poll_web: str) -> Non
     status, headers, body = through_flask
     assert status == 200 and json.loads(body)["cursor"] == first
     assert headers["access-control-allow-origin"] == ORIGIN and headers["vary"] == "Origin"
+
+
+def test_a_query_that_is_not_utf8_gets_json_on_a_followed_session(app, poll_web: str) -> None:
+    """A raw byte that is not UTF-8 in a poll's query: a JSON 400, never a 500."""
+    session_id = new_session(poll_web)
+    first = write_chunk(app, session_id, "before")
+    with connect(poll_web) as parker, connect(poll_web) as sock:
+        waiting = parked(poll_web)
+        send_poll(parker, session_id, first)  # the hub follows the session now
+        wait_for(lambda: parked(poll_web) >= waiting + 1, what="the poll to park")
+        path = f"/api/sessions/{session_id}/poll?after=\xff&timeout=0"
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode("latin-1"))
+        status, headers, body = read_response(sock)
+        write_chunk(app, session_id, "after")
+        read_response(parker)
+    assert headers["content-type"] == "application/json"
+    assert status == 400 and json.loads(body)["error"]["code"] == "bad_request", body

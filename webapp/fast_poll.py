@@ -68,8 +68,8 @@ class FastPolls:
     def _poll(self, session_id: str, environ: dict[str, Any]) -> Response | None:
         """The poll's response, or None when Flask is to answer it."""
         config = self._app.config
-        args = _query(environ)
         try:
+            args = _query(environ)
             caller = self._caller(environ, args)
             if not self._followed(params.valid_id(session_id, "session"), caller):
                 return None
@@ -81,7 +81,7 @@ class FastPolls:
                 config["PROXY_HOPS"],
             )
             release = limits.acquire_stream_for(address, config)
-        except ApiError:
+        except (ApiError, ValueError):  # UnicodeDecodeError too: Flask reads the query its way
             return None
         priority.note_request(is_poll=True, is_wait=True)
         metrics.poll_started()
