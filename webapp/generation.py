@@ -121,10 +121,6 @@ class Generation:
         self.cache = AnswerCache.from_settings(self.client, self.settings)
         self.cache_key: str | None = None  # set when the cache was asked and missed
         self.state = State.NEW
-        # When it last began waiting on the model (time.monotonic()): each write's
-        # reply tells it of a cancel, so the worker's cancel poll reads only
-        # those silent since before its previous poll.
-        self.waiting_since = 0.0
 
     def _ids(self) -> tuple[str, str]:
         return self.job.session_id, self.job.message_id
@@ -255,7 +251,6 @@ class Generation:
     def _wait_for(self, call: Callable[..., Any], *args: Any) -> Any:
         """Call `call` in the WAITING state, the one in which the worker may cancel."""
         self.state = State.WAITING
-        self.waiting_since = time.monotonic()
         try:
             return call(*args)
         finally:
