@@ -91,14 +91,28 @@ class WriteBatcher:
     def run_script(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         return self.submit(script, keys, args).get()
 
-    def submit(self, script: Script, keys: list[str], args: list[Any]) -> AsyncResult:
-        """Queue a script run for the next pipeline; its reply arrives in the result."""
+    def submit(
+        self, script: Script, keys: list[str], args: list[Any], *, after_next_wait: bool = False
+    ) -> AsyncResult:
+        """Queue a script run for the next pipeline; its reply arrives in the result.
+
+        `after_next_wait`: queue it only once the caller has waited (a timer of
+        0 s fires with the waits started before the loop's next turn), so what
+        the caller sends before it first waits goes out first.
+        """
+        result = AsyncResult()
+        entry = (script, [*keys, *args], result)
+        if after_next_wait:
+            gevent.spawn_later(0, self._queue, entry)
+        else:
+            self._queue(entry)
+        return result
+
+    def _queue(self, entry: tuple[Script, list[Any], AsyncResult]) -> None:
         if self._greenlet is None or self._greenlet.dead:
             self._greenlet = gevent.spawn(self._send_forever)
-        result = AsyncResult()
-        self._pending.append((script, [*keys, *args], result))
+        self._pending.append(entry)
         self._wakeup.set()
-        return result
 
     def _send_forever(self) -> None:
         while True:
@@ -228,13 +242,17 @@ class StreamWriter:
         """Append without waiting for the reply; `sent_written()` tells the outcome.
 
         The worker sends `start` this way and asks the model meanwhile, so the
-        two round trips overlap. Every later write waits for this one first.
+        two round trips overlap. The model's request goes out first: sent
+        first, `start` woke Redis (and through it the web) ahead of the request
+        on a shared core, 1-2 ms more to the first token. Every later write
+        waits for this one first.
         """
         args = self._args(event, data)
         if self._batcher is None:
             self._sent = self._run(keys.APPEND, args)  # no pipeline to put it on: write now
         else:
-            self._sent = (args, self._batcher.submit(keys.APPEND, self._keys, args))
+            reply = self._batcher.submit(keys.APPEND, self._keys, args, after_next_wait=True)
+            self._sent = (args, reply)
 
     def sent_written(self) -> Written:
         """The outcome of the last `send`, retrying it as `append` would if it failed."""
