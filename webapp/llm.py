@@ -187,6 +187,11 @@ class OpenAIModel:
             max_retries=0,
             http_client=http_client,
         )
+        # The SDK names the platform in each request's headers, worked out on the
+        # first request: `platform.platform()` then runs `uname -p` in a
+        # subprocess, a fork of the whole worker (13 ms in issue 18's fan-out,
+        # while 100 answers were starting). Work it out now, before answers wait.
+        client.platform_headers()
         return cls(client, settings["LLM_MODEL"], settings["LLM_MAX_TOKENS"], reasoning=reasoning)
 
     def stream(self, messages: list[dict[str, str]]) -> Iterator[Piece]:
