@@ -269,6 +269,10 @@ class Timings:
         self.upstream = array("q")  # model send -> XADD (the worker's part)
         self.downstream = array("q")  # XADD -> client receipt (Redis, the web, the network)
         self.loop_lag = array("q")  # how late the client's own event loop ran
+        # When each delivered delta was sent, and when the last answer sent its
+        # first: after that every answer streams (no start is under way).
+        self.sent = array("q")
+        self.last_first_sent = 0
 
     def add(self, entry_id: bytes | str, sent: int, now: int) -> None:
         if isinstance(entry_id, str):
@@ -276,12 +280,23 @@ class Timings:
         # The id's ms is the XADD time rounded down: take the middle of that ms.
         appended = int(entry_id[: entry_id.index(b"-")]) * 1_000_000 + 500_000 - self.offset
         self.total.append(now - sent)
+        self.sent.append(sent)
         self.upstream.append(appended - sent)
         self.downstream.append(now - appended)
 
     def add_total(self, sent: int, now: int) -> None:
         """A delivery whose id is not a Redis entry id (Nchan's): no split at the append."""
         self.total.append(now - sent)
+        self.sent.append(sent)
+
+    def first_delta(self, sent: int) -> None:
+        """An answer's first delta was sent at `sent` (index 0 of its stamps)."""
+        self.last_first_sent = max(self.last_first_sent, sent)
+
+    def streaming(self) -> list[int]:
+        """Latencies of the deltas sent once every answer had started: the steady state."""
+        after = self.last_first_sent
+        return [total for sent, total in zip(self.sent, self.total, strict=True) if sent > after]
 
     def __len__(self) -> int:
         return len(self.total)
@@ -289,6 +304,7 @@ class Timings:
     def summary(self) -> dict[str, Any]:
         return {
             "latency": percentiles(self.total),
+            "latency_streaming": percentiles(self.streaming()),
             "upstream": percentiles(self.upstream),
             "downstream": percentiles(self.downstream),
             "client_loop_lag": percentiles(self.loop_lag),
@@ -371,7 +387,7 @@ class Client:
         if event == b"chunk":
             stamp = STAMP.search(data)
             if stamp is not None:
-                conn.indices.add(int(stamp[1]))
+                self._stamped(conn.indices, stamp)
                 self.timings.add(entry_id, int(stamp[2]), now)
         elif event == b"end":
             conn.end = json.loads(data)
@@ -382,10 +398,17 @@ class Client:
         """The fan-out recorder for Nchan: a message is a stamp or the publisher's end."""
         stamp = STAMP.search(data)
         if stamp is not None:
-            conn.indices.add(int(stamp[1]))
+            self._stamped(conn.indices, stamp)
             self.timings.add_total(int(stamp[2]), now)
         elif data.startswith(NCHAN_END):
             conn.end = {"chunks": int(data[len(NCHAN_END) :])}
+
+    def _stamped(self, indices: set[int], stamp: re.Match[bytes]) -> None:
+        """A stamped delta arrived: its index, and when its answer began if it is the first."""
+        index = int(stamp[1])
+        indices.add(index)
+        if index == 0:
+            self.timings.first_delta(int(stamp[2]))
 
     async def _open_one(
         self, session_id: str, on_event: Callable, timeout: float, after: str = ""
@@ -613,7 +636,7 @@ class Client:
                     if event["event"] == "chunk":
                         stamp = STAMP.search(event["data"]["text"].encode())
                         if stamp is not None:
-                            indices.add(int(stamp[1]))
+                            self._stamped(indices, stamp)
                             self.timings.add(event["id"], int(stamp[2]), now)
                     elif event["event"] == "end":
                         result["end"] = event["data"]
@@ -694,7 +717,7 @@ class Client:
                 seen.add((modified[1], etag[1]))
                 stamp = STAMP.search(body)
                 if stamp is not None:
-                    indices.add(int(stamp[1]))
+                    self._stamped(indices, stamp)
                     self.timings.add_total(int(stamp[2]), now)
                 elif body.startswith(NCHAN_END):
                     result["end"] = {"chunks": int(body[len(NCHAN_END) :])}

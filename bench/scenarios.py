@@ -380,6 +380,7 @@ def _delivery_rows(
         latency("latency p50", "p50_ms"),
         latency("latency p99, model send -> client receipt", "p99_ms"),
         latency("latency max", "max_ms"),
+        _streaming_row(name, result, nchan),
         Row(
             name,
             "  model send -> Redis append (worker) p50 / p99",
@@ -404,6 +405,22 @@ def _delivery_rows(
         rows[1].beside(nchan["lost"])
         rows[2].beside(nchan["duplicated"])
     return rows
+
+
+def _streaming_row(name: str, result: dict[str, Any], nchan: dict[str, Any] | None) -> Row:
+    """p50 / p99 of the deltas sent once every answer had begun: the fan-out without the starts.
+
+    The whole-run figures above include the first second, when every answer
+    starts at once (SQL, the model request, the POSTs) on the same core.
+    """
+
+    def figure(lat: dict[str, Any]) -> str | None:
+        return f"{lat['p50_ms']:.2f} / {lat['p99_ms']:.2f}" if lat.get("count") else None
+
+    row = Row(
+        name, "  p50 / p99 once every answer streams", figure(result["latency_streaming"]), "ms"
+    )
+    return row.beside(figure(nchan["latency_streaming"]) if nchan else None)
 
 
 def _lag(lag: dict[str, Any]) -> str | None:
