@@ -195,6 +195,28 @@ def test_sigterm_hands_back_what_cannot_finish_in_the_grace(
     assert (row.status, row.content) == ("done", "".join(texts))
 
 
+def test_sigterm_with_redis_gone_leaves_the_job_to_a_reaper_in_one_line(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
+    """The hand-back cannot reach Redis: the job stays leased, and the log says so, no traceback."""
+    stack = private_stack(WORKER_SHUTDOWN_GRACE_SECONDS="0.5")
+    web = stack.web()
+    worker = stack.worker()
+    prompt = f"hand back without redis {unique}"
+    _, behavior = held_answer(model_server, prompt)
+    with httpx.Client(base_url=web, timeout=30) as http:
+        session_id = create_session(http)
+        message_id = post_prompt(http, session_id, prompt)["message_id"]
+        wait_for_chunks(http, session_id, 5)
+    stack.redis.stop()
+    worker.signal(signal.SIGTERM)
+    worker.proc.wait(30)
+    behavior.gate.set()
+    log = worker.log_text()
+    assert f"job left to the reaper session={session_id} message={message_id}" in log, log
+    assert "worker stopped" in log and "Traceback" not in log, log
+
+
 def test_answer_fails_for_good_after_the_last_attempt(
     private_stack, model_server: ModelServer, unique: str
 ) -> None:

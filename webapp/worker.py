@@ -155,16 +155,30 @@ class Worker:
         if self.pool.join(timeout=grace):
             return
         for running in list(self.running.values()):
-            job = running.taken.job
             running.greenlet.kill(HandedBack, block=True, timeout=5)
-            retry = jobs.next_attempt(job)
-            if jobs.take_back(self.client, running.taken.raw, retry, force=True):
-                log.warning(
-                    "job handed back session=%s message=%s next_attempt=%d",
-                    job.session_id,
-                    job.message_id,
-                    retry.attempt,
-                )
+            self._hand_back(running.taken)
+
+    def _hand_back(self, taken: jobs.Taken) -> None:
+        """Put a job back on the queue for its next attempt, or leave it to a reaper."""
+        job, retry = taken.job, jobs.next_attempt(taken.job)
+        try:
+            handed = jobs.take_back(self.client, taken.raw, retry, force=True)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Still in the processing list: its lease runs out and a reaper runs it again.
+            log.error(
+                "job left to the reaper session=%s message=%s: %s",
+                job.session_id,
+                job.message_id,
+                exc,
+            )
+            return
+        if handed:
+            log.warning(
+                "job handed back session=%s message=%s next_attempt=%d",
+                job.session_id,
+                job.message_id,
+                retry.attempt,
+            )
 
     # -- side loops ----------------------------------------------------------
 
