@@ -7,6 +7,7 @@ error, in the stream and in SQL.
 from __future__ import annotations
 
 import signal
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from tests.support.client import (
     stream_events,
 )
 from tests.support.model_server import ModelServer
-from tests.support.processes import wait_for
+from tests.support.processes import Process, wait_for
 from tests.support.sql import answer_rows
 
 pytestmark = pytest.mark.slow
@@ -171,28 +172,43 @@ def test_sigterm_lets_a_running_answer_finish(
     assert events[-1].event == "end"
 
 
-def test_sigterm_hands_back_what_cannot_finish_in_the_grace(
-    private_stack, model_server: ModelServer, unique: str
-) -> None:
-    stack = private_stack(WORKER_SHUTDOWN_GRACE_SECONDS="0.5")
+class Held(NamedTuple):
+    """An answer of a private stack's web and worker, held by the model after 5 chunks."""
+
+    web: str
+    worker: Process
+    session_id: str
+    message_id: str
+    texts: list[str]
+    behavior: Any
+
+
+def held_mid_way(stack, model_server: ModelServer, prompt: str) -> Held:
     web = stack.web()
-    first = stack.worker()
-    prompt = f"hand back {unique}"
+    worker = stack.worker()
     texts, behavior = held_answer(model_server, prompt)
     with httpx.Client(base_url=web, timeout=30) as http:
         session_id = create_session(http)
         message_id = post_prompt(http, session_id, prompt)["message_id"]
         wait_for_chunks(http, session_id, 5)
-        first.signal(signal.SIGTERM)
-        first.proc.wait(30)
-        assert "job handed back" in first.log_text()
-        behavior.gate.set()
-        stack.worker()
-        events = read_sse(web, session_id, until_message=message_id).events
+    return Held(web, worker, session_id, message_id, texts, behavior)
+
+
+def test_sigterm_hands_back_what_cannot_finish_in_the_grace(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
+    stack = private_stack(WORKER_SHUTDOWN_GRACE_SECONDS="0.5")
+    held = held_mid_way(stack, model_server, f"hand back {unique}")
+    held.worker.signal(signal.SIGTERM)
+    held.worker.proc.wait(30)
+    assert "job handed back" in held.worker.log_text()
+    held.behavior.gate.set()
+    stack.worker()
+    events = read_sse(held.web, held.session_id, until_message=held.message_id).events
     assert [e.data["attempt"] for e in events if e.event == "start"] == [1, 2]
-    assert answer_text(events, message_id) == "".join(texts)
-    (row,) = answer_rows(stack.app, message_id)
-    assert (row.status, row.content) == ("done", "".join(texts))
+    assert answer_text(events, held.message_id) == "".join(held.texts)
+    (row,) = answer_rows(stack.app, held.message_id)
+    assert (row.status, row.content) == ("done", "".join(held.texts))
 
 
 def test_sigterm_with_redis_gone_leaves_the_job_to_a_reaper_in_one_line(
@@ -200,20 +216,14 @@ def test_sigterm_with_redis_gone_leaves_the_job_to_a_reaper_in_one_line(
 ) -> None:
     """The hand-back cannot reach Redis: the job stays leased, and the log says so, no traceback."""
     stack = private_stack(WORKER_SHUTDOWN_GRACE_SECONDS="0.5")
-    web = stack.web()
-    worker = stack.worker()
-    prompt = f"hand back without redis {unique}"
-    _, behavior = held_answer(model_server, prompt)
-    with httpx.Client(base_url=web, timeout=30) as http:
-        session_id = create_session(http)
-        message_id = post_prompt(http, session_id, prompt)["message_id"]
-        wait_for_chunks(http, session_id, 5)
+    held = held_mid_way(stack, model_server, f"hand back without redis {unique}")
     stack.redis.stop()
-    worker.signal(signal.SIGTERM)
-    worker.proc.wait(30)
-    behavior.gate.set()
-    log = worker.log_text()
-    assert f"job left to the reaper session={session_id} message={message_id}" in log, log
+    held.worker.signal(signal.SIGTERM)
+    held.worker.proc.wait(30)
+    held.behavior.gate.set()
+    log = held.worker.log_text()
+    left = f"job left to the reaper session={held.session_id} message={held.message_id}"
+    assert left in log, log
     assert "worker stopped" in log and "Traceback" not in log, log
 
 
