@@ -46,23 +46,38 @@ def wait_for_chunks(http: httpx.Client, session_id: str, n: int, **match) -> lis
     )
 
 
-def test_killed_worker_answer_completes_as_attempt_2(
-    private_stack, model_server: ModelServer, unique: str
-) -> None:
-    stack = private_stack(**LEASE)
+class Held(NamedTuple):
+    """An answer of a private stack's web and worker, held by the model after 5 chunks."""
+
+    web: str
+    worker: Process
+    session_id: str
+    message_id: str
+    texts: list[str]
+    behavior: Any
+
+
+def held_mid_way(stack, model_server: ModelServer, prompt: str) -> Held:
     web = stack.web()
-    first = stack.worker()
-    prompt = f"kill me {unique}"
+    worker = stack.worker()
     texts, behavior = held_answer(model_server, prompt)
     with httpx.Client(base_url=web, timeout=30) as http:
         session_id = create_session(http)
         message_id = post_prompt(http, session_id, prompt)["message_id"]
         wait_for_chunks(http, session_id, 5)
+    return Held(web, worker, session_id, message_id, texts, behavior)
 
-        first.kill()
-        behavior.gate.set()
-        stack.worker()
-        events = read_sse(web, session_id, until_message=message_id).events
+
+def test_killed_worker_answer_completes_as_attempt_2(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
+    stack = private_stack(**LEASE)
+    held = held_mid_way(stack, model_server, f"kill me {unique}")
+    held.worker.kill()
+    held.behavior.gate.set()
+    stack.worker()
+    message_id, texts = held.message_id, held.texts
+    events = read_sse(held.web, held.session_id, until_message=message_id).events
 
     starts = [e for e in events if e.event == "start"]
     assert [s.data["attempt"] for s in starts] == [1, 2]
@@ -170,28 +185,6 @@ def test_sigterm_lets_a_running_answer_finish(
     assert [e.data["attempt"] for e in events if e.event == "start"] == [1]
     assert answer_text(events, message_id) == "".join(texts)
     assert events[-1].event == "end"
-
-
-class Held(NamedTuple):
-    """An answer of a private stack's web and worker, held by the model after 5 chunks."""
-
-    web: str
-    worker: Process
-    session_id: str
-    message_id: str
-    texts: list[str]
-    behavior: Any
-
-
-def held_mid_way(stack, model_server: ModelServer, prompt: str) -> Held:
-    web = stack.web()
-    worker = stack.worker()
-    texts, behavior = held_answer(model_server, prompt)
-    with httpx.Client(base_url=web, timeout=30) as http:
-        session_id = create_session(http)
-        message_id = post_prompt(http, session_id, prompt)["message_id"]
-        wait_for_chunks(http, session_id, 5)
-    return Held(web, worker, session_id, message_id, texts, behavior)
 
 
 def test_sigterm_hands_back_what_cannot_finish_in_the_grace(
