@@ -18,7 +18,7 @@ import os
 
 import gunicorn.util
 
-from webapp.config import check_or_exit
+from webapp.settings.config import check_or_exit
 
 # Module-level names that are gunicorn settings are applied as such: these are not.
 relay_settings = check_or_exit()
@@ -26,8 +26,8 @@ relay_settings = check_or_exit()
 bind = f"0.0.0.0:{relay_settings['PORT']}"
 # gevent's worker (each request a cheap greenlet, not a thread), with a time
 # limit on a request's headers (HEADER_TIMEOUT_SECONDS), which can take back
-# a connection a parked long-poll answered: webapp/gunicorn_worker.py.
-worker_class = "webapp.gunicorn_worker.Worker"
+# a connection a parked long-poll answered: webapp/serving/gunicorn_worker.py.
+worker_class = "webapp.serving.gunicorn_worker.Worker"
 # Heroku's Python buildpack sets WEB_CONCURRENCY from the dyno's size.
 workers = relay_settings["WEB_CONCURRENCY"]
 worker_connections = relay_settings["WORKER_CONNECTIONS"]
@@ -44,7 +44,7 @@ keepalive = 95
 # Open SSE streams are cut then; their clients resume with Last-Event-ID.
 graceful_timeout = 25
 # The default format's request line holds the query string: an access_token
-# there is rewritten to [redacted] before it is logged (webapp/logs.py).
+# there is rewritten to [redacted] before it is logged (webapp/ops/logs.py).
 accesslog = "-"
 errorlog = "-"
 # gunicorn 25+ opens a control socket for `gunicornc` at one default path per
@@ -53,7 +53,7 @@ errorlog = "-"
 control_socket_disable = True
 
 
-# -- Prometheus multiprocess mode (webapp/metrics.py) -------------------------
+# -- Prometheus multiprocess mode (webapp/ops/metrics.py) -------------------------
 # Every web process writes its metrics to files in PROMETHEUS_MULTIPROC_DIR,
 # and a scrape answered by any of them adds up all the files. The folder must
 # hold this server's processes only, so it starts empty, and a dead process's
@@ -107,12 +107,12 @@ def post_worker_init(worker):
 
     import gevent
 
-    from webapp import health, runtime
-    from webapp.hub import hub as relay_hub
+    from webapp.ops import readiness, runtime
+    from webapp.read.hub import hub as relay_hub
 
     runtime.settle()
     # Serve at once; say in the log what is not ready (/readyz answers 503 meanwhile).
-    gevent.spawn(health.log_problems, worker.wsgi)
+    gevent.spawn(readiness.log_problems, worker.wsgi)
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum, frame):

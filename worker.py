@@ -2,16 +2,18 @@
 
 It patches the standard library for gevent before anything else is
 imported (psycopg must see the patched `select`, see extensions.py), builds
-the same app as wsgi.py, and runs the worker loop (webapp/worker.py).
+the same app as wsgi.py, and runs the worker loop (webapp/write/worker.py).
 """
 
 from gevent import monkey
 
 monkey.patch_all()
 
-from webapp import config, create_app, runtime  # noqa: E402
-from webapp.logs import configure  # noqa: E402
-from webapp.worker import Worker, wait_until_ready  # noqa: E402
+from webapp import create_app  # noqa: E402
+from webapp.ops import runtime  # noqa: E402
+from webapp.ops.logs import configure  # noqa: E402
+from webapp.settings import config  # noqa: E402
+from webapp.write.worker import Worker, wait_until_ready  # noqa: E402
 
 
 def main() -> None:

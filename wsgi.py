@@ -1,7 +1,8 @@
 """The web entry point: `gunicorn --config gunicorn.conf.py wsgi:app` (and the flask CLI's app)."""
 
-from webapp import config, create_app
-from webapp.logs import configure
+from webapp import create_app
+from webapp.ops.logs import configure
+from webapp.settings import config
 
 config.check_or_exit()  # a malformed setting: one line, exit 2
 app = create_app()

@@ -681,7 +681,7 @@ def _stream_bounds(stack: Stack, sessions: list[str]) -> tuple[int, int, int, li
     """
     import json
 
-    from webapp import keys  # key names live in one place: use it, do not copy it
+    from webapp.storage import keys  # key names live in one place: use it, do not copy it
 
     chunks, first_ms, last_ms, problems = 0, None, None, []
     with stack.redis.pipeline(transaction=False) as pipe:
@@ -741,7 +741,7 @@ def sdk_alone(base_url: str, prompt: str, streams: int) -> dict[str, float]:
 
 
 def worker(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
-    from webapp import keys
+    from webapp.storage import keys
 
     name = "4 worker"
     n, count = plan.worker_deltas, plan.worker_generations

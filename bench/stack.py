@@ -451,7 +451,7 @@ class Stack:
         Nothing is published (no web process follows these sessions yet) and
         SQL holds no messages for them: the hub reads only the stream.
         """
-        from webapp import events, keys
+        from webapp.storage import events, keys
 
         script = self.redis.register_script(_SEED_ANSWER)
         last: dict[str, str] = {}

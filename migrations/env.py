@@ -97,7 +97,7 @@ def run_migrations_online():
         connection = connectable.connect()
     except (OperationalError, InterfaceError) as exc:
         # The release phase's log gets one line naming DATABASE_URL, not a traceback.
-        from webapp.health import database_unreachable
+        from webapp.ops.readiness import database_unreachable
 
         line = database_unreachable(current_app, exc).detail
         raise SystemExit(f"relay: {line}") from None

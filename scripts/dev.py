@@ -20,7 +20,7 @@ Deliberate choices:
   is not ready to try.
 - The embedded Redis's URL is written to var/embedded-redis.url while it
   runs, so `.venv/bin/flask --app wsgi relay ...` in another terminal finds
-  the same Redis (webapp/config.py reads the file when REDIS_URL is unset).
+  the same Redis (webapp/settings/config.py reads the file when REDIS_URL is unset).
 - Imports at module level are the standard library only: `--help` runs
   before `.venv` exists.
 """
@@ -44,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from webapp.config import EMBEDDED_REDIS_URL_FILE  # noqa: E402  (one place names the file)
+from webapp.settings.config import EMBEDDED_REDIS_URL_FILE  # noqa: E402  (one place names the file)
 
 REDIS_URL_FILE = ROOT / EMBEDDED_REDIS_URL_FILE
 BIN = Path(sys.executable).parent

@@ -86,9 +86,9 @@ def base_env(
 def make_app(env: dict[str, str], **overrides: Any):
     """An in-process app on the stack's Redis and a fresh schema in its database."""
     from webapp import create_app
-    from webapp.config import Rate
-    from webapp.config import database_url as normalise
-    from webapp.extensions import db
+    from webapp.settings.config import Rate
+    from webapp.settings.config import database_url as normalise
+    from webapp.storage.extensions import db
 
     app = create_app(
         {
@@ -109,7 +109,7 @@ def make_app(env: dict[str, str], **overrides: Any):
 
 
 def dispose(app) -> None:
-    from webapp.extensions import db
+    from webapp.storage.extensions import db
 
     with app.app_context():
         db.engine.dispose()
@@ -229,7 +229,7 @@ class PrivateStack:
         return proc
 
     def redis_client(self):
-        from webapp.extensions import redis_store
+        from webapp.storage.extensions import redis_store
 
         return redis_store.client_for(self.app)
 

@@ -407,7 +407,7 @@ def test_open_streams_per_process_are_capped(private_stack) -> None:
 def test_streams_per_process_default_to_what_the_open_file_limit_leaves() -> None:
     import resource
 
-    from webapp import limits
+    from webapp.http import limits
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert limits.streams_per_process(7) == 7

@@ -24,8 +24,8 @@ from tests.support.browser import ChatPage, chromium
 from tests.support.client import Event, answer_text, read_sse
 from tests.support.model_server import ModelServer
 from tests.support.processes import Process, start_web, wait_for
-from webapp.extensions import db, redis_store
-from webapp.models import ChatSession, Message
+from webapp.storage.extensions import db, redis_store
+from webapp.storage.models import ChatSession, Message
 
 SECRET = "a-test-secret-for-access-control-over-http"
 AUDIENCE = "relay-test"

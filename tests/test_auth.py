@@ -19,8 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask import Flask
 
 from tests.support.processes import start_web
-from webapp import auth, create_app
-from webapp.auth import Caller, Unauthorized, Verifier
+from webapp import create_app
+from webapp.exceptions import Forbidden, Unauthorized
+from webapp.http import auth
+from webapp.http.auth import Caller, Verifier
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 
@@ -219,7 +221,7 @@ def test_only_the_owner_within_the_tokens_session_may_access(
 def test_a_session_scoped_token_may_not_create_or_list() -> None:
     auth.require_unscoped(None)
     auth.require_unscoped(ALICE)
-    with pytest.raises(auth.Forbidden) as caught:
+    with pytest.raises(Forbidden) as caught:
         auth.require_unscoped(ALICE_ONE)
     assert (caught.value.status, caught.value.code) == (403, "forbidden")
 

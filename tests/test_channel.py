@@ -1,13 +1,13 @@
-"""A channel's buffer (webapp/channel.py) and the byte budget over all of them (buffers.py)."""
+"""A channel's buffer (webapp/read/channel.py) and the byte budget over all of them (buffers.py)."""
 
 from __future__ import annotations
 
 import sys
 
-from webapp import events
-from webapp.buffers import Budget
-from webapp.channel import Channel
-from webapp.events import Entry
+from webapp.read.buffers import Budget
+from webapp.read.channel import Channel
+from webapp.read.entries import Entry
+from webapp.storage import events
 
 
 def entry(n: int, event: str = events.CHUNK) -> Entry:

@@ -1,4 +1,4 @@
-"""webapp/chat_api.py: the AI SDK's chat routes, driven by the real `ai` package.
+"""webapp/http/chat_api.py: the AI SDK's chat routes, driven by the real `ai` package.
 
 Every test runs gunicorn+gevent over real HTTP, a real worker and the test
 model server; the client is tests/js/chat_client.mjs, which drives
@@ -398,7 +398,7 @@ def test_an_unknown_session_throws_404(web: str, ai_sdk: AiSdk) -> None:
 def test_access_control_needs_the_owners_token(
     base_env, log_dir: Path, app, worker, ai_sdk: AiSdk, model_server: ModelServer, unique: str
 ) -> None:
-    from webapp import auth, sessions
+    from webapp.http import auth, sessions
 
     with app.app_context():
         session_id = sessions.create(owner="alice")

@@ -14,9 +14,9 @@ import redis
 from tests.support.flask_cli import flask_cli
 from tests.support.model_server import ModelServer, default_chunks
 from tests.support.processes import Process, RedisServer
-from webapp import keys
-from webapp.auth import Verifier
-from webapp.jobs import Job
+from webapp.http.auth import Verifier
+from webapp.storage import keys
+from webapp.storage.jobs import Job
 
 
 def test_enqueue_test_posts_through_the_api_and_prints_the_answer(

@@ -10,8 +10,9 @@ import pytest
 from flask import Flask
 
 from tests.support.processes import start_web
-from webapp import cors, create_app
-from webapp.auth import mint
+from webapp import create_app
+from webapp.http import cors
+from webapp.http.auth import mint
 
 ALLOWED = "https://app.example.com"
 ALSO_ALLOWED = "http://localhost:3000"

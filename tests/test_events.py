@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from webapp.events import Entry, encode_sse, parse_cursor
 from webapp.exceptions import InvalidCursor
+from webapp.read.entries import Entry, encode_sse
+from webapp.storage.events import parse_cursor
 
 
 def test_one_event_has_id_event_and_one_data_line() -> None:

@@ -15,13 +15,8 @@ import redis
 from tests.support.processes import ROOT, RedisServer
 from tests.support.tls_proxy import TLSProxy, self_signed_certificate
 from webapp import create_app
-from webapp.config import database_url
-from webapp.extensions import (
-    COMMAND_TIMEOUT_SECONDS,
-    HEALTH_CHECK_SECONDS,
-    db,
-    redis_store,
-)
+from webapp.settings.config import database_url
+from webapp.storage.extensions import COMMAND_TIMEOUT_SECONDS, HEALTH_CHECK_SECONDS, db, redis_store
 
 
 def kwargs_of(client: redis.Redis) -> dict:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from webapp import models
-from webapp.generation import build_prompt
-from webapp.models import Turn
+from webapp.storage import models
+from webapp.storage.models import Turn
+from webapp.write.generation import build_prompt
 
 
 def msg(role: str, content: str, status: str = models.DONE) -> Turn:

@@ -92,7 +92,7 @@ def test_the_server_serves_after_refusing(web: str) -> None:
     assert httpx.get(f"{web}/healthz", timeout=10).status_code == 200
 
 
-# -- the header timeout (webapp/gunicorn_worker.py) ------------------------------
+# -- the header timeout (webapp/serving/gunicorn_worker.py) ------------------------------
 # gunicorn 27 bounds a request's header read only by `keepalive`; relay's
 # worker gives the headers HEADER_TIMEOUT_SECONDS from the read that brought
 # their first byte. This relies on gunicorn reading headers under

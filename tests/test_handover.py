@@ -1,4 +1,4 @@
-"""What held streams rely on from gunicorn (webapp/handover.py), pinned.
+"""What held streams rely on from gunicorn (webapp/serving/handover.py), pinned.
 
 If an upgrade of gunicorn changes any of it, these fail before a client
 sees a broken stream: the version range the hand-over was checked against,
@@ -25,7 +25,7 @@ from gunicorn import util
 from gunicorn.http import parser as gunicorn_parser
 
 from tests.support.processes import Process, free_port, python, wait_until_answers
-from webapp import gunicorn_worker, handover
+from webapp.serving import gunicorn_worker, handover
 
 
 def test_gunicorn_is_a_release_the_hand_over_was_checked_against() -> None:
@@ -87,7 +87,7 @@ def test_a_response_handed_over_mid_body_reaches_the_client_whole(
     assert "Traceback" not in log and "Error handling request" not in log
 
 
-# -- item 6: the header timeout's hooks (webapp/gunicorn_worker.py) ----------------
+# -- item 6: the header timeout's hooks (webapp/serving/gunicorn_worker.py) ----------------
 # That gunicorn reads headers under worker.timeout_ctx() is pinned end to end
 # by tests/test_gunicorn_edges.py (a half-sent request closed after the
 # header timeout); here, that its parser reads through the reader relay puts

@@ -1,4 +1,4 @@
-"""health.py: backing services at start and in /readyz, named by their variable, never a traceback.
+"""ops/readiness.py and http/health.py: backing services at start and in /readyz, named by their variable, never a traceback.
 
 Redis down: the worker waits with backoff (one line per wait) and goes on
 when it comes up; the web process serves, /readyz and the API answer 503.
@@ -19,7 +19,7 @@ from tests.conftest import dispose, make_app
 from tests.support.flask_cli import flask_cli
 from tests.support.model_server import default_chunks
 from tests.support.processes import Process, RedisServer, free_port, python, start_web, wait_for
-from webapp import health
+from webapp.ops import readiness
 
 UPGRADE = "flask --app wsgi db upgrade"
 WAIT_LINE = "waiting for backing services"
@@ -208,4 +208,4 @@ class _PgError(Exception):
     ],
 )
 def test_schema_errors_are_told_from_others(error: Exception, schema: bool) -> None:
-    assert health.is_schema_error(error) is schema
+    assert readiness.is_schema_error(error) is schema

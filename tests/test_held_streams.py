@@ -1,4 +1,4 @@
-"""Streams the hub holds after their greenlet ended (webapp/sockets.py).
+"""Streams the hub holds after their greenlet ended (webapp/serving/held_streams.py).
 
 The bytes on the wire must be exactly what gunicorn would have written:
 chunked for HTTP/1.1 with the final chunk at the time limit, raw and closed
@@ -16,10 +16,10 @@ import httpx
 
 from tests.support.client import create_session, post_prompt, read_sse
 from tests.support.model_server import ModelServer
-from webapp import events
-from webapp.events import KEEP_ALIVE, Entry
-from webapp.handover import chunked
-from webapp.sockets import MAX_PENDING_BYTES, HeldStream, holder
+from webapp.read.entries import KEEP_ALIVE, Entry
+from webapp.serving.handover import chunked
+from webapp.serving.held_streams import MAX_PENDING_BYTES, HeldStream, holder
+from webapp.storage import events
 
 
 def read_until_closed(port: int, path: str, version: str, timeout: float = 20.0) -> bytes:

@@ -1,4 +1,4 @@
-"""The hub (webapp/hub.py): followers, notices, gaps, resets, sinks, and a lost pub/sub.
+"""The hub (webapp/read/hub.py): followers, notices, gaps, resets, sinks, and a lost pub/sub.
 
 It runs in a gevent-patched child (the `gevent` marker), as in a web process:
 the hub's listener waits on its pub/sub socket beside the test. Entries are
@@ -16,12 +16,13 @@ import redis
 
 from tests.conftest import dispose, make_app
 from tests.support.processes import RedisServer, wait_for
-from webapp import events, jobs, keys, reader
-from webapp.events import Entry
 from webapp.exceptions import HubClosed, Reset
-from webapp.extensions import redis_store
-from webapp.hub import Hub
-from webapp.writer import StreamWriter
+from webapp.read import reader
+from webapp.read.entries import Entry
+from webapp.read.hub import Hub
+from webapp.storage import events, jobs, keys
+from webapp.storage.extensions import redis_store
+from webapp.write.writer import StreamWriter
 
 pytestmark = pytest.mark.gevent
 

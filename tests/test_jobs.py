@@ -1,4 +1,4 @@
-"""The job list (webapp/jobs.py): claims, the queue, leases and taking jobs back.
+"""The job list (webapp/storage/jobs.py): claims, the queue, leases and taking jobs back.
 
 On a redis-server of this module's own, so that no worker of the shared
 stack pops these jobs.
@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from tests.support.processes import RedisServer, wait_for
-from webapp import jobs, keys
+from webapp.storage import jobs, keys
 
 
 @pytest.fixture(scope="module")

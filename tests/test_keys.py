@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from tests.support.processes import ROOT, RedisServer
-from webapp import keys
+from webapp.storage import keys
 
 SOURCES = [ROOT / "worker.py", *sorted((ROOT / "webapp").rglob("*.py"))]
 PROTOCOL = ROOT / "webapp" / "keys.py"

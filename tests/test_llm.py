@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from tests.support.model_server import ModelServer
-from webapp.demo_model import DemoModel
 from webapp.exceptions import ModelError
-from webapp.llm import Delta, Finish, OpenAIModel, Reasoning
+from webapp.write.demo_model import DemoModel
+from webapp.write.llm import Delta, Finish, OpenAIModel, Reasoning
 
 
 class KeepAliveModel:

@@ -16,8 +16,8 @@ import pytest
 from tests.support.client import create_session, post_prompt, read_sse
 from tests.support.model_server import ModelServer
 from tests.support.processes import RedisServer, start_web, start_worker
-from webapp.auth import mint
-from webapp.logs import configure, redact
+from webapp.http.auth import mint
+from webapp.ops.logs import configure, redact
 
 
 @pytest.fixture()
@@ -38,7 +38,7 @@ def test_json_format_puts_ids_and_key_values_in_fields(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     configure("INFO", "json")
-    log = logging.getLogger("webapp.generation")
+    log = logging.getLogger("webapp.write.generation")
     log.info(
         "generation ended session=%s message=%s finish_reason=%s chunks=%d",
         "S-1_abc",
@@ -62,7 +62,7 @@ def test_json_format_puts_ids_and_key_values_in_fields(
         "stop",
         "12",
     )
-    assert (ended["level"], ended["logger"]) == ("INFO", "webapp.generation")
+    assert (ended["level"], ended["logger"]) == ("INFO", "webapp.write.generation")
     assert ended["time"].endswith("Z") and isinstance(ended["pid"], int)
     assert crashed["session"] == "S-1_abc" and crashed["level"] == "ERROR"
     assert "RuntimeError: model went away\nsecond line" in crashed["exc"]
@@ -75,7 +75,7 @@ def test_text_is_the_default(
 ) -> None:
     monkeypatch.delenv("LOG_FORMAT", raising=False)
     configure("INFO")
-    logging.getLogger("webapp.jobs").info("job queued session=%s message=%s", "s", "m")
+    logging.getLogger("webapp.storage.jobs").info("job queued session=%s message=%s", "s", "m")
     line = capsys.readouterr().out.strip()
     assert not line.startswith("{")
     assert " INFO " in line and line.endswith("webapp.jobs job queued session=s message=m")
@@ -151,7 +151,7 @@ def test_the_filter_redacts_messages_and_tracebacks(
 ) -> None:
     token = mint(LOG_SECRET, "alice", 60)
     configure("INFO", "json")
-    log = logging.getLogger("webapp.api")
+    log = logging.getLogger("webapp.http.api")
     log.info("odd request url=%s", f"/api/x?access_token={token}")
     try:
         raise ValueError(f"bad token {token}")

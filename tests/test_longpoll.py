@@ -1,4 +1,4 @@
-"""Parked long-polls (webapp/longpoll.py), over real HTTP to gunicorn with relay's worker.
+"""Parked long-polls (webapp/http/longpoll.py), over real HTTP to gunicorn with relay's worker.
 
 A poll with nothing after its cursor is parked with the hub: these tests
 check what the client sees then, on raw sockets so that the bytes on the
@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 from tests.support.processes import start_web, wait_for
-from webapp import events, jobs
-from webapp.extensions import redis_store
-from webapp.writer import StreamWriter
+from webapp.storage import events, jobs
+from webapp.storage.extensions import redis_store
+from webapp.write.writer import StreamWriter
 
 PARKED = 500
 ORIGIN = "https://chat.example"

@@ -32,8 +32,10 @@ from tests.support.processes import (
     wait_until_answers,
 )
 from tests.support.raw_sse import StreamSet
-from webapp import create_app, keys, metrics
-from webapp.extensions import redis_store
+from webapp import create_app
+from webapp.ops import metrics
+from webapp.storage import keys
+from webapp.storage.extensions import redis_store
 
 Samples = dict[tuple[str, frozenset], float]
 
@@ -92,7 +94,7 @@ def test_metrics_move_with_streams_polls_resumes_and_errors(
             model_server.behave(prompt, chunks=["one ", "two ", "three"])
             message_id = post_prompt(http, session_id, prompt)["message_id"]
             streams.pump(lambda: len(stream.chunk_times) == 3, 30, "three chunks")
-            # Caught up, the stream is the hub's now (webapp/sockets.py).
+            # Caught up, the stream is the hub's now (webapp/serving/held_streams.py).
             assert value(scrape(web), "relay_sse_streams_held") == held_before + 1
         finally:
             streams.close()

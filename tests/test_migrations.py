@@ -2,7 +2,7 @@
 
 Each database runs the release command itself (`flask --app wsgi db upgrade`,
 in a child process, as Heroku's release phase does), then the schema it left
-is compared with webapp/models.py by Alembic's autogenerate comparison: no
+is compared with webapp/storage/models.py by Alembic's autogenerate comparison: no
 difference may remain. PostgreSQL runs in a database created for the test
 and dropped afterwards.
 """
@@ -20,9 +20,9 @@ from alembic.migration import MigrationContext
 from tests.support.flask_cli import flask_cli
 from tests.support.postgres import fresh_database
 from tests.support.processes import ROOT
-from webapp import models  # noqa: F401  (registers the tables on the metadata)
-from webapp.config import database_url as normalise
-from webapp.extensions import db
+from webapp.settings.config import database_url as normalise
+from webapp.storage import models  # noqa: F401  (registers the tables on the metadata)
+from webapp.storage.extensions import db
 
 TABLES = {"chat_sessions", "messages"}
 

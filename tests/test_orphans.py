@@ -18,20 +18,20 @@ from tests.support.sql import answer_rows
 
 
 def redis_client(app):
-    from webapp.extensions import redis_store
+    from webapp.storage.extensions import redis_store
 
     return redis_store.client_for(app)
 
 
 def active_key(session_id: str) -> str:
-    from webapp import keys
+    from webapp.storage import keys
 
     return keys.active(session_id)
 
 
 def claim_without_a_job(app, session_id: str, message_id: str) -> None:
     """What a POST leaves when its process dies before it queues the job."""
-    from webapp import jobs
+    from webapp.storage import jobs
 
     assert jobs.claim(redis_client(app), session_id, message_id).active is None
 
@@ -59,8 +59,8 @@ def test_a_claim_left_without_a_prompt_expires(
 def test_an_answer_never_queued_is_failed_not_waited_for(
     app, web: str, worker, client: httpx.Client, unique: str
 ) -> None:
-    from webapp import models
-    from webapp.extensions import db
+    from webapp.storage import models
+    from webapp.storage.extensions import db
 
     session_id = create_session(client)
     orphan = models.new_message_id()

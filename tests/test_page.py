@@ -1,4 +1,4 @@
-"""The chat page (templates/, static/, webapp/pages.py), driven in headless Chromium.
+"""The chat page (templates/, static/, webapp/http/pages.py), driven in headless Chromium.
 
 Each test types into the real page, served by gunicorn, answered by the real
 worker from the fake model server, and compares what the page shows with
@@ -38,7 +38,7 @@ def words(prefix: str, count: int) -> list[str]:
 
 def final_message(app, message_id: str):
     """The stored answer once its generation has finished."""
-    from webapp.models import FINAL_STATUSES
+    from webapp.storage.models import FINAL_STATUSES
 
     return wait_for(
         lambda: (m := stored_message(app, message_id)) and m.status in FINAL_STATUSES and m,

@@ -1,4 +1,4 @@
-"""Polls make way for other requests (webapp/priority.py): order, the bound, turns.
+"""Polls make way for other requests (webapp/serving/priority.py): order, the bound, turns.
 
 Run in a gevent-patched process, as the web serves. Each test drives a lane
 of its own and checks the order in which greenlets got through, never how
@@ -13,7 +13,7 @@ from collections.abc import Callable
 import gevent
 import pytest
 
-from webapp.priority import TURN, PollLane, next_turn
+from webapp.serving.priority import TURN, PollLane, next_turn
 
 pytestmark = pytest.mark.gevent
 

@@ -32,7 +32,7 @@ import httpx
 import pytest
 
 from tests.support.processes import ROOT, free_port, have, wait_for
-from webapp.demo_model import DemoModel
+from webapp.write.demo_model import DemoModel
 
 # The first run builds .venv: minutes on a cold pip cache.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -14,10 +14,11 @@ from sqlalchemy import func, select, update
 from tests.support.client import create_session, poll_until, post_prompt, read_sse
 from tests.support.model_server import Behavior, ModelServer
 from tests.support.processes import Process, wait_for
-from webapp import keys, models, session_list, sessions
 from webapp.exceptions import ApiError
-from webapp.extensions import db, redis_store
-from webapp.models import ChatSession, Message
+from webapp.http import sessions
+from webapp.storage import keys, models, session_list
+from webapp.storage.extensions import db, redis_store
+from webapp.storage.models import ChatSession, Message
 
 
 def redis(app: Flask) -> Any:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import ROOT, free_port
-from webapp import config
-from webapp.config import SETTINGS, Rate, SettingError, from_env
+from webapp.settings import config
+from webapp.settings.config import SETTINGS, Rate, SettingError, from_env
 
 # -- parsing, in process ---------------------------------------------------------
 

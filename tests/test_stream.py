@@ -1,7 +1,7 @@
-"""The SSE and long-poll views (webapp/stream.py, sse.py) and the parameters they read (params.py).
+"""The SSE and long-poll views (webapp/http/stream.py, sse.py) and the parameters they read (params.py).
 
 In process, through Flask's test client: there is no gunicorn socket, so an
-SSE body yields every byte itself (sockets.py's hand-over is tested with
+SSE body yields every byte itself (held_streams.py's hand-over is tested with
 gunicorn in test_held_streams.py and test_handover.py). Those tests run in
 a gevent-patched child (the `gevent` marker), as a web process does; the
 parameter tests need no Redis.
@@ -17,11 +17,13 @@ import pytest
 from flask import Flask
 
 from tests.conftest import dispose, make_app
-from webapp import create_app, events, jobs, params
+from webapp import create_app
 from webapp.exceptions import ApiError
-from webapp.extensions import redis_store
-from webapp.hub import HubExtension
-from webapp.writer import StreamWriter
+from webapp.http import params
+from webapp.read.hub import HubExtension
+from webapp.storage import events, jobs
+from webapp.storage.extensions import redis_store
+from webapp.write.writer import StreamWriter
 
 SETTINGS = {"SSE_MAX_SECONDS": 1.5, "HEARTBEAT_SECONDS": 0.3, "SSE_RETRY_MS": 1234}
 

@@ -1,4 +1,4 @@
-"""webapp/ui_stream.py: relay's events as the AI SDK's UI message stream.
+"""webapp/http/ui_stream.py: relay's events as the AI SDK's UI message stream.
 
 The unit tests pin the mapping chunk by chunk. The tests that take `ai_sdk`
 serve the mapper's bytes from a small local HTTP server and read them with
@@ -19,10 +19,8 @@ from typing import Any
 import pytest
 
 from tests.support.ai_sdk import JS_DIR, AiSdk, installed_version
-from webapp import events
-from webapp.errors import ApiError
-from webapp.events import Entry
-from webapp.ui_stream import (
+from webapp.exceptions import ApiError
+from webapp.http.ui_stream import (
     DONE,
     HEADERS,
     ChatRequest,
@@ -32,6 +30,8 @@ from webapp.ui_stream import (
     parse_chat_request,
     ui_messages,
 )
+from webapp.read.entries import Entry
+from webapp.storage import events
 
 MID = "msg_answer_1"
 

@@ -1,4 +1,4 @@
-"""The worker loop (webapp/worker.py), in process, on a Redis and a database of its own.
+"""The worker loop (webapp/write/worker.py), in process, on a Redis and a database of its own.
 
 It runs in a gevent-patched child (the `gevent` marker): the loop, its side
 loops and the generations are greenlets, as in `python worker.py`. Prompts
@@ -20,11 +20,11 @@ import pytest
 from tests.conftest import dispose, make_app
 from tests.support.model_server import ModelServer, default_chunks
 from tests.support.processes import RedisServer, wait_for
-from webapp import jobs, keys
-from webapp.extensions import db, redis_store
-from webapp.generation import State
-from webapp.models import Message
-from webapp.worker import Worker
+from webapp.storage import jobs, keys
+from webapp.storage.extensions import db, redis_store
+from webapp.storage.models import Message
+from webapp.write.generation import State
+from webapp.write.worker import Worker
 
 pytestmark = pytest.mark.gevent
 
@@ -190,7 +190,7 @@ def test_lost_redis_backs_off_instead_of_spinning(setup, caplog: pytest.LogCaptu
     stack = setup(WORKER_POP_TIMEOUT_SECONDS=0.1)
     worker = Worker(stack.app)
     stack.redis.stop()
-    with caplog.at_level(logging.WARNING, logger="webapp.worker"):
+    with caplog.at_level(logging.WARNING, logger="webapp.write.worker"):
         loop = running(worker)
         wait_for(
             lambda: sum("job pop failed" in r.message for r in caplog.records) >= 3,

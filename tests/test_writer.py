@@ -7,9 +7,9 @@ import pytest
 
 from tests.support.client import create_session, read_sse
 from tests.support.processes import wait_for
-from webapp import events, jobs, keys
-from webapp.extensions import redis_store
-from webapp.writer import StreamWriter
+from webapp.storage import events, jobs, keys
+from webapp.storage.extensions import redis_store
+from webapp.write.writer import StreamWriter
 
 
 @pytest.fixture()

@@ -27,9 +27,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """
     from flask import Flask
 
-    from . import config
-    from .extensions import check_green_postgres, db, migrate, redis_store
-    from .hub import hub
+    from webapp.read.hub import hub
+    from webapp.settings import config
+    from webapp.storage.extensions import check_green_postgres, db, migrate, redis_store
 
     app = Flask(
         __name__,
@@ -57,20 +57,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
 def _serve(app: Flask) -> None:
     """The request hooks, the views, and the way in for long-polls."""
-    from . import (
-        api,
-        auth,
-        chat_api,
-        cli,
-        cors,
-        errors,
-        fast_poll,
-        health,
-        metrics,
-        pages,
-        priority,
-        stream,
-    )
+    from webapp import cli
+    from webapp.http import api, auth, chat_api, cors, errors, fast_poll, health, pages, stream
+    from webapp.ops import metrics
+    from webapp.serving import priority
 
     errors.register(app)
     priority.init_app(app)  # first: its hook must run before any other can refuse the request

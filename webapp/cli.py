@@ -11,7 +11,7 @@ session's stream (reader.py, read only) until the answer's final event.
 
 A malformed setting stops any command with one line (wsgi.py); Redis or the
 database not answering ends a `relay` command with one line naming REDIS_URL
-or DATABASE_URL (health.py), not a traceback.
+or DATABASE_URL (readiness.py), not a traceback.
 """
 
 from __future__ import annotations
@@ -29,9 +29,12 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, ScriptInfo
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from . import auth, events, health, jobs, keys, reader
-from .extensions import redis_store
-from .params import ID_PATTERN
+from webapp.http import auth
+from webapp.http.params import ID_PATTERN
+from webapp.ops import readiness
+from webapp.read import reader
+from webapp.storage import events, jobs, keys
+from webapp.storage.extensions import redis_store
 
 
 class RelayGroup(AppGroup):
@@ -42,13 +45,13 @@ class RelayGroup(AppGroup):
             return super().invoke(ctx)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             app = ctx.ensure_object(ScriptInfo).load_app()
-            raise click.ClickException(health.redis_unreachable(app, exc).detail) from None
+            raise click.ClickException(readiness.redis_unreachable(app, exc).detail) from None
         except (OperationalError, InterfaceError) as exc:
             app = ctx.ensure_object(ScriptInfo).load_app()
             problem = (
-                health.schema_missing(app, health.one_line(exc))
-                if health.is_schema_error(exc)
-                else health.database_unreachable(app, exc)
+                readiness.schema_missing(app, readiness.one_line(exc))
+                if readiness.is_schema_error(exc)
+                else readiness.database_unreachable(app, exc)
             )
             raise click.ClickException(problem.detail) from None
 

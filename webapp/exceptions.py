@@ -1,23 +1,33 @@
-"""Every exception relay defines, in one flat tree.
+"""Every exception relay defines, in one flat tree; the only module every layer may import.
+
+It imports nothing of relay's and no third-party package: gunicorn's arbiter
+loads the settings, which raise SettingError, before any worker forks.
 
     Exception
      ├── ApiError          an error answer: HTTP status, API.md code, a sentence for
-     │                     people (errors.py turns it into the JSON body)
-     ├── InvalidCursor     a cursor that is not a Redis stream entry id (events.py);
+     │    │                people (http/errors.py turns it into the JSON body)
+     │    ├── Unauthorized 401: no token, or one that does not verify (http/auth.py)
+     │    └── Forbidden    403: a session-scoped token creating or listing sessions
+     ├── InvalidCursor     a cursor that is not a Redis stream entry id (storage/events.py);
      │   (ValueError)      the views answer it with 400 invalid_cursor
      ├── ModelError        the model could not produce (the rest of) an answer
-     │                     (llm.py); `code` is upstream_error or upstream_timeout
+     │                     (write/llm.py); `code` is upstream_error or upstream_timeout
      ├── Reset             a reader's cursor is older than the retained stream;
      │                     `floor` is the oldest cursor that is still whole
      └── HubClosed         the web process is shutting down: end the stream, the
           │                client resumes elsewhere
           └── SessionDeleted  the session was deleted: its readers end the same way
 
-    BrokenPipeError        what gunicorn closes a connection on, quietly (handover.py)
+    ValueError
+     ├── SettingError      a malformed setting: its text is the one line the process
+     │                     stops with (settings/config.py)
+     └── Invalid           a setting parser's refusal, with a detail for that line
+
+    BrokenPipeError        what gunicorn closes a connection on, quietly (serving/handover.py)
      ├── SlowClient        an SSE client stopped taking our writes
      ├── HandedOver        raised out of an SSE body whose connection the hub holds now
      └── CutShort          raised out of a chat stream that must end without its
-                           end of body, so that the AI SDK resumes (chat_stream.py)
+                           end of body, so that the AI SDK resumes (http/chat_stream.py)
 
     BaseException          so that no `except Exception` swallows them
      └── Interrupt         raised into a running generation by its worker
@@ -25,7 +35,7 @@
           └── HandedBack   the worker is shutting down and returns the job to the
                            queue: write nothing more, the next attempt takes over
 
-Redis, SQL and HTTP client errors are the libraries' own; errors.py maps the
+Redis, SQL and HTTP client errors are the libraries' own; http/errors.py maps the
 ones a request can meet to 503.
 """
 
@@ -51,6 +61,27 @@ class ApiError(Exception):
         self.message = message
         self.headers = headers or {}
         self.extra = extra
+
+
+REALM = "relay"  # the Bearer challenge's realm (RFC 6750)
+
+
+class Unauthorized(ApiError):
+    """401: no token, or one that does not verify; says so in WWW-Authenticate."""
+
+    def __init__(self, message: str, *, token_sent: bool = True) -> None:
+        # RFC 6750 section 3.1: `error="invalid_token"` only when a token came.
+        challenge = f'Bearer realm="{REALM}"'
+        if token_sent:
+            challenge += ', error="invalid_token"'
+        super().__init__(401, "unauthorized", message, {"WWW-Authenticate": challenge})
+
+
+class Forbidden(ApiError):
+    """403: a valid token that may not do this (a `sid` token creating or listing sessions)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(403, "forbidden", message)
 
 
 class InvalidCursor(ValueError):
@@ -125,3 +156,11 @@ class Cancelled(Interrupt):
 
 class HandedBack(Interrupt):
     """The worker returns this job to the queue; another attempt will run it."""
+
+
+class SettingError(ValueError):
+    """A malformed setting. Its text is the one line the process stops with."""
+
+
+class Invalid(ValueError):
+    """A parser's refusal with a detail worth adding to "expected ..."."""

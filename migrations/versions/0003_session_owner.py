@@ -6,7 +6,7 @@ Create Date: 2026-11-30
 
 A session's list entry also shows a title and when it was last updated
 (API.md, GET /api/sessions). Both are read from its messages when a page is
-listed (webapp/sessions.py), not stored here: storing them would add a write
+listed (webapp/http/sessions.py), not stored here: storing them would add a write
 to every prompt, and give one fact two places to live.
 """
 

@@ -1,4 +1,4 @@
-"""A test-only WSGI app that hands its response over as relay's SSE does (webapp/handover.py).
+"""A test-only WSGI app that hands its response over as relay's SSE does (webapp/serving/handover.py).
 
 It yields one item through gunicorn, takes the connection, writes the rest
 of the body on its duplicate from another greenlet, and lets gunicorn go
@@ -13,7 +13,7 @@ from typing import Any
 
 import gevent
 
-from webapp import handover
+from webapp.serving import handover
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:

@@ -12,8 +12,8 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import text
 
 from webapp import create_app
-from webapp.extensions import db
-from webapp.logs import configure
+from webapp.ops.logs import configure
+from webapp.storage.extensions import db
 
 bp = Blueprint("slow_sql", __name__)
 

@@ -7,8 +7,8 @@ from typing import Any
 
 def answer_rows(app: Any, message_id: str) -> list:
     """Every SQL row of a message (exactly one, if nothing went wrong), detached."""
-    from webapp import models
-    from webapp.extensions import db
+    from webapp.storage import models
+    from webapp.storage.extensions import db
 
     with app.app_context():
         rows = list(db.session.scalars(db.select(models.Message).filter_by(id=message_id)))

@@ -1,0 +1,167 @@
+"""JSON endpoints: sessions (create, list, delete), prompts, messages, cancel, regenerate.
+
+Each view parses its request (params.py), checks access (auth.py: every
+view on a session answers 404 to a caller who may not use it), calls the
+domain (sessions.py, idempotency.py, the hub), and answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+
+from webapp.exceptions import ApiError
+from webapp.http import auth, limits, params, sessions
+from webapp.read.hub import hub
+from webapp.read.snapshot import snapshot
+from webapp.storage import idempotency, models, session_list
+from webapp.storage.extensions import db, redis_store
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("api", __name__)
+bp.before_app_request(params.refuse_malformed_json)
+
+
+@bp.post("/api/sessions")
+def create_session() -> tuple[Response, int, dict[str, str]]:
+    caller = auth.current_caller()
+    auth.require_unscoped(caller)
+    config = current_app.config
+    address = limits.client_address(request, config["PROXY_HOPS"])
+    subject = auth.rate_limit_subject(caller, address)
+    limits.check_session_rate(redis_store.client, subject, config["SESSION_RATE_LIMIT"])
+    session_id = sessions.create(caller.sub if caller else None)
+    location = url_for("api.get_session", session_id=session_id)
+    return jsonify({"session_id": session_id}), 201, {"Location": location}
+
+
+@bp.get("/api/sessions")
+def list_sessions() -> Response:
+    """The caller's sessions, newest first (access control on only: nobody owns one otherwise)."""
+    caller = auth.current_caller()
+    if caller is None:
+        raise ApiError(404, "not_found", "No such resource.")
+    auth.require_unscoped(caller)
+    return jsonify(session_list.list_sessions(caller.sub, request.args.get("before")).to_json())
+
+
+@bp.get("/api/sessions/<session_id>")
+def get_session(session_id: str) -> Response:
+    sessions.find_for(auth.current_caller(), session_id)
+    return jsonify(snapshot(redis_store.client, session_id))
+
+
+@bp.delete("/api/sessions/<session_id>")
+def delete_session(session_id: str) -> tuple[str, int]:
+    sessions.find_for(auth.current_caller(), session_id)
+    sessions.delete_session(current_app._get_current_object(), session_id)
+    return "", 204
+
+
+@bp.post("/api/sessions/<session_id>/messages")
+def post_message(session_id: str) -> Response:
+    sessions.ensure(session_id, auth.current_caller())
+    content = params.prompt(current_app.config["MAX_PROMPT_CHARS"])
+    retried = idempotency.post(session_id, params.idempotency_key(), content)
+    client = redis_store.client
+    if earlier := idempotency.earlier_answer(client, retried):
+        return replayed(earlier)
+    config = current_app.config
+    address = limits.client_address(request, config["PROXY_HOPS"])
+    limits.check_prompt_rate(client, address, config["RATE_LIMIT"])
+    accepted = sessions.accept_prompt(client, session_id, content)
+    if accepted.message_id is None:
+        if earlier := idempotency.earlier_answer(client, retried):
+            return replayed(earlier)  # the same request, sent twice at once
+        raise ApiError(
+            409,
+            "generation_active",
+            "An answer is still being generated.",
+            message_id=accepted.active,
+        )
+    answer = queued(session_id, accepted.message_id)
+    idempotency.remember(client, retried, answer)
+    return accepted_answer(answer)
+
+
+def queued(session_id: str, message_id: str) -> idempotency.StoredAnswer:
+    """A prompt post's answer: where the queued message will stream."""
+    body = json.dumps(
+        {
+            "session_id": session_id,
+            "message_id": message_id,
+            "status": models.QUEUED,
+            "events_url": url_for("stream.events", session_id=session_id),
+            "poll_url": url_for("stream.poll", session_id=session_id),
+        }
+    )
+    location = url_for("api.get_message", session_id=session_id, message_id=message_id)
+    return idempotency.StoredAnswer(body, location)
+
+
+def accepted_answer(answer: idempotency.StoredAnswer) -> Response:
+    """202 with a queued answer's body, and its message as the Location."""
+    return Response(
+        answer.body, 202, mimetype="application/json", headers={"Location": answer.location}
+    )
+
+
+def replayed(answer: idempotency.StoredAnswer) -> Response:
+    """The answer a first post with this Idempotency-Key got, again."""
+    headers = {"Idempotent-Replayed": "true", "Location": answer.location}
+    return Response(answer.body, 202, mimetype="application/json", headers=headers)
+
+
+@bp.get("/api/sessions/<session_id>/messages/<message_id>")
+def get_message(session_id: str, message_id: str) -> Response:
+    """One message; with ?wait=, once it is finished or the wait runs out (or the token does)."""
+    caller = auth.current_caller()
+    sessions.find_for(caller, session_id)
+    params.valid_id(message_id, "message")
+    wait = params.wait_seconds()
+    if wait:
+        wait = auth.cap_seconds(caller, wait)
+    client = redis_store.client
+    message, cursor = sessions.find_message(client, session_id, message_id)
+    if wait and message["status"] in (models.QUEUED, models.STREAMING):
+        db.session.close()  # hold no pooled SQL connection while waiting
+        release = limits.acquire_stream(request, current_app.config)
+        try:
+            hub.wait_for_final(session_id, message_id, cursor, wait)
+        finally:
+            release()
+        message = message_after_wait(client, session_id, message)
+    return jsonify(message)
+
+
+def message_after_wait(
+    client: redis.Redis, session_id: str, before: dict[str, Any]
+) -> dict[str, Any]:
+    """The message as it is now; as it was, when the session was deleted during the wait."""
+    try:
+        return sessions.find_message(client, session_id, before["id"])[0]
+    except ApiError as exc:
+        if exc.code != "message_not_found":
+            raise
+        return before  # API.md: a wait ends with what it has
+
+
+@bp.post("/api/sessions/<session_id>/messages/<message_id>/cancel")
+def cancel_message(session_id: str, message_id: str) -> tuple[Response, int]:
+    sessions.find_for(auth.current_caller(), session_id)
+    status = sessions.cancel(redis_store.client, session_id, message_id)
+    return jsonify({"session_id": session_id, "message_id": message_id, "status": status}), 202
+
+
+@bp.post("/api/sessions/<session_id>/messages/<message_id>/regenerate")
+def regenerate_message(session_id: str, message_id: str) -> Response:
+    """Answer the last prompt again: 202 as a prompt post, for the new answer."""
+    sessions.find_for(auth.current_caller(), session_id)
+    params.valid_id(message_id, "message")
+    answer_id = sessions.regenerate(current_app._get_current_object(), session_id, message_id)
+    return accepted_answer(queued(session_id, answer_id))

@@ -1,0 +1,201 @@
+"""The AI SDK's chat routes (API.md, AI SDK front ends): relay as `useChat`'s backend.
+
+- `POST /api/chat`: the body `DefaultChatTransport` sends; a prompt post
+  (`submit-message`) or a regenerate (`regenerate-message`), answered with
+  that answer as a UI message stream.
+- `GET /api/chat/{sid}/stream`: the active answer from its beginning
+  (`204` when none), or, with `Last-Event-ID`, after that entry.
+- `GET /api/chat/{sid}/messages`: the stored conversation as UI messages.
+- `POST /api/chat/{sid}/stop`: cancel the active answer.
+
+Each has the checks of its relay twin: access control (auth.py's hook has
+authenticated the caller; here the session's owner is checked), CORS
+(cors.py covers `/api/`), Idempotency-Key, RATE_LIMIT, the open-stream caps
+and SSE_MAX_SECONDS. The bytes are ui_stream.py's; the streaming body is
+chat_stream.py's. Everything that can fail with JSON happens before the
+stream starts, so the transport throws it with its status and body.
+
+Deliberate choices:
+- The stream cap is taken before the prompt is accepted: a client at its
+  cap gets `429 too_many_streams` and no answer is queued that it cannot read.
+- A retried post (the same Idempotency-Key and prompt) streams the first
+  post's answer, from its beginning, with `Idempotent-Replayed: true`. A
+  regenerate is keyed like a prompt whose text no prompt can have (NUL).
+- The body's `messages` are read for the new prompt only: relay's stored
+  history is the conversation (ui_stream.parse_chat_request).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from webapp.exceptions import ApiError
+from webapp.http import auth, chat_stream, limits, params, sessions
+from webapp.http.api import queued
+from webapp.http.ui_stream import (
+    SUBMIT,
+    ChatRequest,
+    UIMessageStream,
+    encode,
+    parse_chat_request,
+    ui_messages,
+)
+from webapp.read.hub import hub
+from webapp.read.snapshot import snapshot
+from webapp.storage import idempotency, models
+from webapp.storage.events import id_key
+from webapp.storage.extensions import redis_store
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("chat", __name__)
+
+# The idempotency "prompt" of a regenerate: NUL is refused in prompts, so no
+# submitted prompt has this digest.
+REGENERATE_KEY_TEXT = "\x00regenerate"
+
+
+def check_session(session_id: str) -> None:
+    """404 session_not_found for an unknown session or one the caller may not use."""
+    sessions.find_for(auth.current_caller(), session_id)
+
+
+@bp.post("/api/chat")
+def chat() -> Response:
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "Send the chat request as application/json.")
+    asked = parse_chat_request(params.json_body())
+    check_session(asked.session_id)
+    release = limits.acquire_stream(request, current_app.config)
+    try:
+        message_id, replayed = new_answer(asked)
+        headers = {"Idempotent-Replayed": "true"} if replayed else None
+        return answer_stream(asked.session_id, message_id, release, headers=headers)
+    except BaseException:
+        release()
+        raise
+
+
+def new_answer(asked: ChatRequest) -> tuple[str, bool]:
+    """Queue the answer the request asks for: its message id, and whether it was a replay."""
+    session_id, config, client = asked.session_id, current_app.config, redis_store.client
+    if asked.trigger == SUBMIT:
+        key_text = params.checked_prompt(asked.prompt, config["MAX_PROMPT_CHARS"])
+    else:
+        key_text = REGENERATE_KEY_TEXT
+    retried = idempotency.post(session_id, params.idempotency_key(), key_text)
+    if earlier := idempotency.earlier_answer(client, retried):
+        return json.loads(earlier.body)["message_id"], True
+    address = limits.client_address(request, config["PROXY_HOPS"])
+    limits.check_prompt_rate(client, address, config["RATE_LIMIT"])
+    if asked.trigger == SUBMIT:
+        accepted = sessions.accept_prompt(client, session_id, key_text)
+        if (message_id := accepted.message_id) is None:
+            if earlier := idempotency.earlier_answer(client, retried):
+                return json.loads(earlier.body)[
+                    "message_id"
+                ], True  # one request sent twice at once
+            raise ApiError(
+                409,
+                "generation_active",
+                "An answer is still being generated.",
+                message_id=accepted.active,
+            )
+    else:
+        last = asked.message_id or last_answer_id(session_id)
+        message_id = sessions.regenerate(current_app, session_id, last)
+    idempotency.remember(client, retried, queued(session_id, message_id))
+    log.info("chat answer queued session=%s message=%s", session_id, message_id)
+    return message_id, False
+
+
+def last_answer_id(session_id: str) -> str:
+    """The id of the session's last answer, for a regenerate that names none."""
+    messages = snapshot(redis_store.client, session_id)["messages"]
+    last = next((m for m in reversed(messages) if m["role"] == models.ASSISTANT), None)
+    if last is None:
+        raise ApiError(409, "not_regenerable", "The session has no answer to regenerate.")
+    return last["id"]
+
+
+def answer_stream(
+    session_id: str,
+    message_id: str,
+    release: Callable[[], None],
+    *,
+    after: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The answer as a UI message stream: from its beginning, or after the entry `after`."""
+    ui = UIMessageStream(message_id)
+    if after is None:
+        answer, cursor = chat_stream.answer_now(session_id, message_id)
+        if answer is None:
+            raise ApiError(404, "message_not_found", "No message with that id in this session.")
+        opening = encode(ui.catch_up(answer), cursor)
+    else:
+        cursor, opening = after, b""
+    seconds = auth.cap_seconds(auth.current_caller(), current_app.config["SSE_MAX_SECONDS"])
+    return chat_stream.response(
+        current_app._get_current_object(),
+        hub.follow(session_id, cursor),
+        ui,
+        session_id=session_id,
+        opening=opening,
+        release=release,
+        seconds=seconds,
+        headers=headers,
+    )
+
+
+@bp.get("/api/chat/<session_id>/stream")
+def resume(session_id: str) -> Response:
+    """The active answer's stream; 204 when nothing is active (the transport's null)."""
+    check_session(session_id)
+    resumed = bool(request.headers.get("Last-Event-ID", "").strip())
+    after = params.sse_cursor() if resumed else None
+    state = snapshot(redis_store.client, session_id)
+    message_id = state["active_message_id"]
+    if message_id is None and after is not None:
+        message_id = unfinished_for(state, after)
+    if message_id is None:
+        return Response(status=204)
+    release = limits.acquire_stream(request, current_app.config)
+    try:
+        return answer_stream(session_id, message_id, release, after=after)
+    except BaseException:
+        release()
+        raise
+
+
+def unfinished_for(state: dict, after: str) -> str | None:
+    """The last answer, when a client resuming after `after` has not seen its end yet.
+
+    A generic SSE client that lost its connection just before the end
+    reconnects once the answer is no longer active: it still gets the rest.
+    """
+    answers = [m for m in state["messages"] if m["role"] == models.ASSISTANT]
+    if answers and id_key(after) < id_key(state["cursor"]):
+        return answers[-1]["id"]
+    return None
+
+
+@bp.get("/api/chat/<session_id>/messages")
+def messages(session_id: str) -> Response:
+    check_session(session_id)
+    state = snapshot(redis_store.client, session_id)
+    return jsonify(ui_messages(state["messages"], state["active_message_id"]))
+
+
+@bp.post("/api/chat/<session_id>/stop")
+def stop(session_id: str) -> tuple[Response, int]:
+    """Cancel the active answer (useChat's stop() only aborts its own request)."""
+    check_session(session_id)
+    client = redis_store.client
+    message_id = snapshot(client, session_id)["active_message_id"]
+    status = sessions.cancel(client, session_id, message_id) if message_id else None
+    return jsonify({"session_id": session_id, "message_id": message_id, "status": status}), 202

@@ -1,0 +1,394 @@
+"""Prometheus metrics at `GET /metrics`, in the text format (API.md).
+
+Two kinds of figures, kept where they can be read from:
+
+- Web-process figures (open SSE streams, waiting long-polls, SSE reconnects
+  with a cursor, resets, API errors by code) are prometheus_client metrics
+  in multiprocess mode: gunicorn's processes each write theirs to files in
+  PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py makes a fresh folder when it is
+  unset, and drops a dead process's gauges in `child_exit`), and a scrape,
+  whichever process answers it, adds them all up. The request hooks of
+  `init_app` keep the first four up to date without touching the views.
+- Generation figures (time to first token, duration, chunks, tokens, errors
+  by code) happen in worker processes, which on Heroku run on other dynos
+  that no scraper can reach. Workers add them to one Redis hash
+  (`relay:{metrics}:generation`, pipelined, once or twice per answer), and
+  every web process reports the same service-wide totals from it at scrape
+  time, with the job list's depth read the same way.
+
+Deliberate choices:
+- No label carries a session or message id: the endpoint is public and its
+  series must stay few.
+- Recording never fails a request or a generation: a Redis error while
+  recording is logged and the figure is lost.
+- Histograms kept in Redis use fixed buckets, each stored as its own count
+  and summed into Prometheus' cumulative form when scraped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from webapp.settings.config import multiproc_dir
+
+
+def _ensure_multiprocess_dir() -> None:
+    """prometheus_client picks its storage when imported: the folder must exist by then.
+
+    gunicorn.conf.py creates it for web processes; any other process that
+    inherits the setting (a worker dyno, the CLI) gets it created here.
+    """
+    folder = multiproc_dir()
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+
+
+_ensure_multiprocess_dir()
+
+import redis  # noqa: E402
+from flask import Blueprint, Flask, Response, g, request  # noqa: E402
+from prometheus_client import (  # noqa: E402
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+)
+from prometheus_client.core import (  # noqa: E402
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import choose_encoder  # noqa: E402
+from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
+from prometheus_client.registry import Collector  # noqa: E402
+from prometheus_client.utils import floatToGoString  # noqa: E402
+
+from webapp.storage import jobs, keys  # noqa: E402
+from webapp.storage.extensions import redis_store  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("metrics", __name__)
+
+# `_created` series exist only in single-process mode; leave them out everywhere.
+disable_created_metrics()
+
+# Metrics of this web process; in multiprocess mode their values live in files.
+LOCAL = CollectorRegistry(auto_describe=True)
+
+SSE_OPEN = Gauge(
+    "relay_sse_streams_open",
+    "SSE responses streaming now.",
+    registry=LOCAL,
+    multiprocess_mode="livesum",
+)
+SSE_HELD = Gauge(
+    "relay_sse_streams_held",
+    "SSE streams held by the hub: caught up, written to directly, no greenlet of their own.",
+    registry=LOCAL,
+    multiprocess_mode="livesum",
+)
+POLLS_WAITING = Gauge(
+    "relay_long_polls_waiting",
+    "Long-polls and ?wait= requests in progress.",
+    registry=LOCAL,
+    multiprocess_mode="livesum",
+)
+SSE_RECONNECTS = Counter(
+    "relay_sse_reconnects",
+    "SSE requests that resumed from a cursor (Last-Event-ID or last_event_id).",
+    registry=LOCAL,
+)
+RESETS = Counter(
+    "relay_resets",
+    "Cursors older than the retained stream, by transport.",
+    ["transport"],
+    registry=LOCAL,
+)
+API_ERRORS = Counter(
+    "relay_api_errors", "Error responses, by API.md code.", ["code"], registry=LOCAL
+)
+
+# Everything workers record, in one hash (one Cluster slot); its fields are ours alone.
+GENERATION_KEY = keys.METRICS_GENERATION
+TTFT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+DURATION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+
+
+# -- web side: called by the request hooks below, by sse.py and stream.py -----
+
+
+def sse_opened(resumed: bool) -> None:
+    SSE_OPEN.inc()
+    if resumed:
+        SSE_RECONNECTS.inc()
+
+
+def sse_closed() -> None:
+    SSE_OPEN.dec()
+
+
+def sse_held() -> None:
+    SSE_HELD.inc()
+
+
+def sse_let_go() -> None:
+    SSE_HELD.dec()
+
+
+def poll_started() -> None:
+    POLLS_WAITING.inc()
+
+
+def poll_finished() -> None:
+    POLLS_WAITING.dec()
+
+
+def reset_sent(transport: str) -> None:
+    """A `reset` went to a client; transport is "sse" or "poll"."""
+    RESETS.labels(transport).inc()
+
+
+def api_error(code: str) -> None:
+    API_ERRORS.labels(code).inc()
+
+
+# -- worker side: called by generation.py ----------------------------------
+
+
+def _bucket(value: float, bounds: tuple[float, ...]) -> str:
+    return next((floatToGoString(b) for b in bounds if value <= b), "+Inf")
+
+
+def _record(
+    client: redis.Redis, increments: Mapping[str, int], float_increments: Mapping[str, float]
+) -> None:
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for field, amount in increments.items():
+                pipe.hincrby(GENERATION_KEY, field, amount)
+            for field, amount in float_increments.items():
+                pipe.hincrbyfloat(GENERATION_KEY, field, amount)
+            pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("metrics not recorded: %s", exc)
+
+
+def first_token(client: redis.Redis, seconds: float, *, reasoning: bool = False) -> None:
+    """The first chunk (or reasoning piece) of an answer was written, `seconds` after its prompt.
+
+    Two figures, not one: a reasoning model thinks for seconds before it
+    answers, and that wait says nothing about relay's own speed (issue 16).
+    """
+    seconds, prefix = max(seconds, 0.0), "ttfr" if reasoning else "ttft"
+    _record(
+        client,
+        {f"{prefix}:count": 1, f"{prefix}:le:{_bucket(seconds, TTFT_BUCKETS)}": 1},
+        {f"{prefix}:sum": seconds},
+    )
+
+
+def generation_ended(
+    client: redis.Redis,
+    *,
+    finish_reason: str,
+    duration_seconds: float,
+    chunks: int,
+    usage: Mapping[str, int] | None,
+) -> None:
+    """An answer ended (`end` written): its duration, chunks and tokens."""
+    duration_seconds = max(duration_seconds, 0.0)
+    increments = {
+        f"ended:{finish_reason}": 1,
+        "chunks": chunks,
+        "duration:count": 1,
+        f"duration:le:{_bucket(duration_seconds, DURATION_BUCKETS)}": 1,
+    }
+    for kind in ("prompt", "completion"):
+        tokens = (usage or {}).get(f"{kind}_tokens")
+        if tokens:
+            increments[f"tokens:{kind}"] = int(tokens)
+    _record(client, increments, {"duration:sum": duration_seconds})
+
+
+def generation_failed(client: redis.Redis, code: str, chunks: int = 0) -> None:
+    """An answer ended with `error` (upstream_error, upstream_timeout, worker_lost, ...)."""
+    increments = {f"errors:{code}": 1}
+    if chunks:
+        increments["chunks"] = chunks
+    _record(client, increments, {})
+
+
+def cache_lookup(client: redis.Redis, hit: bool) -> None:
+    """The answer cache was asked (only when it is on)."""
+    _record(client, {f"cache:{'hit' if hit else 'miss'}": 1}, {})
+
+
+# -- the scrape -------------------------------------------------------------
+
+
+class RedisCollector(Collector):
+    """Service-wide figures read from Redis when scraped: the job list and the workers' hash."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            queued, running = jobs.queue_depth(self._client)
+            fields = self._client.hgetall(GENERATION_KEY)
+        except redis.RedisError as exc:
+            log.warning("metrics scrape without Redis figures: %s", exc)
+            return
+        yield GaugeMetricFamily("relay_jobs_queued", "Jobs waiting for a worker.", queued)
+        yield GaugeMetricFamily(
+            "relay_jobs_running", "Jobs a worker has taken and not finished.", running
+        )
+        yield from generation_families(fields)
+
+
+def _number(fields: Mapping[str, str], name: str) -> float:
+    try:
+        return float(fields.get(name, 0))
+    except ValueError:
+        return 0.0
+
+
+def _labelled(fields: Mapping[str, str], prefix: str) -> Iterable[tuple[str, float]]:
+    for field in sorted(fields):
+        if field.startswith(prefix):
+            yield field[len(prefix) :], _number(fields, field)
+
+
+def _histogram(
+    fields: Mapping[str, str], name: str, help_text: str, prefix: str, bounds: tuple[float, ...]
+) -> HistogramMetricFamily:
+    cumulative, buckets = 0.0, []
+    for bound in [*(floatToGoString(b) for b in bounds), "+Inf"]:
+        cumulative += _number(fields, f"{prefix}:le:{bound}")
+        buckets.append((bound, cumulative))
+    return HistogramMetricFamily(
+        name, help_text, buckets=buckets, sum_value=_number(fields, f"{prefix}:sum")
+    )
+
+
+def generation_families(fields: Mapping[str, str]) -> Iterator[Metric]:
+    ended = CounterMetricFamily(
+        "relay_generations_ended", "Answers that ended, by finish_reason.", labels=["finish_reason"]
+    )
+    for reason, value in _labelled(fields, "ended:"):
+        ended.add_metric([reason], value)
+    yield ended
+    errors = CounterMetricFamily(
+        "relay_generation_errors", "Answers that ended with `error`, by code.", labels=["code"]
+    )
+    for code, value in _labelled(fields, "errors:"):
+        errors.add_metric([code], value)
+    yield errors
+    yield CounterMetricFamily(
+        "relay_chunks", "Chunks written to session streams.", _number(fields, "chunks")
+    )
+    tokens = CounterMetricFamily(
+        "relay_tokens", "Tokens the model reported, by kind.", labels=["kind"]
+    )
+    for kind in ("prompt", "completion"):
+        tokens.add_metric([kind], _number(fields, f"tokens:{kind}"))
+    yield tokens
+    cache = CounterMetricFamily(
+        "relay_answer_cache_lookups", "Answer cache lookups, by result.", labels=["result"]
+    )
+    for result in ("hit", "miss"):
+        cache.add_metric([result], _number(fields, f"cache:{result}"))
+    yield cache
+    yield _histogram(
+        fields,
+        "relay_time_to_first_token_seconds",
+        "From the prompt accepted to the first chunk of the answer written (not reasoning).",
+        "ttft",
+        TTFT_BUCKETS,
+    )
+    yield _histogram(
+        fields,
+        "relay_time_to_first_reasoning_seconds",
+        "From the prompt accepted to the first reasoning piece written.",
+        "ttfr",
+        TTFT_BUCKETS,
+    )
+    yield _histogram(
+        fields,
+        "relay_generation_duration_seconds",
+        "From a generation's start to its end event.",
+        "duration",
+        DURATION_BUCKETS,
+    )
+
+
+def multiprocess_dir() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR when this process runs in multiprocess mode."""
+    folder = multiproc_dir()
+    return folder if folder and os.path.isdir(folder) else None
+
+
+@bp.get("/metrics")
+def scrape() -> Response:
+    registry = CollectorRegistry(auto_describe=False)
+    folder = multiprocess_dir()
+    if folder:
+        MultiProcessCollector(registry, path=folder)
+    else:
+        registry.register(_LocalCollector())
+    registry.register(RedisCollector(redis_store.client))
+    # The classic text format unless the scraper asks for OpenMetrics.
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return Response(
+        encode(registry), content_type=content_type, headers={"Cache-Control": "no-store"}
+    )
+
+
+class _LocalCollector(Collector):
+    """This process's metrics, when there is no multiprocess folder (flask run, tests)."""
+
+    def collect(self) -> Iterator[Metric]:
+        return LOCAL.collect()
+
+
+# -- request hooks: the web-side figures without code in the views ----------
+
+
+def waits() -> bool:
+    """Whether this request waits for news: a long-poll or a `?wait=` (not work to do)."""
+    return request.endpoint == "stream.poll" or (
+        request.endpoint == "api.get_message" and bool(request.args.get("wait"))
+    )
+
+
+def _before() -> None:
+    if waits():
+        poll_started()
+        g.relay_poll_waiting = True
+
+
+def _after(response: Response) -> Response:
+    # SSE opens and closes are counted by sse.py, which knows when a held stream ends.
+    if response.status_code >= 400 and response.is_json:
+        body: Any = response.get_json(silent=True)
+        code = body.get("error", {}).get("code") if isinstance(body, dict) else None
+        if isinstance(code, str):
+            api_error(code)
+    return response
+
+
+def _teardown(exc: BaseException | None) -> None:
+    if g.pop("relay_poll_waiting", False):
+        poll_finished()
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.before_request(_before)
+    app.after_request(_after)
+    app.teardown_request(_teardown)

@@ -1,0 +1,400 @@
+"""The read side: follow session streams for every client of this web process.
+
+SSE responses and long-polls both read through a `Follower`, which hands out
+the entries after its cursor, in order, each exactly once. Behind it:
+
+- One `Channel` per session that has local followers keeps the newest
+  entries in memory (channel.py), each encoded once and shared, all
+  channels within one byte budget per process (buffers.py).
+- One listener greenlet per process holds one pub/sub connection. Every
+  stream write publishes a `keys.Notice` naming the entry before it;
+  when `prev_id` is the channel's newest id the entry is appended directly,
+  so a live entry costs no extra Redis read however many clients follow it.
+  When a notice shows a gap (a lost notice, a reconnect) the channel is
+  refreshed with a range read from its newest id.
+- A follower whose cursor is older than the buffer catches up with range
+  reads, then reads from the buffer: both are "entries strictly after my
+  cursor" on the same stream, so there is no gap and no duplicate.
+- A caught-up SSE follower may attach a `Sink`: from then on the channel
+  hands every new entry to the sink as it merges it (held_streams.py writes it
+  to the client's socket), and no greenlet waits for that client. A
+  follower attaches only while its cursor is the channel's newest id, and
+  every merge extends exactly that id, so a sink too sees each entry once.
+  A channel that must forget what it holds (a reset) detaches its sinks.
+
+The hub is a Flask extension: `hub.init_app(app)` gives each app (one per
+process) its own `Hub`, and views reach it through the module's `hub`.
+
+Deliberate choices:
+- Notices, not blocking XREADs: pub/sub takes and drops sessions freely on
+  one connection, and works on Redis Cluster, where an XREAD over many
+  sessions' keys would span slots.
+- The hub reads streams through reader.py and never writes them. A cursor
+  older than what is retained raises `Reset`, carrying the oldest cursor
+  that is still whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import gevent
+import redis
+from flask import Flask, current_app
+
+from webapp.exceptions import HubClosed, Reset, SessionDeleted
+from webapp.read import reader
+from webapp.read.buffers import Budget
+from webapp.read.channel import Channel, Sink
+from webapp.read.entries import Entry
+from webapp.storage import events, keys
+from webapp.storage.events import id_key
+from webapp.storage.extensions import redis_store
+
+log = logging.getLogger(__name__)
+
+RECONNECT_BACKOFF_MAX_SECONDS = 1.0
+# A long-poll loop leaves its channel between two polls: keep it (and its
+# buffer, still fed by notices) this long, so the next poll reads no Redis.
+CHANNEL_LINGER_SECONDS = 30.0
+
+
+class Hub:
+    """Follows the session streams that this process's clients read."""
+
+    def __init__(self, app: Flask, *, buffer_bytes: int | None = None) -> None:
+        self._app = app
+        self._client: redis.Redis = redis_store.client_for(app)
+        self._channels: dict[str, Channel] = {}
+        limit = app.config["HUB_BUFFER_BYTES"] if buffer_bytes is None else buffer_bytes
+        self.budget = Budget(limit, self._channels.values)
+        self._listener: gevent.Greenlet | None = None
+        self._last_sweep = 0.0
+        self.closed = False
+
+    def close(self) -> None:
+        """End every follower's wait (SIGTERM): streams close and clients reconnect."""
+        self.closed = True
+        for channel in list(self._channels.values()):
+            channel.shut_down()
+
+    # -- followers -------------------------------------------------------
+
+    def channel(self, session_id: str) -> Channel | None:
+        """The session's channel, if this process follows it (so it exists: none is deleted)."""
+        return self._channels.get(session_id)
+
+    def end_session(self, session_id: str) -> None:
+        """The session was deleted: forget it, end its held streams, wake its readers."""
+        if (channel := self._channels.pop(session_id, None)) is not None:
+            log.info("hub ended a deleted session's readers session=%s", session_id)
+            channel.end()
+
+    def follow(self, session_id: str, cursor: str) -> Follower:
+        self._ensure_listening()
+        channel = self._channels.get(session_id)
+        if channel is None:
+            channel = self._channels[session_id] = Channel(session_id, self.budget)
+        follower = Follower(self, channel, cursor)
+        channel.join(follower)
+        return follower
+
+    def _unfollow(self, channel: Channel, follower: Follower) -> None:
+        """Drop a follower; an unfollowed channel lingers so a long-poll loop finds it again."""
+        channel.leave(follower)
+        if channel.followers <= 0:
+            channel.idle_since = time.monotonic()
+            self._forget_idle_channels()
+
+    def _forget_idle_channels(self) -> None:
+        """Forget channels nobody followed for CHANNEL_LINGER_SECONDS (checked at most once a second)."""
+        now = time.monotonic()
+        if now - self._last_sweep < 1.0:
+            return
+        self._last_sweep = now
+        for session_id, channel in list(self._channels.items()):
+            if channel.followers <= 0 and now - channel.idle_since > CHANNEL_LINGER_SECONDS:
+                del self._channels[session_id]
+                channel.release()
+
+    def read_after(
+        self, channel: Channel, cursor: str, count: int = reader.CATCH_UP_BATCH
+    ) -> list[Entry]:
+        """Range-read entries after `cursor` from Redis and share them with the channel."""
+        entries, base = reader.read_after(self._client, channel.session_id, cursor, count)
+        if len(entries) < count:  # the end: a full batch may stop short of it
+            channel.place(base)
+        channel.merge(cursor, entries)
+        return entries
+
+    def catch_up(self, channel: Channel, cursor: str, count: int | None = None) -> list[Entry]:
+        """A follower's range read of up to `count`; then re-read for notices that came meanwhile."""
+        entries = self.read_after(channel, cursor, count or reader.CATCH_UP_BATCH)
+        if channel.dirty:
+            self.refresh(channel)
+        return entries
+
+    # -- what the views ask ----------------------------------------------
+
+    def poll(self, session_id: str, cursor: str, timeout_seconds: float, limit: int) -> Poll:
+        """A long-poll: entries after `cursor`, waiting up to `timeout_seconds` for some."""
+        with self.follow(session_id, cursor) as follower:
+            return follower.poll(timeout_seconds, limit)
+
+    def wait_for_final(
+        self, session_id: str, message_id: str, cursor: str, timeout_seconds: float
+    ) -> None:
+        """Return once the message's `end` or `error` is after `cursor`, or the time is up.
+
+        The request waits on the hub, not on a Redis connection; a reset or a
+        shutdown ends the wait early (the caller answers with what SQL and
+        the stream hold then).
+        """
+
+        def is_final(entry: Entry) -> bool:
+            return (
+                entry.event in events.FINAL_EVENTS
+                and entry.parsed().get("message_id") == message_id
+            )
+
+        try:
+            with self.follow(session_id, cursor) as follower:
+                follower.wait_until(is_final, timeout_seconds)
+        except (Reset, HubClosed):
+            pass
+
+    # -- the listener ----------------------------------------------------
+
+    def _ensure_listening(self) -> None:
+        if self._listener is None or self._listener.dead:
+            self._listener = gevent.spawn(self._listen_forever)
+
+    def _listen_forever(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                self._listen()
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                log.warning("hub lost its pub/sub connection, retrying in %.1fs: %s", backoff, exc)
+                gevent.sleep(backoff)
+                backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX_SECONDS)
+            except Exception:
+                log.exception("hub listener failed, restarting in %.1fs", backoff)
+                gevent.sleep(backoff)
+                backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX_SECONDS)
+            else:
+                backoff = 0.1
+
+    def _listen(self) -> None:
+        client = redis_store.pubsub_client(self._app)
+        pubsub = client.pubsub()
+        try:
+            pubsub.subscribe(keys.EVENTS_CHANNEL)
+            for message in pubsub.listen():
+                if message["type"] == "subscribe":
+                    # Notices sent while we were not listening are lost: re-read.
+                    for channel in list(self._channels.values()):
+                        self.refresh(channel)
+                elif message["type"] == "message":
+                    try:
+                        self._on_notice(message["data"])
+                    except ValueError:
+                        log.error("hub ignored a malformed notice %r", message["data"][:200])
+        finally:
+            pubsub.close()
+            client.close()
+
+    def _on_notice(self, text: str) -> None:
+        notice = keys.parse_notice(text)
+        if notice.event == keys.SESSION_DELETED:
+            self.end_session(notice.session_id)
+            return
+        channel = self._channels.get(notice.session_id)
+        if channel is None:
+            return
+        newest = channel.newest
+        if newest is None or channel.refreshing:
+            channel.dirty = True
+        elif newest == notice.prev_id:
+            channel.merge(notice.prev_id, [Entry(notice.entry_id, notice.event, notice.data)])
+        elif id_key(notice.entry_id) > id_key(newest):
+            self.refresh(channel)  # a gap: some notice was lost
+
+    def refresh(self, channel: Channel) -> None:
+        """Bring the channel up to date with a range read, in the background."""
+        if channel.refreshing:
+            channel.dirty = True
+            return
+        channel.refreshing = True
+        gevent.spawn(self._refresh_until_clean, channel)
+
+    def _refresh_until_clean(self, channel: Channel) -> None:
+        """Range-read until no notice came meanwhile; retry through Redis outages."""
+        backoff = 0.1
+        channel.dirty = True
+        try:
+            while channel.dirty and channel.newest is not None:
+                channel.dirty = False
+                if channel.followers <= 0:
+                    channel.clear()  # nobody waits: the next follower reads Redis itself
+                    break
+                try:
+                    while len(self.read_after(channel, channel.newest)) == reader.CATCH_UP_BATCH:
+                        pass
+                except Reset:
+                    # We missed more than is retained: followers must reset too.
+                    log.warning("hub channel fell behind the stream session=%s", channel.session_id)
+                    channel.clear()
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    log.warning(
+                        "hub refresh failed, retrying in %.1fs session=%s: %s",
+                        backoff,
+                        channel.session_id,
+                        exc,
+                    )
+                    channel.dirty = True
+                    gevent.sleep(backoff)
+                    backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX_SECONDS)
+        finally:
+            channel.refreshing = False
+
+
+class Follower:
+    """One client's position in a session stream."""
+
+    def __init__(self, hub: Hub, channel: Channel, cursor: str) -> None:
+        self._hub = hub
+        self._channel = channel
+        self.cursor = cursor
+        self._closed = False
+
+    def next_batch(self, timeout_seconds: float, limit: int | None = None) -> list[Entry]:
+        """Up to `limit` entries after the cursor, waiting up to `timeout_seconds` for some.
+
+        Returns [] on timeout; raises Reset if the cursor is no longer retained.
+        """
+        deadline = time.monotonic() + max(timeout_seconds, 0.0)
+        while True:
+            if self._hub.closed:
+                raise HubClosed()
+            if self._channel.deleted:
+                raise SessionDeleted()
+            changed = self._channel.changed
+            entries = self._channel.after(self.cursor)
+            if entries is None:
+                entries = self._hub.catch_up(self._channel, self.cursor, limit)
+            if entries:
+                entries = entries[:limit]
+                self.cursor = entries[-1].id
+                return entries
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not changed.wait(remaining):
+                return []
+
+    @property
+    def session_id(self) -> str:
+        return self._channel.session_id
+
+    def poll(self, timeout_seconds: float, limit: int) -> Poll:
+        """A long-poll's answer from here: entries, or none after the wait, or a reset."""
+        cursor = self.cursor
+        try:
+            batch = self.next_batch(timeout_seconds, limit)
+        except HubClosed:
+            return Poll([], cursor, reset=False)
+        except Reset as exc:
+            return Poll([], exc.floor, reset=True)
+        return Poll(batch, batch[-1].id if batch else cursor, reset=False)
+
+    def buffered_after(self, cursor: str) -> list[Entry] | None:
+        """The channel's entries after `cursor`, or None if its buffer does not reach back."""
+        return self._channel.after(cursor)
+
+    def caught_up(self) -> bool:
+        """Whether the cursor is the channel's newest id, which every merge extends."""
+        channel = self._channel
+        return not self._hub.closed and not channel.deleted and channel.newest == self.cursor
+
+    def attach(self, sink: Sink) -> None:
+        """Have the channel deliver every new entry to `sink` (only when caught up)."""
+        assert self.caught_up(), "a sink attaches at the channel's newest id only"
+        self._channel.attach(self, sink)
+
+    def detach(self) -> None:
+        self._channel.detach(self)
+
+    def wait_until(self, done: Callable[[Entry], bool], timeout_seconds: float) -> bool:
+        """Read on until an entry satisfies `done` or the time runs out."""
+        deadline = time.monotonic() + timeout_seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            if any(done(entry) for entry in self.next_batch(remaining)):
+                return True
+        return False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._hub._unfollow(self._channel, self)
+
+    def __enter__(self) -> Follower:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Poll(NamedTuple):
+    """A long-poll's answer: the entries, the cursor to poll from next, and whether it reset."""
+
+    entries: list[Entry]
+    cursor: str
+    reset: bool
+
+
+class HubExtension:
+    """The process's hub as a Flask extension: `init_app` makes one `Hub` per app."""
+
+    def init_app(self, app: Flask) -> None:
+        # No connection and no greenlet yet: the listener starts with the
+        # first follower, in the process that serves it.
+        app.extensions["relay.hub"] = Hub(app)
+
+    @staticmethod
+    def of(app: Flask) -> Hub:
+        return app.extensions["relay.hub"]
+
+    def _current(self) -> Hub:
+        return current_app.extensions["relay.hub"]
+
+    def follows(self, session_id: str) -> bool:
+        return self._current().channel(session_id) is not None
+
+    def follow(self, session_id: str, cursor: str) -> Follower:
+        return self._current().follow(session_id, cursor)
+
+    def owner(self, session_id: str) -> str | None:
+        """The owner a view found for a followed session; None when not known here."""
+        channel = self._current().channel(session_id)
+        return channel.owner if channel is not None else None
+
+    def note_owner(self, session_id: str, owner: str | None) -> None:
+        if (channel := self._current().channel(session_id)) is not None:
+            channel.owner = owner
+
+    def poll(self, session_id: str, cursor: str, timeout_seconds: float, limit: int) -> Poll:
+        return self._current().poll(session_id, cursor, timeout_seconds, limit)
+
+    def wait_for_final(
+        self, session_id: str, message_id: str, cursor: str, timeout_seconds: float
+    ) -> None:
+        self._current().wait_for_final(session_id, message_id, cursor, timeout_seconds)
+
+    def close(self, app: Flask) -> None:
+        """End this process's streams now (on SIGTERM, see gunicorn.conf.py)."""
+        self.of(app).close()
+
+
+hub = HubExtension()

@@ -1,0 +1,167 @@
+"""What handing a response over to the hub relies on from gunicorn, in one place.
+
+Once an SSE client has caught up, its connection goes from gunicorn to the
+hub (held_streams.py), which writes new entries to the socket itself. WSGI says
+nothing of this; it leans on four things gunicorn's gevent worker does, each
+named here with where gunicorn does it (gunicorn 27):
+
+1. The client's socket is `environ["gunicorn.socket"]`
+   (gunicorn/http/wsgi.py, `create`).
+2. The status line and headers go out with the first item the body yields
+   (`Response.write` calls `send_headers`).
+3. An HTTP/1.1 response without Content-Length has a chunked body: each
+   yielded item is one chunk, `<hex size>\\r\\n<data>\\r\\n`, and the body
+   ends with the zero-size chunk (`Response.is_chunked`, `util.write_chunk`,
+   `Response.close`). An HTTP/1.0 body is the bytes as they are, ended by
+   closing the connection.
+4. An OSError with errno EPIPE out of the body (a `BrokenPipeError`) makes
+   the worker log "Ignoring EPIPE" at debug level, close its socket and
+   write nothing more (gunicorn/workers/base_async.py, `AsyncWorker.handle`).
+   So raising one lets go of the connection quietly, and a duplicate of the
+   socket, taken before, keeps it open for the hub. The send deadline
+   (held_streams.py, `SlowClient`) ends a stuck write the same way.
+
+Parked long-polls (longpoll.py) and the header timeout rely on two more,
+through relay's own worker class (gunicorn_worker.py, which registers
+itself with `serve_with`):
+
+5. `AsyncWorker.handle(listener, client, addr)` serves every request of one
+   connection until it closes; called again for a connection that a parked
+   poll answered, it reads that connection's next request as if it had just
+   been accepted (gunicorn/workers/base_async.py). `listener` is only asked
+   for its address.
+6. `AsyncWorker.handle` reads each request's headers under
+   `worker.timeout_ctx()` (gevent's is `gevent.Timeout(keepalive, False)`,
+   which leaves `req` None and closes the connection), in the greenlet that
+   serves the connection; and `Parser.__init__` reads a socket through
+   `SocketUnreader`, looked up in gunicorn/http/parser.py as it builds the
+   parser, whose `chunk` makes every read of the socket. relay's worker
+   replaces that name with a reader that starts the header deadline when a
+   read brings bytes (gunicorn_worker.py, `TimedReads`, `HeaderDeadline`).
+   Because `timeout_ctx()` is called before each request is read, a
+   connection whose last request was a poll answered at once waits its
+   turn there, before its next request is read (priority.py); a connection
+   handed back (item 5) waits for prompts in progress before `handle`.
+
+The cheaper way in for polls (fast_poll.py) is plain WSGI middleware and
+relies on nothing more from gunicorn: what it parks goes through items 1-5
+as the view's polls do.
+
+`GUNICORN_CHECKED` is the range of releases this was checked against;
+tests/test_handover.py pins it and each behaviour above, so an upgrade
+past it fails there first.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol
+
+import gevent
+from gevent import monkey
+
+from webapp.exceptions import CutShort, HandedOver
+from webapp.serving import priority
+
+GUNICORN_CHECKED = ((27, 0), (28, 0))  # from, up to (excluded): major, minor
+ENVIRON_SOCKET = "gunicorn.socket"
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """The client connection under a response that the hub may take over."""
+
+    sock: socket.socket
+    chunked: bool  # the body is chunked (HTTP/1.1), else raw (HTTP/1.0)
+
+    def take(self) -> socket.socket:
+        """A duplicate of the socket: it stays open when gunicorn closes its own."""
+        return socket.socket(fileno=os.dup(self.sock.fileno()))
+
+
+def connection(environ: dict[str, Any]) -> Connection | None:
+    """This response's connection, or None where only yielding to the server is safe.
+
+    Only gunicorn's plain HTTP/1.x GET responses under gevent qualify:
+    another server or worker class, TLS inside gunicorn (bytes must go
+    through the SSL object), HTTP/2 and HEAD keep yielding. Heroku ends TLS
+    at its router, so there every stream qualifies.
+    """
+    sock = environ.get(ENVIRON_SOCKET)
+    protocol = environ.get("SERVER_PROTOCOL")
+    if (
+        sock is None
+        or not monkey.is_module_patched("socket")  # held streams live on gevent's loop
+        or environ.get("REQUEST_METHOD") != "GET"
+        or environ.get("wsgi.url_scheme") != "http"
+        or protocol not in ("HTTP/1.1", "HTTP/1.0")
+        or hasattr(sock, "do_handshake")  # TLS
+    ):
+        return None
+    # gunicorn chunks the body of an HTTP/1.1 GET response without Content-Length.
+    return Connection(sock, chunked=protocol == "HTTP/1.1")
+
+
+class _Worker(Protocol):
+    """What relay uses of gunicorn's worker object (item 5)."""
+
+    alive: bool
+    sockets: list[socket.socket]
+
+    def handle(self, listener: socket.socket, client: socket.socket, addr: Any) -> None: ...
+
+
+_serving: _Worker | None = None
+
+
+def serve_with(worker: _Worker) -> None:
+    """Called by relay's gunicorn worker as it starts (gunicorn_worker.py)."""
+    global _serving
+    _serving = worker
+
+
+def can_keep_alive() -> bool:
+    """Whether a connection answered by the hub can be handed back to gunicorn (item 5)."""
+    return _serving is not None and _serving.alive and bool(_serving.sockets)
+
+
+def hand_back(sock: socket.socket, addr: Any) -> None:
+    """Give a connection whose response is complete back to gunicorn, for its next request."""
+    assert _serving is not None, "only under relay's gunicorn worker (can_keep_alive)"
+    gevent.spawn(_handle_when_quiet, _serving, _listener_of(sock, _serving.sockets), sock, addr)
+
+
+def _handle_when_quiet(
+    worker: _Worker, listener: socket.socket, sock: socket.socket, addr: Any
+) -> None:
+    """Serve the connection's next request (most likely a poll) once no prompt is in progress."""
+    priority.lane.wait_quiet()
+    worker.handle(listener, sock, addr)
+
+
+def _listener_of(sock: socket.socket, listeners: list[socket.socket]) -> socket.socket:
+    """The listening socket that accepted `sock` (gunicorn asks it for its address only)."""
+    if len(listeners) > 1:
+        try:
+            local = sock.getsockname()
+            for listener in listeners:
+                bound = listener.getsockname()
+                if isinstance(bound, tuple) and isinstance(local, tuple) and bound[1] == local[1]:
+                    return listener
+        except OSError:
+            pass
+    return listeners[0]
+
+
+def let_go() -> NoReturn:
+    """End the response body so that gunicorn closes its socket and says nothing (item 4)."""
+    raise HandedOver(errno.EPIPE, "the hub holds this stream now")
+
+
+def cut(reason: str) -> NoReturn:
+    """End the response body with no end of body: gunicorn closes the socket (item 4)."""
+    raise CutShort(errno.EPIPE, reason)

@@ -1,0 +1,126 @@
+"""Events of a session stream: names, payloads, cursors, and their two wire formats.
+
+A stream entry has two fields (keys.py), the event type and its data: one
+JSON object, built here and serialised once by the writer. Readers never
+re-serialise `data`: the SSE frame and the long-poll JSON both splice the
+stored text in as is (read/entries.py).
+
+To add an event type: name it below, give it a payload builder beside the
+others, have generation.py write it and snapshot.py fold it into the live
+message; the hub, SSE and long-poll carry any event as it is.
+
+Deliberate choices:
+- `data` is produced by `json.dumps` (`dumps` below), which escapes every
+  control character, so it is always a single line.
+- A cursor is a Redis entry id `<ms>-<seq>` with both parts within 64 bits;
+  anything else is rejected before it reaches Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from webapp.exceptions import InvalidCursor
+
+START = "start"
+CHUNK = "chunk"
+REASONING = "reasoning"
+END = "end"
+ERROR = "error"
+RESET = "reset"
+
+# Events after which a message has nothing more to say.
+FINAL_EVENTS = frozenset({END, ERROR})
+
+# `end`'s finish_reason: the model's own (stop, length, content_filter), or ours.
+FINISH_STOP = "stop"
+FINISH_CANCELLED = "cancelled"
+# The finish reasons of `end` that a model can give (`cancelled` is relay's
+# own); any other is an `upstream_error` (llm.py).
+FINISH_REASONS = frozenset({FINISH_STOP, "length", "content_filter"})
+
+# `error`'s codes (API.md, Events and Errors).
+UPSTREAM_ERROR = "upstream_error"
+UPSTREAM_TIMEOUT = "upstream_timeout"
+WORKER_LOST = "worker_lost"
+INTERNAL_ERROR = "internal_error"
+
+# `reset`'s reason.
+CURSOR_EXPIRED = "cursor_expired"
+
+ZERO_ID = "0-0"
+_U64_MAX = 2**64 - 1
+_CURSOR = re.compile(r"\A([0-9]{1,20})-([0-9]{1,20})\Z")
+
+
+def parse_cursor(raw: str) -> tuple[int, int]:
+    """Return `(ms, seq)` of an entry id, or raise InvalidCursor."""
+    match = _CURSOR.match(raw)
+    if not match:
+        raise InvalidCursor(raw)
+    ms, seq = int(match[1]), int(match[2])
+    if ms > _U64_MAX or seq > _U64_MAX:
+        raise InvalidCursor(raw)
+    return ms, seq
+
+
+def id_key(entry_id: str) -> tuple[int, int]:
+    """Sort key of a valid entry id (ids compare as number pairs, not text)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
+
+
+def dumps(data: dict[str, Any]) -> str:
+    """Serialise event data the one way every writer does."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+# -- payloads: each event's `data`, as API.md's Events table lists it ------------
+
+
+def start_data(message_id: str, *, model: str, attempt: int, cached: bool) -> str:
+    return dumps({"message_id": message_id, "model": model, "attempt": attempt, "cached": cached})
+
+
+def chunk_data(message_id: str, text: str) -> str:
+    return dumps({"message_id": message_id, "text": text})
+
+
+def reasoning_data(message_id: str, text: str) -> str:
+    return dumps({"message_id": message_id, "text": text})
+
+
+def end_data(
+    message_id: str,
+    *,
+    finish_reason: str | None,
+    usage: dict[str, int] | None,
+    duration_ms: int | None,
+    chunks: int,
+    text_length: int,
+    reasoning_chunks: int = 0,
+    reasoning_length: int = 0,
+) -> str:
+    """`end`: the counts let a client check that what it shows is whole."""
+    return dumps(
+        {
+            "message_id": message_id,
+            "finish_reason": finish_reason,
+            "usage": usage,
+            "duration_ms": duration_ms,
+            "chunks": chunks,
+            "text_length": text_length,
+            "reasoning_chunks": reasoning_chunks,
+            "reasoning_length": reasoning_length,
+        }
+    )
+
+
+def error_data(message_id: str, code: str, message: str) -> str:
+    return dumps({"message_id": message_id, "error": {"code": code, "message": message}})
+
+
+def reset_data(reason: str) -> str:
+    return dumps({"reason": reason})
