@@ -445,8 +445,8 @@ class Stack:
 
         The entries and the `meta` hash are what writer.py leaves after
         `answers` answers of `chunks` chunks, each with its `start` and `end`
-        (event names, key names and the JSON from webapp.events and
-        webapp.keys), but appended by one script per answer instead of one
+        (event names, key names and the JSON from webapp.storage.events and
+        webapp.storage.keys), but appended by one script per answer instead of one
         fenced write per entry: 8 million entries go in in under a minute.
         Nothing is published (no web process follows these sessions yet) and
         SQL holds no messages for them: the hub reads only the stream.

@@ -147,7 +147,7 @@ if sys.argv[1] == "late":
 from gevent import monkey
 monkey.patch_all()
 from webapp import create_app
-from webapp.config import database_url
+from webapp.settings.config import database_url
 create_app({"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://relay@127.0.0.1:1/relay"})
 print("started")
 """

@@ -25,6 +25,7 @@ from gunicorn import util
 from gunicorn.http import parser as gunicorn_parser
 
 from tests.support.processes import Process, free_port, python, wait_until_answers
+from webapp.read.entries import chunked
 from webapp.serving import gunicorn_worker, handover
 
 
@@ -39,7 +40,7 @@ def test_chunks_are_framed_as_gunicorn_frames_them() -> None:
     with ours, theirs:
         util.write_chunk(ours, b"data: x\n\n")
         util.write_chunk(ours, b"")  # how gunicorn ends a chunked body
-        expected = handover.chunked(b"data: x\n\n") + handover.LAST_CHUNK
+        expected = chunked(b"data: x\n\n") + handover.LAST_CHUNK
         assert theirs.recv(1024) == expected
 
 
@@ -74,8 +75,8 @@ def test_a_response_handed_over_mid_body_reaches_the_client_whole(
     quiet_before = server.log_text().count("Ignoring EPIPE")
     head, _, body = get(port, "HTTP/1.1").partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"Transfer-Encoding: chunked" in head
-    first = handover.chunked(b"through gunicorn, ")
-    assert body == first + handover.chunked(b"then from the hub") + handover.LAST_CHUNK
+    first = chunked(b"through gunicorn, ")
+    assert body == first + chunked(b"then from the hub") + handover.LAST_CHUNK
 
     head, _, body = get(port, "HTTP/1.0").partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200") and b"Transfer-Encoding" not in head

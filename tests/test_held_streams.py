@@ -16,8 +16,7 @@ import httpx
 
 from tests.support.client import create_session, post_prompt, read_sse
 from tests.support.model_server import ModelServer
-from webapp.read.entries import KEEP_ALIVE, Entry
-from webapp.serving.handover import chunked
+from webapp.read.entries import KEEP_ALIVE, Entry, chunked
 from webapp.serving.held_streams import MAX_PENDING_BYTES, HeldStream, holder
 from webapp.storage import events
 

@@ -18,7 +18,7 @@ from tests.support.processes import ROOT, RedisServer
 from webapp.storage import keys
 
 SOURCES = [ROOT / "worker.py", *sorted((ROOT / "webapp").rglob("*.py"))]
-PROTOCOL = ROOT / "webapp" / "keys.py"
+PROTOCOL = ROOT / "webapp" / "storage" / "keys.py"
 
 # Field names that are also words of the JSON payloads (an event's
 # `message_id`, a start's `attempt`, a poll's `data`): outside keys.py they

@@ -78,7 +78,7 @@ def test_text_is_the_default(
     logging.getLogger("webapp.storage.jobs").info("job queued session=%s message=%s", "s", "m")
     line = capsys.readouterr().out.strip()
     assert not line.startswith("{")
-    assert " INFO " in line and line.endswith("webapp.jobs job queued session=s message=m")
+    assert " INFO " in line and line.endswith("webapp.storage.jobs job queued session=s message=m")
 
 
 @pytest.fixture()

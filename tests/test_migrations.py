@@ -99,5 +99,5 @@ def test_no_production_path_creates_tables_itself() -> None:
     """The schema comes only from migrations: the release line, never create_all()."""
     procfile = (ROOT / "Procfile").read_text()
     assert "release: flask --app wsgi db upgrade" in procfile.splitlines()
-    for path in [ROOT / "wsgi.py", ROOT / "worker.py", *sorted((ROOT / "webapp").glob("*.py"))]:
+    for path in [ROOT / "wsgi.py", ROOT / "worker.py", *sorted((ROOT / "webapp").rglob("*.py"))]:
         assert "db.create_all(" not in path.read_text(), path

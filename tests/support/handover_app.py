@@ -13,6 +13,7 @@ from typing import Any
 
 import gevent
 
+from webapp.read.entries import chunked
 from webapp.serving import handover
 
 
@@ -27,7 +28,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator
 
     def finish() -> None:
         if connection.chunked:
-            sock.sendall(handover.chunked(b"then from the hub") + handover.LAST_CHUNK)
+            sock.sendall(chunked(b"then from the hub") + handover.LAST_CHUNK)
         else:
             sock.sendall(b"then from the hub")
         sock.close()

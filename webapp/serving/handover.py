@@ -12,7 +12,8 @@ named here with where gunicorn does it (gunicorn 27):
 3. An HTTP/1.1 response without Content-Length has a chunked body: each
    yielded item is one chunk, `<hex size>\\r\\n<data>\\r\\n`, and the body
    ends with the zero-size chunk (`Response.is_chunked`, `util.write_chunk`,
-   `Response.close`). An HTTP/1.0 body is the bytes as they are, ended by
+   `Response.close`); read/entries.py's `chunked` frames the same way. An
+   HTTP/1.0 body is the bytes as they are, ended by
    closing the connection.
 4. An OSError with errno EPIPE out of the body (a `BrokenPipeError`) makes
    the worker log "Ignoring EPIPE" at debug level, close its socket and

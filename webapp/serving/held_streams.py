@@ -42,14 +42,14 @@ from typing import Any
 import gevent
 
 from webapp.exceptions import SlowClient
-from webapp.read.entries import KEEP_ALIVE, Entry
+from webapp.read.entries import KEEP_ALIVE, Entry, chunked
 from webapp.serving import handover
 
 log = logging.getLogger(__name__)
 
 # What one live client may have queued before it counts as too slow.
 MAX_PENDING_BYTES = 1 << 20
-KEEP_ALIVE_CHUNK = handover.chunked(KEEP_ALIVE)
+KEEP_ALIVE_CHUNK = chunked(KEEP_ALIVE)
 
 
 class SendWatch:
