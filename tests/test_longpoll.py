@@ -118,7 +118,7 @@ def test_a_parked_poll_answers_when_an_entry_arrives(app, poll_web: str) -> None
             {
                 "id": entry_id,
                 "event": "chunk",
-                "data": {"message_id": "the-answer", "text": "Hello"},
+                "data": {"message_id": "the-answer", "text": "Hello", "step": 0},
             }
         ]
         # The connection was handed back to gunicorn: the next poll is served on it.

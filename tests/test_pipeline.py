@@ -46,7 +46,9 @@ def test_one_prompt_streams_start_chunks_end_and_is_stored(
             "model": "test-model",
             "attempt": 1,
             "cached": False,
+            "from_step": 0,
         }
+        assert all(e.data["step"] == 0 for e in raw.events[1:-1])  # one step: no tools
         assert_strictly_increasing(raw.events)
         sent = "".join(model_server.calls_for(prompt)[0].sent)
         text = answer_text(raw.events, message_id)
@@ -55,6 +57,7 @@ def test_one_prompt_streams_start_chunks_end_and_is_stored(
         assert end["finish_reason"] == "stop"
         assert end["usage"] == {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
         assert end["text_length"] == len(text) and end["chunks"] == 5
+        assert (end["steps"], end["tool_calls"]) == (1, 0)
 
         snapshot = client.get(f"/api/sessions/{session_id}").json()
         assert snapshot["active_message_id"] is None

@@ -118,7 +118,7 @@ def test_a_poll_answers_at_once_when_there_are_events_and_waits_when_not(
     path = f"/api/sessions/{session_id}/poll"
     everything = http.get(path, query_string={"timeout": 20}).get_json()
     assert [e["id"] for e in everything["events"]] == ids
-    assert everything["events"][0]["data"] == {"message_id": "the-answer", "text": "one"}
+    assert everything["events"][0]["data"] == {"message_id": "the-answer", "text": "one", "step": 0}
     assert (everything["cursor"], everything["reset"]) == (ids[-1], False)
     ahead = "99999999999999-0"
     for cursor in (ids[-1], ahead):

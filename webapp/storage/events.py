@@ -30,6 +30,11 @@ REASONING = "reasoning"
 END = "end"
 ERROR = "error"
 RESET = "reset"
+# An answer in steps (API.md, Tools): a call the model asked for, its result,
+# and a pause for a person's decision or the front end's output.
+TOOL_CALL = "tool_call"
+TOOL_RESULT = "tool_result"
+WAITING = "waiting"
 
 # Events after which a message has nothing more to say.
 FINAL_EVENTS = frozenset({END, ERROR})
@@ -46,6 +51,22 @@ UPSTREAM_ERROR = "upstream_error"
 UPSTREAM_TIMEOUT = "upstream_timeout"
 WORKER_LOST = "worker_lost"
 INTERNAL_ERROR = "internal_error"
+
+# A tool call's status: in `tool_result` (the last four) and in a stored
+# tool part (all of them).
+TOOL_RUNNING = "running"
+TOOL_WAITING_APPROVAL = "waiting_approval"
+TOOL_WAITING_OUTPUT = "waiting_output"
+TOOL_OK = "ok"
+TOOL_ERROR = "error"
+TOOL_DENIED = "denied"
+TOOL_IN_DOUBT = "in_doubt"
+TOOL_RESULT_STATUSES = frozenset({TOOL_OK, TOOL_ERROR, TOOL_DENIED, TOOL_IN_DOUBT})
+# Where a tool runs, and what a `waiting` entry waits for.
+RUNS_ON_SERVER = "server"
+RUNS_ON_CLIENT = "client"
+WAIT_APPROVAL = "approval"
+WAIT_OUTPUT = "output"
 
 # `reset`'s reason.
 CURSOR_EXPIRED = "cursor_expired"
@@ -80,16 +101,77 @@ def dumps(data: dict[str, Any]) -> str:
 # -- payloads: each event's `data`, as API.md's Events table lists it ------------
 
 
-def start_data(message_id: str, *, model: str, attempt: int, cached: bool) -> str:
-    return dumps({"message_id": message_id, "model": model, "attempt": attempt, "cached": cached})
+def start_data(
+    message_id: str, *, model: str, attempt: int, cached: bool, from_step: int = 0
+) -> str:
+    """`start`: a client drops what it shows of the message from `from_step` on."""
+    return dumps(
+        {
+            "message_id": message_id,
+            "model": model,
+            "attempt": attempt,
+            "cached": cached,
+            "from_step": from_step,
+        }
+    )
 
 
-def chunk_data(message_id: str, text: str) -> str:
-    return dumps({"message_id": message_id, "text": text})
+def chunk_data(message_id: str, text: str, step: int = 0) -> str:
+    return dumps({"message_id": message_id, "text": text, "step": step})
 
 
-def reasoning_data(message_id: str, text: str) -> str:
-    return dumps({"message_id": message_id, "text": text})
+def reasoning_data(message_id: str, text: str, step: int = 0) -> str:
+    return dumps({"message_id": message_id, "text": text, "step": step})
+
+
+def tool_call_data(
+    message_id: str,
+    *,
+    step: int,
+    call_id: str,
+    name: str,
+    arguments: Any,
+    runs_on: str,
+    approval_id: str | None,
+) -> str:
+    """`tool_call`: `arguments` is the parsed object, or the model's text when it was not JSON."""
+    return dumps(
+        {
+            "message_id": message_id,
+            "step": step,
+            "call_id": call_id,
+            "name": name,
+            "arguments": arguments,
+            "runs_on": runs_on,
+            "approval_id": approval_id,
+        }
+    )
+
+
+def tool_result_data(
+    message_id: str, *, step: int, call_id: str, status: str, output: Any, error: str | None
+) -> str:
+    """`tool_result`: `output` with `ok`, `error` with `error`; both null otherwise."""
+    return dumps(
+        {
+            "message_id": message_id,
+            "step": step,
+            "call_id": call_id,
+            "status": status,
+            "output": output,
+            "error": error,
+        }
+    )
+
+
+def waiting_data(message_id: str, waits: list[tuple[str, str]]) -> str:
+    """`waiting`: each (call_id, kind) the answer waits for; kind is approval or output."""
+    return dumps(
+        {
+            "message_id": message_id,
+            "for": [{"call_id": call_id, "kind": kind} for call_id, kind in waits],
+        }
+    )
 
 
 def end_data(
@@ -102,6 +184,8 @@ def end_data(
     text_length: int,
     reasoning_chunks: int = 0,
     reasoning_length: int = 0,
+    steps: int = 1,
+    tool_calls: int = 0,
 ) -> str:
     """`end`: the counts let a client check that what it shows is whole."""
     return dumps(
@@ -114,6 +198,8 @@ def end_data(
             "text_length": text_length,
             "reasoning_chunks": reasoning_chunks,
             "reasoning_length": reasoning_length,
+            "steps": steps,
+            "tool_calls": tool_calls,
         }
     )
 
