@@ -54,9 +54,15 @@ class Job:
     message_id: str
     attempt: int = FIRST_ATTEMPT
     enqueued_at: float = 0.0
+    # The attempt goes on with a paused answer (journal.py): it takes the
+    # stream over with `journal.resume`, not `begin`.
+    resume: bool = False
 
     def dumps(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        fields = asdict(self)
+        if not self.resume:
+            del fields["resume"]  # most jobs: the JSON stays as it was
+        return json.dumps(fields, separators=(",", ":"))
 
     @classmethod
     def loads(cls, raw: str) -> Job:
@@ -66,6 +72,7 @@ class Job:
             message_id=str(fields["message_id"]),
             attempt=int(fields.get("attempt", 1)),
             enqueued_at=float(fields.get("enqueued_at", 0.0)),
+            resume=bool(fields.get("resume", False)),
         )
 
 
@@ -126,6 +133,18 @@ def enqueue(client: redis.Redis, session_id: str, message_id: str) -> Job:
         pipe.persist(keys.active(session_id))
         pipe.execute()
     log.info("job queued session=%s message=%s", session_id, message_id)
+    return job
+
+
+def enqueue_resume(client: redis.Redis, session_id: str, message_id: str, attempt: int) -> Job:
+    """Queue the attempt due to go on with a paused answer (journal.give_input, journal.wake).
+
+    Queued again by a retried input: the duplicate finds the attempt taken
+    (journal.resume) and does nothing.
+    """
+    job = Job(session_id, message_id, attempt=attempt, enqueued_at=time.time(), resume=True)
+    client.lpush(keys.JOBS_QUEUED, job.dumps())
+    log.info("job queued session=%s message=%s attempt=%d resume", session_id, message_id, attempt)
     return job
 
 
@@ -206,6 +225,7 @@ def begin(client: redis.Redis, job: Job) -> bool:
 
 
 def next_attempt(job: Job) -> Job:
+    """The attempt after a lost one: it begins (`begin`), even when the lost one resumed."""
     return Job(job.session_id, job.message_id, job.attempt + 1, job.enqueued_at)
 
 

@@ -15,6 +15,10 @@ share the `{jobs}` tag so `BLMOVE` can move a job between them.
                                            below it is gone), `claimed` (the last claimed
                                            message), `done_message_id`, `done_attempt`,
                                            `done_seq` (the last final write)
+    relay:{<sid>}:journal          hash    the active answer's tool steps (journal.py):
+                                           `message_id`, `step:<n>` (a step's model
+                                           output), `call:<call_id>` (a tool call's
+                                           progress), `paused`, `waits`, `resume_attempt`
     relay:{<sid>}:idem:<key>       string  the answer to a prompt post with that
                                            Idempotency-Key (idempotency.py)
     relay:rate:<address>:<window>  string  prompts counted in a rate-limit window
@@ -26,7 +30,8 @@ share the `{jobs}` tag so `BLMOVE` can move a job between them.
     relay:events                   channel one `Notice` per appended event (hub.py)
 
 Who touches what: writer.py alone writes streams (append.lua, finish.lua),
-reader.py alone reads them; jobs.py owns the job lists and the `active` claim.
+reader.py alone reads them; jobs.py owns the job lists and the `active` claim;
+journal.py owns the journal of tool steps.
 
 The Lua scripts live in `lua/`, one file each, read and hashed once when this
 module is imported. They run by EVALSHA; a Redis that does not know a script
@@ -71,6 +76,10 @@ def active(session_id: str) -> str:
 
 def meta(session_id: str) -> str:
     return f"{PREFIX}:{{{session_id}}}:meta"
+
+
+def journal(session_id: str) -> str:
+    return f"{PREFIX}:{{{session_id}}}:journal"
 
 
 def idempotency(session_id: str, key_digest: str) -> str:
@@ -126,6 +135,17 @@ META_DONE_MESSAGE_ID = "done_message_id"
 META_DONE_ATTEMPT = "done_attempt"
 META_DONE_SEQ = "done_seq"
 
+# The journal (journal.py): a step's output and a call's progress live under
+# these prefixes; the rest are the pause's fields.
+JOURNAL_MESSAGE_ID = "message_id"
+JOURNAL_STEP = "step:"
+JOURNAL_CALL = "call:"
+JOURNAL_PAUSED = "paused"
+JOURNAL_WAITS = "waits"
+JOURNAL_RESUME_ATTEMPT = "resume_attempt"
+PAUSE_WAITING = "waiting"
+PAUSE_RESUMING = "resuming"
+
 HASH_FIELDS = frozenset(
     {
         ACTIVE_MESSAGE_ID,
@@ -138,6 +158,10 @@ HASH_FIELDS = frozenset(
         META_DONE_MESSAGE_ID,
         META_DONE_ATTEMPT,
         META_DONE_SEQ,
+        JOURNAL_MESSAGE_ID,
+        JOURNAL_PAUSED,
+        JOURNAL_WAITS,
+        JOURNAL_RESUME_ATTEMPT,
     }
 )
 
@@ -227,5 +251,12 @@ LEASE = Script("lease")
 RENEW = Script("renew")
 EXPIRED = Script("expired")
 TAKE_BACK = Script("take_back")
+# The journal of tool steps (journal.py).
+JOURNAL_STEP_SCRIPT = Script("journal_step")
+JOURNAL_CALL_SCRIPT = Script("journal_call")
+JOURNAL_PAUSE = Script("journal_pause")
+JOURNAL_INPUT = Script("journal_input")
+JOURNAL_RESUME = Script("journal_resume")
+JOURNAL_WAKE = Script("journal_wake")
 # Rate limits (limits.py).
 COUNT = Script("count")
