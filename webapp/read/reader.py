@@ -66,7 +66,8 @@ def read_tail(client: redis.Redis, session_id: str, pending: set[str]) -> Tail:
 
     The stream is read backwards only as far as those answers reach: a
     session has one generation at a time, so the first event of any other
-    message, or the `start` of the last pending one, marks where they began.
+    message, or the `start` (from step 0) of the last pending one, marks
+    where they began.
     """
     stream = keys.stream(session_id)
     with client.pipeline(transaction=False) as pipe:
@@ -83,7 +84,9 @@ def read_tail(client: redis.Redis, session_id: str, pending: set[str]) -> Tail:
                 return Tail(cursor, found[::-1], claimed)
             event = fields.get(keys.ENTRY_EVENT, "")
             found.append((event, data))
-            if event == events.START:
+            # An attempt that went on from a later step kept the earlier ones:
+            # the answer began at the start that went on from step 0.
+            if event == events.START and not data.get("from_step"):
                 pending = pending - {data["message_id"]}
                 if not pending:
                     return Tail(cursor, found[::-1], claimed)

@@ -20,6 +20,7 @@ The snapshot shows it failed, as the session's next POST records it in SQL
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import redis
@@ -27,17 +28,17 @@ import redis
 from webapp.read import reader
 from webapp.storage import events, models
 from webapp.storage.models import Message
+from webapp.storage.parts import Parts
 
 
-def _apply(message: Message, event: str, data: dict[str, Any]) -> None:
-    """Fold one event into an unsaved copy of an unfinished message."""
+def _apply(message: Message, parts: Parts, event: str, data: dict[str, Any]) -> None:
+    """Fold one event into an unsaved copy of an unfinished message and its parts."""
+    parts.apply(event, data)
     if event == events.START:
-        message.content, message.reasoning, message.status = "", "", models.STREAMING
+        message.status = models.STREAMING
         message.model = data.get("model", message.model)
-    elif event == events.CHUNK:
-        message.content += data.get("text", "")
-    elif event == events.REASONING:
-        message.reasoning = (message.reasoning or "") + data.get("text", "")
+    elif event == events.WAITING:
+        message.status = models.WAITING
     elif event == events.END:
         reason = data.get("finish_reason")
         message.status = models.CANCELLED if reason == events.FINISH_CANCELLED else models.DONE
@@ -60,8 +61,14 @@ def live_messages(client: redis.Redis, session_id: str) -> tuple[list[Message], 
     tail = reader.read_tail(client, session_id, set(pending))
     for message in pending.values():
         models.db.session.expunge(message)  # folded in memory, never saved
+    folded = {message_id: Parts() for message_id in pending}
     for event, data in tail.found:
-        _apply(pending[data["message_id"]], event, data)
+        _apply(pending[data["message_id"]], folded[data["message_id"]], event, data)
+    for message_id, parts in folded.items():
+        message = pending[message_id]
+        if message.status not in models.FINAL_STATUSES:  # a final one in SQL keeps its own
+            message.content, message.reasoning = parts.content, parts.reasoning
+            message.parts = json.dumps(parts.items, ensure_ascii=False)
     for message in pending.values():
         if message.status not in models.FINAL_STATUSES and message.id != tail.claimed:
             message.status = models.FAILED
@@ -71,7 +78,7 @@ def live_messages(client: redis.Redis, session_id: str) -> tuple[list[Message], 
 
 def snapshot(client: redis.Redis, session_id: str) -> dict[str, Any]:
     messages, cursor = live_messages(client, session_id)
-    active = next((m.id for m in messages if m.status in (models.QUEUED, models.STREAMING)), None)
+    active = next((m.id for m in messages if m.status in models.ACTIVE_STATUSES), None)
     return {
         "session_id": session_id,
         "messages": [m.to_json() for m in messages],

@@ -11,6 +11,7 @@ many attempts a lost worker causes, one message has one answer, written once.
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from webapp.storage import events
 from webapp.storage.extensions import db
 from webapp.storage.jobs import FIRST_ATTEMPT
+from webapp.storage.parts import Parts
 
 USER = "user"
 ASSISTANT = "assistant"
@@ -28,12 +30,17 @@ ASSISTANT = "assistant"
 QUEUED = "queued"
 STREAMING = "streaming"
 DONE = "done"
+# An answer paused for a person's decision or a client tool's output (API.md,
+# Tools): still the session's active generation.
+WAITING = "waiting"
 FAILED = "error"
 CANCELLED = "cancelled"
 # An answer replaced by a regenerated one (sessions.py): kept in SQL, left out
 # of the snapshot and of the model's history (API.md, regenerate).
 SUPERSEDED = "superseded"
 FINAL_STATUSES = frozenset({DONE, FAILED, CANCELLED, SUPERSEDED})
+# The session's active generation, from its post to its final event.
+ACTIVE_STATUSES = frozenset({QUEUED, STREAMING, WAITING})
 
 
 def utcnow() -> datetime:
@@ -91,6 +98,9 @@ class Message(db.Model):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     chunk_count: Mapped[int | None]
     reasoning_chunk_count: Mapped[int | None]
+    # The answer's parts as JSON (parts.py): text, reasoning and tool calls in
+    # order. None for answers stored before parts were (their texts stand in).
+    parts: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -113,6 +123,12 @@ class Message(db.Model):
         self.completion_tokens = usage.get("completion_tokens")
         self.total_tokens = usage.get("total_tokens")
 
+    def parts_list(self) -> Parts:
+        """The stored parts, or those of the texts for an answer stored before parts were."""
+        if self.parts:
+            return Parts(json.loads(self.parts))
+        return Parts.of_texts(self.content or "", self.reasoning or "")
+
     def to_json(self) -> dict[str, Any]:
         """The message object of API.md's snapshot."""
         body: dict[str, Any] = {
@@ -125,6 +141,7 @@ class Message(db.Model):
         if self.role == ASSISTANT:
             body.update(
                 reasoning=self.reasoning or "",
+                parts=self.parts_list().items,
                 model=self.model,
                 finish_reason=self.finish_reason,
                 usage=self.usage,
@@ -153,6 +170,7 @@ class Turn(NamedTuple):
     status: str
     content: str
     attempt: int
+    parts: str | None = None  # JSON (parts.py): steps go back to the model as tool messages
 
 
 # The hot paths of a prompt (its insert, the worker's history read) use the
@@ -168,7 +186,7 @@ def turns(session_id: str) -> list[Turn]:
     """
     c = _messages.c
     query = (
-        select(c.seq, c.id, c.role, c.status, c.content, c.attempt)
+        select(c.seq, c.id, c.role, c.status, c.content, c.attempt, c.parts)
         .where(c.session_id == session_id, c.status != SUPERSEDED)
         .order_by(c.seq)
     )
