@@ -58,7 +58,18 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 def _serve(app: Flask) -> None:
     """The request hooks, the views, and the way in for long-polls."""
     from webapp import cli
-    from webapp.http import api, auth, chat_api, cors, errors, fast_poll, health, pages, stream
+    from webapp.http import (
+        api,
+        auth,
+        chat_api,
+        cors,
+        errors,
+        fast_poll,
+        health,
+        pages,
+        stream,
+        tool_inputs,
+    )
     from webapp.ops import metrics
     from webapp.serving import priority
 
@@ -70,6 +81,7 @@ def _serve(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(stream.bp)
     app.register_blueprint(chat_api.bp)
+    app.register_blueprint(tool_inputs.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(health.bp)
     metrics.init_app(app)

@@ -128,11 +128,16 @@ def refuse_malformed_json() -> None:
         json_body()
 
 
+def require_json(what: str) -> Any:
+    """The JSON body of a POST; 415 when it is not sent as JSON (a cross-site form)."""
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", f"Send the {what} as application/json.")
+    return json_body()
+
+
 def prompt(max_chars: int) -> str:
     """The prompt of a POST body, validated as API.md says."""
-    if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", "Send the prompt as application/json.")
-    body = json_body()
+    body = require_json("prompt")
     if not isinstance(body, dict) or not isinstance(body.get("content"), str):
         raise ApiError(400, "invalid_json", 'The body must be an object with a "content" string.')
     return checked_prompt(body["content"], max_chars)
