@@ -222,6 +222,41 @@ def test_fresh_clone_runs_and_the_readme_curl_block_streams(running: RunScript) 
     assert [e["event"] for e in events][-1] == "end", polled.stdout[-2000:]
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of the sockets that listen on `port`, from /proc/net/tcp and tcp6."""
+    found = set()
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        rows = table.read_text().splitlines()[1:] if table.exists() else []
+        for row in rows:
+            local, _remote, state = row.split()[1:4]
+            address, _, hex_port = local.partition(":")
+            if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)  # 32-bit words in the kernel's (little-endian) order
+            packed = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            family = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
+            found.add(socket.inet_ntop(family, packed))
+    return found
+
+
+def test_it_listens_on_this_machine_only(running: RunScript) -> None:
+    # A development server with access control off is not for the network (issue 22).
+    assert listening_addresses(running.port) == {"127.0.0.1"}
+
+
+def test_host_says_where_to_listen_and_is_checked_as_the_web_process_checks_it() -> None:
+    dev = load_dev_script()
+    assert dev.listen_on({}) == ("127.0.0.1", 5000)
+    assert dev.listen_on({"HOST": " 0.0.0.0 ", "PORT": "5001"}) == ("0.0.0.0", 5001)
+    # Listening on every interface, the script still asks (and shows) this machine's address.
+    assert dev.base_url("0.0.0.0", 5001) == "http://127.0.0.1:5001"
+    assert dev.base_url("::", 5001) == "http://[::1]:5001"
+    with pytest.raises(SystemExit, match=r"^scripts/run: HOST='0\.0\.0\.0:80' is invalid"):
+        dev.listen_on({"HOST": "0.0.0.0:80"})
+    with pytest.raises(SystemExit, match=r"^scripts/run: PORT='http' is invalid"):
+        dev.listen_on({"PORT": "http"})
+
+
 def session_ids_alive(sessions: set[int]) -> list[str]:
     """Live processes (not zombies) in any of these sessions."""
     found = []
@@ -329,7 +364,7 @@ def test_the_url_is_printed_only_once_readyz_answers_200(
     out = dev.Output(width=8)
     gate = threading.Thread(
         target=lambda: returned.append(
-            dev.wait_until_ready(server.server_address[1], [], dev.Stop(), out)
+            dev.wait_until_ready(dev.base_url(*server.server_address), [], dev.Stop(), out)
         )
     )
     try:

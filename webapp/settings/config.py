@@ -38,6 +38,7 @@ from webapp.settings.parsers import (  # noqa: F401  (re-exported: config.X is h
     Choice,
     DatabaseUrl,
     Folder,
+    Host,
     HttpUrl,
     Integer,
     Invalid,
@@ -100,6 +101,10 @@ POSITIVE_SECONDS = Number(0, above=True)
 
 SETTINGS: tuple[Setting, ...] = (
     # -- the web process (gunicorn.conf.py) --
+    # Every interface, as Heroku's router needs to reach a dyno; scripts/run
+    # sets 127.0.0.1 unless HOST is given, so a development server (access
+    # control off) is not open to the network.
+    Setting("HOST", Host(), "0.0.0.0"),
     Setting("PORT", Integer(1, 65535), 5000),
     # Heroku's Python buildpack sets it from the dyno's size.
     Setting("WEB_CONCURRENCY", Integer(1, 256), 1),
@@ -266,6 +271,11 @@ def check_or_exit(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     except SettingError as exc:
         print(f"relay: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+
+
+def host_port(host: str, port: int) -> str:
+    """`host:port` as gunicorn's bind and URLs write it: an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def multiproc_dir(env: Mapping[str, str] | None = None) -> str | None:
