@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -150,9 +151,13 @@ def readme_curl_section() -> str:
     return readme.split("## Try it with curl", 1)[1].split("\n## ", 1)[0]
 
 
+def readme_curl_blocks(port: int) -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)```", readme_curl_section(), re.S)
+    return [block.replace("localhost:5000", f"127.0.0.1:{port}") for block in blocks]
+
+
 def readme_curl_example(port: int) -> str:
-    block = re.search(r"```sh\n(.*?)```", readme_curl_section(), re.S)[1]
-    return block.replace("localhost:5000", f"127.0.0.1:{port}")
+    return readme_curl_blocks(port)[0]
 
 
 def readme_long_poll_example(port: int) -> str:
@@ -255,6 +260,33 @@ def test_host_says_where_to_listen_and_is_checked_as_the_web_process_checks_it()
         dev.listen_on({"HOST": "0.0.0.0:80"})
     with pytest.raises(SystemExit, match=r"^scripts/run: PORT='http' is invalid"):
         dev.listen_on({"PORT": "http"})
+
+
+def json_values(text: str) -> list[Any]:
+    """The JSON values printed one after another (curl -s adds no newline)."""
+    decoder, values, at = json.JSONDecoder(), [], 0
+    while at < len(text.rstrip()):
+        value, at = decoder.raw_decode(text, at)
+        values.append(value)
+        at += len(text[at:]) - len(text[at:].lstrip())
+    return values
+
+
+@pytest.mark.skipif(not have("curl"), reason="curl is not installed")
+def test_the_readme_tour_gives_the_whole_answer_and_then_the_snapshot(running: RunScript) -> None:
+    session_id = httpx.post(f"{running.base_url}/api/sessions", timeout=10).json()["session_id"]
+    _, tour = readme_curl_blocks(running.port)
+    shown = subprocess.run(
+        ["bash", "-c", f"sid={session_id}\n{tour}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    whole, snapshot = json_values(shown.stdout)
+    assert (whole["status"], whole["content"]) == ("done", DemoModel.answer("And again?"))
+    assert [m["id"] for m in snapshot["messages"]][-1] == whole["id"]
+    assert snapshot["active_message_id"] is None and snapshot["cursor"] != "0-0"
 
 
 def session_ids_alive(sessions: set[int]) -> list[str]:

@@ -119,9 +119,9 @@ SETTINGS: tuple[Setting, ...] = (
     # Unset: scripts/run's embedded Redis while it is up, else localhost (default_redis_url).
     Setting("REDIS_URL", RedisUrl(), None),
     # Check a `rediss://` server's certificate. Heroku's Redis add-on
-    # presents a self-signed one: set 0 there (README, Deploy).
+    # presents a self-signed one: set 0 there (docs/deploy.md).
     Setting("REDIS_SSL_VERIFY", Boolean(), True),
-    # REDIS_URL names one node of a Redis Cluster (README, Operations).
+    # REDIS_URL names one node of a Redis Cluster (docs/deploy.md, Scaling).
     Setting("REDIS_CLUSTER", Boolean(), False),
     # The shared pool's connections per process (per node on a cluster); a
     # command waits this long for a free one before failing. Every command on
@@ -305,7 +305,7 @@ def engine_options(settings: Mapping[str, Any]) -> dict[str, Any]:
     without blocking the others, so the ceiling only has to cover what one
     process does at once: at most WORKER_CONCURRENCY generations in a worker.
     Every process opens up to pool size + overflow connections, which must fit
-    the database plan's limit (README, Deploy).
+    the database plan's limit (docs/deploy.md, Scaling).
     """
     options: dict[str, Any] = {}
     if settings["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
