@@ -160,6 +160,15 @@ def readme_curl_example(port: int) -> str:
     return readme_curl_blocks(port)[0]
 
 
+def with_sid(session_id: str, commands: str) -> subprocess.CompletedProcess[str]:
+    """README commands run by bash, with `$sid` set as the README's first block sets it."""
+    shown = subprocess.run(
+        ["bash", "-c", f"sid={session_id}\n{commands}"], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    return shown
+
+
 def readme_long_poll_example(port: int) -> str:
     command = re.search(r"`(curl [^`]*/poll[^`]*)`", readme_curl_section())[1]
     return command.replace("localhost:5000", f"127.0.0.1:{port}")
@@ -216,13 +225,7 @@ def test_fresh_clone_runs_and_the_readme_curl_block_streams(running: RunScript) 
     # The long-poll line, with the shell's $sid from the block above.
     # (The POST's answer ends without a newline: the stream follows on its line.)
     session_id = json.JSONDecoder().raw_decode(shown.stdout)[0]["session_id"]
-    polled = subprocess.run(
-        ["bash", "-c", f"sid={session_id}; {readme_long_poll_example(running.port)}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert polled.returncode == 0, polled.stderr
+    polled = with_sid(session_id, readme_long_poll_example(running.port))
     events = json.loads(polled.stdout)["events"]
     assert [e["event"] for e in events][-1] == "end", polled.stdout[-2000:]
 
@@ -276,14 +279,7 @@ def json_values(text: str) -> list[Any]:
 def test_the_readme_tour_gives_the_whole_answer_and_then_the_snapshot(running: RunScript) -> None:
     session_id = httpx.post(f"{running.base_url}/api/sessions", timeout=10).json()["session_id"]
     _, tour = readme_curl_blocks(running.port)
-    shown = subprocess.run(
-        ["bash", "-c", f"sid={session_id}\n{tour}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert shown.returncode == 0, shown.stderr
-    whole, snapshot = json_values(shown.stdout)
+    whole, snapshot = json_values(with_sid(session_id, tour).stdout)
     assert (whole["status"], whole["content"]) == ("done", DemoModel.answer("And again?"))
     assert [m["id"] for m in snapshot["messages"]][-1] == whole["id"]
     assert snapshot["active_message_id"] is None and snapshot["cursor"] != "0-0"
