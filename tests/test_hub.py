@@ -263,18 +263,20 @@ def test_wait_for_final_returns_on_the_messages_end(
     session_id = f"wait{unique}"
     writer = writer_for(client, session_id, "wait-msg")
     cursor = chunk(writer, "wait-msg", "one")
-
-    def finish() -> None:
-        chunk(writer, "wait-msg", "two")
-        data = events.end_data(
-            "wait-msg", finish_reason="stop", usage=None, duration_ms=1, chunks=2, text_length=6
-        )
-        writer.finish(events.END, data)
-
-    finisher = gevent.spawn_later(0.2, finish)
     waited = gevent.spawn(hub.wait_for_final, session_id, "wait-msg", cursor, 20)
-    assert waited.join(timeout=20) is None and waited.dead, "the end must end the wait"
-    finisher.join()
+    # The end is written once the wait follows the session, not after a pause.
+    wait_for(
+        lambda: (channel := hub.channel(session_id)) is not None and channel.followers == 1,
+        what="the wait to follow the session",
+    )
+    assert not waited.dead, "nothing final after the cursor yet: it must wait"
+    chunk(writer, "wait-msg", "two")
+    data = events.end_data(
+        "wait-msg", finish_reason="stop", usage=None, duration_ms=1, chunks=2, text_length=6
+    )
+    writer.finish(events.END, data)
+    waited.join(timeout=20)
+    assert waited.dead and waited.successful(), "the end must end the wait"
     assert client.xlen(keys.stream(session_id)) == 3
 
 

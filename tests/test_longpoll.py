@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.support.client import polls_waiting as parked
 from tests.support.processes import start_web, wait_for
 from webapp.storage import events, jobs
 from webapp.storage.extensions import redis_store
@@ -88,16 +89,6 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
         body += chunk
     assert len(body) == length, "more bytes than the Content-Length"
     return int(lines[0].split()[1]), headers, body
-
-
-def parked(base_url: str) -> float:
-    """Polls this web process is waiting on (relay_long_polls_waiting)."""
-    text = httpx.get(f"{base_url}/metrics", timeout=10).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("relay_long_polls_waiting")
-    )
 
 
 def test_a_parked_poll_answers_when_an_entry_arrives(app, poll_web: str) -> None:

@@ -94,8 +94,13 @@ def test_metrics_move_with_streams_polls_resumes_and_errors(
             model_server.behave(prompt, chunks=["one ", "two ", "three"])
             message_id = post_prompt(http, session_id, prompt)["message_id"]
             streams.pump(lambda: len(stream.chunk_times) == 3, 30, "three chunks")
-            # Caught up, the stream is the hub's now (webapp/serving/held_streams.py).
-            assert value(scrape(web), "relay_sse_streams_held") == held_before + 1
+            # Caught up, the stream is the hub's (webapp/serving/held_streams.py): its
+            # chunks say it caught up, not that the hand-over is done, so wait for that.
+            wait_for(
+                lambda: value(scrape(web), "relay_sse_streams_held") == held_before + 1,
+                timeout=10,
+                what="the hub to hold the stream",
+            )
         finally:
             streams.close()
         # The server sees the client gone at its next write (a heartbeat at most).

@@ -3,7 +3,7 @@
 What a person on a phone needs: the header on one line, the composer in
 reach and working by touch (Enter is a new line there, Send sends), a chat
 link that cannot be opened saying so, and errors that say what to do.
-The streaming test also writes the README's phone screenshots to
+The streaming test also writes the phone screenshots of docs/chat-page.md to
 test-artifacts/ (copied to docs/ by hand when the page's look changes).
 """
 

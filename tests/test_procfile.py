@@ -8,6 +8,9 @@ through GUNICORN_CMD_ARGS. Then an answer streams end to end and is stored.
 
 from __future__ import annotations
 
+import ast
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +44,35 @@ def test_procfile_has_the_three_heroku_process_types() -> None:
     assert lines["release"] == "flask --app wsgi db upgrade"
     assert "gunicorn --config gunicorn.conf.py wsgi:app" in lines["web"]
     assert "worker.py" in lines["worker"]
+
+
+def web_line_binds(**env: str) -> list[str]:
+    """Where the Procfile's web line listens, as gunicorn resolves gunicorn.conf.py."""
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    command = procfile_lines()["web"].removeprefix("exec ").split()
+    assert command[0] == "gunicorn", command
+    shown = subprocess.run(
+        [gunicorn, *command[1:-1], "--print-config", command[-1]],
+        cwd=ROOT,
+        env={**{k: v for k, v in os.environ.items() if k != "HOST"}, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    (line,) = [line for line in shown.stdout.splitlines() if line.split()[:2] == ["bind", "="]]
+    return ast.literal_eval(line.split("=", 1)[1].strip())
+
+
+@pytest.mark.parametrize(
+    ("host", "bind"),
+    [("", "0.0.0.0:5123"), ("127.0.0.1", "127.0.0.1:5123"), ("::1", "[::1]:5123")],
+)
+def test_the_web_line_listens_on_every_interface_unless_host_says_otherwise(
+    host: str, bind: str
+) -> None:
+    # Heroku's router reaches a dyno on its own interface and sets no HOST; scripts/run sets it.
+    assert web_line_binds(PORT="5123", **({"HOST": host} if host else {})) == [bind]
 
 
 @pytest.fixture()

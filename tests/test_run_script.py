@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -150,9 +151,22 @@ def readme_curl_section() -> str:
     return readme.split("## Try it with curl", 1)[1].split("\n## ", 1)[0]
 
 
+def readme_curl_blocks(port: int) -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)```", readme_curl_section(), re.S)
+    return [block.replace("localhost:5000", f"127.0.0.1:{port}") for block in blocks]
+
+
 def readme_curl_example(port: int) -> str:
-    block = re.search(r"```sh\n(.*?)```", readme_curl_section(), re.S)[1]
-    return block.replace("localhost:5000", f"127.0.0.1:{port}")
+    return readme_curl_blocks(port)[0]
+
+
+def with_sid(session_id: str, commands: str) -> subprocess.CompletedProcess[str]:
+    """README commands run by bash, with `$sid` set as the README's first block sets it."""
+    shown = subprocess.run(
+        ["bash", "-c", f"sid={session_id}\n{commands}"], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    return shown
 
 
 def readme_long_poll_example(port: int) -> str:
@@ -211,15 +225,64 @@ def test_fresh_clone_runs_and_the_readme_curl_block_streams(running: RunScript) 
     # The long-poll line, with the shell's $sid from the block above.
     # (The POST's answer ends without a newline: the stream follows on its line.)
     session_id = json.JSONDecoder().raw_decode(shown.stdout)[0]["session_id"]
-    polled = subprocess.run(
-        ["bash", "-c", f"sid={session_id}; {readme_long_poll_example(running.port)}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert polled.returncode == 0, polled.stderr
+    polled = with_sid(session_id, readme_long_poll_example(running.port))
     events = json.loads(polled.stdout)["events"]
     assert [e["event"] for e in events][-1] == "end", polled.stdout[-2000:]
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of the sockets that listen on `port`, from /proc/net/tcp and tcp6."""
+    found = set()
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        rows = table.read_text().splitlines()[1:] if table.exists() else []
+        for row in rows:
+            local, _remote, state = row.split()[1:4]
+            address, _, hex_port = local.partition(":")
+            if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)  # 32-bit words in the kernel's (little-endian) order
+            packed = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            family = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
+            found.add(socket.inet_ntop(family, packed))
+    return found
+
+
+def test_it_listens_on_this_machine_only(running: RunScript) -> None:
+    # A development server with access control off is not for the network (issue 22).
+    assert listening_addresses(running.port) == {"127.0.0.1"}
+
+
+def test_host_says_where_to_listen_and_is_checked_as_the_web_process_checks_it() -> None:
+    dev = load_dev_script()
+    assert dev.listen_on({}) == ("127.0.0.1", 5000)
+    assert dev.listen_on({"HOST": " 0.0.0.0 ", "PORT": "5001"}) == ("0.0.0.0", 5001)
+    # Listening on every interface, the script still asks (and shows) this machine's address.
+    assert dev.base_url("0.0.0.0", 5001) == "http://127.0.0.1:5001"
+    assert dev.base_url("::", 5001) == "http://[::1]:5001"
+    with pytest.raises(SystemExit, match=r"^scripts/run: HOST='0\.0\.0\.0:80' is invalid"):
+        dev.listen_on({"HOST": "0.0.0.0:80"})
+    with pytest.raises(SystemExit, match=r"^scripts/run: PORT='http' is invalid"):
+        dev.listen_on({"PORT": "http"})
+
+
+def json_values(text: str) -> list[Any]:
+    """The JSON values printed one after another (curl -s adds no newline)."""
+    decoder, values, at = json.JSONDecoder(), [], 0
+    while at < len(text.rstrip()):
+        value, at = decoder.raw_decode(text, at)
+        values.append(value)
+        at += len(text[at:]) - len(text[at:].lstrip())
+    return values
+
+
+@pytest.mark.skipif(not have("curl"), reason="curl is not installed")
+def test_the_readme_tour_gives_the_whole_answer_and_then_the_snapshot(running: RunScript) -> None:
+    session_id = httpx.post(f"{running.base_url}/api/sessions", timeout=10).json()["session_id"]
+    _, tour = readme_curl_blocks(running.port)
+    whole, snapshot = json_values(with_sid(session_id, tour).stdout)
+    assert (whole["status"], whole["content"]) == ("done", DemoModel.answer("And again?"))
+    assert [m["id"] for m in snapshot["messages"]][-1] == whole["id"]
+    assert snapshot["active_message_id"] is None and snapshot["cursor"] != "0-0"
 
 
 def session_ids_alive(sessions: set[int]) -> list[str]:
@@ -329,7 +392,7 @@ def test_the_url_is_printed_only_once_readyz_answers_200(
     out = dev.Output(width=8)
     gate = threading.Thread(
         target=lambda: returned.append(
-            dev.wait_until_ready(server.server_address[1], [], dev.Stop(), out)
+            dev.wait_until_ready(dev.base_url(*server.server_address), [], dev.Stop(), out)
         )
     )
     try:

@@ -33,6 +33,7 @@ def test_defaults_parse(tmp_path: Path) -> None:
     assert settings["AUTH_JWT_SECRET"] is None and settings["METRICS_TOKEN"] is None
     assert settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
     assert settings["HUB_BUFFER_BYTES"] == 32 * 2**20
+    assert settings["HOST"] == "0.0.0.0"  # Heroku's router reaches a dyno on any interface
 
 
 @pytest.mark.parametrize(
@@ -54,6 +55,9 @@ def test_defaults_parse(tmp_path: Path) -> None:
         ("SYSTEM_PROMPT", "  Be brief.  ", "  Be brief.  "),
         ("SYSTEM_PROMPT", "", ""),
         ("WORKER_CONCURRENCY", "  ", 32),  # blank: the default
+        ("HOST", "127.0.0.1", "127.0.0.1"),
+        ("HOST", "::1", "::1"),
+        ("HOST", "LocalHost", "localhost"),
         ("HUB_BUFFER_BYTES", "64MiB", 64 * 2**20),
         ("HUB_BUFFER_BYTES", " 5000 kB ", 5_000_000),
         ("HUB_BUFFER_BYTES", "2GB", 2 * 10**9),
@@ -109,6 +113,7 @@ MALFORMED_BY_KIND = {
         "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
         "-----BEGIN PUBLIC KEY-----\n!!!!\n-----END PUBLIC KEY-----",
     ],
+    config.Host: ["0.0.0.0:5000", "http://localhost", "-dash.example.com", "a b", "300.1.1.1"],
     config.Origins: [
         "*",
         "https://a.example.com/chat",

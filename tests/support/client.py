@@ -34,6 +34,20 @@ class RawSSE:
     first_field: str | None = None
 
 
+def polls_waiting(base_url: str) -> float:
+    """Long-polls (and `?wait=` requests) the web process is waiting on, from its /metrics.
+
+    A poll is counted once its checks have passed (the fast path) or its request
+    reached Flask: a test waits for this before acting on a poll it started.
+    """
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("relay_long_polls_waiting")
+    )
+
+
 def create_session(http: httpx.Client) -> str:
     response = http.post("/api/sessions")
     assert response.status_code == 201, response.text

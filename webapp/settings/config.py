@@ -38,6 +38,7 @@ from webapp.settings.parsers import (  # noqa: F401  (re-exported: config.X is h
     Choice,
     DatabaseUrl,
     Folder,
+    Host,
     HttpUrl,
     Integer,
     Invalid,
@@ -100,6 +101,10 @@ POSITIVE_SECONDS = Number(0, above=True)
 
 SETTINGS: tuple[Setting, ...] = (
     # -- the web process (gunicorn.conf.py) --
+    # Every interface, as Heroku's router needs to reach a dyno; scripts/run
+    # sets 127.0.0.1 unless HOST is given, so a development server (access
+    # control off) is not open to the network.
+    Setting("HOST", Host(), "0.0.0.0"),
     Setting("PORT", Integer(1, 65535), 5000),
     # Heroku's Python buildpack sets it from the dyno's size.
     Setting("WEB_CONCURRENCY", Integer(1, 256), 1),
@@ -114,9 +119,9 @@ SETTINGS: tuple[Setting, ...] = (
     # Unset: scripts/run's embedded Redis while it is up, else localhost (default_redis_url).
     Setting("REDIS_URL", RedisUrl(), None),
     # Check a `rediss://` server's certificate. Heroku's Redis add-on
-    # presents a self-signed one: set 0 there (README, Deploy).
+    # presents a self-signed one: set 0 there (docs/deploy.md).
     Setting("REDIS_SSL_VERIFY", Boolean(), True),
-    # REDIS_URL names one node of a Redis Cluster (README, Operations).
+    # REDIS_URL names one node of a Redis Cluster (docs/deploy.md, Scaling).
     Setting("REDIS_CLUSTER", Boolean(), False),
     # The shared pool's connections per process (per node on a cluster); a
     # command waits this long for a free one before failing. Every command on
@@ -268,6 +273,11 @@ def check_or_exit(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         raise SystemExit(2) from None
 
 
+def host_port(host: str, port: int) -> str:
+    """`host:port` as gunicorn's bind and URLs write it: an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def multiproc_dir(env: Mapping[str, str] | None = None) -> str | None:
     """PROMETHEUS_MULTIPROC_DIR as it is now (gunicorn.conf.py sets it before forking)."""
     env = os.environ if env is None else env
@@ -295,7 +305,7 @@ def engine_options(settings: Mapping[str, Any]) -> dict[str, Any]:
     without blocking the others, so the ceiling only has to cover what one
     process does at once: at most WORKER_CONCURRENCY generations in a worker.
     Every process opens up to pool size + overflow connections, which must fit
-    the database plan's limit (README, Deploy).
+    the database plan's limit (docs/deploy.md, Scaling).
     """
     options: dict[str, Any] = {}
     if settings["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):

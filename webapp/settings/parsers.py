@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import math
 import re
 from dataclasses import dataclass
@@ -289,6 +290,28 @@ class Origins:
                 raise Invalid(f"{item!r} is not an origin")
             origins.append(item.lower())
         return tuple(origins)
+
+
+# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
+_HOST_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
+
+
+@dataclass(frozen=True)
+class Host:
+    """An address to listen on: an IP address or a host name, without a port."""
+
+    expected: str = "an address to listen on, like 127.0.0.1, 0.0.0.0, ::1 or localhost (no port)"
+
+    def __call__(self, raw: str) -> str:
+        try:
+            return str(ipaddress.ip_address(raw))
+        except ValueError:
+            pass
+        name = raw.lower()
+        # A last label of digits only is a mistyped IPv4 address, not a name.
+        if len(name) > 253 or not _HOST_NAME.fullmatch(name) or name.rsplit(".", 1)[-1].isdigit():
+            raise ValueError
+        return name
 
 
 @dataclass(frozen=True)
