@@ -8,7 +8,7 @@ and SIGKILLs a dyno 30 s after SIGTERM.
 gunicorn reads this file in its arbiter, before it forks: every setting is
 parsed here first, so a malformed one stops the web process with one line
 and a non-zero exit (a bad value found by a forked worker would only make the
-arbiter restart it, with a traceback each time). `webapp.config` imports
+arbiter restart it, with a traceback each time). `webapp.settings.config` imports
 only the standard library, so nothing the gevent workers must patch first
 is imported here.
 """
@@ -35,7 +35,7 @@ workers = relay_settings["WEB_CONCURRENCY"]
 worker_connections = relay_settings["WORKER_CONNECTIONS"]
 # Never load the app in the arbiter: the gevent worker must monkey-patch
 # before the app imports psycopg, or SQL calls block every greenlet
-# (webapp.extensions.check_green_postgres refuses to start then).
+# (webapp.storage.extensions.check_green_postgres refuses to start then).
 preload_app = False
 # Streams stay open for minutes; gunicorn's timeout is about a silent worker, not a request.
 timeout = 60

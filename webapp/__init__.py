@@ -4,7 +4,7 @@
 serves it with gunicorn, `worker.py` runs generation jobs inside it.
 
 Importing the package imports nothing else: gunicorn's arbiter loads
-`webapp.config` to check the settings before it forks, and Flask, redis-py or
+`webapp.settings.config` to check the settings before it forks, and Flask, redis-py or
 SQLAlchemy imported there would be imported before the gevent workers
 monkey-patch (gunicorn.conf.py).
 """

@@ -5,7 +5,8 @@ taking a connection over from gunicorn and handing it back (`handover.py`,
 whose numbered list names every reliance, pinned by tests/test_handover.py),
 streams held by the hub after their view ended (`held_streams.py`), and the
 order in which a process serves polls and other requests (`priority.py`).
-May import: `webapp.read`, `webapp.write`, `webapp.ops`, `webapp.storage`,
-`webapp.settings`, `webapp.exceptions`. Only `webapp.http` and the entry
-points import it.
+May import: `webapp.read`, `webapp.ops`, `webapp.settings`,
+`webapp.exceptions`; never `webapp.write` or `webapp.storage`: the adapter
+moves bytes, and knows no SQL, no Redis key and no generation. Only
+`webapp.http`, `create_app` and the entry points import it.
 """
