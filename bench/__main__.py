@@ -134,11 +134,13 @@ def sweep_chart(steps: list, plan: sweep.SweepPlan, meta: dict, path: Path) -> s
     """Draw the sweep's chart; its path, relative to the repository when inside it."""
     from bench.chart import write_chart  # matplotlib: only a sweep needs it
 
-    placement = "one core pinned" if meta["pinned"] else "not pinned"
+    placement = "on one pinned core" if meta["pinned"] else "not pinned"
+    others = max((step.others_percent or 0.0 for step in steps), default=0.0)
     title = (
-        f"relay {meta['commit']}{'+' if meta['dirty_files'] else ''} and Nchan-Redis, "
-        f"{placement}, {meta['cpu_model'] or '?'}: p99 against delivery rate "
-        f"({plan.sessions} sessions x {plan.per_session} clients, {plan.step_seconds:g} s a step)"
+        f"relay {meta['commit']}{'+' if meta['dirty_files'] else ''} and Nchan-Redis {placement}"
+        f" ({meta['cpu_model'] or '?'}); other programs: up to {others:.0f} % of a core\n"
+        f"p99 against delivery rate: {plan.sessions} sessions x {plan.per_session} clients, "
+        f"{plan.step_seconds:g} s a step"
     )
     write_chart(steps, path, title)
     resolved = path.resolve()

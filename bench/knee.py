@@ -77,6 +77,8 @@ class Step:
     core_percent: float | None = None
     others_percent: float | None = None
     client_percent: float = 0.0
+    # p99 of how late the load client's own event loop ran: its share of the latencies.
+    client_lag_ms: float | None = None
     error: str | None = None  # the step could not be run: it fails
     # The load client's whole answer (latency split, loop lag, streams without an end).
     result: dict[str, Any] = field(default_factory=dict)
@@ -166,10 +168,13 @@ def _ms(value: float | None) -> str:
 
 
 CPU_HEADER = tuple(f"CPU/{op}" for op in OPERATIONS)
-# Printed above the tables: what the CPU columns hold.
-CPU_LEGEND = (
+# Printed under the tables: what the columns hold.
+LEGEND = (
     "CPU/delivery, CPU/poll, CPU/delta: us of CPU per operation, each as web / worker / redis "
-    f"({NCHAN}: nginx / - / redis)"
+    f"({NCHAN}: nginx / - / redis)\n"
+    "core %: the system's processes, % of the core they run on; client %: the load client's "
+    f"CPU (load-bound from {LOAD_BOUND_PERCENT:g} %); client lag: p99 of its event loop's "
+    "lateness, ms"
 )
 
 
@@ -177,7 +182,7 @@ def steps_table(steps: list[Step]) -> str:
     """Every step, the two systems beside each other at each rate."""
     lines = [
         ("transport", "rate /s", "system", "p50 ms", "p99 ms", "with starts", "lost", "within")
-        + ("core %", "client %", *CPU_HEADER)
+        + ("core %", "client %", "client lag", *CPU_HEADER)
     ]
     for step in sorted(steps, key=lambda s: (TRANSPORTS.index(s.transport), s.rate)):
         within = "yes" if step.passed else ("ERROR" if step.error else "no")
@@ -185,9 +190,10 @@ def steps_table(steps: list[Step]) -> str:
             (step.transport, fmt(int(step.rate)), step.system, _ms(step.p50_ms), _ms(step.p99_ms))
             + (_ms(step.p99_with_starts_ms), fmt(step.lost), within, _ms(step.core_percent))
             + (fmt(step.client_percent) + (" load-bound" if step.load_bound else ""),)
+            + (_ms(step.client_lag_ms),)
             + tuple(_per_text(step, op) for op in OPERATIONS)
         )
-    return columns(lines, right={1, 3, 4, 5, 6, 8, 10, 11, 12})
+    return columns(lines, right={1, 3, 4, 5, 6, 8, 10, 11, 12, 13})
 
 
 def ratio_text(ours: Knee, theirs: Knee, lowest: float) -> str:

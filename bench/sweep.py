@@ -81,8 +81,9 @@ def measured(system: str, transport: str, load: Load, run: dict[str, Any], pinne
     else:
         percent = cpu.percent()
         core, others = sum(percent[name] for name in roles), percent[OTHERS]
-    # A loop that never finished reports nothing: everything it was owed is lost.
-    lost = result["lost"] + result.get("unfinished", 0) * load.count
+    # A loop cut off at its deadline reports no losses of its own: what never
+    # arrived at all counts for it.
+    lost = max(result["lost"], load.expected - result["deliveries"])
     return Step(
         system,
         transport,
@@ -100,6 +101,7 @@ def measured(system: str, transport: str, load: Load, run: dict[str, Any], pinne
         core_percent=core,
         others_percent=others,
         client_percent=cpu.percent()["client"],
+        client_lag_ms=result["client_loop_lag"]["p99_ms"],
         result=result,
     )
 
@@ -178,7 +180,7 @@ def text(plan: SweepPlan, steps: list[Step], meta: dict[str, Any], chart: str | 
         knee.steps_table(steps),
         "",
         knee.knee_table(steps),
-        knee.CPU_LEGEND,
+        knee.LEGEND,
         f"other processes on {where}: up to {others:.0f} % of a core during a step",
     ]
     if chart:
