@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import traceback
 from pathlib import Path
 
 from bench import nchan, scenarios, sweep
+from bench.client import raise_fd_limit
 from bench.pinning import Pinning
 from bench.report import ROOT, Row, machine, say, table, write_json
 from bench.scenarios import Plan
@@ -74,6 +74,16 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         "against Nchan with its Redis store, pinned the same way (issue 18)",
     )
     parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temporary directory (logs, database) and print its path",
+    )
+    sweep_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--sweep",
         action="store_true",
         help="the load sweep (issue 25): SSE and long-poll fan-outs at 1,000 to 40,000 "
@@ -87,12 +97,6 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         help=f"where the sweep draws p99 against rate (default: {SWEEP_CHART} for a full "
         "--pin --sweep, else beside the JSON file)",
     )
-    parser.add_argument(
-        "--keep",
-        action="store_true",
-        help="keep the temporary directory (logs, database) and print its path",
-    )
-    return parser.parse_args(argv)
 
 
 def run_scenarios(stack: Stack, plan: Plan, chosen: list[str], started: float) -> dict:
@@ -147,12 +151,26 @@ def sweep_chart(steps: list, plan: sweep.SweepPlan, meta: dict, path: Path) -> s
     return str(resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else resolved)
 
 
+def tidy(workdir: Path, keep: bool) -> None:
+    """Remove the run's directory, unless it is asked for or something failed in it."""
+    if keep:
+        print(f"logs and database kept in {workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def finish_sweep(
+    args: argparse.Namespace, plan: sweep.SweepPlan, steps: list, meta: dict, details: dict
+) -> str:
+    """The sweep's chart drawn, its figures into the JSON details; the text to print."""
+    chart = sweep_chart(steps, plan, meta, chart_path(args)) if steps else None
+    details["sweep"] = sweep.details(plan, steps, chart)
+    return sweep.text(plan, steps, meta, chart)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
-    # Every connection is a file descriptor, in this process's children too.
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
+    raise_fd_limit()  # every connection is a file descriptor, in our children's too
     plan = Plan.quick() if args.quick else Plan()
     plan.profile_dir = args.profile
     sweep_plan = sweep.SweepPlan.quick() if args.quick else sweep.SweepPlan()
@@ -180,10 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             steps = sweep.run(stack, sweep_plan, with_nchan=nchan_missing is None)
     finally:
         stack.close()
-        if args.keep or ran["failed"] or any(step.error for step in steps):
-            print(f"logs and database kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        tidy(workdir, keep=args.keep or ran["failed"] or any(step.error for step in steps))
 
     elapsed = time.monotonic() - started
     meta = dict(
@@ -196,11 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds=elapsed,
         plan=plan.__dict__,
     )
-    sweep_text = ""
-    if args.sweep:
-        chart = sweep_chart(steps, sweep_plan, meta, chart_path(args)) if steps else None
-        ran["details"]["sweep"] = sweep.details(sweep_plan, steps, chart)
-        sweep_text = sweep.text(sweep_plan, steps, meta, chart)
+    sweep_text = finish_sweep(args, sweep_plan, steps, meta, ran["details"]) if args.sweep else ""
     write_json(args.json, ran["rows"], ran["details"], meta)
     show(args, meta, stack, plan, ran, nchan_missing, elapsed)
     if sweep_text:
