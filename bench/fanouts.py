@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bench.cpu import CpuWindow
+from bench.cpu import CpuWindow, pinned_window
 from bench.profile import Profiler
 from bench.report import say
 from bench.stack import LoadClient, Stack
@@ -107,8 +107,7 @@ def _start(stack: Stack, load: Load) -> tuple[list[str], LoadClient]:
 
 
 def _window(stack: Stack, client: LoadClient) -> CpuWindow:
-    core = stack.pinning.system_core if stack.pinning else None
-    return CpuWindow(dict(stack.pids(), client=client.pid), core)
+    return pinned_window(dict(stack.pids(), client=client.pid), stack.pinning)
 
 
 def _profiler(stack: Stack, profile_dir: Path | None, name: str) -> Profiler:

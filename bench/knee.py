@@ -73,9 +73,11 @@ class Step:
     polls: int = 0
     # CPU seconds in the window by role (ROLES); a system without a role has no key.
     cpu: dict[str, float] = field(default_factory=dict)
-    # % of a core: the system on its core, anyone else there, the load client.
+    # % of a core: the system on its core, anyone else there (unpinned: on the
+    # machine), anyone else on the load's core (pinned only), the load client.
     core_percent: float | None = None
     others_percent: float | None = None
+    load_others_percent: float | None = None
     client_percent: float = 0.0
     # p99 of how late the load client's own event loop ran: its share of the latencies.
     client_lag_ms: float | None = None
@@ -163,6 +165,13 @@ def _per_text(step: Step, operation: str) -> str:
     return " / ".join("-" if v is None else fmt(v) for v in values.values())
 
 
+def _others(step: Step) -> str:
+    """Other programs' CPU: on the system's core / on the load's, or on the whole machine."""
+    if step.load_others_percent is None:
+        return _ms(step.others_percent)
+    return f"{fmt(step.others_percent or 0.0)} / {fmt(step.load_others_percent)}"
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else fmt(value)
 
@@ -172,7 +181,8 @@ CPU_HEADER = tuple(f"CPU/{op}" for op in OPERATIONS)
 LEGEND = (
     "CPU/delivery, CPU/poll, CPU/delta: us of CPU per operation, each as web / worker / redis "
     f"({NCHAN}: nginx / - / redis)\n"
-    "core %: the system's processes, % of the core they run on; client %: the load client's "
+    "core %: the system's processes, % of the core they run on; others %: other programs, on "
+    "that core / on the load's (unpinned: on the machine); client %: the load client's "
     f"CPU (load-bound from {LOAD_BOUND_PERCENT:g} %); client lag: p99 of its event loop's "
     "lateness, ms"
 )
@@ -182,18 +192,19 @@ def steps_table(steps: list[Step]) -> str:
     """Every step, the two systems beside each other at each rate."""
     lines = [
         ("transport", "rate /s", "system", "p50 ms", "p99 ms", "with starts", "lost", "within")
-        + ("core %", "client %", "client lag", *CPU_HEADER)
+        + ("core %", "others %", "client %", "client lag", *CPU_HEADER)
     ]
     for step in sorted(steps, key=lambda s: (TRANSPORTS.index(s.transport), s.rate)):
         within = "yes" if step.passed else ("ERROR" if step.error else "no")
         lines.append(
             (step.transport, fmt(int(step.rate)), step.system, _ms(step.p50_ms), _ms(step.p99_ms))
             + (_ms(step.p99_with_starts_ms), fmt(step.lost), within, _ms(step.core_percent))
+            + (_others(step),)
             + (fmt(step.client_percent) + (" load-bound" if step.load_bound else ""),)
             + (_ms(step.client_lag_ms),)
             + tuple(_per_text(step, op) for op in OPERATIONS)
         )
-    return columns(lines, right={1, 3, 4, 5, 6, 8, 10, 11, 12, 13})
+    return columns(lines, right={1, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14})
 
 
 def ratio_text(ours: Knee, theirs: Knee, lowest: float) -> str:

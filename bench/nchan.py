@@ -38,7 +38,7 @@ from typing import Any
 
 import psutil
 
-from bench.cpu import CpuWindow
+from bench.cpu import CpuWindow, pinned_window
 from bench.fanouts import POLL_TIMEOUT_SECONDS, Load
 from bench.report import say
 from bench.stack import PYTHON, ChildProcess, LoadClient, Stack
@@ -234,7 +234,7 @@ class Run:
     def window(self) -> CpuWindow:
         """The CPU of Nchan's processes and of the load's, over the measured part."""
         pids = dict(self.server.pids(), client=self.client.pid, publisher=self.publisher.pid)
-        return CpuWindow(pids, core=self.stack.pinning.system_core if self.stack.pinning else None)
+        return pinned_window(pids, self.stack.pinning)
 
 
 def channels(count: int) -> list[str]:

@@ -76,11 +76,12 @@ def measured(system: str, transport: str, load: Load, run: dict[str, Any], pinne
     result, cpu = run["result"], run["cpu"]
     processes = PROCESSES[system]
     roles = [name for names in processes.values() for name in names]
+    percent = cpu.percent()
     if pinned:
         core, others = cpu.on_core(roles)
+        load_others = cpu.others_on_load_core(roles)
     else:
-        percent = cpu.percent()
-        core, others = sum(percent[name] for name in roles), percent[OTHERS]
+        core, others, load_others = sum(percent[name] for name in roles), percent[OTHERS], None
     # A loop cut off at its deadline reports no losses of its own: what never
     # arrived at all counts for it.
     lost = max(result["lost"], load.expected - result["deliveries"])
@@ -100,7 +101,8 @@ def measured(system: str, transport: str, load: Load, run: dict[str, Any], pinne
         cpu={role: sum(cpu.used[name] for name in names) for role, names in processes.items()},
         core_percent=core,
         others_percent=others,
-        client_percent=cpu.percent()["client"],
+        load_others_percent=load_others,
+        client_percent=percent["client"],
         client_lag_ms=result["client_loop_lag"]["p99_ms"],
         result=result,
     )
@@ -168,7 +170,11 @@ def details(plan: SweepPlan, steps: list[Step], chart: str | None) -> dict[str, 
 def text(plan: SweepPlan, steps: list[Step], meta: dict[str, Any], chart: str | None) -> str:
     """The sweep as printed: what ran on what, every step, the knees, the chart's path."""
     others = max((s.others_percent or 0.0 for s in steps), default=0.0)
-    where = "the pinned core" if meta.get("pinned") else "the machine"
+    if meta.get("pinned"):
+        load = max((s.load_others_percent or 0.0 for s in steps), default=0.0)
+        where = f"the system's core, and up to {load:.0f} % of the load's,"
+    else:
+        where = "the machine"
     lines = [
         f"load sweep: {plan.sessions} sessions x {plan.per_session} clients, "
         f"{plan.step_seconds:g} s a step; the knee is the highest rate with "
@@ -181,7 +187,7 @@ def text(plan: SweepPlan, steps: list[Step], meta: dict[str, Any], chart: str | 
         "",
         knee.knee_table(steps),
         knee.LEGEND,
-        f"other processes on {where}: up to {others:.0f} % of a core during a step",
+        f"other programs used up to {others:.0f} % of {where} during a step",
     ]
     if chart:
         lines.append(f"chart: {chart}")
