@@ -138,17 +138,7 @@ def sweep_chart(steps: list, plan: sweep.SweepPlan, meta: dict, path: Path) -> s
     """Draw the sweep's chart; its path, relative to the repository when inside it."""
     from bench.chart import write_chart  # matplotlib: only a sweep needs it
 
-    placement = "on one pinned core" if meta["pinned"] else "not pinned"
-    others = max((step.others_percent or 0.0 for step in steps), default=0.0)
-    load = max((step.load_others_percent or 0.0 for step in steps), default=0.0)
-    busy = f"{others:.0f} % of its core, {load:.0f} % of the load's" if meta["pinned"] else ""
-    title = (
-        f"relay {meta['commit']}{'+' if meta['dirty_files'] else ''} and Nchan-Redis {placement}"
-        f" ({meta['cpu_model'] or '?'}); other programs: up to {busy or f'{others:.0f} %'}\n"
-        f"p99 against delivery rate: {plan.sessions} sessions x {plan.per_session} clients, "
-        f"{plan.step_seconds:g} s a step"
-    )
-    write_chart(steps, path, title)
+    write_chart(steps, path, sweep.chart_title(plan, steps, meta))
     resolved = path.resolve()
     return str(resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else resolved)
 

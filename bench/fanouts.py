@@ -26,6 +26,9 @@ from bench.profile import Profiler
 from bench.report import say
 from bench.stack import LoadClient, Stack
 
+# relay's processes by the roles the load sweep counts CPU for (knee.ROLES);
+# Nchan's are in nchan.SYSTEM.
+SYSTEM = {"web": ("web", "web arbiter"), "worker": ("worker",), "redis": ("redis",)}
 # How long the fan-outs may take to post their prompts.
 POST_TIMEOUT_SECONDS = 60.0
 # Seconds a long-poll waits before answering with no events (API.md's `timeout`).

@@ -199,10 +199,12 @@ class Publisher(ChildProcess):
         return json.loads(self.read_line(timeout))
 
 
-# -- the fan-outs, as relay's (bench/scenarios.py) -----------------------------
+# -- the fan-outs, as relay's (bench/fanouts.py) -------------------------------
 
-# What counts as the system under test, for the CPU of the pinned core.
-SYSTEM_ROLES = ["nginx worker", "nginx master", "redis"]
+# What counts as the system under test, for the CPU of the pinned core, by
+# the roles the load sweep counts CPU for (knee.ROLES): nginx is the web.
+SYSTEM = {"web": ("nginx worker", "nginx master"), "redis": ("redis",)}
+SYSTEM_ROLES = [name for names in SYSTEM.values() for name in names]
 
 
 class Run:

@@ -395,7 +395,7 @@ def _lag(lag: dict[str, Any]) -> str | None:
 
 
 # The processes of each system under test, for the CPU of the pinned core.
-RELAY_ROLES = ["web", "web arbiter", "worker", "redis"]
+RELAY_ROLES = [name for names in fanouts.SYSTEM.values() for name in names]
 
 
 def _pinned_rows(name: str, stack: Stack, cpu: CpuWindow, nchan_cpu: CpuWindow | None) -> list[Row]:

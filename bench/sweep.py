@@ -38,10 +38,7 @@ from bench.stack import Stack
 
 RATES = (1000, 2000, 5000, 10000, 20000, 40000)
 # What each role of knee.ROLES is made of, in each system's CpuWindow.
-PROCESSES = {
-    RELAY: {"web": ("web", "web arbiter"), "worker": ("worker",), "redis": ("redis",)},
-    NCHAN: {"web": ("nginx worker", "nginx master"), "redis": ("redis",)},
-}
+PROCESSES = {RELAY: fanouts.SYSTEM, NCHAN: nchan.SYSTEM}
 RUNS: dict[tuple[str, str], Callable[[Stack, Load], dict[str, Any]]] = {
     (RELAY, SSE): fanouts.sse_fanout,
     (RELAY, LONGPOLL): fanouts.longpoll_fanout,
@@ -114,9 +111,10 @@ def step(stack: Stack, plan: SweepPlan, system: str, transport: str, rate: int) 
     say(f"sweep: {transport} {rate:,}/s on {system} ({load.rate:g} deltas/s per answer)")
     try:
         run = RUNS[system, transport](stack, load)
-    except Exception as exc:  # the sweep goes on; the results keep the traceback
+    except Exception:  # the sweep goes on; the results keep the traceback
         traceback.print_exc()
-        return Step(system, transport, load.per_second, expected=load.expected, error=repr(exc))
+        error = traceback.format_exc()
+        return Step(system, transport, load.per_second, expected=load.expected, error=error)
     found = measured(system, transport, load, run, stack.pinning is not None)
     found.error = _refused(run)
     return found
@@ -167,14 +165,29 @@ def details(plan: SweepPlan, steps: list[Step], chart: str | None) -> dict[str, 
     }
 
 
+def busiest(steps: list[Step], pinned: bool) -> str:
+    """How much other programs took in the worst step, where the system and the load ran."""
+    others = max((s.others_percent or 0.0 for s in steps), default=0.0)
+    if not pinned:
+        return f"up to {others:.0f} % of a core on the machine"
+    load = max((s.load_others_percent or 0.0 for s in steps), default=0.0)
+    return f"up to {others:.0f} % of the system's core and {load:.0f} % of the load's"
+
+
+def chart_title(plan: SweepPlan, steps: list[Step], meta: dict[str, Any]) -> str:
+    """What the chart shows, of which commit, on what CPU, and how quiet the machine was."""
+    placement = "on one pinned core" if meta.get("pinned") else "not pinned"
+    commit = f"{meta.get('commit')}{'+' if meta.get('dirty_files') else ''}"
+    return (
+        f"relay {commit} and Nchan-Redis {placement} ({meta.get('cpu_model') or '?'}); "
+        f"other programs: {busiest(steps, bool(meta.get('pinned')))}\n"
+        f"p99 against delivery rate: {plan.sessions} sessions x {plan.per_session} clients, "
+        f"{plan.step_seconds:g} s a step"
+    )
+
+
 def text(plan: SweepPlan, steps: list[Step], meta: dict[str, Any], chart: str | None) -> str:
     """The sweep as printed: what ran on what, every step, the knees, the chart's path."""
-    others = max((s.others_percent or 0.0 for s in steps), default=0.0)
-    if meta.get("pinned"):
-        load = max((s.load_others_percent or 0.0 for s in steps), default=0.0)
-        where = f"the system's core, and up to {load:.0f} % of the load's,"
-    else:
-        where = "the machine"
     lines = [
         f"load sweep: {plan.sessions} sessions x {plan.per_session} clients, "
         f"{plan.step_seconds:g} s a step; the knee is the highest rate with "
@@ -187,7 +200,7 @@ def text(plan: SweepPlan, steps: list[Step], meta: dict[str, Any], chart: str | 
         "",
         knee.knee_table(steps),
         knee.LEGEND,
-        f"other programs used up to {others:.0f} % of {where} during a step",
+        f"other programs during a step: {busiest(steps, bool(meta.get('pinned')))}",
     ]
     if chart:
         lines.append(f"chart: {chart}")

@@ -125,3 +125,18 @@ def test_the_chart_is_a_png_of_both_systems(tmp_path: Path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     height, width, _ = imread(path).shape
     assert (width, height) == (1100, 460)
+
+
+def test_the_printed_sweep_names_the_cpu_and_how_busy_the_cores_were() -> None:
+    from bench.sweep import chart_title, text
+
+    both = steps(3.0, 8.0) + steps(1.0, 2.0, system=NCHAN)
+    both[0].others_percent, both[1].load_others_percent = 3.0, 40.0
+    meta = {"cpu_model": "AMD EPYC", "cpus": 2, "pinned": "pinned: on CPU 0", "commit": "abc1234"}
+    printed = text(SweepPlan(), both, meta, "docs/performance-sweep.png")
+    assert "CPU: AMD EPYC" in printed
+    assert "up to 3 % of the system's core and 40 % of the load's" in printed
+    assert printed.endswith("chart: docs/performance-sweep.png")
+    assert "relay abc1234 and Nchan-Redis on one pinned core (AMD EPYC)" in chart_title(
+        SweepPlan(), both, meta
+    )
