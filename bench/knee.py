@@ -81,7 +81,7 @@ class Step:
     client_percent: float = 0.0
     # p99 of how late the load client's own event loop ran: its share of the latencies.
     client_lag_ms: float | None = None
-    # Why the step is no good though it ran or not (a traceback, prompts refused): it fails.
+    # What failed the step outright: its traceback, or prompts or messages refused.
     error: str | None = None
     # The load client's whole answer (latency split, loop lag, streams without an end).
     result: dict[str, Any] = field(default_factory=dict)
