@@ -196,7 +196,7 @@ def steps_table(steps: list[Step]) -> str:
         + ("core %", "others %", "client %", "client lag", *CPU_HEADER)
     ]
     for step in sorted(steps, key=lambda s: (TRANSPORTS.index(s.transport), s.rate)):
-        within = "yes" if step.passed else ("ERROR" if step.error else "no")
+        within = "yes" if step.passed else ("no *" if step.error else "no")
         lines.append(
             (step.transport, fmt(int(step.rate)), step.system, _ms(step.p50_ms), _ms(step.p99_ms))
             + (_ms(step.p99_with_starts_ms), fmt(step.lost), within, _ms(step.core_percent))
@@ -206,6 +206,16 @@ def steps_table(steps: list[Step]) -> str:
             + tuple(_per_text(step, op) for op in OPERATIONS)
         )
     return columns(lines, right={1, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14})
+
+
+def error_notes(steps: list[Step]) -> list[str]:
+    """One line per step failed by an error (the `*` of the steps table): its last line."""
+    return [
+        f"* {step.system} {step.transport} {fmt(int(step.rate))}/s: "
+        f"{step.error.strip().splitlines()[-1][:200]}"
+        for step in steps
+        if step.error
+    ]
 
 
 def ratio_text(ours: Knee, theirs: Knee, lowest: float) -> str:

@@ -121,11 +121,11 @@ def step(stack: Stack, plan: SweepPlan, system: str, transport: str, rate: int) 
 
 
 def _refused(run: dict[str, Any]) -> str | None:
-    """Why a step whose deliveries came is still no good: prompts or messages refused."""
+    """Why a step whose deliveries came is still no good: prompts or messages that failed."""
     errors = run.get("post_errors") or []
     published = run.get("published") or {}
-    if errors:
-        return f"{len(errors)} prompts refused, first: {errors[0]}"
+    if errors:  # refused, or not answered within the POST's timeout
+        return f"{len(errors)} prompt POSTs failed, first: {errors[0]}"
     if published.get("refused") or published.get("failed_channels"):
         return f"Nchan publisher: {published}"
     return None
@@ -197,6 +197,7 @@ def text(plan: SweepPlan, steps: list[Step], meta: dict[str, Any], chart: str | 
         f"{meta.get('pinned') or 'not pinned: a smoke run, its figures are not to quote'}",
         "",
         knee.steps_table(steps),
+        *knee.error_notes(steps),
         "",
         knee.knee_table(steps),
         knee.LEGEND,

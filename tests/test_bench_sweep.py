@@ -19,6 +19,7 @@ from bench.knee import (
     SSE,
     Knee,
     Step,
+    error_notes,
     knee,
     knee_table,
     past_knee,
@@ -140,3 +141,10 @@ def test_the_printed_sweep_names_the_cpu_and_how_busy_the_cores_were() -> None:
     assert "relay abc1234 and Nchan-Redis on one pinned core (AMD EPYC)" in chart_title(
         SweepPlan(), both, meta
     )
+
+
+def test_a_step_failed_by_an_error_is_starred_and_its_error_printed_under_the_table() -> None:
+    failed = Step(RELAY, SSE, 20000, p99_ms=3.0, error="Traceback...\nReadTimeout: timed out")
+    table = steps_table([*steps(3.0), failed])
+    assert "no *" in table
+    assert error_notes([failed]) == ["* relay SSE 20,000/s: ReadTimeout: timed out"]
