@@ -77,8 +77,10 @@ def measured(system: str, transport: str, load: Load, run: dict[str, Any], pinne
     if pinned:
         core, others = cpu.on_core(roles)
         load_others = cpu.others_on_load_core(roles)
+        load_core = 100 * cpu.load_core_used / cpu.seconds
     else:
-        core, others, load_others = sum(percent[name] for name in roles), percent[OTHERS], None
+        core, others = sum(percent[name] for name in roles), percent[OTHERS]
+        load_others = load_core = None
     # A loop cut off at its deadline reports no losses of its own: what never
     # arrived at all counts for it.
     lost = max(result["lost"], load.expected - result["deliveries"])
@@ -100,6 +102,7 @@ def measured(system: str, transport: str, load: Load, run: dict[str, Any], pinne
         others_percent=others,
         load_others_percent=load_others,
         client_percent=percent["client"],
+        load_core_percent=load_core,
         client_lag_ms=result["client_loop_lag"]["p99_ms"],
         result=result,
     )

@@ -67,6 +67,10 @@ def test_the_knee_is_a_lower_bound_when_nothing_above_it_failed_for_the_server()
     bound[-1].client_percent = 97.0  # the load client had a whole core: it was the limit
     assert knee(bound) == Knee(20000, at_least=True)
     assert knee(bound).text(1000) == ">= 20,000"
+    bound[-1].client_percent, bound[-1].load_core_percent = 40.0, 98.0  # its core was full
+    assert knee(bound) == Knee(20000, at_least=True)
+    bound[-1].load_core_percent = 60.0  # the load kept up: the server was the limit
+    assert knee(bound) == Knee(20000, at_least=False)
 
 
 def test_no_rate_within_the_bound_has_no_knee() -> None:
