@@ -4,8 +4,9 @@ One panel per transport (SSE, long-poll), both axes logarithmic, one line
 per system, the knee's bound (knee.MAX_P99_MS) drawn across. The p99 is
 the one the knee is judged on (knee.py: once every answer streams). A step that
 lost deliveries is marked with a cross: its p99 is of what did arrive, so
-it can sit under the bound and still be past the knee. Steps with nothing
-delivered have no p99 and are left out.
+it can sit under the bound and still be past the knee. A ring marks a
+step the load, not the server, limited (`load_bound`, knee.py). Steps with
+nothing delivered have no p99 and are left out.
 
 matplotlib (requirements-dev.txt: the bench's, never the app's) draws on
 its Agg canvas through `Figure` alone, without pyplot's global state, so no
@@ -48,7 +49,7 @@ def _panel(axes: object, steps: list[Step], transport: str) -> None:
         _marks(
             axes,
             bound,
-            f"{system}: load client at its limit",
+            f"{system}: load-bound",
             s=160,
             facecolors="none",
             edgecolors="black",
