@@ -12,6 +12,10 @@ Modules, in the order data flows through a run:
     publisher.py      what the model server is to relay, for Nchan: stamped messages
     redis_floor.py    XADD -> XREAD on the same redis-server: the floor
     cpu.py            the CPU each process used in a measured window
+    fanouts.py        relay's SSE and long-poll fan-outs, measured (Nchan's are in nchan.py)
     scenarios.py      the six scenarios, each returning rows for the table
+    sweep.py          --sweep: the fan-outs at rising rates, relay and Nchan side by side
+    knee.py           the sweep's steps judged: the knee of each, CPU per operation, tables
+    chart.py          the sweep's PNG: p99 against rate (docs/performance-sweep.png)
     report.py         the table and bench/results/latest.json
 """

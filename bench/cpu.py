@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.pinning import Pinning
 from bench.stack import cpu_seconds
 
 OTHERS = "other processes"
@@ -50,14 +51,20 @@ class CpuWindow:
     Also what every other process on the machine used meanwhile: other work
     on a 2-core machine (a test run, a browser) shows up in the latencies.
     Given a `core` (under --pin, the system under test's), also how busy that
-    core was, so that what others ran there can be told apart from ours.
+    core was, so that what others ran there can be told apart from ours; the
+    same for a `load_core` (the load's), whose others slow the load client.
     """
 
     def __init__(
-        self, pids: dict[str, int], core: int | None = None, precise: bool = False
+        self,
+        pids: dict[str, int],
+        core: int | None = None,
+        precise: bool = False,
+        load_core: int | None = None,
     ) -> None:
         self.pids = dict(pids, bench=os.getpid())
         self.core = core
+        self.load_core = load_core
         # precise: read each process's threads to the nanosecond, for short windows.
         self.reader = threads_cpu_seconds if precise else cpu_seconds
 
@@ -75,9 +82,11 @@ class CpuWindow:
         self.started = time.monotonic()
         self.before = self._ours()
         self.machine_before = machine_busy_seconds()
-        if self.core is not None:
-            self.core_before = core_busy_seconds(self.core)
+        self.cores_before = {core: core_busy_seconds(core) for core in self._cores()}
         return self
+
+    def _cores(self) -> list[int]:
+        return [core for core in (self.core, self.load_core) if core is not None]
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.monotonic() - self.started
@@ -85,8 +94,9 @@ class CpuWindow:
         self.used = {role: after[role] - self.before[role] for role in after}
         machine = machine_busy_seconds() - self.machine_before
         self.used[OTHERS] = max(0.0, machine - sum(self.used.values()))
-        if self.core is not None:
-            self.core_used = core_busy_seconds(self.core) - self.core_before
+        used = {core: core_busy_seconds(core) - self.cores_before[core] for core in self._cores()}
+        self.core_used = used.get(self.core, 0.0)
+        self.load_core_used = used.get(self.load_core, 0.0)
 
     def percent(self) -> dict[str, float]:
         return {role: 100 * used / self.seconds for role, used in self.used.items()}
@@ -96,3 +106,15 @@ class CpuWindow:
         ours = sum(self.used[role] for role in roles)
         others = max(0.0, self.core_used - ours)
         return 100 * ours / self.seconds, 100 * others / self.seconds
+
+    def others_on_load_core(self, system_roles: list[str]) -> float:
+        """% of the load's core that other programs used: every role but the system's is load."""
+        load = sum(used for role, used in self.used.items() if role not in [*system_roles, OTHERS])
+        return 100 * max(0.0, self.load_core_used - load) / self.seconds
+
+
+def pinned_window(pids: dict[str, int], pinning: Pinning | None) -> CpuWindow:
+    """A fan-out's window: under --pin, also how busy the system's core and the load's were."""
+    if pinning is None:
+        return CpuWindow(pids)
+    return CpuWindow(pids, pinning.system_core, load_core=min(pinning.load))

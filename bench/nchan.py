@@ -14,7 +14,7 @@ on 127.0.0.1 on a free port). Its locations:
 
     POST /pub/<channel>   nchan_publisher
     GET  /sub/<channel>   nchan_subscriber eventsource
-    GET  /lp/<channel>    nchan_subscriber longpoll (20 s timeout, then 408)
+    GET  /lp/<channel>    nchan_subscriber longpoll (relay's 20 s poll timeout, then 408)
 
 all with `nchan_redis_pass` to an upstream holding that redis-server
 (Nchan's documented way to connect; it implies `nchan_use_redis on`, in the
@@ -38,15 +38,14 @@ from typing import Any
 
 import psutil
 
-from bench.cpu import CpuWindow
+from bench.cpu import CpuWindow, pinned_window
+from bench.fanouts import POLL_TIMEOUT_SECONDS, Load
 from bench.report import say
 from bench.stack import PYTHON, ChildProcess, LoadClient, Stack
 from tests.support.processes import Process, RedisServer, free_port, wait_for
 
 NGINX = Path("/usr/sbin/nginx")
 NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
-# Seconds a long-poll waits before Nchan answers 408: relay's poll timeout in the bench.
-LONGPOLL_TIMEOUT_SECONDS = 20
 
 CONFIG = """\
 load_module {module};
@@ -133,7 +132,7 @@ class Nchan:
                 connections=self.connections + 500,
                 redis_port=self.redis.port,
                 port=self.port,
-                longpoll_timeout=LONGPOLL_TIMEOUT_SECONDS,
+                longpoll_timeout=POLL_TIMEOUT_SECONDS,
             )
         )
         argv = [str(NGINX), "-p", f"{prefix}/", "-c", str(config)]
@@ -200,10 +199,12 @@ class Publisher(ChildProcess):
         return json.loads(self.read_line(timeout))
 
 
-# -- the fan-outs, as relay's (bench/scenarios.py) -----------------------------
+# -- the fan-outs, as relay's (bench/fanouts.py) -------------------------------
 
-# What counts as the system under test, for the CPU of the pinned core.
-SYSTEM_ROLES = ["nginx worker", "nginx master", "redis"]
+# What counts as the system under test, for the CPU of the pinned core, by
+# the roles the load sweep counts CPU for (knee.ROLES): nginx is the web.
+SYSTEM = {"web": ("nginx worker", "nginx master"), "redis": ("redis",)}
+SYSTEM_ROLES = [name for names in SYSTEM.values() for name in names]
 
 
 class Run:
@@ -235,7 +236,7 @@ class Run:
     def window(self) -> CpuWindow:
         """The CPU of Nchan's processes and of the load's, over the measured part."""
         pids = dict(self.server.pids(), client=self.client.pid, publisher=self.publisher.pid)
-        return CpuWindow(pids, core=self.stack.pinning.system_core if self.stack.pinning else None)
+        return pinned_window(pids, self.stack.pinning)
 
 
 def channels(count: int) -> list[str]:
@@ -243,26 +244,25 @@ def channels(count: int) -> list[str]:
     return [secrets.token_hex(12) for _ in range(count)]
 
 
-def sse_fanout(
-    stack: Stack, sessions: int, per_session: int, count: int, rate: float, batch: int
-) -> dict[str, Any]:
-    """relay's SSE fan-out against Nchan: `per_session` EventSource clients on each channel."""
-    names = channels(sessions)
-    with Run(stack, sessions * per_session) as run:
+def sse_fanout(stack: Stack, load: Load) -> dict[str, Any]:
+    """relay's SSE fan-out against Nchan: `load.per_session` EventSource clients on each channel."""
+    names = channels(load.sessions)
+    with Run(stack, load.clients) as run:
         with CpuWindow({"nginx worker": run.server.worker_pid}, precise=True) as connect:
             opened = run.client.call(
-                "sse_open",
-                sessions=[c for c in names for _ in range(per_session)],
-                batch=batch,
-                timeout=120,
+                "sse_open", sessions=load.fan(names), batch=load.batch, timeout=120
             )
         if opened["failed"]:
             raise RuntimeError(f"could not open every Nchan stream: {opened}")
-        say(f"Nchan fan-out: {opened['opened']:,} streams open, publishing on {sessions} channels")
+        say(
+            f"Nchan fan-out: {opened['opened']:,} streams open, publishing on {load.sessions} channels"
+        )
         with run.window() as cpu:
-            run.publisher.start(names, count, rate)
+            run.publisher.start(names, load.count, load.rate)
             result = run.client.call(
-                "sse_wait_end", expected=dict.fromkeys(names, count), timeout=count / rate + 30
+                "sse_wait_end",
+                expected=dict.fromkeys(names, load.count),
+                timeout=load.seconds + load.grace_seconds,
             )
             published = run.publisher.result(timeout=30)
         run.client.call("sse_close")
@@ -275,24 +275,22 @@ def sse_fanout(
     }
 
 
-def longpoll_fanout(
-    stack: Stack, sessions: int, per_session: int, count: int, rate: float
-) -> dict[str, Any]:
-    """relay's long-poll fan-out against Nchan: `per_session` long-poll loops on each channel."""
-    names = channels(sessions)
-    with Run(stack, sessions * per_session) as run:
+def longpoll_fanout(stack: Stack, load: Load) -> dict[str, Any]:
+    """relay's long-poll fan-out against Nchan: `load.per_session` loops on each channel."""
+    names = channels(load.sessions)
+    with Run(stack, load.clients) as run:
         run.client.call(
             "poll_start",
-            sessions=[c for c in names for _ in range(per_session)],
-            expected=count,
-            poll_timeout=LONGPOLL_TIMEOUT_SECONDS,
-            timeout=count / rate + 60,
+            sessions=load.fan(names),
+            expected=load.count,
+            poll_timeout=POLL_TIMEOUT_SECONDS,
+            timeout=load.seconds + load.grace_seconds + 30,
         )
         time.sleep(0.5)  # the first polls are waiting
-        say(f"Nchan long-poll: {sessions * per_session:,} loops polling, publishing")
+        say(f"Nchan long-poll: {load.clients:,} loops polling, publishing")
         with run.window() as cpu:
-            run.publisher.start(names, count, rate)
-            result = run.client.call("poll_wait", timeout=count / rate + 35)
+            run.publisher.start(names, load.count, load.rate)
+            result = run.client.call("poll_wait", timeout=load.seconds + load.grace_seconds + 5)
             published = run.publisher.result(timeout=30)
     return {
         "result": result,

@@ -112,8 +112,15 @@ def table(rows: list[Row]) -> str:
             nchan = "" if row.nchan is None else _with_unit(row.nchan, row.unit)
             line += (nchan, _times(row.nchan_ratio))
         lines.append(line)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    right = {2, 5, 6, 7}  # figures and ratios line up on the right
+    return columns(lines, right={2, 5, 6, 7})  # figures and ratios line up on the right
+
+
+def columns(lines: list[tuple[str, ...]], right: set[int]) -> str:
+    """Rows of cells as aligned plain text; the first row is the header, underlined.
+
+    Columns whose index is in `right` are aligned on the right (figures).
+    """
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     out = []
     for index, line in enumerate(lines):
         cells = [

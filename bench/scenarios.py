@@ -11,19 +11,17 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench import nchan, redis_floor
+from bench import fanouts, nchan, redis_floor
 from bench.client import percentiles
 from bench.cpu import OTHERS, CpuWindow
+from bench.fanouts import Load, bench_prompt, post_all
 from bench.profile import Profiler
 from bench.report import Row, at_most, ratio, say
-from bench.stack import LoadClient, Stack, cpu_seconds, log_summary, rss_kb
+from bench.stack import Stack, cpu_seconds, log_summary, rss_kb
 
 # Targets of issue 5 ("Done when").
 MAX_RSS_PER_CONNECTION_KB = 20
@@ -39,8 +37,6 @@ PINNED_POST_SECONDS = 2
 # Under --pin, long-poll runs at 2 deltas/s (Nchan beside it) and at the SSE rate.
 PINNED_LONGPOLL_RATE = 2.0
 NCHAN_LONGPOLL_RATES = (PINNED_LONGPOLL_RATE,)
-# How long the fan-outs may take to post their prompts.
-POST_TIMEOUT_SECONDS = 60.0
 # The app's default, which the bench keeps (API.md: keep-alive after this much quiet).
 HEARTBEAT_SECONDS = 15
 
@@ -110,11 +106,6 @@ class Plan:
         if self.pinned:
             return [PINNED_LONGPOLL_RATE, self.deltas_per_second]
         return [self.deltas_per_second]
-
-
-def bench_prompt(deltas: int, rate: float) -> str:
-    """A prompt the bench model server answers with `deltas` stamped deltas (model_server.py)."""
-    return f"bench n={deltas} rate={rate:g}"
 
 
 def _profiled(plan: Plan, scenario: str, stack: Stack) -> Profiler:
@@ -321,30 +312,6 @@ def capacity(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row]
 # -- 2. fan-out over SSE, 3. the same over long-poll -------------------------
 
 
-def _post_all(
-    stack: Stack, sessions: list[str], prompt: str, timeout: float = POST_TIMEOUT_SECONDS
-) -> tuple[float, list[str]]:
-    """Post one prompt per session, 4 at a time; (seconds it took, errors)."""
-    started = time.monotonic()
-    deadline = started + timeout
-    errors: list[str] = []
-
-    def post(http: httpx.Client, session_id: str) -> None:
-        if time.monotonic() > deadline:
-            errors.append("not posted: out of time")
-            return
-        try:
-            stack.post_prompt(http, session_id, prompt)
-        except (httpx.HTTPError, RuntimeError) as exc:
-            errors.append(f"{type(exc).__name__}: {exc}"[:300])
-
-    with httpx.Client(timeout=10) as http, ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda sid: post(http, sid), sessions))
-    if errors:
-        say(f"{len(errors)} prompts failed, first: {errors[0]}")
-    return time.monotonic() - started, errors
-
-
 def _post_rows(name: str, seconds: float, errors: list[str]) -> list[Row]:
     rows = [Row(name, "all prompts posted (4 at a time) in", seconds, "s")]
     if errors:
@@ -428,7 +395,7 @@ def _lag(lag: dict[str, Any]) -> str | None:
 
 
 # The processes of each system under test, for the CPU of the pinned core.
-RELAY_ROLES = ["web", "web arbiter", "worker", "redis"]
+RELAY_ROLES = [name for names in fanouts.SYSTEM.values() for name in names]
 
 
 def _pinned_rows(name: str, stack: Stack, cpu: CpuWindow, nchan_cpu: CpuWindow | None) -> list[Row]:
@@ -467,56 +434,24 @@ def _nchan_run(name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any] |
         return None
 
 
-def _start_fanout(stack: Stack, plan: Plan) -> tuple[list[str], LoadClient]:
-    """A fresh app sized so one worker runs every session's answer; the sessions; a load client."""
-    stack.start_app(
-        WORKER_CONCURRENCY=str(plan.sessions + 16), WORKER_CONNECTIONS=str(plan.clients + 1000)
-    )
-    return stack.seed_sessions(plan.sessions), stack.load_client()
-
-
 def fanout(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
     name = "2 fan-out SSE"
-    n = plan.deltas_per_stream
     per_session = plan.clients // plan.sessions
-    sessions, client = _start_fanout(stack, plan)
-    try:
-        with CpuWindow({"web": stack.web_worker_pid}, precise=True) as connect:
-            opened = client.call(
-                "sse_open",
-                sessions=[s for s in sessions for _ in range(per_session)],
-                batch=plan.connect_batch,
-                timeout=120,
-            )
-        if opened["failed"]:
-            raise RuntimeError(f"could not open every stream: {opened}")
-        say(f"fan-out: {opened['opened']:,} streams open, posting {plan.sessions} prompts")
-        pids = dict(stack.pids(), client=client.pid)
-        core = stack.pinning.system_core if stack.pinning else None
-        with CpuWindow(pids, core) as cpu, _profiled(plan, "fanout", stack):
-            post_seconds, post_errors = _post_all(
-                stack, sessions, bench_prompt(n, plan.deltas_per_second)
-            )
-            result = client.call(
-                "sse_wait_end",
-                expected=dict.fromkeys(sessions, n),
-                timeout=plan.stream_seconds + 30,
-            )
-    finally:
-        client.call("sse_close")
-        client.stop()
-        stack.stop_app()
+    load = Load(
+        plan.sessions,
+        per_session,
+        plan.deltas_per_stream,
+        plan.deltas_per_second,
+        plan.connect_batch,
+    )
+    ours = fanouts.sse_fanout(stack, load, plan.profile_dir, "fanout")
+    result, cpu, connect_ms = ours["result"], ours["cpu"], ours["connect_cpu_ms"]
+    post_seconds, post_errors = ours["post_seconds"], ours["post_errors"]
     anchor = None
     if plan.nchan:
-        anchor = _nchan_run(
-            name,
-            lambda: nchan.sse_fanout(
-                stack, plan.sessions, per_session, n, plan.deltas_per_second, plan.connect_batch
-            ),
-        )
+        anchor = _nchan_run(name, lambda: nchan.sse_fanout(stack, load))
     theirs = anchor["result"] if anchor else None
-    expected = plan.sessions * per_session * n
-    rate = plan.sessions * per_session * plan.deltas_per_second
+    expected, rate = load.expected, load.per_second
     rows = [
         Row(
             name,
@@ -542,7 +477,6 @@ def fanout(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
         "0 / 0",
         result["no_end"] == 0 and result["dropped"] == 0,
     )
-    connect_ms = 1000 * connect.used["web"] / max(opened["opened"], 1)
     rows += [
         ends.beside(f"{theirs['no_end']} / {theirs['dropped']}" if theirs else None),
         Row(name, "web CPU per new SSE connection", connect_ms, "ms").beside(
@@ -553,7 +487,7 @@ def fanout(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
     rows += cpu_rows(name, cpu)
     details = {
         "result": result,
-        "opened": opened,
+        "opened": ours["opened"],
         "post_seconds": post_seconds,
         "web_cpu_ms_per_connect": connect_ms,
         "cpu_percent": cpu.percent(),
@@ -583,38 +517,15 @@ def _longpoll_at(
     name = "3 fan-out long-poll"
     if len(plan.longpoll_rates) > 1:
         name += f" {deliveries:,.0f}/s"
-    n = int(rate * plan.stream_seconds)
-    sessions, client = _start_fanout(stack, plan)
-    try:
-        pids = dict(stack.pids(), client=client.pid)
-        client.call(
-            "poll_start",
-            sessions=[s for s in sessions for _ in range(per_session)],
-            expected=n,
-            poll_timeout=20,
-            # Posting may take long while 1,000 loops keep the web busy: the
-            # loops' own deadline leaves room for it (POST_TIMEOUT_SECONDS).
-            timeout=POST_TIMEOUT_SECONDS + plan.stream_seconds + 30,
-        )
-        time.sleep(0.5)  # the first polls are waiting
-        say(
-            f"long-poll: {len(sessions) * per_session:,} loops polling, "
-            f"posting {plan.sessions} prompts of {rate:g} deltas/s"
-        )
-        core = stack.pinning.system_core if stack.pinning else None
-        with CpuWindow(pids, core) as cpu, _profiled(plan, f"longpoll-{rate:g}", stack):
-            post_seconds, post_errors = _post_all(stack, sessions, bench_prompt(n, rate))
-            result = client.call("poll_wait", timeout=plan.stream_seconds + 35)
-    finally:
-        client.stop()
-        stack.stop_app()
+    load = Load(plan.sessions, per_session, int(rate * plan.stream_seconds), rate)
+    ours = fanouts.longpoll_fanout(stack, load, plan.profile_dir, f"longpoll-{rate:g}")
+    result, cpu, poll_ms = ours["result"], ours["cpu"], ours["poll_cpu_ms"]
+    post_seconds, post_errors = ours["post_seconds"], ours["post_errors"]
     anchor = None
     if plan.nchan and rate in NCHAN_LONGPOLL_RATES:
-        anchor = _nchan_run(
-            name, lambda: nchan.longpoll_fanout(stack, plan.sessions, per_session, n, rate)
-        )
+        anchor = _nchan_run(name, lambda: nchan.longpoll_fanout(stack, load))
     theirs = anchor["result"] if anchor else None
-    expected = plan.sessions * per_session * n
+    expected = load.expected
     rows = [
         Row(
             name,
@@ -634,7 +545,6 @@ def _longpoll_at(
         posted[0].ok = at_most(PINNED_POST_SECONDS)(post_seconds)
     rows += posted
     rows += _delivery_rows(name, result, expected, floor, targets, theirs)
-    poll_ms = 1000 * cpu.used["web"] / max(result["polls"], 1)
     unfinished = result["no_end"] + result["unfinished"]
     rows += [
         Row(name, "polls answered", result["polls"] / cpu.seconds, "/s").beside(
@@ -756,7 +666,7 @@ def worker(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
             if role in ("worker", "redis", "web", "model server")
         }
         with CpuWindow(pids) as cpu, _profiled(plan, "worker", stack):
-            post_seconds, post_errors = _post_all(stack, sessions, prompt)
+            post_seconds, post_errors = post_all(stack, sessions, prompt)
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
                 with stack.redis.pipeline(transaction=False) as pipe:
@@ -1015,7 +925,7 @@ def history(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row],
         pids = dict(stack.pids(), client=client.pid)
         core = stack.pinning.system_core if stack.pinning else None
         with CpuWindow(pids, core) as cpu:
-            post_seconds, post_errors = _post_all(stack, sessions, bench_prompt(n, rate))
+            post_seconds, post_errors = post_all(stack, sessions, bench_prompt(n, rate))
             result = client.call(
                 "sse_wait_end", expected=dict.fromkeys(sessions, n), timeout=n / rate + 60
             )
