@@ -23,7 +23,7 @@ from webapp.exceptions import Cancelled, HandedBack, IllegalMove, ModelError
 from webapp.storage import events, models
 from webapp.storage.jobs import Job
 from webapp.storage.models import Turn
-from webapp.write.generation import Generation, build_prompt
+from webapp.write.generation import Generation, build_prompt, fail_lost
 from webapp.write.lifecycle import INTERRUPTIBLE, MOVES, Lifecycle, State
 from webapp.write.llm import Delta, Finish, Reasoning, RetryPolicy
 
@@ -328,7 +328,7 @@ def test_a_job_lost_too_often_fails_for_good_unless_settled(
     begun: bool, state: State, writes: list[str]
 ) -> None:
     lived = Lived(ScriptedModel(), attempt=3, begun=begun)
-    lived.generation.fail_lost()
+    fail_lost(lived.generation)
 
     assert lived.generation.state is state
     assert lived.writes == writes

@@ -18,7 +18,7 @@ finish_reason "cancelled", `HandedBack` stops it writing anything more.
 
 The generation decides; it does no I/O of its own. It reads the model
 through `Model` (llm.py), writes events through its `StreamWriter` and
-records the rest through its `Ledger` (ledger.py). `Generation.for_job`
+records the rest through its `Ledger` (ledger.py). `new_generation`
 wires the real ones; tests/test_generation.py drives it with a scripted
 model and recording ones.
 """
@@ -99,32 +99,6 @@ class Generation:
         self.retries = retries
         self.answer = Answer(job, writer, ledger)
         self.life = Lifecycle(MOVES, State.NEW)
-
-    @classmethod
-    def for_job(
-        cls, app: Flask, model: Model, job: Job, batcher: WriteBatcher | None = None
-    ) -> Generation:
-        """A generation of `job` on the app's Redis and SQL, writing through `batcher`."""
-        settings = app.config
-        client = redis_store.client_for(app)
-        writer = StreamWriter(
-            client,
-            job.session_id,
-            job.message_id,
-            job.attempt,
-            stream_ttl_seconds=settings["STREAM_TTL_SECONDS"],
-            maxlen=settings["STREAM_MAXLEN"],
-            batcher=batcher,
-        )
-        return cls(
-            job,
-            model,
-            writer,
-            SqlLedger(client),
-            system_prompt=settings["SYSTEM_PROMPT"],
-            budget_chars=settings["CONTEXT_BUDGET_CHARS"],
-            cache=AnswerCache.from_settings(client, settings),
-        )
 
     @property
     def state(self) -> State:
@@ -299,18 +273,31 @@ class Generation:
         if not self.life.final:
             self._settled(self.answer.fail(code, text, self.model.name))
 
-    def fail_lost(self) -> None:
-        """End a job whose workers kept dying: `error` worker_lost, unless it is settled."""
-        self.life.move(State.CLAIMING)
-        if not self.ledger.begin(self.job):
-            self.life.move(State.FENCED)  # it finished after all, or a newer attempt owns it
-            return
-        self.fail(events.WORKER_LOST, "the answer was lost with its worker, too many times")
-        log.error(
-            "job failed for good session=%s message=%s attempts=%d",
-            *self._ids(),
-            self.job.attempt,
-        )
+
+def new_generation(
+    app: Flask, model: Model, job: Job, batcher: WriteBatcher | None = None
+) -> Generation:
+    """A generation of `job` on the app's settings, Redis and SQL, writing through `batcher`."""
+    settings = app.config
+    client = redis_store.client_for(app)
+    writer = StreamWriter(
+        client,
+        job.session_id,
+        job.message_id,
+        job.attempt,
+        stream_ttl_seconds=settings["STREAM_TTL_SECONDS"],
+        maxlen=settings["STREAM_MAXLEN"],
+        batcher=batcher,
+    )
+    return Generation(
+        job,
+        model,
+        writer,
+        SqlLedger(client),
+        system_prompt=settings["SYSTEM_PROMPT"],
+        budget_chars=settings["CONTEXT_BUDGET_CHARS"],
+        cache=AnswerCache.from_settings(client, settings),
+    )
 
 
 def run_generation(app: Flask, generation: Generation) -> None:
@@ -322,10 +309,29 @@ def run_generation(app: Flask, generation: Generation) -> None:
             db.session.remove()
 
 
+def fail_lost(generation: Generation) -> None:
+    """End a job whose workers kept dying: `error` worker_lost, unless it is settled.
+
+    The reaper's ending (worker.py): the model is never asked.
+    """
+    generation.life.move(State.CLAIMING)
+    if not generation.ledger.begin(generation.job):
+        generation.life.move(State.FENCED)  # it finished after all, or a newer attempt owns it
+        return
+    generation.fail(events.WORKER_LOST, "the answer was lost with its worker, too many times")
+    job = generation.job
+    log.error(
+        "job failed for good session=%s message=%s attempts=%d",
+        job.session_id,
+        job.message_id,
+        job.attempt,
+    )
+
+
 def fail_lost_job(app: Flask, model: Model, job: Job, batcher: WriteBatcher | None = None) -> None:
-    """End a job whose workers kept dying: `error` worker_lost, in SQL and the stream."""
+    """`fail_lost` on the app's Redis and SQL."""
     with app.app_context():
         try:
-            Generation.for_job(app, model, job, batcher).fail_lost()
+            fail_lost(new_generation(app, model, job, batcher))
         finally:
             db.session.remove()

@@ -39,7 +39,7 @@ from webapp.ops import readiness
 from webapp.storage import jobs
 from webapp.storage.extensions import redis_store
 from webapp.write.demo_model import DemoModel
-from webapp.write.generation import Generation, fail_lost_job, run_generation
+from webapp.write.generation import Generation, fail_lost_job, new_generation, run_generation
 from webapp.write.lifecycle import INTERRUPTIBLE, State
 from webapp.write.llm import Model, OpenAIModel
 from webapp.write.writer import WriteBatcher
@@ -133,7 +133,7 @@ class Worker:
             job.message_id,
             job.attempt,
         )
-        running = Running(taken, Generation.for_job(self.app, self.model, job, self.batcher))
+        running = Running(taken, new_generation(self.app, self.model, job, self.batcher))
         self.running[taken.raw] = running
         running.greenlet = self.pool.spawn(self._run, running)
 
