@@ -15,7 +15,7 @@ from tests.support.client import create_session, poll_until, post_prompt, read_s
 from tests.support.model_server import Behavior, ModelServer
 from tests.support.processes import Process, wait_for
 from webapp.exceptions import ApiError
-from webapp.http import sessions
+from webapp.http import prompts, sessions
 from webapp.storage import keys, models, session_list
 from webapp.storage.extensions import db, redis_store
 from webapp.storage.models import ChatSession, Message
@@ -45,6 +45,13 @@ def stored_session(app: Flask, owner: str | None, prompts: list[str]) -> tuple[s
             )
         db.session.commit()
         return session_id, answers
+
+
+def regenerate(app: Flask, session_id: str, message_id: str) -> str:
+    """POST .../regenerate's call, from an address of the session's own (RATE_LIMIT counts per address)."""
+    environ = {"REMOTE_ADDR": f"regenerate-{session_id}"}
+    with app.test_request_context(environ_base=environ):
+        return prompts.submit(session_id, prompts.Regenerate(message_id)).message_id
 
 
 def api_error(call: Any) -> ApiError:
@@ -224,7 +231,7 @@ def test_regenerate_asks_the_model_again_with_the_same_history(
     wait_final(client, session_id, answer)
 
     with app.app_context():
-        again = sessions.regenerate(app, session_id, answer)
+        again = regenerate(app, session_id, answer)
     assert again != answer
     wait_final(client, session_id, again)
 
@@ -267,7 +274,7 @@ def test_regenerate_while_an_answer_runs_is_generation_active(
     try:
         with app.app_context():
             for target in (running, finished):
-                error = api_error(lambda t=target: sessions.regenerate(app, session_id, t))
+                error = api_error(lambda t=target: regenerate(app, session_id, t))
                 assert (error.status, error.code) == (409, "generation_active")
                 assert error.extra == {"message_id": running}
     finally:
@@ -288,19 +295,19 @@ def test_only_the_last_final_answer_can_be_regenerated(
             (user_id, (409, "not_regenerable")),
             ("no-such-message", (404, "message_not_found")),
         ]:
-            error = api_error(lambda t=target: sessions.regenerate(app, session_id, t))
+            error = api_error(lambda t=target: regenerate(app, session_id, t))
             assert (error.status, error.code) == expected, target
         # A refusal releases the session: nothing is active, nothing was superseded.
         assert redis(app).exists(keys.active(session_id)) == 0
         assert models.find_message(session_id, older).status == models.DONE
 
-        again = sessions.regenerate(app, session_id, last)
-        error = api_error(lambda: sessions.regenerate(app, session_id, last))
+        again = regenerate(app, session_id, last)
+        error = api_error(lambda: regenerate(app, session_id, last))
         assert (error.status, error.code) == (409, "generation_active")
     wait_final(client, session_id, again)
     with app.app_context():
         # Once superseded, an answer is no longer the last one.
-        error = api_error(lambda: sessions.regenerate(app, session_id, last))
+        error = api_error(lambda: regenerate(app, session_id, last))
         assert (error.status, error.code) == (409, "not_regenerable")
         snapshot_ids = [
             m["id"] for m in client.get(f"/api/sessions/{session_id}").json()["messages"]
@@ -319,7 +326,7 @@ def test_an_unfinished_orphan_can_be_regenerated(
     snapshot = client.get(f"/api/sessions/{session_id}").json()
     assert snapshot["messages"][1]["status"] == "error"
     with app.app_context():
-        again = sessions.regenerate(app, session_id, answer)
+        again = regenerate(app, session_id, answer)
     wait_final(client, session_id, again)
     body = json.loads(client.get(f"/api/sessions/{session_id}").text)
     assert [m["id"] for m in body["messages"]][1:] == [again]

@@ -23,7 +23,7 @@ from tests.support.processes import RedisServer, wait_for
 from webapp.storage import jobs, keys
 from webapp.storage.extensions import db, redis_store
 from webapp.storage.models import Message
-from webapp.write.generation import State
+from webapp.write.lifecycle import State
 from webapp.write.worker import Worker
 
 pytestmark = pytest.mark.gevent

@@ -14,6 +14,8 @@ loads the settings, which raise SettingError, before any worker forks.
      │                     (write/llm.py); `code` is upstream_error or upstream_timeout
      ├── Reset             a reader's cursor is older than the retained stream;
      │                     `floor` is the oldest cursor that is still whole
+     ├── IllegalMove       a state machine asked for a move its table does not list
+     │                     (write/lifecycle.py): a bug in relay, never a client's doing
      └── HubClosed         the web process is shutting down: end the stream, the
           │                client resumes elsewhere
           └── SessionDeleted  the session was deleted: its readers end the same way
@@ -116,6 +118,15 @@ class Reset(Exception):
     def __init__(self, floor: str) -> None:
         super().__init__(floor)
         self.floor = floor
+
+
+class IllegalMove(Exception):
+    """A move that a lifecycle's table does not allow; the state is left as it was."""
+
+    def __init__(self, current: object, to: object) -> None:
+        super().__init__(f"no move from {current} to {to}")
+        self.current = current
+        self.to = to
 
 
 class HubClosed(Exception):

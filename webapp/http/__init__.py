@@ -1,8 +1,8 @@
 """The HTTP edge: every route of API.md, and everything a request is checked against.
 
-Owns: the JSON API (`api.py`, `sessions.py`), event delivery over SSE and
-long-poll (`stream.py`, `sse.py`, `longpoll.py`, `fast_poll.py`), the AI
-SDK's routes and stream (`chat_api.py`, `chat_stream.py`, `ui_stream.py`),
+Owns: the JSON API (`api.py`, `sessions.py`), the one way to ask for an
+answer (`prompts.py`), event delivery over SSE and long-poll (`stream.py`,
+`sse.py`, `longpoll.py`, `fast_poll.py`), the AI SDK's routes and stream (`chat_api.py`, `chat_stream.py`, `ui_stream.py`),
 request parameters (`params.py`), access control at the edge (`auth.py`),
 CORS (`cors.py`), limits (`limits.py`), the JSON errors (`errors.py`), the
 chat page (`pages.py`) and `/healthz` `/readyz` (`health.py`).

@@ -2,12 +2,11 @@
 
 Each view parses its request (params.py), checks access (auth.py: every
 view on a session answers 404 to a caller who may not use it), calls the
-domain (sessions.py, idempotency.py, the hub), and answers.
+domain (sessions.py; prompts.py for every new answer; the hub), and answers.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -15,10 +14,10 @@ import redis
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from webapp.exceptions import ApiError
-from webapp.http import auth, limits, params, sessions
+from webapp.http import auth, limits, params, prompts, sessions
 from webapp.read.hub import hub
 from webapp.read.snapshot import snapshot
-from webapp.storage import idempotency, models, session_list
+from webapp.storage import models, session_list
 from webapp.storage.extensions import db, redis_store
 
 log = logging.getLogger(__name__)
@@ -67,54 +66,15 @@ def delete_session(session_id: str) -> tuple[str, int]:
 def post_message(session_id: str) -> Response:
     sessions.ensure(session_id, auth.current_caller())
     content = params.prompt(current_app.config["MAX_PROMPT_CHARS"])
-    retried = idempotency.post(session_id, params.idempotency_key(), content)
-    client = redis_store.client
-    if earlier := idempotency.earlier_answer(client, retried):
-        return replayed(earlier)
-    config = current_app.config
-    address = limits.client_address(request, config["PROXY_HOPS"])
-    limits.check_prompt_rate(client, address, config["RATE_LIMIT"])
-    accepted = sessions.accept_prompt(client, session_id, content)
-    if accepted.message_id is None:
-        if earlier := idempotency.earlier_answer(client, retried):
-            return replayed(earlier)  # the same request, sent twice at once
-        raise ApiError(
-            409,
-            "generation_active",
-            "An answer is still being generated.",
-            message_id=accepted.active,
-        )
-    answer = queued(session_id, accepted.message_id)
-    idempotency.remember(client, retried, answer)
-    return accepted_answer(answer)
+    return accepted(prompts.submit(session_id, prompts.Prompt(content)))
 
 
-def queued(session_id: str, message_id: str) -> idempotency.StoredAnswer:
-    """A prompt post's answer: where the queued message will stream."""
-    body = json.dumps(
-        {
-            "session_id": session_id,
-            "message_id": message_id,
-            "status": models.QUEUED,
-            "events_url": url_for("stream.events", session_id=session_id),
-            "poll_url": url_for("stream.poll", session_id=session_id),
-        }
-    )
-    location = url_for("api.get_message", session_id=session_id, message_id=message_id)
-    return idempotency.StoredAnswer(body, location)
-
-
-def accepted_answer(answer: idempotency.StoredAnswer) -> Response:
-    """202 with a queued answer's body, and its message as the Location."""
-    return Response(
-        answer.body, 202, mimetype="application/json", headers={"Location": answer.location}
-    )
-
-
-def replayed(answer: idempotency.StoredAnswer) -> Response:
-    """The answer a first post with this Idempotency-Key got, again."""
-    headers = {"Idempotent-Replayed": "true", "Location": answer.location}
-    return Response(answer.body, 202, mimetype="application/json", headers=headers)
+def accepted(submitted: prompts.Submitted) -> Response:
+    """202 with the queued answer's body and its message as the Location (a retry: the first's)."""
+    headers = {"Location": submitted.answer.location}
+    if submitted.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(submitted.answer.body, 202, mimetype="application/json", headers=headers)
 
 
 @bp.get("/api/sessions/<session_id>/messages/<message_id>")
@@ -163,5 +123,4 @@ def regenerate_message(session_id: str, message_id: str) -> Response:
     """Answer the last prompt again: 202 as a prompt post, for the new answer."""
     sessions.find_for(auth.current_caller(), session_id)
     params.valid_id(message_id, "message")
-    answer_id = sessions.regenerate(current_app._get_current_object(), session_id, message_id)
-    return accepted_answer(queued(session_id, answer_id))
+    return accepted(prompts.submit(session_id, prompts.Regenerate(message_id)))

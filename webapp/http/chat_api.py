@@ -19,23 +19,20 @@ Deliberate choices:
 - The stream cap is taken before the prompt is accepted: a client at its
   cap gets `429 too_many_streams` and no answer is queued that it cannot read.
 - A retried post (the same Idempotency-Key and prompt) streams the first
-  post's answer, from its beginning, with `Idempotent-Replayed: true`. A
-  regenerate is keyed like a prompt whose text no prompt can have (NUL).
+  post's answer, from its beginning, with `Idempotent-Replayed: true`
+  (prompts.py: the one way to ask for an answer, the relay routes' too).
 - The body's `messages` are read for the new prompt only: relay's stored
   history is the conversation (ui_stream.parse_chat_request).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Callable
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from webapp.exceptions import ApiError
-from webapp.http import auth, chat_stream, limits, params, sessions
-from webapp.http.api import queued
+from webapp.http import auth, chat_stream, limits, params, prompts, sessions
 from webapp.http.ui_stream import (
     SUBMIT,
     ChatRequest,
@@ -46,17 +43,11 @@ from webapp.http.ui_stream import (
 )
 from webapp.read.hub import hub
 from webapp.read.snapshot import snapshot
-from webapp.storage import idempotency, models
+from webapp.storage import models
 from webapp.storage.events import id_key
 from webapp.storage.extensions import redis_store
 
-log = logging.getLogger(__name__)
-
 bp = Blueprint("chat", __name__)
-
-# The idempotency "prompt" of a regenerate: NUL is refused in prompts, so no
-# submitted prompt has this digest.
-REGENERATE_KEY_TEXT = "\x00regenerate"
 
 
 def check_session(session_id: str) -> None:
@@ -72,54 +63,21 @@ def chat() -> Response:
     check_session(asked.session_id)
     release = limits.acquire_stream(request, current_app.config)
     try:
-        message_id, replayed = new_answer(asked)
-        headers = {"Idempotent-Replayed": "true"} if replayed else None
-        return answer_stream(asked.session_id, message_id, release, headers=headers)
+        submitted = prompts.submit(asked.session_id, submission(asked))
+        headers = {"Idempotent-Replayed": "true"} if submitted.replayed else None
+        return answer_stream(asked.session_id, submitted.message_id, release, headers=headers)
     except BaseException:
         release()
         raise
 
 
-def new_answer(asked: ChatRequest) -> tuple[str, bool]:
-    """Queue the answer the request asks for: its message id, and whether it was a replay."""
-    session_id, config, client = asked.session_id, current_app.config, redis_store.client
+def submission(asked: ChatRequest) -> prompts.Submission:
+    """What the chat request asks for: its last user message's text, or a regenerate."""
     if asked.trigger == SUBMIT:
-        key_text = params.checked_prompt(asked.prompt, config["MAX_PROMPT_CHARS"])
-    else:
-        key_text = REGENERATE_KEY_TEXT
-    retried = idempotency.post(session_id, params.idempotency_key(), key_text)
-    if earlier := idempotency.earlier_answer(client, retried):
-        return json.loads(earlier.body)["message_id"], True
-    address = limits.client_address(request, config["PROXY_HOPS"])
-    limits.check_prompt_rate(client, address, config["RATE_LIMIT"])
-    if asked.trigger == SUBMIT:
-        accepted = sessions.accept_prompt(client, session_id, key_text)
-        if (message_id := accepted.message_id) is None:
-            if earlier := idempotency.earlier_answer(client, retried):
-                return json.loads(earlier.body)[
-                    "message_id"
-                ], True  # one request sent twice at once
-            raise ApiError(
-                409,
-                "generation_active",
-                "An answer is still being generated.",
-                message_id=accepted.active,
-            )
-    else:
-        last = asked.message_id or last_answer_id(session_id)
-        message_id = sessions.regenerate(current_app, session_id, last)
-    idempotency.remember(client, retried, queued(session_id, message_id))
-    log.info("chat answer queued session=%s message=%s", session_id, message_id)
-    return message_id, False
-
-
-def last_answer_id(session_id: str) -> str:
-    """The id of the session's last answer, for a regenerate that names none."""
-    messages = snapshot(redis_store.client, session_id)["messages"]
-    last = next((m for m in reversed(messages) if m["role"] == models.ASSISTANT), None)
-    if last is None:
-        raise ApiError(409, "not_regenerable", "The session has no answer to regenerate.")
-    return last["id"]
+        return prompts.Prompt(
+            params.checked_prompt(asked.prompt, current_app.config["MAX_PROMPT_CHARS"])
+        )
+    return prompts.Regenerate(asked.message_id)
 
 
 def answer_stream(

@@ -1,14 +1,9 @@
-"""Chat sessions: create, find, accept a prompt, cancel, regenerate an answer, delete.
+"""Chat sessions: create, find, find a message, cancel, delete.
 
 What the JSON views (api.py) do, without the HTTP: they parse the request
 (params.py), check access (auth.py), call these, and answer. Listing a
-caller's sessions is session_list.py.
-
-A session has at most one active generation, from the moment its prompt is
-accepted until its final event (API.md). Every new answer (`queue_answer`:
-a prompt, a regenerate) claims the session in Redis first (jobs.py), then
-stores its rows in SQL, then queues the job; a failure on the way releases
-the claim.
+caller's sessions is session_list.py; every new answer in one (a prompt, a
+regenerate) goes through prompts.py.
 
 Deliberate choices:
 - Delete takes Redis first, then SQL, then tells every web process. Once the
@@ -16,15 +11,11 @@ Deliberate choices:
   (writer.py): its next write is refused, so it stops and recreates no key.
   Should SQL fail after that, the session is still listed, with its history,
   and the client's retried DELETE finishes the job.
-- A regenerated answer is `superseded`: kept in SQL, left out of the
-  snapshot and of the history sent to the model (models.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -83,23 +74,6 @@ def ensure(session_id: str, caller: Caller | None) -> None:
     hub.note_owner(session_id, chat.owner)
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """A prompt post's outcome: the answer queued, or the generation that is active."""
-
-    message_id: str | None
-    active: str | None = None
-
-
-def accept_prompt(client: redis.Redis, session_id: str, content: str) -> Accepted:
-    """Store the prompt and queue its answer, unless a generation is active."""
-    message_id = models.new_message_id()
-    active = queue_answer(
-        client, session_id, message_id, lambda: models.add_prompt(session_id, content, message_id)
-    )
-    return Accepted(None, active=active) if active is not None else Accepted(message_id)
-
-
 def find_message(
     client: redis.Redis, session_id: str, message_id: str
 ) -> tuple[dict[str, Any], str]:
@@ -121,71 +95,6 @@ def cancel(client: redis.Redis, session_id: str, message_id: str) -> str:
         return message["status"]
     log.info("cancel requested session=%s message=%s", session_id, message_id)
     return "cancelling"
-
-
-# -- new answers ----------------------------------------------------------------
-
-
-def queue_answer(
-    client: redis.Redis, session_id: str, message_id: str, store: Callable[[], None]
-) -> str | None:
-    """Claim the session for `message_id`, store its rows with `store`, queue its job.
-
-    The steps of a prompt post (api.py), for any new answer. Returns None once
-    queued, or the message id already active (nothing is stored then). When
-    `store` or anything after the claim fails, the transaction is rolled back,
-    the claim released and the error raised.
-    """
-    claimed = jobs.claim(client, session_id, message_id)
-    if claimed.active is not None:
-        return claimed.active
-    try:
-        if claimed.previous_unfinished and (orphans := models.fail_orphans(session_id)):
-            log.warning("unfinished answer failed session=%s count=%d", session_id, orphans)
-        store()
-        db.session.commit()
-        jobs.enqueue(client, session_id, message_id)
-    except Exception:
-        db.session.rollback()
-        jobs.release(client, session_id, message_id)
-        raise
-    return None
-
-
-def regenerate(app: Flask, session_id: str, message_id: str) -> str:
-    """Supersede the session's last answer and queue a new one; the new message id.
-
-    409 `generation_active` while any answer of the session is queued or
-    running; 404 `message_not_found` for an id the session does not have;
-    409 `not_regenerable` unless `message_id` is its last answer and final.
-    """
-    answer_id = models.new_message_id()
-
-    def store() -> None:
-        if models.find_message(session_id, message_id) is None:
-            raise ApiError(404, "message_not_found", "No message with that id in this session.")
-        # The claim is ours, so no answer of the session is queued or running:
-        # an unfinished one is an orphan, which the snapshot shows as failed.
-        models.fail_orphans(session_id)
-        history = models.turns(session_id)
-        last = next((t for t in reversed(history) if t.role == models.ASSISTANT), None)
-        if last is None or last.id != message_id or not models.supersede(session_id, message_id):
-            raise ApiError(
-                409,
-                "not_regenerable",
-                "Only the session's last finished answer can be regenerated.",
-            )
-        models.add_answer(session_id, answer_id)
-
-    active = queue_answer(redis_store.client_for(app), session_id, answer_id, store)
-    if active is not None:
-        raise ApiError(
-            409, "generation_active", "An answer is still being generated.", message_id=active
-        )
-    log.info(
-        "answer regenerated session=%s message=%s superseded=%s", session_id, answer_id, message_id
-    )
-    return answer_id
 
 
 # -- delete ---------------------------------------------------------------------

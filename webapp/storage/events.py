@@ -93,9 +93,14 @@ def id_key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
+# One encoder, built once: `json.dumps` with any option builds a new JSONEncoder
+# on every call, about 0.6 us of the worker's CPU per event (issue 25).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(data: dict[str, Any]) -> str:
     """Serialise event data the one way every writer does."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(data)
 
 
 # -- payloads: each event's `data`, as API.md's Events table lists it ------------

@@ -9,7 +9,7 @@ nothing; with another prompt it is a 422.
 
 Two posts with one key may race: the second finds the session's generation
 active (409) and looks for the first one's answer again before refusing
-(api.py, `post_message`), so a request sent twice at once is still answered once.
+(http/prompts.py, `submit`), so a request sent twice at once is still answered once.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ updated first (fenced by attempt, models.py), then the final event is
 written (fenced in Redis, writer.py), so a client that saw `end` finds the
 answer stored. Each method says whether the attempt still owned the answer:
 False means a newer attempt does, and nothing was written.
+
+Its I/O goes through the generation's writer and ledger (ledger.py), so
+tests/test_generation.py runs it with recording ones.
 """
 
 from __future__ import annotations
@@ -12,13 +15,10 @@ from __future__ import annotations
 import logging
 import time
 
-import redis
-
-from webapp.ops import metrics
 from webapp.storage import events, models
 from webapp.storage.events import INTERNAL_ERROR
-from webapp.storage.extensions import db
 from webapp.storage.jobs import Job
+from webapp.write.ledger import Ledger
 from webapp.write.llm import Delta, Finish, Reasoning
 from webapp.write.writer import StreamWriter
 
@@ -29,10 +29,10 @@ log = logging.getLogger("webapp.write.generation")
 class Answer:
     """The text and reasoning of one attempt, piece by piece, and how it ends."""
 
-    def __init__(self, job: Job, writer: StreamWriter, client: redis.Redis) -> None:
+    def __init__(self, job: Job, writer: StreamWriter, ledger: Ledger) -> None:
         self.job = job
         self.writer = writer
-        self._client = client
+        self.ledger = ledger
         self.parts: list[str] = []
         self.reasoning_parts: list[str] = []
         self.pieces: list[Delta | Reasoning] = []  # both kinds, in the order they streamed
@@ -82,9 +82,8 @@ class Answer:
         """Store the answer, then write `end`."""
         cancelled = finish.finish_reason == events.FINISH_CANCELLED
         duration_ms = self.duration_ms
-        stored = models.finish_answer(
-            *self._ids(),
-            self.job.attempt,
+        stored = self.ledger.store(
+            self.job,
             status=models.CANCELLED if cancelled else models.DONE,
             **self._texts(),
             usage=finish.usage,
@@ -107,8 +106,7 @@ class Answer:
         )
         if not self.finish_stream(events.END, data):
             return False
-        metrics.generation_ended(
-            self._client,
+        self.ledger.ended(
             finish_reason=finish.finish_reason,
             duration_seconds=duration_ms / 1000,
             chunks=self.chunks,
@@ -126,10 +124,9 @@ class Answer:
     def fail(self, code: str, text: str, model: str) -> bool:
         """Record the failure in SQL, then write `error`."""
         try:
-            db.session.rollback()  # whatever failed may have left the transaction broken
-            stored = models.finish_answer(
-                *self._ids(),
-                self.job.attempt,
+            self.ledger.rollback()  # whatever failed may have left the transaction broken
+            stored = self.ledger.store(
+                self.job,
                 status=models.FAILED,
                 **self._texts(),
                 model=model,
@@ -144,7 +141,7 @@ class Answer:
             events.ERROR, events.error_data(self.job.message_id, code, text)
         ):
             return False
-        metrics.generation_failed(self._client, code, self.chunks)
+        self.ledger.failed(code, self.chunks)
         return True
 
     def replay(self, message: models.Message) -> bool:

@@ -39,7 +39,8 @@ from webapp.ops import readiness
 from webapp.storage import jobs
 from webapp.storage.extensions import redis_store
 from webapp.write.demo_model import DemoModel
-from webapp.write.generation import Generation, State, fail_lost_job, run_generation
+from webapp.write.generation import Generation, fail_lost_job, new_generation, run_generation
+from webapp.write.lifecycle import INTERRUPTIBLE, State
 from webapp.write.llm import Model, OpenAIModel
 from webapp.write.writer import WriteBatcher
 
@@ -132,13 +133,13 @@ class Worker:
             job.message_id,
             job.attempt,
         )
-        running = Running(taken, Generation(self.app, self.model, job, self.batcher))
+        running = Running(taken, new_generation(self.app, self.model, job, self.batcher))
         self.running[taken.raw] = running
         running.greenlet = self.pool.spawn(self._run, running)
 
     def _run(self, running: Running) -> None:
         try:
-            run_generation(running.generation)
+            run_generation(self.app, running.generation)
             if running.generation.state is not State.HANDED_BACK:  # else _drain gives it back
                 jobs.ack(self.client, running.taken)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -225,16 +226,16 @@ class Worker:
         second) cost the worker a run of about 1 ms each time, which every
         delta arriving meanwhile waited for.
         """
-        waiting = []
+        silent = []
         for running in self.running.values():
             seen, running.pieces_seen = running.pieces_seen, len(running.generation.answer.pieces)
-            if running.generation.state is State.WAITING and seen == running.pieces_seen:
-                waiting.append(running)
-        if not waiting:
+            if running.generation.state in INTERRUPTIBLE and seen == running.pieces_seen:
+                silent.append(running)
+        if not silent:
             return
-        asked = jobs.cancels_requested(self.client, [r.taken.job for r in waiting])
-        for running, cancel in zip(waiting, asked, strict=True):
-            if cancel and running.generation.state is State.WAITING:
+        asked = jobs.cancels_requested(self.client, [r.taken.job for r in silent])
+        for running, cancel in zip(silent, asked, strict=True):
+            if cancel and running.generation.state in INTERRUPTIBLE:
                 running.greenlet.kill(Cancelled, block=False)
 
 
