@@ -138,6 +138,7 @@ def test_an_answer_streams_then_is_stored_then_ends() -> None:
         "model": "scripted",
         "attempt": 1,
         "cached": False,
+        "from_step": 0,
     }
     stored = lived.data("store")
     assert stored["status"] == models.DONE
