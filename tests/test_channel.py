@@ -1,11 +1,19 @@
-"""A channel's buffer (webapp/read/channel.py) and the byte budget over all of them (buffers.py)."""
+"""A channel's buffer (webapp/read/channel.py) and the byte budget over all of them (buffers.py).
+
+Also the table of a channel's refresh moves; how the hub drives them
+against a real Redis is tests/test_hub.py's.
+"""
 
 from __future__ import annotations
 
+import itertools
 import sys
 
+import pytest
+
+from webapp.exceptions import IllegalMove
 from webapp.read.buffers import Budget
-from webapp.read.channel import Channel
+from webapp.read.channel import REFRESH_MOVES, Channel, Refresh
 from webapp.read.entries import Entry
 from webapp.storage import events
 
@@ -164,3 +172,61 @@ def test_a_merge_past_the_limit_trims_and_the_next_trim_waits_for_more() -> None
     assert budget.trims == 1, "under the limit again: no trim"
     # Every entry with base < id <= newest is still in `entries`.
     assert ids(channel.after(channel.base)) == [f"{n}-0" for n in range(102, 190)]
+
+
+# -- the refresh's state table ---------------------------------------------------------
+
+
+def channel_at(state: Refresh) -> Channel:
+    """A channel whose refresh is at `state`, reached through allowed moves only."""
+    channel = Channel("s")
+    path = {
+        Refresh.CURRENT: [],
+        Refresh.STALE: [Refresh.STALE],
+        Refresh.DUE: [Refresh.DUE],
+        Refresh.READING: [Refresh.DUE, Refresh.READING],
+    }[state]
+    for step in path:
+        channel.move_refresh(step)
+    assert channel.refresh is state
+    return channel
+
+
+def test_every_refresh_state_has_its_moves_and_a_way_back_to_current() -> None:
+    assert set(REFRESH_MOVES) == set(Refresh)
+    for state in Refresh:
+        reachable, frontier = {state}, [state]
+        while frontier:
+            for after in REFRESH_MOVES[frontier.pop()] - reachable:
+                reachable.add(after)
+                frontier.append(after)
+        assert Refresh.CURRENT in reachable, f"{state} never gets current again"
+
+
+@pytest.mark.parametrize(
+    ("state", "to"), list(itertools.product(Refresh, Refresh)), ids=lambda s: s.value
+)
+def test_a_refresh_moves_only_as_its_table_allows(state: Refresh, to: Refresh) -> None:
+    channel = channel_at(state)
+    if to in REFRESH_MOVES[state]:
+        channel.move_refresh(to)
+        assert channel.refresh is to
+    else:
+        with pytest.raises(IllegalMove, match=f"channel refresh: no move from {state.value}"):
+            channel.move_refresh(to)
+        assert channel.refresh is state, "a refused move leaves the state as it was"
+
+
+def test_a_notice_that_goes_unmerged_leaves_a_read_due_or_the_channel_stale() -> None:
+    """`fall_behind`: the refresher reads again, or the next catch-up starts one."""
+    expected = {
+        Refresh.CURRENT: Refresh.STALE,  # nobody reads: the next catch-up will
+        Refresh.STALE: Refresh.STALE,
+        Refresh.DUE: Refresh.DUE,  # the refresher is about to read anyway
+        Refresh.READING: Refresh.DUE,  # read again once this read is done
+    }
+    for state, after in expected.items():
+        channel = channel_at(state)
+        channel.fall_behind()
+        assert channel.refresh is after, state
+        assert channel.refreshing is (after in (Refresh.DUE, Refresh.READING))

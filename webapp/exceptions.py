@@ -14,9 +14,12 @@ loads the settings, which raise SettingError, before any worker forks.
      │                     (write/llm.py); `code` is upstream_error or upstream_timeout
      ├── Reset             a reader's cursor is older than the retained stream;
      │                     `floor` is the oldest cursor that is still whole
-     └── HubClosed         the web process is shutting down: end the stream, the
-          │                client resumes elsewhere
-          └── SessionDeleted  the session was deleted: its readers end the same way
+     ├── HubClosed         the web process is shutting down: end the stream, the
+     │    │                client resumes elsewhere
+     │    └── SessionDeleted  the session was deleted: its readers end the same way
+     └── IllegalMove       a move that a state table does not allow (a channel's
+         (RuntimeError)    refresh, a parked poll's life): a bug in relay, never
+                           caught
 
     ValueError
      ├── SettingError      a malformed setting: its text is the one line the process
@@ -124,6 +127,13 @@ class HubClosed(Exception):
 
 class SessionDeleted(HubClosed):
     """The session was deleted: every reader of it ends, as on a shutdown (API.md, DELETE)."""
+
+
+class IllegalMove(RuntimeError):
+    """A move that a state table does not allow: a bug in relay, raised where it happens."""
+
+    def __init__(self, what: str, state: object, to: object) -> None:
+        super().__init__(f"{what}: no move from {state} to {to}")
 
 
 class SlowClient(BrokenPipeError):

@@ -19,11 +19,17 @@ answer's own entries, never what a follower reading the buffer still has
 ahead of it. Encodings are kept only while a reader may still ask for them:
 once every follower reading the buffer is past an entry, its encodings go
 (a sink's encodings are made and used within one merge).
+
+Refresh: when a notice cannot be merged (a gap, or a channel not placed
+yet), the hub fills the gap with range reads (hub.py, `refresh`). Where that
+stands is one value, `refresh`, whose moves are the table `REFRESH_MOVES`;
+any other move raises IllegalMove (STYLE.md, habit 16).
 """
 
 from __future__ import annotations
 
 import bisect
+import enum
 import heapq
 import itertools
 import logging
@@ -31,6 +37,7 @@ from typing import Protocol
 
 from gevent.event import Event
 
+from webapp.exceptions import IllegalMove
 from webapp.read.buffers import Budget
 from webapp.read.entries import Entry
 from webapp.storage import events
@@ -63,12 +70,34 @@ def _key(entry: Entry) -> tuple[int, int]:
 _order = itertools.count()
 
 
+class Refresh(enum.Enum):
+    """Where a channel's refresh stands: the range reads that fill what notices left out."""
+
+    CURRENT = "current"  # nothing known to be missing, and no refresher runs
+    STALE = "stale"  # a notice went unmerged and no refresher runs: the next catch-up starts one
+    DUE = "due"  # a refresher runs and must read (again): a gap, or news during its read
+    READING = "reading"  # a refresher's range read is under way, nothing new since it began
+
+
+# Every move a channel's refresh may make, read top to bottom; any other raises.
+REFRESH_MOVES: dict[Refresh, frozenset[Refresh]] = {
+    # A notice unmerged on an unplaced channel; or a gap, a reconnect: a refresher starts.
+    Refresh.CURRENT: frozenset({Refresh.STALE, Refresh.DUE}),
+    # A follower's catch-up placed the channel and finds it stale: a refresher starts.
+    Refresh.STALE: frozenset({Refresh.DUE}),
+    # The refresher reads; or stops, the channel cleared meanwhile (nothing to read after).
+    Refresh.DUE: frozenset({Refresh.READING, Refresh.STALE}),
+    # News during the read, or Redis failed: read again; else the channel is current.
+    Refresh.READING: frozenset({Refresh.DUE, Refresh.CURRENT}),
+}
+
+
 class Channel:
     """The newest entries of one session, shared by its local followers."""
 
     # One per followed session: at 10,000 sessions, each attribute's dict slot counts.
     __slots__ = ("session_id", "budget", "base", "entries", "bytes", "_encoded", "answer_start")
-    __slots__ += ("changed", "_followers", "refreshing", "dirty", "idle_since", "owner", "deleted")
+    __slots__ += ("changed", "_followers", "refresh", "idle_since", "owner", "deleted")
 
     def __init__(self, session_id: str, budget: Budget | None = None) -> None:
         self.session_id = session_id
@@ -85,8 +114,7 @@ class Channel:
         # Every open follower, with its sink while the channel writes to it
         # (see Sink); None while it reads `after()` itself (a reader).
         self._followers: dict[Positioned, Sink | None] = {}
-        self.refreshing = False
-        self.dirty = False
+        self.refresh = Refresh.CURRENT
         self.idle_since = 0.0
         # The session's owner once a view looked it up (it never changes), so
         # access checks need no SQL; None: not known here (sessions.ensure).
@@ -100,6 +128,26 @@ class Channel:
     @property
     def followers(self) -> int:
         return len(self._followers)
+
+    # -- refresh (REFRESH_MOVES) ---------------------------------------------------
+
+    @property
+    def refreshing(self) -> bool:
+        """Whether a refresher runs for this channel (hub.py starts one at most)."""
+        return self.refresh is Refresh.DUE or self.refresh is Refresh.READING
+
+    def move_refresh(self, to: Refresh) -> None:
+        """Move the refresh to `to`; IllegalMove unless REFRESH_MOVES allows it."""
+        if to not in REFRESH_MOVES[self.refresh]:
+            raise IllegalMove("channel refresh", self.refresh.value, to.value)
+        self.refresh = to
+
+    def fall_behind(self) -> None:
+        """A notice went unmerged: the read under way goes again, or the next catch-up reads."""
+        if self.refresh is Refresh.CURRENT:
+            self.move_refresh(Refresh.STALE)
+        elif self.refresh is Refresh.READING:
+            self.move_refresh(Refresh.DUE)
 
     @property
     def live(self) -> dict[Positioned, Sink]:
