@@ -13,7 +13,7 @@ import pytest
 
 from webapp.exceptions import IllegalMove
 from webapp.read.buffers import Budget
-from webapp.read.channel import REFRESH_MOVES, Channel, Refresh
+from webapp.read.channel import REFRESH_MOVES, Channel, Refresh, RefreshState
 from webapp.read.entries import Entry
 from webapp.storage import events
 
@@ -177,56 +177,57 @@ def test_a_merge_past_the_limit_trims_and_the_next_trim_waits_for_more() -> None
 # -- the refresh's state table ---------------------------------------------------------
 
 
-def channel_at(state: Refresh) -> Channel:
-    """A channel whose refresh is at `state`, reached through allowed moves only."""
-    channel = Channel("s")
+def refresh_at(state: RefreshState) -> Refresh:
+    """A refresh at `state`, reached through allowed moves only."""
+    refresh = Refresh()
     path = {
-        Refresh.CURRENT: [],
-        Refresh.STALE: [Refresh.STALE],
-        Refresh.DUE: [Refresh.DUE],
-        Refresh.READING: [Refresh.DUE, Refresh.READING],
+        RefreshState.CURRENT: [],
+        RefreshState.STALE: [RefreshState.STALE],
+        RefreshState.DUE: [RefreshState.DUE],
+        RefreshState.READING: [RefreshState.DUE, RefreshState.READING],
     }[state]
     for step in path:
-        channel.move_refresh(step)
-    assert channel.refresh is state
-    return channel
+        refresh.move(step)
+    assert refresh.state is state
+    return refresh
 
 
-def test_every_refresh_state_has_its_moves_and_a_way_back_to_current() -> None:
-    assert set(REFRESH_MOVES) == set(Refresh)
-    for state in Refresh:
+def test_a_channel_starts_current_and_every_refresh_state_can_get_current_again() -> None:
+    assert Channel("s").refresh.state is RefreshState.CURRENT
+    assert set(REFRESH_MOVES) == set(RefreshState)
+    for state in RefreshState:
         reachable, frontier = {state}, [state]
         while frontier:
             for after in REFRESH_MOVES[frontier.pop()] - reachable:
                 reachable.add(after)
                 frontier.append(after)
-        assert Refresh.CURRENT in reachable, f"{state} never gets current again"
+        assert RefreshState.CURRENT in reachable, f"{state} never gets current again"
 
 
 @pytest.mark.parametrize(
-    ("state", "to"), list(itertools.product(Refresh, Refresh)), ids=lambda s: s.value
+    ("state", "to"), list(itertools.product(RefreshState, RefreshState)), ids=lambda s: s.value
 )
-def test_a_refresh_moves_only_as_its_table_allows(state: Refresh, to: Refresh) -> None:
-    channel = channel_at(state)
+def test_a_refresh_moves_only_as_its_table_allows(state: RefreshState, to: RefreshState) -> None:
+    refresh = refresh_at(state)
     if to in REFRESH_MOVES[state]:
-        channel.move_refresh(to)
-        assert channel.refresh is to
+        refresh.move(to)
+        assert refresh.state is to
     else:
         with pytest.raises(IllegalMove, match=f"channel refresh: no move from {state.value}"):
-            channel.move_refresh(to)
-        assert channel.refresh is state, "a refused move leaves the state as it was"
+            refresh.move(to)
+        assert refresh.state is state, "a refused move leaves the state as it was"
 
 
 def test_a_notice_that_goes_unmerged_leaves_a_read_due_or_the_channel_stale() -> None:
     """`fall_behind`: the refresher reads again, or the next catch-up starts one."""
     expected = {
-        Refresh.CURRENT: Refresh.STALE,  # nobody reads: the next catch-up will
-        Refresh.STALE: Refresh.STALE,
-        Refresh.DUE: Refresh.DUE,  # the refresher is about to read anyway
-        Refresh.READING: Refresh.DUE,  # read again once this read is done
+        RefreshState.CURRENT: RefreshState.STALE,  # nobody reads: the next catch-up will
+        RefreshState.STALE: RefreshState.STALE,
+        RefreshState.DUE: RefreshState.DUE,  # the refresher is about to read anyway
+        RefreshState.READING: RefreshState.DUE,  # read again once this read is done
     }
     for state, after in expected.items():
-        channel = channel_at(state)
-        channel.fall_behind()
-        assert channel.refresh is after, state
-        assert channel.refreshing is (after in (Refresh.DUE, Refresh.READING))
+        refresh = refresh_at(state)
+        refresh.fall_behind()
+        assert refresh.state is after, state
+        assert refresh.running is (after in (RefreshState.DUE, RefreshState.READING))

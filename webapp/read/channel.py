@@ -9,7 +9,7 @@ reader of the channel sees each entry once, in order. Trimming moves `base`
 forward over the oldest entries; a follower whose cursor is then older than
 `base` reads on from Redis (hub.py), strictly after its cursor, so it too
 sees each entry once. Caught-up followers may attach a `Sink` (held_streams.py's
-held streams, longpoll.py's parked polls): the channel then hands them each
+held streams, parked_polls.py's parked polls): the channel then hands them each
 new run as it merges it, and moves their cursor along.
 
 Memory (issue 18): every entry's bytes, its encodings once they are made,
@@ -70,7 +70,7 @@ def _key(entry: Entry) -> tuple[int, int]:
 _order = itertools.count()
 
 
-class Refresh(enum.Enum):
+class RefreshState(enum.Enum):
     """Where a channel's refresh stands: the range reads that fill what notices left out."""
 
     CURRENT = "current"  # nothing known to be missing, and no refresher runs
@@ -80,16 +80,43 @@ class Refresh(enum.Enum):
 
 
 # Every move a channel's refresh may make, read top to bottom; any other raises.
-REFRESH_MOVES: dict[Refresh, frozenset[Refresh]] = {
+REFRESH_MOVES: dict[RefreshState, frozenset[RefreshState]] = {
     # A notice unmerged on an unplaced channel; or a gap, a reconnect: a refresher starts.
-    Refresh.CURRENT: frozenset({Refresh.STALE, Refresh.DUE}),
+    RefreshState.CURRENT: frozenset({RefreshState.STALE, RefreshState.DUE}),
     # A follower's catch-up placed the channel and finds it stale: a refresher starts.
-    Refresh.STALE: frozenset({Refresh.DUE}),
+    RefreshState.STALE: frozenset({RefreshState.DUE}),
     # The refresher reads; or stops, the channel cleared meanwhile (nothing to read after).
-    Refresh.DUE: frozenset({Refresh.READING, Refresh.STALE}),
+    RefreshState.DUE: frozenset({RefreshState.READING, RefreshState.STALE}),
     # News during the read, or Redis failed: read again; else the channel is current.
-    Refresh.READING: frozenset({Refresh.DUE, Refresh.CURRENT}),
+    RefreshState.READING: frozenset({RefreshState.DUE, RefreshState.CURRENT}),
 }
+
+
+class Refresh:
+    """One channel's refresh: its state, moved only as REFRESH_MOVES allows (hub.py drives it)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state = RefreshState.CURRENT
+
+    @property
+    def running(self) -> bool:
+        """Whether a refresher runs for the channel (the hub starts one at most)."""
+        return self.state is RefreshState.DUE or self.state is RefreshState.READING
+
+    def move(self, to: RefreshState) -> None:
+        """Move to `to`; IllegalMove unless REFRESH_MOVES allows it."""
+        if to not in REFRESH_MOVES[self.state]:
+            raise IllegalMove("channel refresh", self.state.value, to.value)
+        self.state = to
+
+    def fall_behind(self) -> None:
+        """A notice went unmerged: the read under way goes again, or the next catch-up reads."""
+        if self.state is RefreshState.CURRENT:
+            self.move(RefreshState.STALE)
+        elif self.state is RefreshState.READING:
+            self.move(RefreshState.DUE)
 
 
 class Channel:
@@ -114,7 +141,7 @@ class Channel:
         # Every open follower, with its sink while the channel writes to it
         # (see Sink); None while it reads `after()` itself (a reader).
         self._followers: dict[Positioned, Sink | None] = {}
-        self.refresh = Refresh.CURRENT
+        self.refresh = Refresh()
         self.idle_since = 0.0
         # The session's owner once a view looked it up (it never changes), so
         # access checks need no SQL; None: not known here (sessions.ensure).
@@ -128,26 +155,6 @@ class Channel:
     @property
     def followers(self) -> int:
         return len(self._followers)
-
-    # -- refresh (REFRESH_MOVES) ---------------------------------------------------
-
-    @property
-    def refreshing(self) -> bool:
-        """Whether a refresher runs for this channel (hub.py starts one at most)."""
-        return self.refresh is Refresh.DUE or self.refresh is Refresh.READING
-
-    def move_refresh(self, to: Refresh) -> None:
-        """Move the refresh to `to`; IllegalMove unless REFRESH_MOVES allows it."""
-        if to not in REFRESH_MOVES[self.refresh]:
-            raise IllegalMove("channel refresh", self.refresh.value, to.value)
-        self.refresh = to
-
-    def fall_behind(self) -> None:
-        """A notice went unmerged: the read under way goes again, or the next catch-up reads."""
-        if self.refresh is Refresh.CURRENT:
-            self.move_refresh(Refresh.STALE)
-        elif self.refresh is Refresh.READING:
-            self.move_refresh(Refresh.DUE)
 
     @property
     def live(self) -> dict[Positioned, Sink]:

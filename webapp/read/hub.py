@@ -48,9 +48,9 @@ from flask import Flask, current_app
 from webapp.exceptions import HubClosed, Reset
 from webapp.read import reader
 from webapp.read.buffers import Budget
-from webapp.read.channel import Channel, Refresh
+from webapp.read.channel import Channel, RefreshState
 from webapp.read.entries import Entry
-from webapp.read.follower import Follower, Poll
+from webapp.read.follower import Follower
 from webapp.storage import events, keys
 from webapp.storage.events import id_key
 from webapp.storage.extensions import redis_store
@@ -139,16 +139,11 @@ class Hub:
     def catch_up(self, channel: Channel, cursor: str, count: int | None = None) -> list[Entry]:
         """A follower's range read of up to `count`; then re-read for notices that came meanwhile."""
         entries = self.read_after(channel, cursor, count or reader.CATCH_UP_BATCH)
-        if channel.refresh is Refresh.STALE:
+        if channel.refresh.state is RefreshState.STALE:
             self.refresh(channel)
         return entries
 
     # -- what the views ask ----------------------------------------------
-
-    def poll(self, session_id: str, cursor: str, timeout_seconds: float, limit: int) -> Poll:
-        """A long-poll: entries after `cursor`, waiting up to `timeout_seconds` for some."""
-        with self.follow(session_id, cursor) as follower:
-            return follower.poll(timeout_seconds, limit)
 
     def wait_for_final(
         self, session_id: str, message_id: str, cursor: str, timeout_seconds: float
@@ -222,8 +217,8 @@ class Hub:
         if channel is None:
             return
         newest = channel.newest
-        if newest is None or channel.refreshing:
-            channel.fall_behind()
+        if newest is None or channel.refresh.running:
+            channel.refresh.fall_behind()
         elif newest == notice.prev_id:
             channel.merge(notice.prev_id, [Entry(notice.entry_id, notice.event, notice.data)])
         elif id_key(notice.entry_id) > id_key(newest):
@@ -231,18 +226,18 @@ class Hub:
 
     def refresh(self, channel: Channel) -> None:
         """Bring the channel up to date with a range read, in the background."""
-        if channel.refreshing:
-            channel.fall_behind()  # the refresher reads again
+        if channel.refresh.running:
+            channel.refresh.fall_behind()  # the refresher reads again
             return
-        channel.move_refresh(Refresh.DUE)
+        channel.refresh.move(RefreshState.DUE)
         gevent.spawn(self._refresh_until_current, channel)
 
     def _refresh_until_current(self, channel: Channel) -> None:
         """Range-read until no notice came meanwhile; retry through Redis outages."""
         backoff = 0.1
         try:
-            while channel.refresh is Refresh.DUE and channel.newest is not None:
-                channel.move_refresh(Refresh.READING)
+            while channel.refresh.state is RefreshState.DUE and channel.newest is not None:
+                channel.refresh.move(RefreshState.READING)
                 if channel.followers <= 0:
                     channel.clear()  # nobody waits: the next follower reads Redis itself
                     break
@@ -260,13 +255,13 @@ class Hub:
                         channel.session_id,
                         exc,
                     )
-                    channel.fall_behind()
+                    channel.refresh.fall_behind()
                     gevent.sleep(backoff)
                     backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX_SECONDS)
         finally:
             # Read up to the newest id: current. Due still, with nothing to read after: stale.
-            done = Refresh.CURRENT if channel.refresh is Refresh.READING else Refresh.STALE
-            channel.move_refresh(done)
+            reading = channel.refresh.state is RefreshState.READING
+            channel.refresh.move(RefreshState.CURRENT if reading else RefreshState.STALE)
 
 
 class HubExtension:
@@ -297,9 +292,6 @@ class HubExtension:
 
     def note_owner(self, session_id: str, owner: str | None) -> None:
         self._current().note_owner(session_id, owner)
-
-    def poll(self, session_id: str, cursor: str, timeout_seconds: float, limit: int) -> Poll:
-        return self._current().poll(session_id, cursor, timeout_seconds, limit)
 
     def wait_for_final(
         self, session_id: str, message_id: str, cursor: str, timeout_seconds: float
