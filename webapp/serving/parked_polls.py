@@ -127,7 +127,8 @@ class ParkedPoll:
         self.cursor = follower.cursor  # the channel moves the follower's; the answer starts here
         self.state = PollState.NEW
 
-    def _move(self, to: PollState) -> None:
+    def move(self, to: PollState) -> None:
+        """Move to `to`; IllegalMove unless POLL_MOVES allows it."""
         if to not in POLL_MOVES[self.state]:
             raise IllegalMove("parked poll", self.state.value, to.value)
         self.state = to
@@ -151,7 +152,7 @@ class ParkedPoll:
         self._head = head(environ, headers, self._keep_alive)
         self._addr = (environ.get("REMOTE_ADDR", ""), int(environ.get("REMOTE_PORT") or 0))
         self.cursor = self._follower.cursor
-        self._move(PollState.PARKED)
+        self.move(PollState.PARKED)
         metrics.poll_started()
         self._follower.attach(self)
         parking.park(self, time.monotonic() + timeout_seconds)
@@ -160,7 +161,7 @@ class ParkedPoll:
     def response_closed(self) -> None:
         """gunicorn closed the response: unless it parked, the poll is over."""
         if self.state is PollState.NEW:
-            self._move(PollState.CLOSED)
+            self.move(PollState.CLOSED)
             self._on_end()
 
     # -- channel.Sink ---------------------------------------------------------------
@@ -182,7 +183,7 @@ class ParkedPoll:
     def wake(self) -> None:
         """News, a reset, a shutdown or the deadline: queue the answer, once."""
         if self.state is PollState.PARKED:
-            self._move(PollState.READY)
+            self.move(PollState.READY)
             parking.queue(self)
 
     def answer(self, bodies: dict[tuple[str, str], bytes], date: bytes) -> None:
@@ -223,7 +224,7 @@ class ParkedPoll:
         self._finish(keep=self._keep_alive)
 
     def _finish(self, *, keep: bool) -> None:
-        self._move(PollState.ANSWERED)
+        self.move(PollState.ANSWERED)
         metrics.poll_finished()
         if keep and handover.can_keep_alive():
             handover.hand_back(self._sock, self._addr)
