@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from webapp.exceptions import IllegalMove
+from tests.support.state_tables import check_the_move, reachable
 from webapp.read.buffers import Budget
 from webapp.read.channel import REFRESH_MOVES, Channel, Refresh, RefreshState
 from webapp.read.entries import Entry
@@ -196,26 +196,14 @@ def test_a_channel_starts_current_and_every_refresh_state_can_get_current_again(
     assert Channel("s").refresh.state is RefreshState.CURRENT
     assert set(REFRESH_MOVES) == set(RefreshState)
     for state in RefreshState:
-        reachable, frontier = {state}, [state]
-        while frontier:
-            for after in REFRESH_MOVES[frontier.pop()] - reachable:
-                reachable.add(after)
-                frontier.append(after)
-        assert RefreshState.CURRENT in reachable, f"{state} never gets current again"
+        assert RefreshState.CURRENT in reachable(REFRESH_MOVES, state), state
 
 
 @pytest.mark.parametrize(
     ("state", "to"), list(itertools.product(RefreshState, RefreshState)), ids=lambda s: s.value
 )
 def test_a_refresh_moves_only_as_its_table_allows(state: RefreshState, to: RefreshState) -> None:
-    refresh = refresh_at(state)
-    if to in REFRESH_MOVES[state]:
-        refresh.move(to)
-        assert refresh.state is to
-    else:
-        with pytest.raises(IllegalMove, match=f"channel refresh: no move from {state.value}"):
-            refresh.move(to)
-        assert refresh.state is state, "a refused move leaves the state as it was"
+    check_the_move(refresh_at(state), REFRESH_MOVES, "channel refresh", to)
 
 
 def test_a_notice_that_goes_unmerged_leaves_a_read_due_or_the_channel_stale() -> None:

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.support.processes import start_web, wait_for
+from tests.support.raw_http import read_framed
 from webapp.storage import events, jobs
 from webapp.storage.extensions import redis_store
 from webapp.write.writer import StreamWriter
@@ -74,21 +75,9 @@ def send_poll(sock: socket.socket, session_id: str, after: str, timeout: float =
 
 def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     """One HTTP/1.1 response framed by Content-Length: (status, headers, body)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before a whole head: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, body = read_framed(sock)
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
-    assert "content-length" in headers, f"no Content-Length: {head!r}"
-    length = int(headers["content-length"])
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "closed before the whole body"
-        body += chunk
-    assert len(body) == length, "more bytes than the Content-Length"
     return int(lines[0].split()[1]), headers, body
 
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import itertools
 import json
 import socket
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from webapp.exceptions import HandedOver, IllegalMove
+from tests.support.state_tables import check_the_move, reachable
+from webapp.exceptions import HandedOver
 from webapp.read.entries import Entry
 from webapp.serving import handover
 from webapp.serving.parked_polls import POLL_MOVES, ParkedPoll, PollState
@@ -74,26 +77,14 @@ def test_every_state_has_its_moves_and_every_life_ends() -> None:
     for state in FINAL:
         assert not POLL_MOVES[state], f"{state} is final"
     for state in set(PollState) - FINAL:
-        reachable, frontier = {state}, [state]
-        while frontier:
-            for after in POLL_MOVES[frontier.pop()] - reachable:
-                reachable.add(after)
-                frontier.append(after)
-        assert reachable & FINAL, f"a poll {state.value} never ends"
+        assert reachable(POLL_MOVES, state) & FINAL, f"a poll {state.value} never ends"
 
 
 @pytest.mark.parametrize(
     ("state", "to"), list(itertools.product(PollState, PollState)), ids=lambda s: s.value
 )
 def test_a_poll_moves_only_as_its_table_allows(state: PollState, to: PollState) -> None:
-    poll = poll_at(state)
-    if to in POLL_MOVES[state]:
-        poll.move(to)
-        assert poll.state is to
-    else:
-        with pytest.raises(IllegalMove, match=f"parked poll: no move from {state.value}"):
-            poll.move(to)
-        assert poll.state is state, "a refused move leaves the state as it was"
+    check_the_move(poll_at(state), POLL_MOVES, "parked poll", to)
 
 
 def test_a_response_closed_before_it_parked_ends_the_poll_once() -> None:
@@ -117,56 +108,60 @@ def entry(n: int) -> Entry:
     return Entry(f"{n}-0", "chunk", json.dumps({"message_id": "m", "text": str(n)}))
 
 
-def read_answer(sock: socket.socket) -> tuple[bytes, dict[str, Any]]:
-    """The whole response the parked poll wrote, until it closed the connection."""
-    data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return head, json.loads(body)
+@dataclass
+class Life:
+    """A parked poll's life on a socket pair, and what its client read."""
+
+    poll: ParkedPoll
+    follower: StandIn
+    ends: Ends
+    head: list[str]
+    body: dict[str, Any]
 
 
-def park(poll: ParkedPoll, sock: socket.socket, timeout_seconds: float) -> None:
+def live(timeout_seconds: float, meanwhile: Callable[[ParkedPoll, StandIn], None]) -> Life:
+    """Park a poll at entry 1, do `meanwhile`, and read its answer until it closes."""
+    follower, ends = StandIn([entry(1)]), Ends()
+    poll = ParkedPoll(follower, limit=10, on_end=ends)
     environ = {"SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "9"}
     headers = {"Content-Type": "application/json", "Content-Length": "99", "Vary": "Origin"}
-    connection = handover.Connection(sock, chunked=True)
-    with pytest.raises(HandedOver):  # the body ends; gunicorn closes its own socket quietly
-        poll.park(connection, environ, headers, timeout_seconds)
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        with pytest.raises(HandedOver):  # the body ends; gunicorn closes its own socket quietly
+            poll.park(handover.Connection(ours, chunked=True), environ, headers, timeout_seconds)
+        assert poll.state is PollState.PARKED and follower.sink is poll
+        meanwhile(poll, follower)
+        ours.close()  # the poll writes on its own duplicate
+        data = b""
+        while chunk := theirs.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return Life(poll, follower, ends, head.decode("latin-1").split("\r\n"), json.loads(body))
+
+
+def news(poll: ParkedPoll, follower: StandIn) -> None:
+    """Entry 2, as the channel hands it over when it merges it."""
+    follower.entries.append(entry(2))
+    poll.deliver([entry(2)])
+    assert poll.state is PollState.READY and follower.sink is None
 
 
 @pytest.mark.gevent
 def test_a_parked_poll_is_woken_by_news_and_answers_on_its_socket() -> None:
-    follower, ends = StandIn([entry(1)]), Ends()
-    poll = ParkedPoll(follower, limit=10, on_end=ends)
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        park(poll, ours, timeout_seconds=30)
-        assert poll.state is PollState.PARKED and follower.sink is poll
-        follower.entries.append(entry(2))
-        poll.deliver([entry(2)])  # as the channel does when it merges entry 2
-        assert poll.state is PollState.READY and follower.sink is None
-        ours.close()  # the poll writes on its own duplicate
-        head, body = read_answer(theirs)
-    assert poll.state is PollState.ANSWERED and ends.count == 1
-    lines = head.decode("latin-1").split("\r\n")
-    assert lines[:3] == ["HTTP/1.1 200 OK", "Server: gunicorn", "Connection: close"]
-    assert "Content-Length: 99" not in lines, "the head writes its own Content-Length"
-    assert "Vary: Origin" in lines and any(line.startswith("Date: ") for line in lines)
-    assert body["cursor"] == "2-0" and [e["id"] for e in body["events"]] == ["2-0"]
+    life = live(30, news)
+    assert life.poll.state is PollState.ANSWERED and life.ends.count == 1
+    assert life.head[:3] == ["HTTP/1.1 200 OK", "Server: gunicorn", "Connection: close"]
+    assert "Content-Length: 99" not in life.head, "the head writes its own Content-Length"
+    assert "Vary: Origin" in life.head and any(line.startswith("Date: ") for line in life.head)
+    assert life.body["cursor"] == "2-0" and [e["id"] for e in life.body["events"]] == ["2-0"]
 
 
 @pytest.mark.gevent
 def test_a_parked_poll_answers_empty_at_its_deadline() -> None:
-    follower, ends = StandIn([entry(1)]), Ends()
-    poll = ParkedPoll(follower, limit=10, on_end=ends)
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        park(poll, ours, timeout_seconds=0.05)
-        ours.close()
-        head, body = read_answer(theirs)
-    assert head.startswith(b"HTTP/1.1 200 OK")
-    assert body == {"events": [], "cursor": "1-0", "reset": False}
-    assert poll.state is PollState.ANSWERED and ends.count == 1
-    assert follower.sink is None, "woken by its deadline, it left the channel"
-    poll.wake()  # its deadline's wake-up again, or late news: nothing more
-    assert poll.state is PollState.ANSWERED and ends.count == 1
+    life = live(0.05, lambda poll, follower: None)
+    assert life.head[0] == "HTTP/1.1 200 OK"
+    assert life.body == {"events": [], "cursor": "1-0", "reset": False}
+    assert life.poll.state is PollState.ANSWERED and life.ends.count == 1
+    assert life.follower.sink is None, "woken by its deadline, it left the channel"
+    life.poll.wake()  # its deadline's wake-up again, or late news: nothing more
+    assert life.poll.state is PollState.ANSWERED and life.ends.count == 1

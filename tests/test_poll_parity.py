@@ -35,6 +35,7 @@ import pytest
 from flask import Flask
 
 from tests.support.processes import start_web, wait_for
+from tests.support.raw_http import read_framed
 from webapp.http import auth
 from webapp.storage import events, jobs
 from webapp.storage.extensions import redis_store
@@ -164,18 +165,7 @@ def send(base_url: str, data: bytes) -> socket.socket:
 
 def response_bytes(sock: socket.socket) -> bytes:
     """One whole response framed by Content-Length, its Date blanked."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before a whole head: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = re.search(rb"\r\nContent-Length: (\d+)", head)
-    assert length, f"no Content-Length: {head!r}"
-    while len(body) < int(length[1]):
-        chunk = sock.recv(65536)
-        assert chunk, "closed before the whole body"
-        body += chunk
+    head, body = read_framed(sock)
     head = re.sub(rb"\r\nDate: [^\r]*", b"\r\nDate: -", head)
     return head + b"\r\n\r\n" + body
 
