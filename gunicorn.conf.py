@@ -8,16 +8,14 @@ and SIGKILLs a dyno 30 s after SIGTERM.
 gunicorn reads this file in its arbiter, before it forks: every setting is
 parsed here first, so a malformed one stops the web process with one line
 and a non-zero exit (a bad value found by a forked worker would only make the
-arbiter restart it, with a traceback each time). `webapp.settings.config` imports
-only the standard library, so nothing the gevent workers must patch first
-is imported here.
+arbiter restart it, with a traceback each time). `webapp.settings.config`
+imports only the standard library and `webapp.serving.refusals` gunicorn
+besides, so nothing the gevent workers must patch first is imported here.
 """
 
-import json
 import os
 
-import gunicorn.util
-
+from webapp.serving import refusals
 from webapp.settings.config import check_or_exit, host_port
 
 # Module-level names that are gunicorn settings are applied as such: these are not.
@@ -128,38 +126,9 @@ def post_worker_init(worker):
 
 
 # -- Requests gunicorn refuses itself: JSON, as API.md says -------------------
-# A request gunicorn cannot parse (a malformed request line or header: 400; a
-# request line over limit_request_line: 414; headers over limit_request_fields
-# or limit_request_field_size: 431) is answered by the worker's handle_error
-# before Flask sees it, through gunicorn.util.write_error, which writes an
-# HTML page: gunicorn has no setting or hook for that answer. handle_error
-# looks the function up on the module at each call, so replacing it here (in
-# the arbiter, before it forks the workers) makes every such answer API.md's
-# JSON. tests/test_gunicorn_edges.py pins this reliance on gunicorn's
-# internals: an upgrade that renames or stops calling it fails there.
+# gunicorn answers a request it cannot parse before the app sees it, with an
+# HTML page and no setting to change it: replaced here, in the arbiter before
+# it forks, by webapp/serving/refusals.py (a reliance on gunicorn's internals,
+# listed in webapp/serving/handover.py with the others).
 
-_REFUSALS = {
-    400: ("bad_request", "The request is malformed."),
-    403: ("forbidden", "The request is not allowed."),
-    414: ("uri_too_long", "The request line is too long."),
-    417: ("expectation_failed", "The Expect header cannot be met."),
-    431: ("request_headers_too_large", "The request headers are too many or too large."),
-    500: ("internal_error", "Something went wrong on our side."),
-    501: ("not_implemented", "That transfer coding is not supported."),
-}
-
-
-def _write_json_error(sock, status_int, reason, mesg):
-    # gunicorn's own `mesg` quotes the client's bytes back: a fixed sentence instead.
-    code, message = _REFUSALS.get(status_int, ("http_error", reason))
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    head = (
-        f"HTTP/1.1 {status_int} {reason}\r\n"
-        "Connection: close\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    gunicorn.util.write_nonblock(sock, head.encode("latin-1") + body)
-
-
-gunicorn.util.write_error = _write_json_error
+refusals.install()

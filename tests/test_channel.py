@@ -1,11 +1,19 @@
-"""A channel's buffer (webapp/read/channel.py) and the byte budget over all of them (buffers.py)."""
+"""A channel's buffer (webapp/read/channel.py) and the byte budget over all of them (buffers.py).
+
+Also the table of a channel's refresh moves; how the hub drives them
+against a real Redis is tests/test_hub.py's.
+"""
 
 from __future__ import annotations
 
+import itertools
 import sys
 
+import pytest
+
+from tests.support.state_tables import check_the_move, reachable
 from webapp.read.buffers import Budget
-from webapp.read.channel import Channel
+from webapp.read.channel import REFRESH_MOVES, Channel, Refresh, RefreshState
 from webapp.read.entries import Entry
 from webapp.storage import events
 
@@ -164,3 +172,50 @@ def test_a_merge_past_the_limit_trims_and_the_next_trim_waits_for_more() -> None
     assert budget.trims == 1, "under the limit again: no trim"
     # Every entry with base < id <= newest is still in `entries`.
     assert ids(channel.after(channel.base)) == [f"{n}-0" for n in range(102, 190)]
+
+
+# -- the refresh's state table ---------------------------------------------------------
+
+
+def refresh_at(state: RefreshState) -> Refresh:
+    """A refresh at `state`, reached through allowed moves only."""
+    refresh = Refresh()
+    path = {
+        RefreshState.CURRENT: [],
+        RefreshState.STALE: [RefreshState.STALE],
+        RefreshState.DUE: [RefreshState.DUE],
+        RefreshState.READING: [RefreshState.DUE, RefreshState.READING],
+    }[state]
+    for step in path:
+        refresh.move(step)
+    assert refresh.state is state
+    return refresh
+
+
+def test_a_channel_starts_current_and_every_refresh_state_can_get_current_again() -> None:
+    assert Channel("s").refresh.state is RefreshState.CURRENT
+    assert set(REFRESH_MOVES) == set(RefreshState)
+    for state in RefreshState:
+        assert RefreshState.CURRENT in reachable(REFRESH_MOVES, state), state
+
+
+@pytest.mark.parametrize(
+    ("state", "to"), list(itertools.product(RefreshState, RefreshState)), ids=lambda s: s.value
+)
+def test_a_refresh_moves_only_as_its_table_allows(state: RefreshState, to: RefreshState) -> None:
+    check_the_move(refresh_at(state), REFRESH_MOVES, "channel refresh", to)
+
+
+def test_a_notice_that_goes_unmerged_leaves_a_read_due_or_the_channel_stale() -> None:
+    """`fall_behind`: the refresher reads again, or the next catch-up starts one."""
+    expected = {
+        RefreshState.CURRENT: RefreshState.STALE,  # nobody reads: the next catch-up will
+        RefreshState.STALE: RefreshState.STALE,
+        RefreshState.DUE: RefreshState.DUE,  # the refresher is about to read anyway
+        RefreshState.READING: RefreshState.DUE,  # read again once this read is done
+    }
+    for state, after in expected.items():
+        refresh = refresh_at(state)
+        refresh.fall_behind()
+        assert refresh.state is after, state
+        assert refresh.running is (after in (RefreshState.DUE, RefreshState.READING))

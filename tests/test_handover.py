@@ -1,16 +1,19 @@
-"""What held streams rely on from gunicorn (webapp/serving/handover.py), pinned.
+"""What relay relies on from gunicorn's internals (webapp/serving/handover.py), pinned.
 
 If an upgrade of gunicorn changes any of it, these fail before a client
 sees a broken stream: the version range the hand-over was checked against,
 the chunk framing, and, served by gunicorn's gevent worker, the socket in
 the environ, the headers written with the first item, and the quiet close
-on EPIPE that lets the hub keep the connection; and the parser's reader
-that the header timeout hooks into (item 6).
+on EPIPE that lets the hub keep the connection; the parser's reader that
+the header timeout hooks into (item 6); the function that answers a request
+gunicorn refuses (item 7); and the head gunicorn writes, which a parked
+poll writes itself (item 8).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import socket
 import time
 from collections.abc import Iterator
@@ -23,10 +26,12 @@ from gunicorn import config as gunicorn_config
 from gunicorn import http as gunicorn_http
 from gunicorn import util
 from gunicorn.http import parser as gunicorn_parser
+from gunicorn.http import wsgi as gunicorn_wsgi
+from gunicorn.workers import base as gunicorn_workers
 
 from tests.support.processes import Process, free_port, python, wait_until_answers
 from webapp.read.entries import chunked
-from webapp.serving import gunicorn_worker, handover
+from webapp.serving import gunicorn_worker, handover, parked_polls, refusals
 
 
 def test_gunicorn_is_a_release_the_hand_over_was_checked_against() -> None:
@@ -146,3 +151,61 @@ def test_pipelined_bytes_start_the_header_limit_at_once(timed_parsers: None) -> 
         ) as deadline:
             assert deadline.seconds == 30, "the next request's bytes were already read"
             assert next(parser).path == "/2"
+
+
+# -- item 7: the answer to a request gunicorn refuses (webapp/serving/refusals.py) ----------
+# That gunicorn's worker calls it for every request it cannot parse, and that
+# the answer is JSON, is pinned end to end by tests/test_gunicorn_edges.py.
+
+
+def test_gunicorn_answers_refused_requests_through_util_write_error() -> None:
+    theirs = inspect.signature(util.write_error)
+    ours = inspect.signature(refusals.write_json_error)
+    assert (
+        list(theirs.parameters) == list(ours.parameters) == ["sock", "status_int", "reason", "mesg"]
+    )
+    # Looked up on the module at each call, so replacing it there takes effect.
+    assert "util.write_error(" in inspect.getsource(gunicorn_workers.Worker.handle_error)
+
+
+# -- item 8: the head a parked poll writes itself (webapp/serving/parked_polls.py) ---------
+
+
+def gunicorn_response(request: bytes) -> tuple[Any, dict[str, Any]]:
+    """gunicorn's own Response to `request`, as its worker makes it, and the WSGI environ."""
+    cfg = gunicorn_config.Config()
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(request)
+        req = next(gunicorn_http.get_parser(cfg, ours, ("127.0.0.1", 1)))
+        response, environ = gunicorn_wsgi.create(req, ours, ("127.0.0.1", 1), ("x", 80), cfg)
+    # With its length, as a parked poll's answer: not chunked.
+    response.start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")]
+    )
+    return response, environ
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /p HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /p HTTP/1.0\r\nHost: x\r\n\r\n",
+        b"GET /p HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+    ],
+    ids=["1.1", "1.1 close", "1.0", "1.0 keep-alive"],
+)
+def test_a_parked_poll_writes_the_head_gunicorn_writes(request_bytes: bytes) -> None:
+    response, environ = gunicorn_response(request_bytes)
+    keep_alive = parked_polls.asks_keep_alive(environ)
+    # Kept open only where gunicorn would keep it (1.0 keep-alive: closed, which is allowed).
+    assert not keep_alive or not response.should_close()
+    theirs = [line for line in response.default_headers() if not line.startswith("Date: ")]
+    if not keep_alive:
+        theirs = [line.replace("keep-alive", "close") for line in theirs]
+    head = parked_polls.head(environ, {"Content-Type": "application/json"}, keep_alive)
+    ours = head.decode("latin-1").split("\r\n")
+    assert [f"{line}\r\n" for line in ours[: len(theirs)]] == theirs
+    now = 1_700_000_000.5
+    assert parked_polls.http_date(now).decode() == util.http_date(now)

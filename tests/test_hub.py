@@ -19,6 +19,7 @@ from tests.support.processes import RedisServer, wait_for
 from webapp.exceptions import HubClosed, Reset
 from webapp.read import reader
 from webapp.read.entries import Entry
+from webapp.read.follower import Poll
 from webapp.read.hub import Hub
 from webapp.storage import events, jobs, keys
 from webapp.storage.extensions import redis_store
@@ -61,6 +62,12 @@ def range_reads(client: redis.Redis) -> int:
     return client.info("commandstats").get("cmdstat_xrange", {}).get("calls", 0)
 
 
+def poll(hub: Hub, session_id: str, cursor: str, timeout_seconds: float, limit: int) -> Poll:
+    """A long-poll's answer, as the poll's plan gets it (webapp/http/poll_plan.py)."""
+    with hub.follow(session_id, cursor) as follower:
+        return follower.poll(timeout_seconds, limit)
+
+
 def texts(entries: list[Entry]) -> list[str]:
     return [entry.parsed()["text"] for entry in entries]
 
@@ -86,7 +93,7 @@ def test_live_entries_reach_followers_from_notices_alone(
     chunk(writer, "live-msg", "zero")
     # Once an entry came in live, the re-read that follows a subscribe is done.
     got = first.next_batch(5)
-    wait_for(lambda: not first._channel.refreshing, what="the subscribe's re-read")
+    wait_for(lambda: not first._channel.refresh.running, what="the subscribe's re-read")
     reads = range_reads(client)
     for text in ("one", "two", "three"):
         chunk(writer, "live-msg", text)
@@ -134,9 +141,9 @@ def test_a_cursor_older_than_the_stream_resets_to_its_floor(
     with pytest.raises(Reset) as reset:
         hub.follow(session_id, ids[0]).next_batch(0)
     assert reset.value.floor == ids[2]  # the newest entry trimmed away
-    answer = hub.poll(session_id, ids[0], 0, 10)
+    answer = poll(hub, session_id, ids[0], 0, 10)
     assert (answer.entries, answer.cursor, answer.reset) == ([], ids[2], True)
-    after_floor = hub.poll(session_id, ids[2], 0, 10)
+    after_floor = poll(hub, session_id, ids[2], 0, 10)
     assert [e.event for e in after_floor.entries] == ["chunk", "end"] and not after_floor.reset
 
 
@@ -199,7 +206,7 @@ def test_a_poll_loop_on_a_tiny_budget_gets_each_entry_once_while_entries_stream(
     try:
         writer = writer_for(client, session_id, "loop-msg")
         written = [chunk(writer, "loop-msg", "0")]
-        assert hub.poll(session_id, written[0], 0, 16).entries == []  # places the channel
+        assert poll(hub, session_id, written[0], 0, 16).entries == []  # places the channel
         listening(hub)
 
         def write() -> None:
@@ -213,10 +220,10 @@ def test_a_poll_loop_on_a_tiny_budget_gets_each_entry_once_while_entries_stream(
         cursor = written[0]
         # Between two polls nothing protects the loop's place: trims pass it.
         while not (producer.dead and cursor == written[-1]):
-            poll = hub.poll(session_id, cursor, 5, 16)
-            assert not poll.reset
-            got += poll.entries
-            cursor = poll.cursor
+            answer = poll(hub, session_id, cursor, 5, 16)
+            assert not answer.reset
+            got += answer.entries
+            cursor = answer.cursor
         assert hub.budget.trims > 0
         assert [e.id for e in got] == written[1:], "each entry once, in order"
     finally:

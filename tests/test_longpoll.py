@@ -1,11 +1,13 @@
-"""Parked long-polls (webapp/http/longpoll.py), over real HTTP to gunicorn with relay's worker.
+"""Parked long-polls (webapp/serving/parked_polls.py), over real HTTP to gunicorn with relay's worker.
 
 A poll with nothing after its cursor is parked with the hub: these tests
 check what the client sees then, on raw sockets so that the bytes on the
 wire (Content-Length, keep-alive) are what is checked: the answer when an
 entry arrives, the empty answer at the timeout, one body shared by every
 poller at the same cursor, a prompt POST served while 500 polls wait, and
-the same answer from Flask's view as from the path without it (fast_poll.py).
+the head of a parked answer, the same as gunicorn's for an answer at once.
+That both ways in (Flask's view, the fast path) give the same bytes is
+tests/test_poll_parity.py's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 
 from tests.support.client import polls_waiting as parked
 from tests.support.processes import start_web, wait_for
+from tests.support.raw_http import read_framed
 from webapp.storage import events, jobs
 from webapp.storage.extensions import redis_store
 from webapp.write.writer import StreamWriter
@@ -73,21 +76,9 @@ def send_poll(sock: socket.socket, session_id: str, after: str, timeout: float =
 
 def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     """One HTTP/1.1 response framed by Content-Length: (status, headers, body)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before a whole head: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, body = read_framed(sock)
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
-    assert "content-length" in headers, f"no Content-Length: {head!r}"
-    length = int(headers["content-length"])
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "closed before the whole body"
-        body += chunk
-    assert len(body) == length, "more bytes than the Content-Length"
     return int(lines[0].split()[1]), headers, body
 
 
@@ -176,28 +167,25 @@ def test_a_post_is_served_while_hundreds_of_polls_are_parked(app, poll_web: str)
             sock.close()
 
 
-def test_flask_and_the_fast_path_give_the_same_answer(app, poll_web: str) -> None:
-    """A session the hub does not follow yet is polled through Flask; once followed, without."""
+def test_a_parked_answer_has_the_headers_gunicorn_gives_an_answer_at_once(
+    app, poll_web: str
+) -> None:
+    """The head a parked poll writes itself is gunicorn's (handover.py, item 8)."""
     session_id = new_session(poll_web)
     first = write_chunk(app, session_id, "before")
-    url = f"{poll_web}/api/sessions/{session_id}/poll?after=0-0&timeout=0"
-
-    def answer() -> tuple[int, dict[str, str], bytes]:
-        got = httpx.get(url, headers={"Origin": ORIGIN}, timeout=10)
-        headers = {k.lower(): v for k, v in got.headers.items() if k.lower() != "date"}
-        return got.status_code, headers, got.content
-
-    through_flask = answer()
     with connect(poll_web) as sock:
+        send_poll(sock, session_id, "0-0")  # an entry after the cursor: gunicorn writes the answer
+        at_once = read_response(sock)
         waiting = parked(poll_web)
-        send_poll(sock, session_id, first)  # parked: the hub follows the session now
+        send_poll(sock, session_id, first)
         wait_for(lambda: parked(poll_web) >= waiting + 1, what="the poll to park")
-        assert answer() == through_flask
         write_chunk(app, session_id, "after")
-        read_response(sock)
-    status, headers, body = through_flask
-    assert status == 200 and json.loads(body)["cursor"] == first
-    assert headers["access-control-allow-origin"] == ORIGIN and headers["vary"] == "Origin"
+        from_the_hub = read_response(sock)
+    (status, headers, _), (parked_status, parked_headers, _) = at_once, from_the_hub
+    assert status == parked_status == 200
+    for answer in (headers, parked_headers):
+        del answer["date"], answer["content-length"]  # per answer
+    assert parked_headers == headers
 
 
 def test_a_query_that_is_not_utf8_gets_json_on_a_followed_session(app, poll_web: str) -> None:

@@ -34,6 +34,7 @@ def test_defaults_parse(tmp_path: Path) -> None:
     assert settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
     assert settings["HUB_BUFFER_BYTES"] == 32 * 2**20
     assert settings["HOST"] == "0.0.0.0"  # Heroku's router reaches a dyno on any interface
+    assert settings["FAST_POLL"] is True
 
 
 @pytest.mark.parametrize(
@@ -46,6 +47,8 @@ def test_defaults_parse(tmp_path: Path) -> None:
         ("SSE_MAX_SECONDS", "0.5", 0.5),
         ("REDIS_SSL_VERIFY", "off", False),
         ("REDIS_CLUSTER", "Yes", True),
+        ("FAST_POLL", "false", False),
+        ("FAST_POLL", " 0 ", False),
         ("LOG_LEVEL", "debug", "DEBUG"),
         ("LOG_FORMAT", "JSON", "json"),
         ("DATABASE_URL", "postgres://u:p@db.example.com:5432/relay", None),

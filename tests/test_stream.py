@@ -136,20 +136,19 @@ def bare_app() -> Flask:
 
 
 @pytest.mark.parametrize(
-    ("query", "default", "expected"),
-    [("timeout=1000", 20, 25.0), ("timeout=-3", 20, 0.0), ("", 20, 20), ("", 60, 25.0)],
+    ("raw", "default", "expected"),
+    [("1000", 20, 25.0), ("-3", 20, 0.0), (None, 20, 20), (None, 60, 25.0)],
 )
 def test_the_poll_timeout_is_clamped_to_0_to_25_seconds(
-    bare_app: Flask, query: str, default: float, expected: float
+    raw: str | None, default: float, expected: float
 ) -> None:
-    with bare_app.test_request_context(f"/?{query}"):
-        assert params.poll_timeout(default) == expected
+    assert params.poll_timeout_of(raw, default) == expected
 
 
 @pytest.mark.parametrize("raw", ["nan", "inf", "soon", ""])
-def test_a_timeout_that_is_no_number_is_400(bare_app: Flask, raw: str) -> None:
-    with bare_app.test_request_context(f"/?timeout={raw}"), pytest.raises(ApiError) as error:
-        params.poll_timeout(20)
+def test_a_timeout_that_is_no_number_is_400(raw: str) -> None:
+    with pytest.raises(ApiError) as error:
+        params.poll_timeout_of(raw, 20)
     assert (error.value.status, error.value.code) == (400, "invalid_timeout")
 
 

@@ -58,20 +58,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 def _serve(app: Flask) -> None:
     """The request hooks, the views, and the way in for long-polls."""
     from webapp import cli
-    from webapp.http import (
-        api,
-        auth,
-        chat_api,
-        cors,
-        errors,
-        fast_poll,
-        health,
-        pages,
-        stream,
-        tool_inputs,
-    )
-    from webapp.ops import metrics
-    from webapp.serving import priority
+    from webapp.http import api, auth, chat_api, cors, errors, health, pages, stream, tool_inputs
+    from webapp.ops import metrics, scrape
+    from webapp.serving import fast_poll, priority
 
     errors.register(app)
     priority.init_app(app)  # first: its hook must run before any other can refuse the request
@@ -84,10 +73,13 @@ def _serve(app: Flask) -> None:
     app.register_blueprint(tool_inputs.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(scrape.bp)
     metrics.init_app(app)
     cli.init_app(app)
-    # Long-polls that need nothing unusual skip Flask's dispatch (fast_poll.py).
-    app.wsgi_app = fast_poll.FastPolls(app)
+    # Long-polls skip Flask's dispatch when their plan needs nothing of it
+    # (serving/fast_poll.py): the adapter gets the plan's way in from here.
+    if app.config["FAST_POLL"]:
+        app.wsgi_app = fast_poll.FastPolls(app.wsgi_app, stream.fast_answerer(app))
 
 
 def _sqlite_folder(app: Flask) -> None:

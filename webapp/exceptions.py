@@ -14,11 +14,12 @@ loads the settings, which raise SettingError, before any worker forks.
      │                     (write/llm.py); `code` is upstream_error or upstream_timeout
      ├── Reset             a reader's cursor is older than the retained stream;
      │                     `floor` is the oldest cursor that is still whole
-     ├── IllegalMove       a state machine asked for a move its table does not list
-     │                     (write/lifecycle.py): a bug in relay, never a client's doing
-     └── HubClosed         the web process is shutting down: end the stream, the
-          │                client resumes elsewhere
-          └── SessionDeleted  the session was deleted: its readers end the same way
+     ├── HubClosed         the web process is shutting down: end the stream, the
+     │    │                client resumes elsewhere
+     │    └── SessionDeleted  the session was deleted: its readers end the same way
+     └── IllegalMove       a move that a state table does not allow (a generation,
+         (RuntimeError)    a channel's refresh, a parked poll's life): a bug in
+                           relay, never caught
 
     ValueError
      ├── SettingError      a malformed setting: its text is the one line the process
@@ -120,21 +121,21 @@ class Reset(Exception):
         self.floor = floor
 
 
-class IllegalMove(Exception):
-    """A move that a lifecycle's table does not allow; the state is left as it was."""
-
-    def __init__(self, current: object, to: object) -> None:
-        super().__init__(f"no move from {current} to {to}")
-        self.current = current
-        self.to = to
-
-
 class HubClosed(Exception):
     """The web process is shutting down: end the stream, the client resumes elsewhere."""
 
 
 class SessionDeleted(HubClosed):
     """The session was deleted: every reader of it ends, as on a shutdown (API.md, DELETE)."""
+
+
+class IllegalMove(RuntimeError):
+    """A move that a state table does not allow: a bug in relay, raised where it happens."""
+
+    def __init__(self, what: str, current: object, to: object) -> None:
+        super().__init__(f"{what}: no move from {current} to {to}")
+        self.current = current
+        self.to = to
 
 
 class SlowClient(BrokenPipeError):

@@ -41,6 +41,8 @@ Where the views use it (`caller = current_caller()`):
 - Every `/api/sessions/{sid}/...` view: `check_session`, through
   sessions.find_for, or sessions.ensure, which skips SQL for a session the
   hub follows by keeping its owner on the channel.
+- The long-poll is checked by its plan (poll_plan.py), with `caller_of`
+  and `check_session`, whichever way it came in; the hook leaves it alone.
 - SSE streams end `cap_seconds(caller, SSE_MAX_SECONDS)` from their start,
   held or not (stream.py, sse.py); long-poll `timeout` and `?wait=` go
   through `cap_seconds` too, so they answer 200 with what they have when
@@ -196,23 +198,41 @@ def verifier_of(app: Flask) -> Verifier | None:
     return app.extensions.get(_EXTENSION)
 
 
+def caller_of(
+    verifier: Verifier | None, authorization: str | None, query_token: str | None
+) -> Caller | None:
+    """The caller that an Authorization header's value, else ?access_token=, speaks for.
+
+    None when access control is off (no verifier); Unauthorized when the
+    token is missing or does not verify. Plain values in, for every way in
+    (`authenticate`, and the long-poll's plan: poll_plan.py).
+    """
+    if verifier is None:
+        return None
+    token = token_of(authorization, query_token)
+    if token is None:
+        raise Unauthorized(
+            "This endpoint needs a token: 'Authorization: Bearer <token>' or ?access_token=.",
+            token_sent=False,
+        )
+    return verifier.decode(token)
+
+
 def authenticate(req: Request) -> Caller | None:
     """The request's caller; None when access control is off. Raises Unauthorized."""
     verifier = verifier_of(current_app)
     if verifier is None:
         return None
     try:
-        token = token_from(req)
-        if token is None:
-            raise Unauthorized(
-                "This endpoint needs a token: 'Authorization: Bearer <token>' or ?access_token=.",
-                token_sent=False,
-            )
-        return verifier.decode(token)
+        return caller_of(verifier, req.headers.get("Authorization"), req.args.get(QUERY_PARAMETER))
     except Unauthorized as exc:
-        # The path only: its query may hold the token.
-        log.info("token refused path=%s reason=%r", req.path, exc.message)
+        note_refused(req.path, exc.message)
         raise
+
+
+def note_refused(path: str, reason: str) -> None:
+    """The one log line of a refused token: the path only, as its query may hold the token."""
+    log.info("token refused path=%s reason=%r", path, reason)
 
 
 def current_caller() -> Caller | None:
@@ -237,10 +257,15 @@ def can_access(caller: Caller | None, session_owner: str | None, session_id: str
     return session_owner is not None and session_owner == caller.sub
 
 
+def session_not_found() -> ApiError:
+    """The answer for an unknown session id, and for one the caller may not use alike."""
+    return ApiError(404, "session_not_found", "No session with that id.")
+
+
 def check_session(caller: Caller | None, session_owner: str | None, session_id: str) -> None:
     """404 session_not_found, as for an unknown id, unless `caller` may use the session."""
     if not can_access(caller, session_owner, session_id):
-        raise ApiError(404, "session_not_found", "No session with that id.")
+        raise session_not_found()
 
 
 def require_unscoped(caller: Caller | None) -> None:
@@ -288,9 +313,17 @@ def mint(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
+# The long-poll's plan checks its token itself (poll_plan.py), on either way in.
+PLANNED_ENDPOINTS = frozenset({"stream.poll"})
+
+
 def _protects(req: Request) -> bool:
-    """The API, less CORS preflights (browsers send those without credentials)."""
-    return req.path.startswith("/api/") and req.method != "OPTIONS"
+    """The API, less CORS preflights (browsers send those without credentials) and planned polls."""
+    return (
+        req.path.startswith("/api/")
+        and req.method != "OPTIONS"
+        and req.endpoint not in PLANNED_ENDPOINTS
+    )
 
 
 def init_app(app: Flask) -> None:

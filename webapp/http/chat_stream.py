@@ -40,7 +40,7 @@ from webapp.http.sse import SSE_HEADERS, SSE_MAX_BATCH
 from webapp.http.ui_stream import DONE, HEADERS, UIMessageStream, encode
 from webapp.ops import metrics
 from webapp.read.entries import KEEP_ALIVE
-from webapp.read.hub import Follower
+from webapp.read.follower import Follower
 from webapp.read.snapshot import snapshot
 from webapp.serving import handover
 from webapp.serving.held_streams import send_watch

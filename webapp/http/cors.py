@@ -68,6 +68,17 @@ def allowed(origins: frozenset[str], origin: str | None) -> dict[str, str]:
     return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": EXPOSE_HEADERS}
 
 
+def headers_for(origins: frozenset[str], origin: str | None) -> dict[str, str]:
+    """Every CORS header of an `/api/` response to a request from `origin`, `Vary` first.
+
+    What the hook below adds to Flask's responses, as plain values for the
+    long-poll's plan (poll_plan.py), which answers without Flask too.
+    """
+    if not origins:
+        return {}
+    return {"Vary": "Origin", **allowed(origins, origin)}
+
+
 def init_app(app: Flask) -> None:
     """Answer allowed origins' preflights and mark their responses (no-op without origins)."""
     origins = parse_origins(app.config.get("CORS_ORIGINS"))
@@ -99,6 +110,9 @@ def init_app(app: Flask) -> None:
     def allow_origin(response: Response) -> Response:
         if not _api(request):
             return response
-        response.vary.add("Origin")  # a HeaderSet: added once, whatever the case
-        response.headers.update(allowed(origins, request.headers.get("Origin")))
+        headers = headers_for(origins, request.headers.get("Origin"))
+        # A HeaderSet: added once, whatever the case, to any Vary already there.
+        # A poll's plan set them all already (poll_plan.py): this changes nothing then.
+        response.vary.add(headers.pop("Vary"))
+        response.headers.update(headers)
         return response

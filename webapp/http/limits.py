@@ -17,6 +17,7 @@ keeps enough files free for requests, Redis and SQL. Past it a stream gets
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import resource
@@ -93,6 +94,16 @@ def streams_per_process(configured: int) -> int:
     """MAX_STREAMS_PER_PROCESS, or when 0, what the open-file limit leaves for streams."""
     if configured > 0:
         return configured
+    return _streams_the_file_limit_leaves()
+
+
+@functools.cache
+def _streams_the_file_limit_leaves() -> int:
+    """Looked up once per process: nothing in relay changes its open-file limit.
+
+    A system call less for every stream and every poll (a poll's CPU is
+    issue 25's bottleneck).
+    """
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return 1_000_000

@@ -57,11 +57,6 @@ def sse_resumed() -> bool:
     )
 
 
-def after_cursor() -> str:
-    """A long-poll's ?after=."""
-    return cursor(request.args.get("after"))
-
-
 def seconds(name: str, maximum: float) -> float | None:
     """A query parameter in seconds, clamped to 0..maximum; None when absent.
 
@@ -88,13 +83,11 @@ def wait_seconds() -> float | None:
     return seconds("wait", WAIT_MAX_SECONDS)
 
 
-def poll_timeout(default_seconds: float) -> float:
-    """A long-poll's ?timeout=, clamped to 0..WAIT_MAX_SECONDS; POLL_TIMEOUT_SECONDS when absent."""
-    return poll_timeout_of(request.args.get("timeout"), default_seconds)
-
-
 def poll_timeout_of(raw: str | None, default_seconds: float) -> float:
-    """`poll_timeout` for a raw ?timeout= value (None when absent)."""
+    """A long-poll's ?timeout= (None when absent), clamped to 0..WAIT_MAX_SECONDS.
+
+    Absent: POLL_TIMEOUT_SECONDS (`default_seconds`), within the same bounds.
+    """
     given = seconds_of("timeout", raw, WAIT_MAX_SECONDS)
     return min(default_seconds, WAIT_MAX_SECONDS) if given is None else given
 

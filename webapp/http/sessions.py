@@ -47,7 +47,7 @@ def find(session_id: str) -> ChatSession:
     """The session, or 404 session_not_found."""
     chat = db.session.get(ChatSession, params.valid_id(session_id, "session"))
     if chat is None:
-        raise ApiError(404, "session_not_found", "No session with that id.")
+        raise auth.session_not_found()
     return chat
 
 

@@ -30,7 +30,8 @@ from flask import Response
 from webapp.exceptions import HubClosed, Reset, SessionDeleted
 from webapp.ops import metrics
 from webapp.read.entries import KEEP_ALIVE, Entry, encode_sse
-from webapp.read.hub import Follower, hub
+from webapp.read.follower import Follower
+from webapp.read.hub import hub
 from webapp.serving import handover
 from webapp.serving.held_streams import HeldStream, holder_for, send_watch
 from webapp.storage import events

@@ -1,33 +1,39 @@
-"""Event delivery: Server-Sent Events and the long-poll fallback.
+"""Event delivery: Server-Sent Events and the long-poll.
 
-Both read through the hub (hub.py); a poll with nothing to answer yet is
-parked with it (longpoll.py). Everything that can fail with a JSON
+Both read through the hub (hub.py). Everything that can fail with a JSON
 error (the session, the cursor, the timeout, the stream limits) is decided
-here, before a streaming response starts (sse.py).
+before a response starts: for SSE here (sse.py streams), for a long-poll by
+its plan (poll_plan.py), which both of its ways in ask: the view below, and
+the fast path that skips Flask's dispatch (serving/fast_poll.py), through
+`fast_answerer`. Only the view may look a session up in SQL.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from typing import Any
 
-from webapp.http import auth, limits, longpoll, params, sessions, sse
+from flask import Blueprint, Flask, Response, current_app, request
+
+from webapp.exceptions import ApiError
+from webapp.http import auth, limits, longpoll, params, poll_plan, sessions, sse
 from webapp.http.auth import Caller
+from webapp.http.poll_plan import LOOKUP, Refusal, Stored
+from webapp.serving import fast_poll
 from webapp.storage.extensions import db
+from webapp.storage.models import ChatSession
 
 bp = Blueprint("stream", __name__)
-
-POLL_MAX_EVENTS = 1000
 
 
 def check_session(session_id: str, caller: Caller | None) -> None:
     """404 for an unknown session, or one the caller may not use.
 
-    A long-poll loop asks every few seconds: mostly no SQL (sessions.ensure).
+    Mostly no SQL: sessions.ensure knows the sessions the hub follows.
     """
     sessions.ensure(session_id, caller)
     # A waiting request must not hold a pooled SQL connection. remove(), not
     # close(): when the hub answered for the session there is no SQL session,
-    # and close() would build one only to close it (5% of a busy long-poll).
+    # and close() would build one only to close it.
     db.session.remove()
 
 
@@ -51,17 +57,37 @@ def events_(session_id: str) -> Response:
 
 @bp.get("/api/sessions/<session_id>/poll")
 def poll(session_id: str) -> Response:
-    caller = auth.current_caller()
-    check_session(session_id, caller)
-    cursor = params.after_cursor()
-    timeout = params.poll_timeout(current_app.config["POLL_TIMEOUT_SECONDS"])
-    timeout = auth.cap_seconds(caller, timeout)  # a poll never waits past its token
-    release = limits.acquire_stream(request, current_app.config)
-    return longpoll.response(
-        session_id,
-        cursor,
-        timeout,
-        limit=POLL_MAX_EVENTS,
-        release=release,
-        environ=request.environ,
-    )
+    site = poll_plan.site_of(current_app)
+    answer = longpoll.serve(session_id, request.environ, site, look_up=stored_session)
+    if isinstance(answer, Refusal):
+        if answer.status == 401:
+            auth.note_refused(request.path, answer.message)
+        raise ApiError(answer.status, answer.code, answer.message, answer.headers)
+    assert answer is not LOOKUP, "the view looks sessions up"
+    return answer
+
+
+def stored_session(session_id: str) -> Stored:
+    """What SQL holds of the session, for a poll's plan (its id's shape checked already)."""
+    chat = db.session.get(ChatSession, session_id)
+    stored = Stored(chat is not None, chat.owner if chat is not None else None)
+    db.session.remove()  # a waiting poll holds no pooled SQL connection
+    return stored
+
+
+def fast_answerer(app: Flask) -> fast_poll.Answerer:
+    """How the fast path (serving/fast_poll.py) answers a poll: as the view, without SQL."""
+    site = poll_plan.site_of(app)
+
+    def answer(session_id: str, environ: dict[str, Any]) -> Response | str:
+        try:
+            answer = longpoll.serve(session_id, environ, site)
+        except Exception:  # Flask asks again, and answers with errors.py's JSON
+            return fast_poll.FAILED
+        if isinstance(answer, Refusal):
+            return fast_poll.REFUSED
+        if answer is LOOKUP:
+            return fast_poll.LOOKUP
+        return answer
+
+    return answer

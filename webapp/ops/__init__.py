@@ -1,6 +1,7 @@
 """Operations: metrics, log lines, readiness checks and process tuning.
 
-Owns: `/metrics`'s figures (`metrics.py`), the log format and token
+Owns: the figures processes record (`metrics.py`) and `/metrics`, which
+answers them (`scrape.py`), the log format and token
 redaction (`logs.py`), whether Redis, the database and its schema are ready
 (`readiness.py`), and the garbage collector's settings (`runtime.py`).
 May import: `webapp.storage`, `webapp.settings`, `webapp.exceptions`.

@@ -1,9 +1,10 @@
-"""Prometheus metrics at `GET /metrics`, in the text format (API.md).
+"""Prometheus metrics: what the processes record, for `GET /metrics` (scrape.py) to answer.
 
 Two kinds of figures, kept where they can be read from:
 
 - Web-process figures (open SSE streams, waiting long-polls, SSE reconnects
-  with a cursor, resets, API errors by code) are prometheus_client metrics
+  with a cursor, resets, API errors by code, long-polls the fast path
+  handed to Flask by reason) are prometheus_client metrics
   in multiprocess mode: gunicorn's processes each write theirs to files in
   PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py makes a fresh folder when it is
   unset, and drops a dead process's gauges in `child_exit`), and a scrape,
@@ -14,7 +15,7 @@ Two kinds of figures, kept where they can be read from:
   that no scraper can reach. Workers add them to one Redis hash
   (`relay:{metrics}:generation`, pipelined, once or twice per answer), and
   every web process reports the same service-wide totals from it at scrape
-  time, with the job list's depth read the same way.
+  time (scrape.py), with the job list's depth read the same way.
 
 Deliberate choices:
 - No label carries a session or message id: the endpoint is public and its
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from webapp.settings.config import multiproc_dir
@@ -49,30 +50,18 @@ def _ensure_multiprocess_dir() -> None:
 _ensure_multiprocess_dir()
 
 import redis  # noqa: E402
-from flask import Blueprint, Flask, Response, g, request  # noqa: E402
+from flask import Flask, Response, g, request  # noqa: E402
 from prometheus_client import (  # noqa: E402
     CollectorRegistry,
     Counter,
     Gauge,
     disable_created_metrics,
 )
-from prometheus_client.core import (  # noqa: E402
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.exposition import choose_encoder  # noqa: E402
-from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
-from prometheus_client.registry import Collector  # noqa: E402
 from prometheus_client.utils import floatToGoString  # noqa: E402
 
-from webapp.storage import jobs, keys  # noqa: E402
-from webapp.storage.extensions import redis_store  # noqa: E402
+from webapp.storage import keys  # noqa: E402
 
 log = logging.getLogger(__name__)
-
-bp = Blueprint("metrics", __name__)
 
 # `_created` series exist only in single-process mode; leave them out everywhere.
 disable_created_metrics()
@@ -111,6 +100,12 @@ RESETS = Counter(
 )
 API_ERRORS = Counter(
     "relay_api_errors", "Error responses, by API.md code.", ["code"], registry=LOCAL
+)
+FAST_POLL_FALLBACKS = Counter(
+    "relay_fast_poll_fallbacks",
+    "Long-polls the fast path handed to Flask, by reason (serving/fast_poll.py).",
+    ["reason"],
+    registry=LOCAL,
 )
 
 # Everything workers record, in one hash (one Cluster slot); its fields are ours alone.
@@ -155,6 +150,16 @@ def reset_sent(transport: str) -> None:
 
 def api_error(code: str) -> None:
     API_ERRORS.labels(code).inc()
+
+
+def fast_poll_fallback_reasons(reasons: Iterable[str]) -> None:
+    """Show every reason's count, 0 included, from the start (a fixed, small set)."""
+    for reason in reasons:
+        FAST_POLL_FALLBACKS.labels(reason)
+
+
+def fast_poll_fell_back(reason: str) -> None:
+    FAST_POLL_FALLBACKS.labels(reason).inc()
 
 
 # -- worker side: called by generation.py ----------------------------------
@@ -228,134 +233,6 @@ def cache_lookup(client: redis.Redis, hit: bool) -> None:
     _record(client, {f"cache:{'hit' if hit else 'miss'}": 1}, {})
 
 
-# -- the scrape -------------------------------------------------------------
-
-
-class RedisCollector(Collector):
-    """Service-wide figures read from Redis when scraped: the job list and the workers' hash."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-
-    def collect(self) -> Iterator[Metric]:
-        try:
-            queued, running = jobs.queue_depth(self._client)
-            fields = self._client.hgetall(GENERATION_KEY)
-        except redis.RedisError as exc:
-            log.warning("metrics scrape without Redis figures: %s", exc)
-            return
-        yield GaugeMetricFamily("relay_jobs_queued", "Jobs waiting for a worker.", queued)
-        yield GaugeMetricFamily(
-            "relay_jobs_running", "Jobs a worker has taken and not finished.", running
-        )
-        yield from generation_families(fields)
-
-
-def _number(fields: Mapping[str, str], name: str) -> float:
-    try:
-        return float(fields.get(name, 0))
-    except ValueError:
-        return 0.0
-
-
-def _labelled(fields: Mapping[str, str], prefix: str) -> Iterable[tuple[str, float]]:
-    for field in sorted(fields):
-        if field.startswith(prefix):
-            yield field[len(prefix) :], _number(fields, field)
-
-
-def _histogram(
-    fields: Mapping[str, str], name: str, help_text: str, prefix: str, bounds: tuple[float, ...]
-) -> HistogramMetricFamily:
-    cumulative, buckets = 0.0, []
-    for bound in [*(floatToGoString(b) for b in bounds), "+Inf"]:
-        cumulative += _number(fields, f"{prefix}:le:{bound}")
-        buckets.append((bound, cumulative))
-    return HistogramMetricFamily(
-        name, help_text, buckets=buckets, sum_value=_number(fields, f"{prefix}:sum")
-    )
-
-
-def generation_families(fields: Mapping[str, str]) -> Iterator[Metric]:
-    ended = CounterMetricFamily(
-        "relay_generations_ended", "Answers that ended, by finish_reason.", labels=["finish_reason"]
-    )
-    for reason, value in _labelled(fields, "ended:"):
-        ended.add_metric([reason], value)
-    yield ended
-    errors = CounterMetricFamily(
-        "relay_generation_errors", "Answers that ended with `error`, by code.", labels=["code"]
-    )
-    for code, value in _labelled(fields, "errors:"):
-        errors.add_metric([code], value)
-    yield errors
-    yield CounterMetricFamily(
-        "relay_chunks", "Chunks written to session streams.", _number(fields, "chunks")
-    )
-    tokens = CounterMetricFamily(
-        "relay_tokens", "Tokens the model reported, by kind.", labels=["kind"]
-    )
-    for kind in ("prompt", "completion"):
-        tokens.add_metric([kind], _number(fields, f"tokens:{kind}"))
-    yield tokens
-    cache = CounterMetricFamily(
-        "relay_answer_cache_lookups", "Answer cache lookups, by result.", labels=["result"]
-    )
-    for result in ("hit", "miss"):
-        cache.add_metric([result], _number(fields, f"cache:{result}"))
-    yield cache
-    yield _histogram(
-        fields,
-        "relay_time_to_first_token_seconds",
-        "From the prompt accepted to the first chunk of the answer written (not reasoning).",
-        "ttft",
-        TTFT_BUCKETS,
-    )
-    yield _histogram(
-        fields,
-        "relay_time_to_first_reasoning_seconds",
-        "From the prompt accepted to the first reasoning piece written.",
-        "ttfr",
-        TTFT_BUCKETS,
-    )
-    yield _histogram(
-        fields,
-        "relay_generation_duration_seconds",
-        "From a generation's start to its end event.",
-        "duration",
-        DURATION_BUCKETS,
-    )
-
-
-def multiprocess_dir() -> str | None:
-    """PROMETHEUS_MULTIPROC_DIR when this process runs in multiprocess mode."""
-    folder = multiproc_dir()
-    return folder if folder and os.path.isdir(folder) else None
-
-
-@bp.get("/metrics")
-def scrape() -> Response:
-    registry = CollectorRegistry(auto_describe=False)
-    folder = multiprocess_dir()
-    if folder:
-        MultiProcessCollector(registry, path=folder)
-    else:
-        registry.register(_LocalCollector())
-    registry.register(RedisCollector(redis_store.client))
-    # The classic text format unless the scraper asks for OpenMetrics.
-    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-    return Response(
-        encode(registry), content_type=content_type, headers={"Cache-Control": "no-store"}
-    )
-
-
-class _LocalCollector(Collector):
-    """This process's metrics, when there is no multiprocess folder (flask run, tests)."""
-
-    def collect(self) -> Iterator[Metric]:
-        return LOCAL.collect()
-
-
 # -- request hooks: the web-side figures without code in the views ----------
 
 
@@ -388,7 +265,7 @@ def _teardown(exc: BaseException | None) -> None:
 
 
 def init_app(app: Flask) -> None:
-    app.register_blueprint(bp)
+    """The request hooks; the scrape (`GET /metrics`) is scrape.py's blueprint."""
     app.before_request(_before)
     app.after_request(_after)
     app.teardown_request(_teardown)

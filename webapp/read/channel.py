@@ -9,7 +9,7 @@ reader of the channel sees each entry once, in order. Trimming moves `base`
 forward over the oldest entries; a follower whose cursor is then older than
 `base` reads on from Redis (hub.py), strictly after its cursor, so it too
 sees each entry once. Caught-up followers may attach a `Sink` (held_streams.py's
-held streams, longpoll.py's parked polls): the channel then hands them each
+held streams, parked_polls.py's parked polls): the channel then hands them each
 new run as it merges it, and moves their cursor along.
 
 Memory (issue 18): every entry's bytes, its encodings once they are made,
@@ -19,11 +19,17 @@ answer's own entries, never what a follower reading the buffer still has
 ahead of it. Encodings are kept only while a reader may still ask for them:
 once every follower reading the buffer is past an entry, its encodings go
 (a sink's encodings are made and used within one merge).
+
+Refresh: when a notice cannot be merged (a gap, or a channel not placed
+yet), the hub fills the gap with range reads (hub.py, `refresh`). Where that
+stands is one value, `refresh`, whose moves are the table `REFRESH_MOVES`;
+any other move raises IllegalMove (STYLE.md, habit 16).
 """
 
 from __future__ import annotations
 
 import bisect
+import enum
 import heapq
 import itertools
 import logging
@@ -31,6 +37,7 @@ from typing import Protocol
 
 from gevent.event import Event
 
+from webapp.exceptions import IllegalMove
 from webapp.read.buffers import Budget
 from webapp.read.entries import Entry
 from webapp.storage import events
@@ -63,12 +70,61 @@ def _key(entry: Entry) -> tuple[int, int]:
 _order = itertools.count()
 
 
+class RefreshState(enum.Enum):
+    """Where a channel's refresh stands: the range reads that fill what notices left out."""
+
+    CURRENT = "current"  # nothing known to be missing, and no refresher runs
+    STALE = "stale"  # a notice went unmerged and no refresher runs: the next catch-up starts one
+    DUE = "due"  # a refresher runs and must read (again): a gap, or news during its read
+    READING = "reading"  # a refresher's range read is under way, nothing new since it began
+
+
+# Every move a channel's refresh may make, read top to bottom; any other raises.
+REFRESH_MOVES: dict[RefreshState, frozenset[RefreshState]] = {
+    # A notice unmerged on an unplaced channel; or a gap, a reconnect: a refresher starts.
+    RefreshState.CURRENT: frozenset({RefreshState.STALE, RefreshState.DUE}),
+    # A follower's catch-up placed the channel and finds it stale: a refresher starts.
+    RefreshState.STALE: frozenset({RefreshState.DUE}),
+    # The refresher reads; or stops, the channel cleared meanwhile (nothing to read after).
+    RefreshState.DUE: frozenset({RefreshState.READING, RefreshState.STALE}),
+    # News during the read, or Redis failed: read again; else the channel is current.
+    RefreshState.READING: frozenset({RefreshState.DUE, RefreshState.CURRENT}),
+}
+
+
+class Refresh:
+    """One channel's refresh: its state, moved only as REFRESH_MOVES allows (hub.py drives it)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state = RefreshState.CURRENT
+
+    @property
+    def running(self) -> bool:
+        """Whether a refresher runs for the channel (the hub starts one at most)."""
+        return self.state is RefreshState.DUE or self.state is RefreshState.READING
+
+    def move(self, to: RefreshState) -> None:
+        """Move to `to`; IllegalMove unless REFRESH_MOVES allows it."""
+        if to not in REFRESH_MOVES[self.state]:
+            raise IllegalMove("channel refresh", self.state.value, to.value)
+        self.state = to
+
+    def fall_behind(self) -> None:
+        """A notice went unmerged: the read under way goes again, or the next catch-up reads."""
+        if self.state is RefreshState.CURRENT:
+            self.move(RefreshState.STALE)
+        elif self.state is RefreshState.READING:
+            self.move(RefreshState.DUE)
+
+
 class Channel:
     """The newest entries of one session, shared by its local followers."""
 
     # One per followed session: at 10,000 sessions, each attribute's dict slot counts.
     __slots__ = ("session_id", "budget", "base", "entries", "bytes", "_encoded", "answer_start")
-    __slots__ += ("changed", "_followers", "refreshing", "dirty", "idle_since", "owner", "deleted")
+    __slots__ += ("changed", "_followers", "refresh", "idle_since", "owner", "deleted")
 
     def __init__(self, session_id: str, budget: Budget | None = None) -> None:
         self.session_id = session_id
@@ -85,8 +141,7 @@ class Channel:
         # Every open follower, with its sink while the channel writes to it
         # (see Sink); None while it reads `after()` itself (a reader).
         self._followers: dict[Positioned, Sink | None] = {}
-        self.refreshing = False
-        self.dirty = False
+        self.refresh = Refresh()
         self.idle_since = 0.0
         # The session's owner once a view looked it up (it never changes), so
         # access checks need no SQL; None: not known here (sessions.ensure).

@@ -1,7 +1,8 @@
 """The read side: follow session streams for every client of this web process.
 
-SSE responses and long-polls both read through a `Follower`, which hands out
-the entries after its cursor, in order, each exactly once. Behind it:
+SSE responses and long-polls both read through a `Follower` (follower.py),
+which hands out the entries after its cursor, in order, each exactly once.
+Behind it:
 
 - One `Channel` per session that has local followers keeps the newest
   entries in memory (channel.py), each encoded once and shared, all
@@ -11,7 +12,8 @@ the entries after its cursor, in order, each exactly once. Behind it:
   when `prev_id` is the channel's newest id the entry is appended directly,
   so a live entry costs no extra Redis read however many clients follow it.
   When a notice shows a gap (a lost notice, a reconnect) the channel is
-  refreshed with a range read from its newest id.
+  refreshed with a range read from its newest id (its `Refresh` state and
+  the table of its moves are in channel.py).
 - A follower whose cursor is older than the buffer catches up with range
   reads, then reads from the buffer: both are "entries strictly after my
   cursor" on the same stream, so there is no gap and no duplicate.
@@ -38,18 +40,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import NamedTuple
 
 import gevent
 import redis
 from flask import Flask, current_app
 
-from webapp.exceptions import HubClosed, Reset, SessionDeleted
+from webapp.exceptions import HubClosed, Reset
 from webapp.read import reader
 from webapp.read.buffers import Budget
-from webapp.read.channel import Channel, Sink
+from webapp.read.channel import Channel, RefreshState
 from webapp.read.entries import Entry
+from webapp.read.follower import Follower
 from webapp.storage import events, keys
 from webapp.storage.events import id_key
 from webapp.storage.extensions import redis_store
@@ -87,6 +88,11 @@ class Hub:
         """The session's channel, if this process follows it (so it exists: none is deleted)."""
         return self._channels.get(session_id)
 
+    def note_owner(self, session_id: str, owner: str | None) -> None:
+        """Keep the owner a view found in SQL on the session's channel (it never changes)."""
+        if (channel := self._channels.get(session_id)) is not None:
+            channel.owner = owner
+
     def end_session(self, session_id: str) -> None:
         """The session was deleted: forget it, end its held streams, wake its readers."""
         if (channel := self._channels.pop(session_id, None)) is not None:
@@ -102,7 +108,7 @@ class Hub:
         channel.join(follower)
         return follower
 
-    def _unfollow(self, channel: Channel, follower: Follower) -> None:
+    def unfollow(self, channel: Channel, follower: Follower) -> None:
         """Drop a follower; an unfollowed channel lingers so a long-poll loop finds it again."""
         channel.leave(follower)
         if channel.followers <= 0:
@@ -133,16 +139,11 @@ class Hub:
     def catch_up(self, channel: Channel, cursor: str, count: int | None = None) -> list[Entry]:
         """A follower's range read of up to `count`; then re-read for notices that came meanwhile."""
         entries = self.read_after(channel, cursor, count or reader.CATCH_UP_BATCH)
-        if channel.dirty:
+        if channel.refresh.state is RefreshState.STALE:
             self.refresh(channel)
         return entries
 
     # -- what the views ask ----------------------------------------------
-
-    def poll(self, session_id: str, cursor: str, timeout_seconds: float, limit: int) -> Poll:
-        """A long-poll: entries after `cursor`, waiting up to `timeout_seconds` for some."""
-        with self.follow(session_id, cursor) as follower:
-            return follower.poll(timeout_seconds, limit)
 
     def wait_for_final(
         self, session_id: str, message_id: str, cursor: str, timeout_seconds: float
@@ -216,8 +217,8 @@ class Hub:
         if channel is None:
             return
         newest = channel.newest
-        if newest is None or channel.refreshing:
-            channel.dirty = True
+        if newest is None or channel.refresh.running:
+            channel.refresh.fall_behind()
         elif newest == notice.prev_id:
             channel.merge(notice.prev_id, [Entry(notice.entry_id, notice.event, notice.data)])
         elif id_key(notice.entry_id) > id_key(newest):
@@ -225,19 +226,18 @@ class Hub:
 
     def refresh(self, channel: Channel) -> None:
         """Bring the channel up to date with a range read, in the background."""
-        if channel.refreshing:
-            channel.dirty = True
+        if channel.refresh.running:
+            channel.refresh.fall_behind()  # the refresher reads again
             return
-        channel.refreshing = True
-        gevent.spawn(self._refresh_until_clean, channel)
+        channel.refresh.move(RefreshState.DUE)
+        gevent.spawn(self._refresh_until_current, channel)
 
-    def _refresh_until_clean(self, channel: Channel) -> None:
+    def _refresh_until_current(self, channel: Channel) -> None:
         """Range-read until no notice came meanwhile; retry through Redis outages."""
         backoff = 0.1
-        channel.dirty = True
         try:
-            while channel.dirty and channel.newest is not None:
-                channel.dirty = False
+            while channel.refresh.state is RefreshState.DUE and channel.newest is not None:
+                channel.refresh.move(RefreshState.READING)
                 if channel.followers <= 0:
                     channel.clear()  # nobody waits: the next follower reads Redis itself
                     break
@@ -255,103 +255,13 @@ class Hub:
                         channel.session_id,
                         exc,
                     )
-                    channel.dirty = True
+                    channel.refresh.fall_behind()
                     gevent.sleep(backoff)
                     backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX_SECONDS)
         finally:
-            channel.refreshing = False
-
-
-class Follower:
-    """One client's position in a session stream."""
-
-    def __init__(self, hub: Hub, channel: Channel, cursor: str) -> None:
-        self._hub = hub
-        self._channel = channel
-        self.cursor = cursor
-        self._closed = False
-
-    def next_batch(self, timeout_seconds: float, limit: int | None = None) -> list[Entry]:
-        """Up to `limit` entries after the cursor, waiting up to `timeout_seconds` for some.
-
-        Returns [] on timeout; raises Reset if the cursor is no longer retained.
-        """
-        deadline = time.monotonic() + max(timeout_seconds, 0.0)
-        while True:
-            if self._hub.closed:
-                raise HubClosed()
-            if self._channel.deleted:
-                raise SessionDeleted()
-            changed = self._channel.changed
-            entries = self._channel.after(self.cursor)
-            if entries is None:
-                entries = self._hub.catch_up(self._channel, self.cursor, limit)
-            if entries:
-                entries = entries[:limit]
-                self.cursor = entries[-1].id
-                return entries
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not changed.wait(remaining):
-                return []
-
-    @property
-    def session_id(self) -> str:
-        return self._channel.session_id
-
-    def poll(self, timeout_seconds: float, limit: int) -> Poll:
-        """A long-poll's answer from here: entries, or none after the wait, or a reset."""
-        cursor = self.cursor
-        try:
-            batch = self.next_batch(timeout_seconds, limit)
-        except HubClosed:
-            return Poll([], cursor, reset=False)
-        except Reset as exc:
-            return Poll([], exc.floor, reset=True)
-        return Poll(batch, batch[-1].id if batch else cursor, reset=False)
-
-    def buffered_after(self, cursor: str) -> list[Entry] | None:
-        """The channel's entries after `cursor`, or None if its buffer does not reach back."""
-        return self._channel.after(cursor)
-
-    def caught_up(self) -> bool:
-        """Whether the cursor is the channel's newest id, which every merge extends."""
-        channel = self._channel
-        return not self._hub.closed and not channel.deleted and channel.newest == self.cursor
-
-    def attach(self, sink: Sink) -> None:
-        """Have the channel deliver every new entry to `sink` (only when caught up)."""
-        assert self.caught_up(), "a sink attaches at the channel's newest id only"
-        self._channel.attach(self, sink)
-
-    def detach(self) -> None:
-        self._channel.detach(self)
-
-    def wait_until(self, done: Callable[[Entry], bool], timeout_seconds: float) -> bool:
-        """Read on until an entry satisfies `done` or the time runs out."""
-        deadline = time.monotonic() + timeout_seconds
-        while (remaining := deadline - time.monotonic()) > 0:
-            if any(done(entry) for entry in self.next_batch(remaining)):
-                return True
-        return False
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._hub._unfollow(self._channel, self)
-
-    def __enter__(self) -> Follower:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-class Poll(NamedTuple):
-    """A long-poll's answer: the entries, the cursor to poll from next, and whether it reset."""
-
-    entries: list[Entry]
-    cursor: str
-    reset: bool
+            # Read up to the newest id: current. Due still, with nothing to read after: stale.
+            reading = channel.refresh.state is RefreshState.READING
+            channel.refresh.move(RefreshState.CURRENT if reading else RefreshState.STALE)
 
 
 class HubExtension:
@@ -381,11 +291,7 @@ class HubExtension:
         return channel.owner if channel is not None else None
 
     def note_owner(self, session_id: str, owner: str | None) -> None:
-        if (channel := self._current().channel(session_id)) is not None:
-            channel.owner = owner
-
-    def poll(self, session_id: str, cursor: str, timeout_seconds: float, limit: int) -> Poll:
-        return self._current().poll(session_id, cursor, timeout_seconds, limit)
+        self._current().note_owner(session_id, owner)
 
     def wait_for_final(
         self, session_id: str, message_id: str, cursor: str, timeout_seconds: float

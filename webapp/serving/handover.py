@@ -1,36 +1,42 @@
-"""What handing a response over to the hub relies on from gunicorn, in one place.
+"""Every reliance of relay on gunicorn's internals, named in one numbered list.
 
-Once an SSE client has caught up, its connection goes from gunicorn to the
-hub (held_streams.py), which writes new entries to the socket itself. WSGI says
-nothing of this; it leans on four things gunicorn's gevent worker does, each
-named here with where gunicorn does it (gunicorn 27):
+WSGI says nothing of any of this. Each item names where gunicorn does it
+(gunicorn 27) and the test that pins it, so an upgrade that changes it fails
+there before a client sees a broken stream. Nothing outside webapp/serving/
+touches gunicorn.
+
+Handing a response over to the hub. Once an SSE client has caught up, its
+connection goes from gunicorn to the hub (held_streams.py), which writes new
+entries to the socket itself; a long-poll with nothing to answer is parked
+the same way (parked_polls.py). This file holds the functions for that:
 
 1. The client's socket is `environ["gunicorn.socket"]`
-   (gunicorn/http/wsgi.py, `create`).
+   (gunicorn/http/wsgi.py, `create`). Pinned: tests/test_handover.py.
 2. The status line and headers go out with the first item the body yields
-   (`Response.write` calls `send_headers`).
+   (`Response.write` calls `send_headers`). Pinned: tests/test_handover.py.
 3. An HTTP/1.1 response without Content-Length has a chunked body: each
    yielded item is one chunk, `<hex size>\\r\\n<data>\\r\\n`, and the body
    ends with the zero-size chunk (`Response.is_chunked`, `util.write_chunk`,
    `Response.close`); read/entries.py's `chunked` frames the same way. An
-   HTTP/1.0 body is the bytes as they are, ended by
-   closing the connection.
+   HTTP/1.0 body is the bytes as they are, ended by closing the
+   connection. Pinned: tests/test_handover.py.
 4. An OSError with errno EPIPE out of the body (a `BrokenPipeError`) makes
    the worker log "Ignoring EPIPE" at debug level, close its socket and
    write nothing more (gunicorn/workers/base_async.py, `AsyncWorker.handle`).
    So raising one lets go of the connection quietly, and a duplicate of the
    socket, taken before, keeps it open for the hub. The send deadline
-   (held_streams.py, `SlowClient`) ends a stuck write the same way.
+   (held_streams.py, `SlowClient`) ends a stuck write the same way, and a
+   chat stream cut short (`cut`) too. Pinned: tests/test_handover.py.
 
-Parked long-polls (longpoll.py) and the header timeout rely on two more,
-through relay's own worker class (gunicorn_worker.py, which registers
-itself with `serve_with`):
+relay's own worker class (gunicorn_worker.py, which registers itself with
+`serve_with`):
 
 5. `AsyncWorker.handle(listener, client, addr)` serves every request of one
    connection until it closes; called again for a connection that a parked
    poll answered, it reads that connection's next request as if it had just
    been accepted (gunicorn/workers/base_async.py). `listener` is only asked
-   for its address.
+   for its address. Pinned: tests/test_longpoll.py (the next poll on the
+   connection a parked poll was answered on).
 6. `AsyncWorker.handle` reads each request's headers under
    `worker.timeout_ctx()` (gevent's is `gevent.Timeout(keepalive, False)`,
    which leaves `req` None and closes the connection), in the greenlet that
@@ -43,14 +49,29 @@ itself with `serve_with`):
    connection whose last request was a poll answered at once waits its
    turn there, before its next request is read (priority.py); a connection
    handed back (item 5) waits for prompts in progress before `handle`.
+   Pinned: tests/test_handover.py, tests/test_gunicorn_edges.py.
 
-The cheaper way in for polls (fast_poll.py) is plain WSGI middleware and
-relies on nothing more from gunicorn: what it parks goes through items 1-5
-as the view's polls do.
+Answers relay writes as gunicorn would:
+
+7. A request gunicorn cannot parse is answered by `Worker.handle_error`
+   through `util.write_error(sock, status_int, reason, mesg)`, looked up on
+   the module at each call (gunicorn/workers/base.py); refusals.py puts its
+   own there, from gunicorn.conf.py, so the answer is API.md's JSON.
+   Pinned: tests/test_gunicorn_edges.py, tests/test_handover.py (the
+   function's name and parameters).
+8. A parked poll's answer is a whole response that relay writes itself
+   (parked_polls.py, `head`): the head gunicorn's `Response.default_headers`
+   writes (status line, `Server: gunicorn`, `Date` as `util.http_date`,
+   `Connection: keep-alive` unless `Request.should_close`), then the app's
+   headers and Content-Length. Pinned: tests/test_handover.py (against
+   gunicorn's own), tests/test_longpoll.py (the same headers on the wire).
+
+The fast way in for polls (fast_poll.py) is plain WSGI middleware and
+relies on nothing more: what it parks goes through items 1-5 and 8 as the
+view's polls do.
 
 `GUNICORN_CHECKED` is the range of releases this was checked against;
-tests/test_handover.py pins it and each behaviour above, so an upgrade
-past it fails there first.
+tests/test_handover.py pins it, so an upgrade past it fails there first.
 """
 
 from __future__ import annotations

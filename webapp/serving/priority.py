@@ -15,7 +15,7 @@ So polls take turns here:
   is not read yet: a POST that a client sends on a connection it last
   polled on waits as a poll would. Clients that poll and post at once, as
   the chat page does, hold more than one connection.)
-- A poll that was parked (longpoll.py) waited for news: its loop asks only
+- A poll that was parked (parked_polls.py) waited for news: its loop asks only
   as often as news comes. When handover.py hands its connection back, it
   only waits while a prompt is in progress (`wait_quiet`, at most
   `MAX_WAIT_SECONDS`), and never queues behind the turns below: at 2,000
@@ -38,7 +38,7 @@ and 50 ms, the 100 prompts were posted in 1.8 s while 1,000 loops polled
 at 20,000 deliveries/s; with 16 a turn, or a timer 0.1 ms ahead as the
 turn, in over 2 s.
 
-The parked polls' answers (longpoll.Parking) are not held here: they carry
+The parked polls' answers (parked_polls.Parking) are not held here: they carry
 the news, and are cheap (one shared body each). They too let the loop turn
 between two batches (`next_turn`).
 """

@@ -171,6 +171,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SSE_MAX_SECONDS", POSITIVE_SECONDS, 300.0),
     Setting("SSE_RETRY_MS", Integer(0), 2000),
     Setting("POLL_TIMEOUT_SECONDS", Number(0, WAIT_MAX_SECONDS), 20.0),
+    # Long-polls answered without Flask's dispatch when their plan allows
+    # (serving/fast_poll.py); off, every poll goes through Flask's view.
+    Setting("FAST_POLL", Boolean(), True),
     Setting("STREAM_TTL_SECONDS", Integer(1), 3600),
     Setting("STREAM_MAXLEN", Integer(1), 10_000),
     # A client that has not taken an SSE write for this long is dropped.

@@ -67,11 +67,12 @@ T = TypeVar("T")
 class Lifecycle(Generic[S]):
     """One value's state, moved only as its table allows."""
 
-    __slots__ = ("_moves", "_state")
+    __slots__ = ("_moves", "_state", "_what")
 
-    def __init__(self, moves: Mapping[S, frozenset[S]], start: S) -> None:
+    def __init__(self, moves: Mapping[S, frozenset[S]], start: S, what: str = "generation") -> None:
         self._moves = moves
         self._state = start
+        self._what = what  # what IllegalMove names
 
     @property
     def state(self) -> S:
@@ -85,7 +86,7 @@ class Lifecycle(Generic[S]):
     def move(self, to: S) -> None:
         """Move to `to`; IllegalMove, and no change, if the table does not allow it."""
         if to not in self._moves[self._state]:
-            raise IllegalMove(self._state, to)
+            raise IllegalMove(self._what, self._state, to)
         self._state = to
 
     def during(self, state: S, call: Callable[..., T], *args: Any) -> T:
@@ -96,7 +97,7 @@ class Lifecycle(Generic[S]):
         """
         before = self._state
         if before not in self._moves[state]:
-            raise IllegalMove(state, before)
+            raise IllegalMove(self._what, state, before)
         self.move(state)
         try:
             return call(*args)
