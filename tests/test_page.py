@@ -711,7 +711,7 @@ def test_a_lost_answer_to_a_post_is_posted_again_and_asks_once(
     assert [m[0] for m in snapshot_messages(client, chat.session_id)] == ["user", "assistant"] * 2
 
 
-# ---- chat.js functions, run in the browser ----
+# ---- the page's modules, run in the browser ----
 
 
 @pytest.mark.browser
@@ -733,7 +733,7 @@ def test_markdown_renderer_builds_only_safe_elements(web: str, open_chat) -> Non
     }
     rendered = chat.page.evaluate(
         """async (cases) => {
-        const { renderMarkdown } = await import("/static/chat.js");
+        const { renderMarkdown } = await import("/static/markdown.js");
         const out = {};
         for (const source of cases) {
           const box = document.createElement("div");
@@ -752,7 +752,7 @@ def test_events_fold_into_messages(web: str, open_chat) -> None:
     """A higher `attempt` drops the text so far; `end` checks `text_length` in code points."""
     chat = open_chat(web)
     result = chat.page.evaluate("""async () => {
-        const { applyEvent, idAfter } = await import("/static/chat.js");
+        const { applyEvent, idAfter } = await import("/static/conversation.js");
         const m = { id: "m1", role: "assistant", content: "", status: "queued" };
         const byId = new Map([["m1", m]]);
         const fold = (event, data) =>
@@ -779,7 +779,7 @@ def test_each_event_is_applied_once_whichever_way_it_comes(web: str, open_chat) 
     """SSE, a probe, an EventSource reconnect from its own older id: overlapping deliveries."""
     chat = open_chat(web)
     result = chat.page.evaluate("""async () => {
-        const { accept } = await import("/static/chat.js");
+        const { accept } = await import("/static/conversation.js");
         const m = { id: "m1", role: "assistant", content: "", status: "queued" };
         const conversation = { cursor: "100-0", byId: new Map([["m1", m]]) };
         const ev = (id, event, data) => ({ id, event, data: { message_id: "m1", ...data } });
