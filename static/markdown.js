@@ -193,9 +193,17 @@ export function topLevelBlocks(tokens) {
   return blocks;
 }
 
-/** Render tokens to a sanitized, tidied fragment of this document. */
-export function toFragment(tokens, env) {
-  const html = md.renderer.render(tokens, md.options, env);
+/** Render tokens to HTML: markdown-it's, with our rules; not yet sanitized. */
+export function renderHtml(tokens, env) {
+  return md.renderer.render(tokens, md.options, env);
+}
+
+/**
+ * HTML -> a DocumentFragment of this document holding only what the
+ * allow-list lets through, tidied, code blocks given their Copy button.
+ * DOMPurify returns nodes, never a string parsed again (no mXSS by re-parsing).
+ */
+export function sanitize(html) {
   const fragment = purify.sanitize(html, PURIFY_CONFIG);
   tidy(fragment);
   decorate(fragment);
@@ -205,7 +213,7 @@ export function toFragment(tokens, env) {
 /** Markdown source -> a DocumentFragment of safe elements and text. */
 export function renderMarkdown(source) {
   const env = {};
-  return toFragment(parse(source, env), env);
+  return sanitize(renderHtml(parse(source, env), env));
 }
 
 const BLOCK = new Set([

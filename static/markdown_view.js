@@ -16,7 +16,7 @@
 // equal nodes stay, text that only grew is appended to (appendData keeps a
 // selection inside it), and only what changed is replaced.
 
-import { parse, toFragment, topLevelBlocks } from "./markdown.js";
+import { parse, renderHtml, sanitize, topLevelBlocks } from "./markdown.js";
 
 // Attributes the page sets on rendered nodes after the fact (a Copy button's
 // "copied" state): a re-render leaves them alone.
@@ -41,6 +41,7 @@ export class MarkdownView {
     this.settledAt = 0; // source offset where the unfinished tail starts
     this.settledNodes = 0; // root children before it, which no re-render touches
     this.env = {}; // markdown-it's: link reference definitions seen so far
+    this.tailHtml = null; // the unfinished block as last rendered
   }
 
   /**
@@ -53,25 +54,27 @@ export class MarkdownView {
     if (!source.startsWith(this.source)) this.restart();
     this.source = source;
     this.final = final;
-    if (final) {
-      this.restart();
-      patchChildren(this.root, toFragment(parse(source, this.env), this.env), 0);
-    } else {
-      this.renderTail();
-    }
+    // A link reference definition applies to the whole answer, blocks before
+    // it too: once the answer is final, render it all again with them known.
+    if (final && Object.keys(this.env.references ?? {}).length) this.restart();
+    this.renderTail();
   }
 
+  /** Render the source from the unfinished block on; settle the blocks another now follows. */
   renderTail() {
     const tail = this.source.slice(this.settledAt);
     const blocks = topLevelBlocks(parse(tail, this.env));
+    const html = blocks.map((block) => renderHtml(block.tokens, this.env));
+    if (html.length === 1 && html[0] === this.tailHtml) return; // the same on screen
     const fragment = document.createDocumentFragment();
     let finishedNodes = 0;
-    blocks.forEach((block, index) => {
-      const rendered = toFragment(block.tokens, this.env);
-      if (index < blocks.length - 1) finishedNodes += rendered.childNodes.length;
+    html.forEach((blockHtml, index) => {
+      const rendered = sanitize(blockHtml);
+      if (index < html.length - 1) finishedNodes += rendered.childNodes.length;
       fragment.append(rendered);
     });
     patchChildren(this.root, fragment, this.settledNodes);
+    this.tailHtml = html.at(-1) ?? null;
     if (blocks.length > 1) {
       this.settledAt += lineOffset(tail, blocks.at(-1).line);
       this.settledNodes += finishedNodes;
