@@ -32,8 +32,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.page_answer import markdown_answer
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.markdown_answer import markdown_answer
 from tests.support.model_server import ModelServer
 from tests.support.processes import ROOT, RedisServer, start_web, start_worker
 

@@ -12,8 +12,9 @@
 //    emits here, and the same URL rule, over everything rendered.
 // The page's Content-Security-Policy (no inline script, no eval) is the last.
 //
-// Vendored, pinned, unmodified: static/vendor/README.md. Neither library uses
-// eval or new Function, so the CSP needs no 'unsafe-eval'.
+// Vendored, pinned, unmodified: static/vendor/README.md. Neither library
+// evaluates strings as code, so the CSP needs no 'unsafe-eval'
+// (tests/test_static.py checks).
 
 import MarkdownIt from "./vendor/markdown-it.js";
 import DOMPurify from "./vendor/dompurify.js";

@@ -54,16 +54,19 @@ export class MarkdownView {
     if (!source.startsWith(this.source)) this.restart();
     this.source = source;
     this.final = final;
+    this.renderTail();
     // A link reference definition applies to the whole answer, blocks before
     // it too: once the answer is final, render it all again with them known.
-    if (final && Object.keys(this.env.references ?? {}).length) this.restart();
-    this.renderTail();
+    if (final && this.settledAt && Object.keys(this.env.references ?? {}).length) {
+      this.restart();
+      this.renderTail();
+    }
   }
 
   /** Render the source from the unfinished block on; settle the blocks another now follows. */
   renderTail() {
     const tail = this.source.slice(this.settledAt);
-    const blocks = topLevelBlocks(parse(tail, this.env));
+    const blocks = topLevelBlocks(parse(this.final ? tail : completeTable(tail), this.env));
     const html = blocks.map((block) => renderHtml(block.tokens, this.env));
     if (html.length === 1 && html[0] === this.tailHtml) return; // the same on screen
     const fragment = document.createDocumentFragment();
@@ -80,6 +83,36 @@ export class MarkdownView {
       this.settledNodes += finishedNodes;
     }
   }
+}
+
+const TABLE_ROW = /^[ \t]*\|/;
+const DELIMITER_SO_FAR = /^[ \t]*\|?[ \t:|-]*$/;
+const cellsOf = (row) => row.trim().replace(/^\|/, "").replace(/\|$/, "").split("|");
+
+/**
+ * `tail` with the table it ends in made whole. While a table's header row
+ * streams in, Markdown sees a paragraph of pipes until the delimiter row
+ * below it is complete; completing that row shows the table it is becoming
+ * instead. Only for rows written with a leading pipe, as models write them.
+ */
+export function completeTable(tail) {
+  const lines = tail.split("\n");
+  if (lines.at(-1) === "") lines.pop(); // a line has just ended
+  let header = lines.length - 1;
+  let delimiter = [];
+  if (header > 0 && DELIMITER_SO_FAR.test(lines[header]) && TABLE_ROW.test(lines[header - 1])) {
+    delimiter = cellsOf(lines[header]);
+    header--;
+  }
+  // The header must start a table, not be a row of one already underway.
+  if (!TABLE_ROW.test(lines[header] ?? "") || TABLE_ROW.test(lines[header - 1] ?? "")) return tail;
+  const columns = cellsOf(lines[header]).length;
+  if (columns < 2 || delimiter.length > columns) return tail;
+  const cells = Array.from({ length: columns }, (_, i) => {
+    const cell = (delimiter[i] ?? "").trim();
+    return cell.includes("-") ? cell : `${cell}-`; // ":" alone is not a cell yet
+  });
+  return [...lines.slice(0, header + 1), `|${cells.join("|")}|`].join("\n");
 }
 
 /** The offset in `text` where line `line` (0-based) starts. */

@@ -1,4 +1,4 @@
-"""A long Markdown answer, as a model streams it: the input of bench/page_render.py.
+"""A long Markdown answer, as a model streams it: bench/page_render.py's input, and the page tests'.
 
 The kind of answer people ask models for: headings, paragraphs with inline
 code, emphasis and links, comparison tables, nested lists, task lists, code
