@@ -5,22 +5,25 @@
  */
 //
 // Why it is cheap: a top-level block that another block follows is finished
-// (Markdown closes every container before the next top-level block), so its
-// source is never parsed again. markdown-it's block tokens carry `map`, their
-// source lines; the view remembers where the last, unfinished block starts
-// and parses from there. Link reference definitions are the one thing a later
-// block can change in an earlier one: when the answer is final it is rendered
-// whole once more, and the patch touches only what differs.
+// (Markdown closes every container before the next top-level block) once the
+// next block's first line is whole, so its source is never parsed again.
+// markdown-it's block tokens carry `map`, their source lines; the view
+// remembers where the unfinished block starts and parses from there. A long
+// list or table is the one block that grows large, so its finished items or
+// rows settle the same way (markdown_tail.js). Link reference definitions are
+// the one thing a later block can change in an earlier one: when the answer
+// is final and has some, it is rendered whole once more, and the patch
+// touches only what differs.
 //
 // Why nothing flickers: the new render is compared with the DOM node by node;
 // equal nodes stay, text that only grew is appended to (appendData keeps a
 // selection inside it), and only what changed is replaced.
 
+import { growLastText, patchChildren } from "./dom_patch.js";
 import { parse, renderHtml, sanitize, topLevelBlocks } from "./markdown.js";
-
-// Attributes the page sets on rendered nodes after the fact (a Copy button's
-// "copied" state): a re-render leaves them alone.
-const PAGE_ATTRIBUTES = new Set(["data-copied"]);
+import {
+  completeTable, lineOffset, looseList, openContainer, settleChildren, unsettled,
+} from "./markdown_tail.js";
 
 export class MarkdownView {
   /** Render into `root`, an element the view owns the children of. */
@@ -42,6 +45,7 @@ export class MarkdownView {
     this.settledNodes = 0; // root children before it, which no re-render touches
     this.env = {}; // markdown-it's: link reference definitions seen so far
     this.tailHtml = null; // the unfinished block as last rendered
+    this.container = null; // the unfinished block, when it is a long list or table
   }
 
   /**
@@ -63,100 +67,78 @@ export class MarkdownView {
     }
   }
 
-  /** Render the source from the unfinished block on; settle the blocks another now follows. */
+  /** Render the source from the unfinished block on; settle the blocks that are finished. */
   renderTail() {
+    if (this.container && this.renderContainer()) return;
+    this.container = null;
     const tail = this.source.slice(this.settledAt);
-    const blocks = topLevelBlocks(parse(this.final ? tail : completeTable(tail), this.env));
+    const blocks = topLevelBlocks(this.parse(tail));
     const html = blocks.map((block) => renderHtml(block.tokens, this.env));
     if (html.length === 1 && html[0] === this.tailHtml) return; // the same on screen
+    const open = unsettled(tail, blocks);
+    const alone = html.length === 1 && this.root.childNodes.length === this.settledNodes + 1;
+    if (!(alone && growLastText(this.root.lastChild, this.tailHtml, html[0]))) {
+      const finishedNodes = this.patchBlocks(html, blocks.length - open);
+      if (blocks.length > open) {
+        this.settledAt += lineOffset(tail, blocks.at(-open).line);
+        this.settledNodes += finishedNodes;
+      }
+    }
+    this.tailHtml = html.at(-1) ?? null;
+    if (open === 1) {
+      const text = this.source.slice(this.settledAt);
+      this.container = openContainer(blocks.at(-1).tokens, text, this.root.childNodes[this.settledNodes]);
+      if (this.container) this.container.at += this.settledAt;
+    }
+  }
+
+  /** Sanitize the blocks' HTML and patch it in; how many root children the first `finished` make. */
+  patchBlocks(html, finished) {
     const fragment = document.createDocumentFragment();
     let finishedNodes = 0;
     html.forEach((blockHtml, index) => {
       const rendered = sanitize(blockHtml);
-      if (index < html.length - 1) finishedNodes += rendered.childNodes.length;
+      if (index < finished) finishedNodes += rendered.childNodes.length;
       fragment.append(rendered);
     });
     patchChildren(this.root, fragment, this.settledNodes);
-    this.tailHtml = html.at(-1) ?? null;
-    if (blocks.length > 1) {
-      this.settledAt += lineOffset(tail, blocks.at(-1).line);
-      this.settledNodes += finishedNodes;
+    return finishedNodes;
+  }
+
+  /**
+   * The unfinished block is a list or a table: parse and render only its
+   * unfinished items or rows, and patch them into its element. False when it
+   * is not that list or table any more (it ended, or a list turned loose).
+   */
+  renderContainer() {
+    const c = this.container;
+    const rest = this.source.slice(c.at);
+    const [block, ...more] = topLevelBlocks(this.parse(c.head + rest));
+    const first = block?.tokens[0];
+    if (more.length || first?.type !== c.type || first.markup !== c.markup) return false;
+    if (c.type !== "table_open") {
+      // A list that turns loose shows every item's paragraphs: render it whole.
+      if (looseList(block.tokens) && !c.loose) return false;
+      for (const t of block.tokens) {
+        if (c.loose && t.level === 2 && t.type.startsWith("paragraph")) t.hidden = false;
+      }
     }
-  }
-}
-
-const TABLE_ROW = /^[ \t]*\|/;
-const DELIMITER_SO_FAR = /^[ \t]*\|?[ \t:|-]*$/;
-const cellsOf = (row) => row.trim().replace(/^\|/, "").replace(/\|$/, "").split("|");
-
-/**
- * `tail` with the table it ends in made whole. While a table's header row
- * streams in, Markdown sees a paragraph of pipes until the delimiter row
- * below it is complete; completing that row shows the table it is becoming
- * instead. Only for rows written with a leading pipe, as models write them.
- */
-export function completeTable(tail) {
-  const lines = tail.split("\n");
-  if (lines.at(-1) === "") lines.pop(); // a line has just ended
-  let header = lines.length - 1;
-  let delimiter = [];
-  if (header > 0 && DELIMITER_SO_FAR.test(lines[header]) && TABLE_ROW.test(lines[header - 1])) {
-    delimiter = cellsOf(lines[header]);
-    header--;
-  }
-  // The header must start a table, not be a row of one already underway.
-  if (!TABLE_ROW.test(lines[header] ?? "") || TABLE_ROW.test(lines[header - 1] ?? "")) return tail;
-  const columns = cellsOf(lines[header]).length;
-  if (columns < 2 || delimiter.length > columns) return tail;
-  const cells = Array.from({ length: columns }, (_, i) => {
-    const cell = (delimiter[i] ?? "").trim();
-    return cell.includes("-") ? cell : `${cell}-`; // ":" alone is not a cell yet
-  });
-  return [...lines.slice(0, header + 1), `|${cells.join("|")}|`].join("\n");
-}
-
-/** The offset in `text` where line `line` (0-based) starts. */
-function lineOffset(text, line) {
-  let offset = 0;
-  for (let i = 0; i < line; i++) offset = text.indexOf("\n", offset) + 1;
-  return offset;
-}
-
-/**
- * Make `target`'s children from index `from` on look like `source`'s
- * children, reusing every node that can stay. `source` is emptied.
- */
-export function patchChildren(target, source, from) {
-  const wanted = [...source.childNodes];
-  wanted.forEach((want, i) => {
-    const have = target.childNodes[from + i];
-    if (!have) target.append(want);
-    else if (!patchNode(have, want)) have.replaceWith(want);
-  });
-  while (target.childNodes.length > from + wanted.length) target.lastChild.remove();
-}
-
-/** Bring `have` in line with `want`; false when it cannot be (another kind of node). */
-function patchNode(have, want) {
-  if (have.nodeType !== want.nodeType || have.nodeName !== want.nodeName) return false;
-  if (have.nodeType === Node.TEXT_NODE) {
-    if (have.data === want.data) return true;
-    // Grown text is appended to: a selection or caret inside it stays put.
-    if (want.data.startsWith(have.data)) have.appendData(want.data.slice(have.data.length));
-    else have.data = want.data;
+    this.tailHtml = null; // the block's render is no longer the whole block's
+    const html = renderHtml(block.tokens, this.env);
+    if (html === c.html) return true;
+    if (!growLastText(c.items, c.html, html)) {
+      const rendered = sanitize(html).firstElementChild;
+      const items = c.type === "table_open" ? rendered?.tBodies[0] : rendered;
+      if (!items) return false;
+      patchChildren(c.items, items, c.settled);
+    }
+    c.html = html;
+    settleChildren(c, block.tokens, c.head + rest, rest);
     return true;
   }
-  if (have.nodeType !== Node.ELEMENT_NODE) return false;
-  patchAttributes(have, want);
-  patchChildren(have, want, 0);
-  return true;
-}
 
-function patchAttributes(have, want) {
-  for (const { name } of [...have.attributes]) {
-    if (!want.hasAttribute(name) && !PAGE_ATTRIBUTES.has(name)) have.removeAttribute(name);
-  }
-  for (const { name, value } of want.attributes) {
-    if (have.getAttribute(name) !== value) have.setAttribute(name, value);
+  /** markdown-it's tokens for `text`, a table underway completed while the answer streams. */
+  parse(text) {
+    return parse(this.final ? text : completeTable(text), this.env);
   }
 }

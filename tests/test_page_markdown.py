@@ -335,16 +335,42 @@ def test_streaming_keeps_finished_blocks_and_the_readers_selection(
     assert len(seen) >= 4 and all(seen[-1].startswith(text) for text in seen), seen
 
 
-def test_delta_by_delta_renders_as_the_whole_answer_does(web: str, open_chat) -> None:
-    """At every delta of a long answer, the streaming view shows what a render of
-    the text so far shows (a table underway completed): rendering only the last
-    block loses nothing."""
-    deltas = markdown_answer(1200)
+# Shapes where the end of an answer can change how its last blocks read: a
+# list that turns loose, "10)" after "9)", items holding code and tables, a
+# bullet that starts another list, a long table, then task lists.
+TRICKY = (
+    "Intro paragraph.\n\n"
+    + "".join(f"{n}. tight item {n}\n" for n in range(1, 5))
+    + "\n5. now loose\n\n6. still loose\n   with a lazy second line\n\n"
+    + "".join(
+        f"{n}) **Step {n}** text\n{' ' * (len(str(n)) + 2)}- sub a\n{' ' * (len(str(n)) + 2)}- sub b\n\n"
+        for n in range(1, 13)
+    )
+    + "Between.\n\n- first\n\n  ```js\n  let x = 1;\n  ```\n\n- second\n\n"
+    + "  | a | b |\n  |---|---|\n  | 1 | 2 |\n\n- third\n* other list\n* again\n\n"
+    + "| k | v |\n|:--|--:|\n"
+    + "".join(f"| key {n} | **{n}** |\n" for n in range(1, 16))
+    + "\nAfter the table.\n\n- [ ] task one\n- [x] task two\n\nEnd."
+)
+
+
+@pytest.mark.parametrize(
+    "name", ["long answer, delta by delta", "tricky shapes, character by character"]
+)
+def test_streaming_renders_as_the_whole_text_so_far_does(web: str, open_chat, name: str) -> None:
+    """At every step, the streaming view shows what a render of the text so far
+    shows (a table underway completed): rendering only the unfinished block, or
+    a long list's or table's unfinished items, loses nothing."""
+    if name.startswith("long"):
+        deltas = markdown_answer(2000)
+    else:
+        deltas = list(TRICKY)
     chat = open_chat(web)
     differences = chat.page.evaluate(
         """async (deltas) => {
           const { renderMarkdown } = await import("/static/markdown.js");
-          const { MarkdownView, completeTable } = await import("/static/markdown_view.js");
+          const { MarkdownView } = await import("/static/markdown_view.js");
+          const { completeTable } = await import("/static/markdown_tail.js");
           const view = new MarkdownView(document.createElement("div"));
           const whole = document.createElement("div");
           const differences = [];
@@ -355,7 +381,10 @@ def test_delta_by_delta_renders_as_the_whole_answer_does(web: str, open_chat) ->
             whole.replaceChildren(renderMarkdown(completeTable(text)));
             if (view.root.innerHTML !== whole.innerHTML) differences.push(text.slice(-40));
           }
-          return differences;
+          view.show(text, true);
+          whole.replaceChildren(renderMarkdown(text));
+          if (view.root.innerHTML !== whole.innerHTML) differences.push("final");
+          return differences.slice(0, 5);
         }""",
         deltas,
     )

@@ -2,7 +2,7 @@
 
 The kind of answer people ask models for: headings, paragraphs with inline
 code, emphasis and links, comparison tables, nested lists, task lists, code
-blocks and quotes. It is cut into tokens the size a tokenizer makes (a word
+blocks and quotes, then a long numbered list. It is cut into tokens the size a tokenizer makes (a word
 with its leading space, a number, a run of punctuation), one delta each.
 """
 
@@ -52,13 +52,25 @@ def follow(stream, cursor):
 """
 
 
+def step(n: int) -> str:
+    """One item of a long numbered list with a blank line between items (a loose
+    list): one block that grows with every item, the costliest shape to stream."""
+    pad = " " * (len(str(n)) + 2)
+    return (
+        f"{n}. **Check step {n}.** Run `relay check --step {n}` and compare with "
+        f"https://example.com/checks/{n}; it should say *ok*.\n"
+        f"{pad}- if it fails, read the log\n{pad}- then try again\n\n"
+    )
+
+
 def markdown_answer(tokens: int = 2000) -> list[str]:
-    """The answer's deltas: `tokens` pieces that join into one Markdown document."""
-    text = ""
+    """The answer's deltas: `tokens` pieces that join into one Markdown document,
+    three sections of everything, then a long list."""
+    text = "".join(section(n) for n in range(1, 4)) + "Then check each step:\n\n"
     n = 0
     while len(TOKEN.findall(text)) < tokens:
         n += 1
-        text += section(n)
+        text += step(n)
     pieces = TOKEN.findall(text)
     assert "".join(pieces) == text, "the tokenizer must cover every character"
     return pieces[:tokens]
