@@ -4,6 +4,11 @@
  * re-rendered from its unfinished items or rows only.
  */
 
+/** True when the first line of `block` (in `text`) has ended: what it is can no longer change. */
+export function firstLineDone(text, block) {
+  return text.indexOf("\n", lineOffset(text, block.line)) >= 0;
+}
+
 /**
  * How many blocks at the end of `tail` may still change: the last; and the
  * one before it too while the last one's first line is unfinished, because
@@ -12,8 +17,7 @@
 export function unsettled(tail, blocks) {
   const last = blocks.at(-1);
   if (!last) return 0;
-  const firstLineDone = tail.indexOf("\n", lineOffset(tail, last.line)) >= 0;
-  return firstLineDone ? 1 : Math.min(2, blocks.length);
+  return firstLineDone(tail, last) ? 1 : Math.min(2, blocks.length);
 }
 
 /** The offset in `text` where line `line` (0-based) starts. */
@@ -81,36 +85,40 @@ function childrenOf(tokens) {
 }
 
 /**
- * The state of the unfinished block (`tokens`, parsed from `text`, rendered
- * as `node`) if it is a list or table that has finished items or rows, else null.
+ * The state of the unfinished block (`tokens`, parsed from `text`, its first
+ * line `line`, rendered as `node`) if it is a list or table that has finished
+ * items or rows, else null. Its `at` is an offset in `text`.
  */
-export function openContainer(tokens, text, node) {
+export function openContainer(tokens, text, line, node) {
   const first = tokens[0];
   if (!node || !CONTAINERS.includes(first.type)) return null;
   const table = first.type === "table_open";
-  const head = table ? text.slice(0, lineOffset(text, 2)) : ""; // a table's header and delimiter rows
+  const headLines = table ? 2 : 0; // a table's header and delimiter rows
   const container = {
     type: first.type,
     markup: first.markup,
-    head,
+    head: text.slice(lineOffset(text, line), lineOffset(text, line + headLines)),
+    headLines,
     loose: looseList(tokens),
     items: table ? node.tBodies[0] : node, // the element whose children are the items or rows
     settled: 0, // its children that stay
-    at: head.length, // where the unfinished items or rows start, in `text`
+    at: lineOffset(text, line + headLines), // where the unfinished items or rows start
     html: null, // the unfinished part as last rendered
   };
   if (!container.items) return null;
-  settleChildren(container, tokens, text, text.slice(head.length));
+  settleChildren(container, tokens, text, line + headLines);
   return container.settled ? container : null;
 }
 
-/** After a render of `text` (its `head` and `rest`): settle the items or rows now finished. */
-export function settleChildren(container, tokens, text, rest) {
+/**
+ * After a render of `text`, whose line `restLine` is where the container's
+ * unfinished items or rows started: settle those now finished.
+ */
+export function settleChildren(container, tokens, text, restLine) {
   const children = childrenOf(tokens);
   const settle = children.length - unsettled(text, children);
   if (settle <= 0) return;
-  const headLines = container.head ? 2 : 0;
   container.settled += settle;
-  container.at += lineOffset(rest, children[settle].line - headLines);
+  container.at += lineOffset(text, children[settle].line) - lineOffset(text, restLine);
   container.html = null;
 }

@@ -22,7 +22,7 @@
 import { growLastText, patchChildren } from "./dom_patch.js";
 import { parse, renderHtml, sanitize, topLevelBlocks } from "./markdown.js";
 import {
-  completeTable, lineOffset, looseList, openContainer, settleChildren, unsettled,
+  completeTable, firstLineDone, lineOffset, looseList, openContainer, settleChildren, unsettled,
 } from "./markdown_tail.js";
 
 export class MarkdownView {
@@ -76,6 +76,7 @@ export class MarkdownView {
     const html = blocks.map((block) => renderHtml(block.tokens, this.env));
     if (html.length === 1 && html[0] === this.tailHtml) return; // the same on screen
     const open = unsettled(tail, blocks);
+    const base = this.settledAt;
     const alone = html.length === 1 && this.root.childNodes.length === this.settledNodes + 1;
     if (!(alone && growLastText(this.root.lastChild, this.tailHtml, html[0]))) {
       const finishedNodes = this.patchBlocks(html, blocks.length - open);
@@ -86,9 +87,9 @@ export class MarkdownView {
     }
     this.tailHtml = html.at(-1) ?? null;
     if (open === 1) {
-      const text = this.source.slice(this.settledAt);
-      this.container = openContainer(blocks.at(-1).tokens, text, this.root.childNodes[this.settledNodes]);
-      if (this.container) this.container.at += this.settledAt;
+      const { tokens, line } = blocks.at(-1);
+      this.container = openContainer(tokens, tail, line, this.root.childNodes[this.settledNodes]);
+      if (this.container) this.container.at += base;
     }
   }
 
@@ -108,32 +109,50 @@ export class MarkdownView {
   /**
    * The unfinished block is a list or a table: parse and render only its
    * unfinished items or rows, and patch them into its element. False when it
-   * is not that list or table any more (it ended, or a list turned loose).
+   * is not that list or table any more (it ended, or a list turned loose):
+   * the caller renders from the settled point on.
    */
   renderContainer() {
     const c = this.container;
     const rest = this.source.slice(c.at);
-    const [block, ...more] = topLevelBlocks(this.parse(c.head + rest));
+    const text = c.head + rest;
+    const [block, ...after] = topLevelBlocks(this.parse(text));
     const first = block?.tokens[0];
-    if (more.length || first?.type !== c.type || first.markup !== c.markup) return false;
-    if (c.type !== "table_open") {
-      // A list that turns loose shows every item's paragraphs: render it whole.
-      if (looseList(block.tokens) && !c.loose) return false;
-      for (const t of block.tokens) {
-        if (c.loose && t.level === 2 && t.type.startsWith("paragraph")) t.hidden = false;
-      }
-    }
+    if (first?.type !== c.type || first.markup !== c.markup) return false;
+    // A list that turns loose shows every item's paragraphs: render it whole.
+    if (c.type !== "table_open" && looseList(block.tokens) && !c.loose) return false;
     this.tailHtml = null; // the block's render is no longer the whole block's
-    const html = renderHtml(block.tokens, this.env);
-    if (html === c.html) return true;
-    if (!growLastText(c.items, c.html, html)) {
-      const rendered = sanitize(html).firstElementChild;
-      const items = c.type === "table_open" ? rendered?.tBodies[0] : rendered;
-      if (!items) return false;
-      patchChildren(c.items, items, c.settled);
+    if (!this.patchItems(block.tokens)) return false;
+    if (after.length && firstLineDone(text, after[0])) {
+      // It has ended: what follows starts the unfinished tail.
+      this.settledAt = c.at + lineOffset(rest, after[0].line - c.headLines);
+      this.settledNodes += 1;
+      return false;
     }
+    // The start of what follows ("14" may yet become the next item, "14."), beside it.
+    const next = document.createDocumentFragment();
+    for (const { tokens } of after) next.append(sanitize(renderHtml(tokens, this.env)));
+    patchChildren(this.root, next, this.settledNodes + 1);
+    settleChildren(c, block.tokens, text, c.headLines);
+    return true;
+  }
+
+  /** Render a list's or table's unfinished items or rows into its element; false if it has none. */
+  patchItems(tokens) {
+    const c = this.container;
+    if (c.loose) {
+      for (const t of tokens) if (t.level === 2 && t.type.startsWith("paragraph")) t.hidden = false;
+    }
+    const html = renderHtml(tokens, this.env);
+    if (html === c.html || growLastText(c.items, c.html, html)) {
+      c.html = html;
+      return true;
+    }
+    const rendered = sanitize(html).firstElementChild;
+    const items = c.type === "table_open" ? rendered?.tBodies[0] : rendered;
+    if (!items) return false;
+    patchChildren(c.items, items, c.settled);
     c.html = html;
-    settleChildren(c, block.tokens, c.head + rest, rest);
     return true;
   }
 

@@ -354,17 +354,31 @@ TRICKY = (
 )
 
 
-@pytest.mark.parametrize(
-    "name", ["long answer, delta by delta", "tricky shapes, character by character"]
-)
+def pieces(text: str | list[str], size: int) -> list[str]:
+    """`text` (or a list of deltas) in pieces of `size` characters (or deltas)."""
+    return ["".join(text[i : i + size]) for i in range(0, len(text), size)]
+
+
+STREAMS = {
+    # A model's deltas, and as the page takes them: a few at a time, once a frame.
+    "long answer, delta by delta": lambda: markdown_answer(2000),
+    "long answer, 3 deltas at a time": lambda: pieces(markdown_answer(2000), 3),
+    "tricky shapes, character by character": lambda: pieces(TRICKY, 1),
+    "tricky shapes, 7 characters at a time": lambda: pieces(TRICKY, 7),
+    "tricky shapes, 24 characters at a time": lambda: pieces(TRICKY, 24),
+    "tricky shapes, 61 characters at a time": lambda: pieces(TRICKY, 61),
+    # Several blocks in one delta: a block settles and a long list or table opens at once.
+    "tricky shapes, 150 characters at a time": lambda: pieces(TRICKY, 150),
+    "GFM answer, 24 characters at a time": lambda: pieces(GFM_ANSWER, 24),
+}
+
+
+@pytest.mark.parametrize("name", list(STREAMS))
 def test_streaming_renders_as_the_whole_text_so_far_does(web: str, open_chat, name: str) -> None:
     """At every step, the streaming view shows what a render of the text so far
     shows (a table underway completed): rendering only the unfinished block, or
     a long list's or table's unfinished items, loses nothing."""
-    if name.startswith("long"):
-        deltas = markdown_answer(2000)
-    else:
-        deltas = list(TRICKY)
+    deltas = STREAMS[name]()
     chat = open_chat(web)
     differences = chat.page.evaluate(
         """async (deltas) => {
