@@ -346,7 +346,7 @@ TRICKY = (
         f"{n}) **Step {n}** text\n{' ' * (len(str(n)) + 2)}- sub a\n{' ' * (len(str(n)) + 2)}- sub b\n\n"
         for n in range(1, 13)
     )
-    + "Between.\n\n- first\n\n  ```js\n  let x = 1;\n  ```\n\n- second\n\n"
+    + 'Between: a < b && c > "d" & e, `x<y> && z`.\n\n- first\n\n  ```js\n  let x = 1;\n  ```\n\n- second\n\n'
     + "  | a | b |\n  |---|---|\n  | 1 | 2 |\n\n- third\n* other list\n* again\n\n"
     + "| k | v |\n|:--|--:|\n"
     + "".join(f"| key {n} | **{n}** |\n" for n in range(1, 16))
