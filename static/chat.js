@@ -4,14 +4,18 @@
  */
 //
 // The modules, by role:
-//   conversation.js  the answer model: state, events folded in exactly once
-//   api.js           the HTTP API, one function per request (the network edge,
-//   transport.js     with this: following events over SSE or long-polling)
-//   views.js         messages on the page, updated in place (thinking.js: the
-//                    Thinking block; markdown.js and markdown_view.js: answers)
-//   controls.js      the composer, header, buttons and scrolling
-//   notices.js       what to tell the user when something fails
-//   whole.js         answers without streaming (the header's toggle)
+//   conversation.js    the answer model: state, events folded in exactly once
+//   api.js             the network edge: the HTTP API, one function a request,
+//   transport.js         and following events over SSE or long-polling
+//   views.js           messages on the page, updated in place; thinking.js,
+//                        the Thinking block
+//   markdown.js        rendering: Markdown to safe DOM (markdown-it, DOMPurify);
+//   markdown_view.js     an answer as it streams (markdown_tail.js: its
+//                        unfinished end; dom_patch.js: patching in place)
+//   controls.js        controls and layout: composer, header, buttons, scrolling
+//   notices.js         what to tell the user when something fails
+//   whole.js           answers without streaming (the header's toggle)
+//   dom.js             small DOM helpers
 //
 // Access control (API.md): a team's app opens the page with a token in the
 // URL fragment (`#access_token=`), which browsers never send to a server.
