@@ -47,10 +47,15 @@ def final_message(app, message_id: str):
     )
 
 
+def as_shown(text: str) -> str:
+    """An answer's text as the page shows it: Markdown drops a paragraph's trailing spaces."""
+    return text.rstrip()
+
+
 def assert_prefixes(seen: list[str], final: str) -> None:
     """Everything the page showed was a prefix of the final answer: no piece
     was ever shown twice or out of order, even if a later reload repaired it."""
-    assert seen and seen[-1] == final
+    assert seen and seen[-1] == as_shown(final)
     for text in seen:
         assert final.startswith(text), f"the page showed {text!r}, not a prefix of the answer"
 
@@ -64,8 +69,8 @@ def assert_progressive(seen: list[str], final: str, at_least: int) -> None:
 
 def assert_only_whole(seen: list[str], final: str) -> None:
     """Without streaming: the answer showed nothing, then the final text; never a part of it."""
-    assert seen and seen[-1] == final
-    assert set(seen) <= {"", final}, f"the page showed partial text: {seen!r}"
+    assert seen and seen[-1] == as_shown(final)
+    assert set(seen) <= {"", as_shown(final)}, f"the page showed partial text: {seen!r}"
 
 
 def snapshot_messages(client: httpx.Client, session_id: str) -> list[tuple[str, str, str]]:
@@ -167,6 +172,7 @@ def test_page_forbids_inline_script_and_leaks_no_session(client: httpx.Client) -
     assert response.headers["content-type"].startswith("text/html")
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "object-src 'none'" in csp
+    assert "unsafe-eval" not in csp  # the vendored libraries evaluate no strings (test_static.py)
     assert response.headers["referrer-policy"] == "no-referrer"
     assert '<script type="module" src="/static/chat.js">' in response.text
     assert client.get("/static/chat.js").status_code == 200
@@ -307,7 +313,7 @@ def test_reload_mid_answer_shows_the_whole_answer_once(
     chat.page.reload()
     # The model is still held: what shows now came from the snapshot alone.
     chat.wait_text_contains(answer_id, "r11")
-    assert chat.answer_text(answer_id) == "".join(chunks[:12])
+    assert chat.answer_text(answer_id) == as_shown("".join(chunks[:12]))
     assert chat.session_id == session_id
     behavior.gate.set()
     chat.wait_status(answer_id, "done")
@@ -334,7 +340,7 @@ def test_two_tabs_on_one_session_end_with_identical_text(
 
     answer_id = first.send(prompt)
     second.wait_text_contains(answer_id, "t04")  # the other tab follows live ...
-    assert second.answer_text(answer_id) == "".join(chunks[:5])  # ... each piece once
+    assert second.answer_text(answer_id) == as_shown("".join(chunks[:5]))  # ... each piece once
     assert second.page.locator("li.message.user .body").text_content() == prompt
     behavior.gate.set()
     first.wait_status(answer_id, "done")
@@ -457,7 +463,7 @@ def test_stop_cancels_the_answer_and_shows_it_stopped(
 
     stored = final_message(app, answer_id)
     assert (stored.status, stored.finish_reason) == ("cancelled", "cancelled")
-    assert chat.answer_text(answer_id) == stored.content
+    assert chat.answer_text(answer_id) == as_shown(stored.content)
     assert "s399" not in stored.content
     assert chat.answer(answer_id).locator(".badge").text_content() == "stopped"
     assert not chat.page.locator("#stop").is_visible()
@@ -624,7 +630,7 @@ def test_without_streaming_stop_still_cancels_and_shows_what_was_stored(
     stored = final_message(app, answer_id)
     assert (stored.status, stored.finish_reason) == ("cancelled", "cancelled")
     assert "q03" in stored.content and "q399" not in stored.content
-    assert chat.answer_text(answer_id) == stored.content
+    assert chat.answer_text(answer_id) == as_shown(stored.content)
     assert_only_whole(chat.seen(answer_id), stored.content)
     assert chat.answer(answer_id).locator(".badge").text_content() == "stopped"
     assert chat.page.locator("#send").is_enabled()
@@ -650,7 +656,7 @@ def test_turning_streaming_back_on_mid_answer_streams_the_rest(
 
     toggle.uncheck()  # the text so far appears at once, and the rest streams
     chat.wait_text_contains(answer_id, "m05")
-    assert chat.answer_text(answer_id) == "".join(chunks[:6])
+    assert chat.answer_text(answer_id) == as_shown("".join(chunks[:6]))
     assert chat.page.evaluate("localStorage.getItem('relay.withoutStreaming')") == "0"
     behavior.gate.set()
     chat.wait_status(answer_id, "done")
@@ -711,7 +717,7 @@ def test_a_lost_answer_to_a_post_is_posted_again_and_asks_once(
     assert [m[0] for m in snapshot_messages(client, chat.session_id)] == ["user", "assistant"] * 2
 
 
-# ---- chat.js functions, run in the browser ----
+# ---- the page's modules, run in the browser ----
 
 
 @pytest.mark.browser
@@ -723,7 +729,8 @@ def test_markdown_renderer_builds_only_safe_elements(web: str, open_chat) -> Non
         "**b** *i* _i_ snake_case_name `c*o*de`": "<p><strong>b</strong> <em>i</em> <em>i</em> snake_case_name <code>c*o*de</code></p>",
         "1. one\n2. two": "<ol><li>one</li><li>two</li></ol>",
         "> quoted": "<blockquote><p>quoted</p></blockquote>",
-        "```\n<b>x</b>": "<pre><code>&lt;b&gt;x&lt;/b&gt;</code></pre>",  # unclosed while streaming
+        "```\n<b>x</b>": '<div class="code-block"><button type="button" class="copy" '
+        'aria-label="Copy code"></button><pre><code>&lt;b&gt;x&lt;/b&gt;</code></pre></div>',  # unclosed while streaming
         "[x](javascript:alert(1))": "<p>x</p>",
         "[x](JaVaScRiPt:alert(1))": "<p>x</p>",
         "[x](/relative)": "<p>x</p>",
@@ -733,7 +740,7 @@ def test_markdown_renderer_builds_only_safe_elements(web: str, open_chat) -> Non
     }
     rendered = chat.page.evaluate(
         """async (cases) => {
-        const { renderMarkdown } = await import("/static/chat.js");
+        const { renderMarkdown } = await import("/static/markdown.js");
         const out = {};
         for (const source of cases) {
           const box = document.createElement("div");
@@ -752,7 +759,7 @@ def test_events_fold_into_messages(web: str, open_chat) -> None:
     """A higher `attempt` drops the text so far; `end` checks `text_length` in code points."""
     chat = open_chat(web)
     result = chat.page.evaluate("""async () => {
-        const { applyEvent, idAfter } = await import("/static/chat.js");
+        const { applyEvent, idAfter } = await import("/static/conversation.js");
         const m = { id: "m1", role: "assistant", content: "", status: "queued" };
         const byId = new Map([["m1", m]]);
         const fold = (event, data) =>
@@ -779,7 +786,7 @@ def test_each_event_is_applied_once_whichever_way_it_comes(web: str, open_chat) 
     """SSE, a probe, an EventSource reconnect from its own older id: overlapping deliveries."""
     chat = open_chat(web)
     result = chat.page.evaluate("""async () => {
-        const { accept } = await import("/static/chat.js");
+        const { accept } = await import("/static/conversation.js");
         const m = { id: "m1", role: "assistant", content: "", status: "queued" };
         const conversation = { cursor: "100-0", byId: new Map([["m1", m]]) };
         const ev = (id, event, data) => ({ id, event, data: { message_id: "m1", ...data } });

@@ -188,7 +188,7 @@ def test_phone_header_fits_enter_is_a_new_line_and_an_answer_streams(
     assert stored == "".join(SCREENSHOT_CHUNKS)
     assert text == chat.page.evaluate(
         """(source) => {
-             return import("/static/chat.js").then(({ renderMarkdown }) => {
+             return import("/static/markdown.js").then(({ renderMarkdown }) => {
                const box = document.createElement("div");
                box.append(renderMarkdown(source));
                return box.textContent;
@@ -414,7 +414,7 @@ def test_error_sentences_say_what_to_do(web: str, worker, phone) -> None:
     ]
     answers = chat.page.evaluate(
         """async (cases) => {
-        const { advise, answerTrouble } = await import("/static/chat.js");
+        const { advise, answerTrouble } = await import("/static/notices.js");
         return {
           advice: cases.map(([err, context]) => advise(err, context)),
           answers: ["upstream_error", "upstream_timeout", "worker_lost", undefined]

@@ -65,6 +65,12 @@ class ChatPage:
         self.page = context.new_page()
         self.errors: list[str] = []
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        # What the console shows as errors, a failed request's "Failed to load
+        # resource" among them; tests that provoke failures leave it unread.
+        self.console_errors: list[str] = []
+        self.page.on(
+            "console", lambda msg: msg.type == "error" and self.console_errors.append(msg.text)
+        )
         self.page.on(
             "dialog",
             lambda dialog: (self.errors.append(f"dialog: {dialog.message}"), dialog.dismiss()),

@@ -1,8 +1,9 @@
-"""The chat page: one HTML file, one stylesheet, one ES module; no build step.
+"""The chat page: one HTML file, one stylesheet, ES modules; no build step.
 
-The page shows model output, which is untrusted. chat.js builds the DOM with
-`textContent` and never parses HTML from an answer; the page's
-Content-Security-Policy is the second line: scripts only from our origin (no
+The page shows model output, which is untrusted. Answers are Markdown that
+static/markdown.js renders with markdown-it (raw HTML off) and sanitizes with
+DOMPurify before any of it reaches the page; the page's
+Content-Security-Policy is the last line: scripts only from our origin (no
 inline script, no `on...=` attributes, no `eval`), so even a rendering bug
 could not run injected markup. With access control off, the session id in
 the page URL is the only credential to the chat, so no Referer ever carries
@@ -15,7 +16,7 @@ bar at once. No other site may frame the page (clickjacking): CSP's
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, render_template
+from flask import Blueprint, Response, current_app, render_template, send_from_directory
 
 bp = Blueprint("pages", __name__)
 
@@ -46,3 +47,12 @@ def index() -> Response:
     response = Response(render_template("index.html"), mimetype="text/html")
     response.headers.update(PAGE_HEADERS)
     return response
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """The page links its icon, but browsers also ask any origin for /favicon.ico
+    (a JSON response opened in a tab, say): the same SVG, not a 404 in the console."""
+    return send_from_directory(
+        current_app.static_folder, "favicon.svg", mimetype="image/svg+xml", max_age=86400
+    )
