@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import os
 import subprocess
 import sys
 import tomllib
@@ -26,9 +25,9 @@ from relay_client import (
 from tests.support.model_server import ModelServer
 from tests.support.processes import ROOT, Process
 from tests.support.proxies import AnswerLosingProxy
+from tests.support.pyclient import PACKAGE, run_module
 from tests.test_code_size import oversized
 
-PACKAGE = ROOT / "clients" / "python"
 POLICY = Policy(seed=3, backoff_seconds=0.05, reconnect_seconds=0.05)
 
 
@@ -177,15 +176,7 @@ async def parity(web: str) -> tuple[str, str]:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(PACKAGE))
-    return subprocess.run(
-        [sys.executable, "-m", "relay_client", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_module("relay_client", *args, timeout=60)
 
 
 @pytest.mark.parametrize("mode", [[], ["--poll"]], ids=["sse", "poll"])

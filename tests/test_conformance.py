@@ -4,9 +4,7 @@ what a broken deployment breaks (real relay behind tests/support/broken_wire.py)
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 
 import jwt
@@ -14,7 +12,8 @@ import pytest
 from relay_client.conformance import NAMES, Options, run
 
 from tests.support.broken_wire import HtmlErrors, OffByOne, RepeatingIds
-from tests.support.processes import ROOT, Process
+from tests.support.processes import Process
+from tests.support.pyclient import run_module
 
 pytestmark = pytest.mark.slow
 
@@ -28,15 +27,7 @@ QUICK = {"heartbeat_seconds": 5.0, "answer_seconds": 30.0}
 
 def conformance(*args: str) -> subprocess.CompletedProcess[str]:
     """`python -m relay_client.conformance ...` as an operator runs it."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "clients" / "python"))
-    return subprocess.run(
-        [sys.executable, "-m", "relay_client.conformance", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=150,
-    )
+    return run_module("relay_client.conformance", *args)
 
 
 def rows(table: str) -> dict[str, str]:

@@ -15,40 +15,22 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import calls, follow
+from . import calls
 from .actions import Plan
 from .answer import Answer
+from .base import ClientBase
 from .drivers import AsyncDriver
-from .events import Cursor, Event, Poll
-from .retry import Policy
-from .tokens import TokenProvider, Tokens
+from .events import Event, Poll
 
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(ClientBase[httpx.AsyncClient]):
     """relay's API for one deployment, for asyncio; `token_provider` may be async."""
 
     is_async = True
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        token: str | None = None,
-        token_provider: TokenProvider | None = None,
-        transport: str = follow.SSE,
-        policy: Policy | None = None,
-        timeout: float = 30.0,
-        http: httpx.AsyncClient | None = None,
-    ) -> None:
-        if transport not in follow.TRANSPORTS:
-            raise ValueError(f"transport must be one of {follow.TRANSPORTS}")
-        self.transport = transport
-        self.policy = policy or Policy()
-        self.tokens = Tokens(token, token_provider)
-        self._http = http or httpx.AsyncClient(base_url=base_url, timeout=timeout)
-        self._driver = AsyncDriver(self._http, self.tokens, httpx.Timeout(timeout))
+    _http_class = httpx.AsyncClient
+    _driver_class = AsyncDriver
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -71,9 +53,6 @@ class AsyncClient:
         key = idempotency_key or uuid.uuid4().hex
         accepted = await self._run(calls.post_prompt(session_id, content, key, self.policy))
         return self.answer(session_id, accepted["message_id"])
-
-    def answer(self, session_id: str, message_id: str) -> Answer:
-        return Answer(session_id, message_id, self)
 
     async def regenerate(self, session_id: str, message_id: str) -> Answer:
         accepted = await self._run(calls.regenerate(session_id, message_id, self.policy))
@@ -99,10 +78,7 @@ class AsyncClient:
     def stream(
         self, session_id: str, after: str | None = None, *, transport: str | None = None
     ) -> AsyncIterator[Event]:
-        plan = follow.session_events(
-            session_id, Cursor(after), self.policy, transport or self.transport
-        )
-        return self._iterate(plan)
+        return self._iterate(self._events(session_id, after, transport))
 
     async def approve(
         self,
@@ -112,9 +88,8 @@ class AsyncClient:
         approved: bool,
         reason: str | None = None,
     ) -> None:
-        body = calls.approval_body(approved, reason)
         await self._run(
-            calls.tool_input(session_id, message_id, call_id, "approval", body, self.policy)
+            calls.approve(session_id, message_id, call_id, approved, reason, self.policy)
         )
 
     async def tool_output(
@@ -126,13 +101,9 @@ class AsyncClient:
         *,
         error: str | None = None,
     ) -> None:
-        body = calls.output_body(output, error)
         await self._run(
-            calls.tool_input(session_id, message_id, call_id, "output", body, self.policy)
+            calls.tool_output(session_id, message_id, call_id, output, error, self.policy)
         )
-
-    def _follow_answer(self, answer: Answer) -> Plan[None]:
-        return follow.answer(answer, self.policy, self.transport)
 
     async def _run(self, plan: Plan[T]) -> T:
         return await self._driver.run(plan)

@@ -166,23 +166,34 @@ def poll(
     return Poll(events, body["cursor"], bool(body["reset"]))
 
 
-def tool_input(
-    session_id: str, message_id: str, call_id: str, kind: str, body: dict[str, Any], policy: Policy
+def approve(
+    session_id: str,
+    message_id: str,
+    call_id: str,
+    approved: bool,
+    reason: str | None,
+    policy: Policy,
 ) -> Plan[None]:
-    """A tool call's approval or output (API.md, Tools); `kind` is "approval" or "output"."""
-    path = session_path(session_id, "messages", message_id, "tools", call_id, kind)
-    reply = yield from exchange(Request("POST", path, json=body), policy)
-    expect(reply, 202)
-
-
-def approval_body(approved: bool, reason: str | None) -> dict[str, Any]:
+    """A person's decision on a tool call that waits for one (API.md, Tools)."""
     body: dict[str, Any] = {"approved": bool(approved)}
     if reason is not None:
         body["reason"] = reason
-    return body
+    yield from tool_input(session_id, message_id, call_id, "approval", body, policy)
 
 
-def output_body(output: Any, error: str | None) -> dict[str, Any]:
+def tool_output(
+    session_id: str, message_id: str, call_id: str, output: Any, error: str | None, policy: Policy
+) -> Plan[None]:
+    """A client tool's result (API.md, Tools): its output (any JSON), or its error."""
     if (output is OMITTED) == (error is None):
         raise ValueError("give a tool's output or its error, one of them")
-    return {"error": error} if error is not None else {"output": output}
+    body = {"error": error} if error is not None else {"output": output}
+    yield from tool_input(session_id, message_id, call_id, "output", body, policy)
+
+
+def tool_input(
+    session_id: str, message_id: str, call_id: str, kind: str, body: dict[str, Any], policy: Policy
+) -> Plan[None]:
+    path = session_path(session_id, "messages", message_id, "tools", call_id, kind)
+    reply = yield from exchange(Request("POST", path, json=body), policy)
+    expect(reply, 202)

@@ -12,46 +12,26 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import calls, follow
+from . import calls
 from .actions import Plan
 from .answer import Answer
+from .base import ClientBase
 from .drivers import SyncDriver
-from .events import Cursor, Event, Poll
-from .retry import Policy
-from .tokens import TokenProvider, Tokens
+from .events import Event, Poll
 
 T = TypeVar("T")
 
 
-class Client:
-    """relay's API for one deployment. Use it as a context manager, or `close()` it.
+class Client(ClientBase[httpx.Client]):
+    """relay's API for one deployment, blocking. Use it as a context manager, or `close()` it.
 
-    `token` is sent as `Authorization: Bearer`; `token_provider` is called
-    for one when there is none, before it expires, and again on a 401.
-    `transport` is how answers are followed: "sse" (default), "poll"
-    (long-poll) or "whole" (`?wait=`, the whole answer at once).
+    The keyword arguments are ClientBase's (base.py): `token` or
+    `token_provider`, `transport`, `policy`, `timeout`, `http`.
     """
 
     is_async = False
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        token: str | None = None,
-        token_provider: TokenProvider | None = None,
-        transport: str = follow.SSE,
-        policy: Policy | None = None,
-        timeout: float = 30.0,
-        http: httpx.Client | None = None,
-    ) -> None:
-        if transport not in follow.TRANSPORTS:
-            raise ValueError(f"transport must be one of {follow.TRANSPORTS}")
-        self.transport = transport
-        self.policy = policy or Policy()
-        self.tokens = Tokens(token, token_provider)
-        self._http = http or httpx.Client(base_url=base_url, timeout=timeout)
-        self._driver = SyncDriver(self._http, self.tokens, httpx.Timeout(timeout))
+    _http_class = httpx.Client
+    _driver_class = SyncDriver
 
     def __enter__(self) -> Client:
         return self
@@ -81,10 +61,6 @@ class Client:
         key = idempotency_key or uuid.uuid4().hex
         accepted = self._run(calls.post_prompt(session_id, content, key, self.policy))
         return self.answer(session_id, accepted["message_id"])
-
-    def answer(self, session_id: str, message_id: str) -> Answer:
-        """An answer to follow, by its ids (one this client did not send, too)."""
-        return Answer(session_id, message_id, self)
 
     def regenerate(self, session_id: str, message_id: str) -> Answer:
         """Answer the last prompt again; `message_id` is the last, final answer."""
@@ -121,10 +97,7 @@ class Client:
         `after` None starts at the beginning of what the server retains. A
         `reset` event carries the reloaded snapshot in `.snapshot`.
         """
-        plan = follow.session_events(
-            session_id, Cursor(after), self.policy, transport or self.transport
-        )
-        return self._iterate(plan)
+        return self._iterate(self._events(session_id, after, transport))
 
     def approve(
         self,
@@ -139,8 +112,7 @@ class Client:
         Sending the same decision again is accepted; another raises Conflict
         (`tool_call_settled`).
         """
-        body = calls.approval_body(approved, reason)
-        self._run(calls.tool_input(session_id, message_id, call_id, "approval", body, self.policy))
+        self._run(calls.approve(session_id, message_id, call_id, approved, reason, self.policy))
 
     def tool_output(
         self,
@@ -152,13 +124,9 @@ class Client:
         error: str | None = None,
     ) -> None:
         """Give a client tool's result (API.md, Tools): its `output` (any JSON) or its `error`."""
-        body = calls.output_body(output, error)
-        self._run(calls.tool_input(session_id, message_id, call_id, "output", body, self.policy))
+        self._run(calls.tool_output(session_id, message_id, call_id, output, error, self.policy))
 
     # -- performing plans (drivers.py) ------------------------------------------------
-
-    def _follow_answer(self, answer: Answer) -> Plan[None]:
-        return follow.answer(answer, self.policy, self.transport)
 
     def _run(self, plan: Plan[T]) -> T:
         return self._driver.run(plan)

@@ -38,17 +38,7 @@ def parse_args(argv: list[str] | None) -> Options:
         default=2,
         help="answers in the reset check's own session, which trim it (default 2)",
     )
-    args = parser.parse_args(argv)
-    return Options(
-        url=args.url,
-        token=args.token,
-        origin=args.origin,
-        heartbeat_seconds=args.heartbeat_seconds,
-        skip_heartbeats=args.skip_heartbeats,
-        answer_seconds=args.answer_seconds,
-        reset_session=args.reset_session,
-        reset_prompts=args.reset_prompts,
-    )
+    return Options(**vars(parser.parse_args(argv)))  # each option is an Options field
 
 
 def main(argv: list[str] | None = None) -> int:
