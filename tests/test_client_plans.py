@@ -18,6 +18,7 @@ from relay_client import (
     Conflict,
     ConnectionLost,
     Event,
+    ProtocolError,
     RateLimited,
     ServerError,
     Unauthorized,
@@ -162,6 +163,8 @@ def test_the_cursor_admits_each_id_once_comparing_numbers() -> None:
     for bad in ["abc", "-1", "1-", "1.5-0"]:
         with pytest.raises(ValueError):
             parse_id(bad)
+        with pytest.raises(ProtocolError):
+            Cursor().admit(bad)
 
 
 def answer(status: int, body: Any = None, text: str = "", **headers: str) -> httpx.Response:

@@ -21,6 +21,7 @@ What a retried request means differs, so each call says:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +32,8 @@ from .actions import Authorize, Plan, Request, Send, Sleep
 from .errors import ConnectionLost, error_from, json_body
 from .events import Event, Poll
 from .retry import Policy, retry_after_seconds
+
+log = logging.getLogger(__name__)
 
 # Answers that say the request may not have been served, or not yet.
 LOST_STATUSES = frozenset({502, 503, 504})
@@ -71,7 +74,11 @@ def exchange(
             raise ConnectionLost(
                 f"{request.method} {request.path}: no answer after {failures} tries"
             ) from outcome
-        yield Sleep(backoff.delay(failures, at_least=wait))
+        delay = backoff.delay(failures, at_least=wait)
+        log.debug(
+            "retry %s %s in %.2fs (try %d)", request.method, request.path, delay, failures + 1
+        )
+        yield Sleep(delay)
 
 
 def expect(reply: Reply, status: int) -> Any:

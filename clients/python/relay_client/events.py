@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ProtocolError
+
 ZERO_ID = "0-0"
 _ID = re.compile(r"\A([0-9]{1,20})-([0-9]{1,20})\Z")
 
@@ -88,8 +90,15 @@ class Cursor:
         self.dropped = 0  # events seen twice and dropped here
 
     def admit(self, event_id: str) -> bool:
-        """True, and move on, when `event_id` is new; False for an event already applied."""
-        if self.value is not None and not id_after(event_id, self.value):
+        """True, and move on, when `event_id` is new; False for an event already applied.
+
+        ProtocolError for an id that is not a stream entry id.
+        """
+        try:
+            key = parse_id(event_id)
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        if self.value is not None and key <= parse_id(self.value):
             self.dropped += 1
             return False
         self.value = event_id

@@ -17,11 +17,14 @@ Deliberate choices:
   `Policy.stall_seconds`) is a cut like any other.
 - A `reset` reloads the snapshot and moves the cursor to the snapshot's;
   the caller gets the `reset` event with the snapshot to rebuild from.
+- Reconnects and resets are logged at debug level, with the session and
+  cursor; a token never is.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +39,8 @@ from .retry import Backoff, Policy, retry_after_seconds
 
 if TYPE_CHECKING:
     from .answer import Answer
+
+log = logging.getLogger(__name__)
 
 Until = Callable[[Event], bool]
 SSE = "sse"
@@ -88,7 +93,9 @@ def sse_events(session_id: str, cursor: Cursor, policy: Policy, until: Until | N
         failures = 1 if progressed else failures + 1
         if policy.reconnects is not None and failures > policy.reconnects:
             raise ConnectionLost(f"{path}: {failures - 1} connections in a row brought nothing")
-        yield Sleep(reconnect.delay(failures, at_least=wait))
+        delay = reconnect.delay(failures, at_least=wait)
+        log.debug("sse reconnect session=%s after=%s in %.2fs", session_id, cursor.value, delay)
+        yield Sleep(delay)
 
 
 def read_stream(
@@ -153,6 +160,7 @@ def poll_events(session_id: str, cursor: Cursor, policy: Policy, until: Until | 
 def reload(session_id: str, cursor: Cursor, policy: Policy, data: dict[str, Any]) -> Plan[Event]:
     """After a `reset`: the snapshot, and the cursor it reflects."""
     snapshot = yield from calls.snapshot(session_id, policy)
+    log.debug("reset session=%s cursor=%s -> %s", session_id, cursor.value, snapshot["cursor"])
     cursor.value = snapshot["cursor"]
     return Event(None, RESET, data, snapshot)
 
