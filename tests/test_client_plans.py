@@ -13,18 +13,21 @@ from typing import Any
 
 import httpx
 import pytest
+from httpx_sse import ServerSentEvent
 from relay_client import (
     Answer,
     Conflict,
     ConnectionLost,
     Event,
+    NotFound,
     ProtocolError,
     RateLimited,
     ServerError,
     Unauthorized,
     calls,
+    follow,
 )
-from relay_client.actions import Authorize, Request, Send, Sleep
+from relay_client.actions import Authorize, Emit, Open, Receive, Request, Send, Sleep
 from relay_client.errors import error_from
 from relay_client.events import Cursor, parse_id
 from relay_client.retry import Backoff, Policy, retry_after_seconds
@@ -191,21 +194,47 @@ def test_error_answers_become_the_exception_of_their_status() -> None:
 # -- the retry plans, fed by hand ---------------------------------------------------------
 
 
-def drive(plan: Any, outcomes: list[Any], token: str | None = "t") -> tuple[Any, list[Any]]:
-    """Run a plan, answering each network action with the next outcome; (result, actions)."""
-    actions, reply = [], None
+def drive(
+    plan: Any, outcomes: list[Any], received: list[Any] | None = None, log: list[Any] | None = None
+) -> tuple[Any, list[Any]]:
+    """Run a plan, answering each network action with the next outcome (a Receive with
+    the next of `received`); (its result, the actions it took, also kept in `log`)."""
+    actions: list[Any] = [] if log is None else log
+    reply = None
     try:
         while True:
             action = plan.send(reply)
             actions.append(action)
             if isinstance(action, Authorize):
-                reply = token if not action.renew else "renewed"
-            elif isinstance(action, Send):
+                reply = "renewed" if action.renew else "t"
+            elif isinstance(action, Send | Open):
                 reply = outcomes.pop(0)
+            elif isinstance(action, Receive):
+                reply = (received or []).pop(0)
             else:
                 reply = None
     except StopIteration as done:
         return done.value, actions
+
+
+def sse(event: str = "", data: str = "", id: str = "", retry: int | None = None) -> Any:
+    return ServerSentEvent(event=event, data=data, id=id, retry=retry)
+
+
+def test_a_stream_waits_the_servers_retry_resumes_by_id_and_stops_on_a_final_error() -> None:
+    plan = follow.sse_events("s1", Cursor(), Policy(seed=1), until=None)
+    chunk = sse("chunk", json.dumps({"message_id": MID, "text": "hi"}), "5-0")
+    busy = answer(503, {"error": {"code": "unavailable", "message": "x"}}, **{"Retry-After": "7"})
+    gone = answer(404, {"error": {"code": "session_not_found", "message": "x"}})
+    log: list[Any] = []
+    with pytest.raises(NotFound):
+        drive(plan, [answer(200), busy, gone], [sse(retry=3000), chunk, None], log)
+    opened = [a.request.headers.get("Last-Event-ID") for a in log if isinstance(a, Open)]
+    assert opened == [None, "5-0", "5-0"]
+    assert [a.event.id for a in log if isinstance(a, Emit)] == ["5-0"]
+    first, second = [a.seconds for a in log if isinstance(a, Sleep)]
+    assert 1.5 <= first <= 3.0  # the server's retry: 3000, jittered
+    assert second >= 7.0  # never less than Retry-After
 
 
 def test_a_lost_answer_is_asked_again_after_the_servers_wait() -> None:

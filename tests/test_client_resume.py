@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from relay_client import AsyncClient, Client, Event, Policy
 
-from tests.support.broken_wire import ByteCuttingProxy
+from tests.support.broken_wire import ByteCuttingProxy, StallingProxy
 from tests.support.model_server import ModelServer
-from tests.support.processes import wait_for
+from tests.support.processes import Process, wait_for
 from tests.support.sql import answer_rows
 
 pytestmark = pytest.mark.slow
@@ -142,6 +142,25 @@ def events_of(base_url: str, session_id: str) -> list[Event]:
             found += poll.events
             after = poll.cursor
         return found
+
+
+def test_a_stream_that_goes_silent_is_left_for_a_new_one(
+    web: str, worker: Process, model_server: ModelServer, unique: str
+) -> None:
+    """No byte for `stall_seconds` (relay sends a keep-alive every second here): reconnect."""
+    prompt, texts = f"stalled {unique}", chunks("q", 30)
+    behavior = model_server.behave(prompt, chunks=texts, gate_after=0, delay_seconds=0.01)
+    proxy = StallingProxy(web, stalls=1, after_bytes=400).start()
+    try:
+        policy = Policy(seed=5, reconnect_seconds=0.05, stall_seconds=2.0)
+        with Client(proxy.base_url, policy=policy) as relay:
+            answer = relay.send(relay.create_session(), prompt)
+            release_once_loaded(answer, behavior)
+            events = list(answer)
+    finally:
+        proxy.stop()
+    assert proxy.stalled == 1
+    assert_once_and_whole(events, texts)
 
 
 # -- a worker killed mid-answer -----------------------------------------------------
