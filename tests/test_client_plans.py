@@ -5,6 +5,7 @@ clients/python/relay_client/actions.py), fed with the outcomes a network could g
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,8 @@ import pytest
 from httpx_sse import ServerSentEvent
 from relay_client import (
     Answer,
+    AsyncClient,
+    Client,
     Conflict,
     ConnectionLost,
     Event,
@@ -271,3 +274,14 @@ def test_no_answer_after_every_try_is_connection_lost() -> None:
     plan = calls.exchange(Request("POST", "/x"), Policy(attempts=3, seed=1))
     with pytest.raises(ConnectionLost):
         drive(plan, [httpx.ConnectError("refused")] * 3)
+
+
+def test_an_answer_is_followed_the_way_its_client_works() -> None:
+    with pytest.raises(RuntimeError):
+        Answer("session-0001", MID).wait()
+    with Client("http://127.0.0.1:9") as relay, pytest.raises(TypeError):
+        asyncio.run(relay.answer("session-0001", MID)._await())
+    relay = AsyncClient("http://127.0.0.1:9")
+    with pytest.raises(TypeError):
+        relay.answer("session-0001", MID).wait()
+    asyncio.run(relay.aclose())

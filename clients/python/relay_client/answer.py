@@ -103,14 +103,14 @@ class Answer:
 
     def wait(self) -> Answer:
         """Follow the answer until it is final or waiting for a tool; returns it (sync)."""
-        self._run()
+        self._sync_driver()._run(self._plan())
         return self
 
     def __await__(self) -> Generator[Any, None, Answer]:
         return self._await().__await__()
 
     async def _await(self) -> Answer:
-        await self._run()
+        await self._async_driver()._run(self._plan())
         return self
 
     def __iter__(self) -> Iterator[Event]:
@@ -125,24 +125,21 @@ class Answer:
             if self._concerns(event):
                 yield event
 
-    def _run(self) -> Any:
-        driver = self._driver
-        if driver is None:
-            raise RuntimeError("this answer has no client to follow it with")
-        return driver._run(self._plan())
-
     def _plan(self) -> Plan[None]:
         assert self._driver is not None
         return self._driver._follow_answer(self)
 
     def _sync_driver(self) -> Driver:
-        if self._driver is None or self._driver.is_async:
-            raise TypeError("an AsyncClient's answer: use `await answer` or `async for`")
-        return self._driver
+        return self._driver_for(False, "an AsyncClient's answer: use `await answer`, `async for`")
 
     def _async_driver(self) -> Driver:
-        if self._driver is None or not self._driver.is_async:
-            raise TypeError("a Client's answer: use `answer.wait()` or `for`")
+        return self._driver_for(True, "a Client's answer: use `answer.wait()` or `for`")
+
+    def _driver_for(self, is_async: bool, otherwise: str) -> Driver:
+        if self._driver is None:
+            raise RuntimeError("an Answer made without a client cannot be followed")
+        if self._driver.is_async != is_async:
+            raise TypeError(otherwise)
         return self._driver
 
     def _concerns(self, event: Event) -> bool:

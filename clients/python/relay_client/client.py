@@ -110,7 +110,7 @@ class Client(ClientBase[httpx.Client]):
         """Approve or deny a tool call that waits for a person (API.md, Tools).
 
         Sending the same decision again is accepted; another raises Conflict
-        (`tool_call_settled`).
+        (`tool_call_settled`). A deployment without tools answers NotFound.
         """
         self._run(calls.approve(session_id, message_id, call_id, approved, reason, self.policy))
 
@@ -123,7 +123,11 @@ class Client(ClientBase[httpx.Client]):
         *,
         error: str | None = None,
     ) -> None:
-        """Give a client tool's result (API.md, Tools): its `output` (any JSON) or its `error`."""
+        """Give a client tool's result (API.md, Tools): its `output` (any JSON) or its `error`.
+
+        The same rules as `approve`: the same result again is accepted,
+        another raises Conflict; a deployment without tools answers NotFound.
+        """
         self._run(calls.tool_output(session_id, message_id, call_id, output, error, self.policy))
 
     # -- performing plans (drivers.py) ------------------------------------------------
