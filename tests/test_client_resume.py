@@ -59,31 +59,30 @@ def release_once_loaded(answer: Any, behavior: Any) -> threading.Thread:
 
 @pytest.fixture()
 def cut_stack(private_stack, model_server: ModelServer, request) -> Iterator[Any]:
-    """relay behind a proxy that cuts every response at a seeded random byte offset,
-    at most `max_bytes` (6000 unless the test is parametrized with another)."""
+    """relay behind a proxy that cuts every response at a seeded random byte offset
+    (up to 6000, unless the test is parametrized with other ByteCuttingProxy options)."""
     stack = private_stack(**QUICK_RETRY)
     web = stack.web()
     stack.worker()
-    max_bytes = getattr(request, "param", 6000)
-    proxy = ByteCuttingProxy(web, seed=24, min_bytes=1, max_bytes=max_bytes).start()
+    options = getattr(request, "param", {"max_bytes": 6000})
+    proxy = ByteCuttingProxy(web, seed=24, **options).start()
     stack.proxy, stack.web_url = proxy, web
     yield stack
     proxy.stop()
 
 
-# A long-poll answer is JSON, useless unless whole, and it carries every event since
-# the last one: a backlog over the cut limit would never arrive. So polls meet a slower
-# model (small answers, each cut with some chance) where SSE meets the fast one.
+# Long-polls meet half their answers cut (broken_wire.py says why not all of them).
 @pytest.mark.parametrize(
-    ("transport", "cut_stack", "delay", "min_cuts"),
-    [("sse", 6000, 0.005, 5), ("poll", 4000, 0.02, 3)],
+    ("transport", "cut_stack", "min_cuts"),
+    [("sse", {"max_bytes": 6000}, 3), ("poll", {"max_bytes": 3000, "share": 0.5}, 3)],
     indirect=["cut_stack"],
+    ids=["sse", "poll"],
 )
 def test_a_200_chunk_answer_through_cuts_is_whole_and_once_sync(
-    cut_stack, model_server: ModelServer, unique: str, transport: str, delay: float, min_cuts: int
+    cut_stack, model_server: ModelServer, unique: str, transport: str, min_cuts: int
 ) -> None:
     prompt, texts = f"cut sync {transport} {unique}", chunks("w", 200)
-    behavior = model_server.behave(prompt, chunks=texts, delay_seconds=delay, gate_after=0)
+    behavior = model_server.behave(prompt, chunks=texts, delay_seconds=0.005, gate_after=0)
     with Client(cut_stack.proxy.base_url, transport=transport, policy=POLICY) as relay:
         session_id = relay.create_session()
         answer = relay.send(session_id, prompt)
@@ -115,7 +114,7 @@ def test_a_200_chunk_answer_through_cuts_is_whole_and_once_async(
     assert (answer.status, answer.content, answer.incomplete) == ("done", "".join(texts), False)
     (row,) = answer_rows(cut_stack.app, answer.message_id)
     assert (row.status, row.content) == ("done", answer.content)
-    assert cut_stack.proxy.cuts >= 5, cut_stack.proxy.cuts
+    assert cut_stack.proxy.cuts >= 3, cut_stack.proxy.cuts
 
 
 def test_a_session_stream_through_cuts_matches_a_straight_read(

@@ -1,8 +1,9 @@
 """Proxies in front of a real relay that break the wire on purpose (proxies.py's `Proxy`).
 
-- `ByteCuttingProxy` relays every response up to a random byte offset
-  (drawn from a seeded generator, one per connection), then closes both
-  sides: cuts land inside headers, inside an SSE event, inside a JSON body.
+- `ByteCuttingProxy` relays every response (or a share of them) up to a
+  random byte offset (drawn from a seeded generator, one per connection),
+  then closes both sides: cuts land inside headers, inside an SSE event,
+  inside a JSON body.
 - `StallingProxy` lets its first SSE responses go silent part-way, the
   connection left open (a NAT or load balancer that forgot it): no byte,
   not even a keep-alive, reaches the client any more.
@@ -37,25 +38,40 @@ ERROR_PAGE = b"<!doctype html><html><body><h1>Something went wrong</h1></body></
 
 
 class ByteCuttingProxy(Proxy):
-    """Relays each response up to a seeded random offset in [min_bytes, max_bytes], then cuts."""
+    """Cuts responses at a seeded random offset in [min_bytes, max_bytes], then closes.
 
-    def __init__(self, upstream: str, seed: int, min_bytes: int = 1, max_bytes: int = 6000) -> None:
+    `share` is the part of responses it cuts (all by default); the others pass
+    whole. A long-poll answer is JSON, useless unless whole, and it holds every
+    event since the last poll, so cutting every one could hold a client back for
+    good once its backlog outgrew `max_bytes`: polls are tested with a share.
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        seed: int,
+        min_bytes: int = 1,
+        max_bytes: int = 6000,
+        share: float = 1.0,
+    ) -> None:
         super().__init__(upstream)
         self._rng = random.Random(seed)
-        self.min_bytes, self.max_bytes = min_bytes, max_bytes
+        self.min_bytes, self.max_bytes, self.share = min_bytes, max_bytes, share
         self.cuts = 0  # responses cut before their end
 
     def relay(self, client: socket.socket, upstream: socket.socket, accepted: float) -> None:
         with self._lock:
             left = self._rng.randint(self.min_bytes, self.max_bytes)
+            if self._rng.random() >= self.share:
+                left = -1  # this one passes whole
         for data in self.pump(client, upstream, accepted + self.max_seconds):
-            if len(data) >= left:
+            if 0 <= left <= len(data):
                 client.sendall(data[:left])
                 with self._lock:
                     self.cuts += 1
                 return
             client.sendall(data)
-            left -= len(data)
+            left -= len(data) if left >= 0 else 0
 
 
 class StallingProxy(Proxy):
