@@ -60,6 +60,8 @@ def wait_in_snapshot(state: State, session_id: str, message_id: str) -> None:
 
 
 def reset(state: State) -> str:
+    if not (state.options.reset_session or state.options.reset_prompts > 0):
+        raise Skipped("--reset-prompts 0 and no --reset-session")
     session_id = state.options.reset_session or answered_unfollowed(state)
     body = state.deployment.poll(session_id, BELOW_ANY_FLOOR)
     if not body["reset"]:
