@@ -7,7 +7,16 @@ import sys
 
 from tests.support.processes import ROOT
 
-PATHS = ["webapp", "worker.py", "wsgi.py", "gunicorn.conf.py", "scripts", "tests", "bench"]
+PATHS = [
+    "webapp",
+    "worker.py",
+    "wsgi.py",
+    "gunicorn.conf.py",
+    "scripts",
+    "tests",
+    "bench",
+    "clients/python",
+]
 
 
 def ruff(*args: str) -> subprocess.CompletedProcess:

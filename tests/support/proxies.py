@@ -114,7 +114,7 @@ class Proxy:
             upstream = socket.create_connection(self.upstream, timeout=5)
             with self._lock:
                 self._open.add(upstream)
-            upstream.sendall(one_request_per_connection(head) + rest)
+            upstream.sendall(self.request_head(head) + rest)
             self.relay(client, upstream, accepted)
         except OSError:
             pass  # either side went away: the browser sees a failed request
@@ -153,6 +153,10 @@ class Proxy:
     def intercept(self, head: bytes) -> bytes | None:
         """A response to send instead of asking the upstream, or None."""
         return None
+
+    def request_head(self, head: bytes) -> bytes:
+        """The request head sent upstream (subclasses rewrite it)."""
+        return one_request_per_connection(head)
 
     def relay(self, client: socket.socket, upstream: socket.socket, accepted: float) -> None:
         """Forward the response as it comes (subclasses hold or cut it)."""
