@@ -193,6 +193,8 @@ def test_the_post_routes_are_the_ones_api_md_lists(app) -> None:
         "/api/sessions",
         "/api/sessions/<session_id>/messages",
         "/api/sessions/<session_id>/messages/<message_id>/cancel",
+        "/api/sessions/<session_id>/messages/<message_id>/tools/<call_id>/approval",
+        "/api/sessions/<session_id>/messages/<message_id>/tools/<call_id>/output",
     } <= set(post_routes(app))
 
 
@@ -202,6 +204,7 @@ def test_deeply_nested_body_is_400_on_every_post_route(
 ) -> None:
     for rule in post_routes(app):
         path = rule.replace("<session_id>", session_id).replace("<message_id>", "B" * 16)
+        path = path.replace("<call_id>", "call_1")
         assert "<" not in path, f"fill in {rule}'s parameters"
         response = client.post(
             path, content=DEEP_BODIES[shape], headers={"Content-Type": "application/json"}
