@@ -126,7 +126,9 @@ def test_vllm_calls_without_an_id_get_ours_and_the_same_again(
     _, again, _ = ask(model_server, model, f"vllm again {unique}", script)
     assert [c.call_id for c in again] == ids(2)
     # Another step, other ids.
-    _, other, _ = ask(model_server, model, f"vllm step {unique}", script, step_key=step_key("m-1", 1))
+    _, other, _ = ask(
+        model_server, model, f"vllm step {unique}", script, step_key=step_key("m-1", 1)
+    )
     assert not {c.call_id for c in other} & set(ids(2))
 
 
@@ -293,6 +295,8 @@ def test_a_result_tells_the_model_what_happened(result: ToolResult, says: str) -
 def test_call_ids_are_stable_unique_and_url_safe() -> None:
     first = tool_call_id(step_key("m-1", 0), 0)
     assert first == tool_call_id(step_key("m-1", 0), 0)
-    others = {tool_call_id(step_key(m, s), p) for m in ("m-1", "m-2") for s in (0, 1) for p in (0, 1)}
+    others = {
+        tool_call_id(step_key(m, s), p) for m in ("m-1", "m-2") for s in (0, 1) for p in (0, 1)
+    }
     assert len(others) == 8 and first in others
     assert all(len(i) <= 40 and i.replace("_", "").isalnum() for i in others)
