@@ -28,7 +28,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from webapp.settings.parsers import (  # noqa: F401  (re-exported: config.X is how callers name them)
@@ -285,8 +285,16 @@ def check_or_exit(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     try:
         return from_env(env)
     except SettingError as exc:
-        print(f"relay: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        exit_on(exc)
+
+
+def exit_on(error: SettingError) -> NoReturn:
+    """Stop the process with the setting's one line on stderr, no traceback, exit status 2.
+
+    Also for settings only the worker can check (its tool registry).
+    """
+    print(f"relay: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
 
 
 def multiproc_dir(env: Mapping[str, str] | None = None) -> str | None:
