@@ -20,7 +20,9 @@ calls: list[dict[str, Any]] = []
 async def run(tool: str, ctx: Context, arguments: dict[str, Any]) -> str:
     """Record the call as it begins, then sleep and answer as its arguments ask."""
     meta = ctx.request_context.meta or {}
-    calls.append({"tool": tool, "arguments": arguments, "idempotency_key": meta.get("idempotency_key")})
+    calls.append(
+        {"tool": tool, "arguments": arguments, "idempotency_key": meta.get("idempotency_key")}
+    )
     await anyio.sleep(arguments.get("sleep_seconds", 0))
     return "x" * arguments["size"] if arguments.get("size") else f"{tool} done: {arguments}"
 
@@ -40,7 +42,9 @@ async def note(text: str, ctx: Context, sleep_seconds: float = 0, size: int = 0)
 
 @server.tool(description="Delete an item.")
 async def delete_item(item: str, ctx: Context, sleep_seconds: float = 0, size: int = 0) -> str:
-    return await run("delete_item", ctx, {"item": item, "sleep_seconds": sleep_seconds, "size": size})
+    return await run(
+        "delete_item", ctx, {"item": item, "sleep_seconds": sleep_seconds, "size": size}
+    )
 
 
 @server.custom_route("/calls", methods=["GET"])

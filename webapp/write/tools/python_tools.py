@@ -8,7 +8,7 @@ worker's asyncio thread (bridge.py), cancelled at the timeout.
 What a function does wrong becomes an `error` result for the model, never
 an exception out of the registry: `ToolError`'s text as it is, any other
 exception as its type only (its text may hold data that should reach no
-one; the log line has the type too, and the traceback at DEBUG).
+one: the log line has the type and where it was raised, never the text).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -93,8 +94,13 @@ class PythonTools:
             log.warning("tool timed out call=%s tool=%s after %.1fs", call_id, spec.name, timeout)
             return ToolResult.failed(timeout_text(timeout))
         except Exception as exc:
-            log.warning("tool failed call=%s tool=%s: %s", call_id, spec.name, type(exc).__name__)
-            log.debug("tool failed call=%s tool=%s", call_id, spec.name, exc_info=True)
+            log.warning(
+                "tool failed call=%s tool=%s: %s at %s",
+                call_id,
+                spec.name,
+                type(exc).__name__,
+                _where(exc),
+            )
             return ToolResult.failed(f"the tool failed ({type(exc).__name__})")
 
     def _run(self, declaration: Declared, keywords: dict[str, Any], timeout: float) -> Any:
@@ -113,6 +119,15 @@ class PythonTools:
             raise TimedOut from None
         finally:
             timer.close()
+
+
+def _where(exc: BaseException) -> str:
+    """Where `exc` was raised (file:line in function): what a developer needs, and no data."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "?"
+    last = frames[-1]
+    return f"{last.filename}:{last.lineno} in {last.name}"
 
 
 def _declarations(functions: Iterable[Callable[..., Any]]) -> list[Declared]:
