@@ -16,8 +16,9 @@ kind API.md tells apart:
 Each takes `sleep_seconds` (it sleeps that long before answering: a tool
 that is still running) and `size` (it answers that many characters: an
 oversize output). The server records every call, with the `_meta`
-`idempotency_key` it carried, as the call begins: `GET /calls` returns
-them, so exactly-once tests count runs and keys. `McpTestServer` starts
+`idempotency_key` it carried, as the call begins (and `cancelled` when the
+client gives it up): `GET /calls` returns them, so exactly-once tests count
+runs and keys. `McpTestServer` starts
 and stops it by pid, on a port chosen before it starts (a server that is
 down at first, then up, keeps its URL).
 """

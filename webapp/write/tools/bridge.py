@@ -98,6 +98,10 @@ class AsyncBridge:
         """Run `coroutine` on the loop and wait for its result; TimedOut after `timeout` s."""
         return wait(self.submit(coroutine), timeout)
 
+    def running(self) -> bool:
+        """Whether the loop's thread is up (started, and not stopped yet)."""
+        return self._loop is not None and not self._stopped.done()
+
     def close(self) -> None:
         """Cancel what runs on the loop, stop it, and wait (bounded) for its thread to end."""
         if self._loop is None or self._stopped.done():

@@ -138,7 +138,17 @@ class McpServer:
         """Connect, list the tools, and serve calls until one finds the session broken."""
         async with contextlib.AsyncExitStack() as stack:
             async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
-                client = await stack.enter_async_context(self._new_client())
+                # Ours to close: the SDK closes only an HTTP client it made itself.
+                # No read timeout of its own: each call is bounded by TOOL_TIMEOUT_SECONDS.
+                http = await stack.enter_async_context(
+                    httpx2.AsyncClient(
+                        headers=dict(self.config.headers),
+                        timeout=httpx2.Timeout(CONNECT_TIMEOUT_SECONDS, read=None),
+                    )
+                )
+                transport = streamable_http_client(self.config.url, http_client=http)
+                # No response cache: the tool list is read fresh at each connection.
+                client = await stack.enter_async_context(mcp.Client(transport, cache=None))
                 tools = await _list_tools(client)
             self._broken.clear()
             self._up(client, tools)
@@ -146,15 +156,6 @@ class McpServer:
                 await self._broken.wait()
             finally:
                 self._client = None
-
-    def _new_client(self) -> mcp.Client:
-        # No read timeout of its own: each call is bounded by TOOL_TIMEOUT_SECONDS.
-        http = httpx2.AsyncClient(
-            headers=dict(self.config.headers),
-            timeout=httpx2.Timeout(CONNECT_TIMEOUT_SECONDS, read=None),
-        )
-        # No response cache: the tool list is read fresh at each connection.
-        return mcp.Client(streamable_http_client(self.config.url, http_client=http), cache=None)
 
     def _up(self, client: mcp.Client, tools: list[mcp.types.Tool]) -> None:
         specs: dict[str, ToolSpec] = {}
