@@ -64,12 +64,9 @@ class McpServers:
     )
 
     def __call__(self, raw: str) -> tuple[McpServerConfig, ...]:
-        servers = [_mcp_server(item, at) for at, item in _items(raw)]
-        urls = [server.url for server in servers]
-        for url in urls:
-            if urls.count(url) > 1:
-                raise Invalid(f"{url} is listed twice")
-        return tuple(servers)
+        servers = tuple(_mcp_server(item, at) for at, item in _items(raw))
+        _once([server.url for server in servers], "{} is listed twice")
+        return servers
 
 
 @dataclass(frozen=True)
@@ -77,12 +74,9 @@ class ClientTools:
     expected: str = 'a JSON array of {"name", "description", "parameters"} objects'
 
     def __call__(self, raw: str) -> tuple[ClientToolConfig, ...]:
-        tools = [_client_tool(item, at) for at, item in _items(raw)]
-        names = [tool.name for tool in tools]
-        for name in names:
-            if names.count(name) > 1:
-                raise Invalid(f"the name {name!r} is used twice")
-        return tuple(tools)
+        tools = tuple(_client_tool(item, at) for at, item in _items(raw))
+        _once([repr(tool.name) for tool in tools], "the name {} is used twice")
+        return tools
 
 
 def _items(raw: str) -> list[tuple[str, dict[str, Any]]]:
@@ -99,6 +93,13 @@ def _items(raw: str) -> list[tuple[str, dict[str, Any]]]:
             raise Invalid(f"item {number} is not an object")
         found.append((f"item {number}", item))
     return found
+
+
+def _once(values: list[str], twice: str) -> None:
+    """Refuse a value that comes twice, saying so with `twice` (a format with one `{}`)."""
+    for value in values:
+        if values.count(value) > 1:
+            raise Invalid(twice.format(value))
 
 
 def _keys(item: Mapping[str, Any], at: str, required: set[str], optional: set[str]) -> None:
