@@ -119,6 +119,15 @@ def test_arguments_are_checked_before_the_tool_runs(
     assert len(app_tools.calls) == before, "the tool did not run"
 
 
+def test_arguments_the_schema_allows_but_the_function_does_not_take_are_an_error(
+    registry: ToolRegistry,
+) -> None:
+    before = len(app_tools.calls)
+    result = registry.run(call("double", {"n": 2, "precision": 3}))
+    assert result.status == "error" and "unexpected keyword argument 'precision'" in result.error
+    assert len(app_tools.calls) == before
+
+
 def test_a_call_whose_arguments_came_broken_does_not_run(registry: ToolRegistry) -> None:
     before = len(app_tools.calls)
     result = registry.run(ToolCall("call_cut", "double", '{"n": 4', CUT_OFF))

@@ -87,6 +87,12 @@ class PythonTools:
         if declaration.takes_call_id:
             keywords["call_id"] = call_id
         try:
+            # Arguments the schema lets through but the function does not take:
+            # the model's to correct, told in names only.
+            inspect.signature(declaration.function).bind(**keywords)
+        except TypeError as exc:
+            return ToolResult.failed(f"invalid arguments: {exc}; the tool did not run")
+        try:
             return ToolResult.ok(self._run(declaration, keywords, timeout))
         except ToolError as exc:
             return ToolResult.failed(str(exc) or "the tool failed")
