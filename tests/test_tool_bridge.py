@@ -1,38 +1,59 @@
 """bridge.py under gevent, as the worker runs: tool calls wait on the asyncio thread, the hub stays free.
 
-These tests run in a gevent-patched child process (tests/support/green.py),
-against the real MCP test server: if a greenlet waiting on the asyncio
-thread blocked the hub, the calls below could not be running together while
-this test's own greenlet watches the server.
+The `gevent` tests run in a gevent-patched child process
+(tests/support/green.py), against the real MCP test server: if a greenlet
+waiting on the asyncio thread blocked the hub, the calls below could not be
+running together while this test's own greenlet watches the server. The
+last test runs a patched process of its own, to see it exit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 
 import gevent
 import pytest
 
 from tests.support import green
 from tests.support.mcp_server import McpTestServer
-from tests.support.processes import wait_for
+from tests.support.processes import ROOT, wait_for
 from webapp.exceptions import HandedBack, TimedOut
 from webapp.settings.config import from_env
 from webapp.write.tool_calls import ToolCall
 from webapp.write.tools.bridge import AsyncBridge
 from webapp.write.tools.registry import ToolRegistry
 
-pytestmark = [pytest.mark.gevent, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
+
+# A worker's life in brief, patched as the worker is: a server by name, one
+# call, and an exit that forgets registry.close().
+FORGETFUL_WORKER = """
+from gevent import monkey; monkey.patch_all()
+import json, sys
+from webapp.settings.config import from_env
+from webapp.write.tool_calls import ToolCall
+from webapp.write.tools.registry import ToolRegistry
+servers = json.dumps([{"url": sys.argv[1]}])
+registry = ToolRegistry.from_settings(from_env({"MCP_SERVERS": servers}), demo_model=False)
+print(registry.run(ToolCall("call_exit_" + sys.argv[2], "lookup", {"key": "k"})).status)
+"""
 
 
+@pytest.mark.gevent
 def test_mcp_calls_wait_together_without_blocking_the_hub(
     mcp_server: McpTestServer, unique: str
 ) -> None:
     assert green.patched()
-    servers = json.dumps([{"url": mcp_server.url}])
+    # By name: the name lookup runs where asyncio hands it, a greenlet of the
+    # asyncio thread's own hub (bridge.py).
+    url = mcp_server.url.replace("127.0.0.1", "localhost")
+    servers = json.dumps([{"url": url}])
     registry = ToolRegistry.from_settings(from_env({"MCP_SERVERS": servers}), demo_model=False)
     try:
+        assert "lookup" in registry.specs()
         calls = [
             ToolCall(f"call_{n}_{unique}", "lookup", {"key": str(n), "sleep_seconds": 5})
             for n in range(5)
@@ -52,6 +73,7 @@ def test_mcp_calls_wait_together_without_blocking_the_hub(
         registry.close()
 
 
+@pytest.mark.gevent
 def test_python_tools_time_out_and_run_async_under_gevent() -> None:
     assert green.patched()
     registry = ToolRegistry.from_settings(
@@ -69,6 +91,7 @@ def test_python_tools_time_out_and_run_async_under_gevent() -> None:
         registry.close()
 
 
+@pytest.mark.gevent
 def test_an_interrupted_wait_cancels_its_coroutine_on_the_asyncio_thread() -> None:
     """A cancel or a hand-back raised into a waiting greenlet leaves nothing running behind it."""
     bridge = AsyncBridge().start()
@@ -94,3 +117,19 @@ def test_an_interrupted_wait_cancels_its_coroutine_on_the_asyncio_thread() -> No
     finally:
         bridge.close()
     assert not bridge.running()
+
+
+def test_a_process_that_never_closes_its_registry_still_exits(
+    mcp_server: McpTestServer, unique: str
+) -> None:
+    """Pins bridge.py's exit hook (threading._register_atexit): without it, this hangs at exit."""
+    url = mcp_server.url.replace("127.0.0.1", "localhost")
+    done = subprocess.run(
+        [sys.executable, "-c", FORGETFUL_WORKER, url, unique],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ok"

@@ -27,6 +27,13 @@ The worker runs under gevent, monkey-patched; the `mcp` SDK (and an app's
   answers go on) and is woken without polling. A greenlet interrupted while
   it waits (a cancel, a hand-back) cancels the coroutine on its way out.
 
+- **Stopping**: `close()` cancels the loop's tasks, closes async
+  generators and joins the default executor's threads while the loop's
+  thread (and so its hub) still runs, then ends the thread. A process that
+  exits without calling it gets the same from a hook at interpreter exit:
+  the greenlet-threads of a stopped hub could never be joined, and the
+  exit would hang.
+
 One loop serves every MCP server and every async tool of the process:
 calls are short, concurrent ones interleave on it, and one thread is what
 a worker can afford next to its greenlets.
@@ -37,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -66,6 +74,13 @@ class AsyncBridge:
         start_new_thread = monkey.get_original("_thread", "start_new_thread")
         start_new_thread(self._run, ())
         wait(self._ready, None)
+        # A process that exits without close() must not hang: at exit, the
+        # interpreter joins the default executor's threads, which in a patched
+        # process are greenlets of the loop thread's hub (see _run). This is
+        # the hook concurrent.futures itself uses to join its threads at exit,
+        # run before it (last registered, first run); private, so pinned by
+        # test_tool_bridge.py's exit test.
+        threading._register_atexit(self.close)
         return self
 
     def _run(self) -> None:
@@ -81,6 +96,10 @@ class AsyncBridge:
                 task.cancel()
             loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
+            # The default executor's threads (name lookups) are greenlets of this
+            # thread's hub in a patched process: joined now, while that hub runs,
+            # or the interpreter's exit would wait on them forever.
+            loop.run_until_complete(loop.shutdown_default_executor())
         except Exception:
             log.exception("the asyncio thread failed while stopping")
         finally:
