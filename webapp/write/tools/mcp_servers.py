@@ -176,10 +176,11 @@ class McpServer:
                         self.label,
                     )
         was_down, self._warned = self._warned, False
-        self._client, self._tools, self.state = client, specs, State.UP
         log.info(
             "MCP server %s %s tools=%d", self.url, "answers again" if was_down else "up", len(specs)
         )
+        # Published last: whoever sees the tools offered finds the line logged.
+        self._client, self._tools, self.state = client, specs, State.UP
         _settle(self.first_attempt)
 
     def _down(self, exc: BaseException) -> None:
