@@ -19,6 +19,7 @@ import pytest
 
 from tests.support import green
 from tests.support.ai_sdk import AiSdk, NodeMissing, install
+from tests.support.mcp_server import McpTestServer
 from tests.support.model_server import ModelServer
 from tests.support.processes import Process, RedisServer, start_web, start_worker
 
@@ -48,6 +49,14 @@ def model_server() -> Iterator[ModelServer]:
     server = ModelServer().start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def mcp_server(log_dir: Path) -> Iterator[McpTestServer]:
+    """An MCP server built with the official SDK: a read-only, a plain and a destructive tool."""
+    server = McpTestServer(log_dir).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,8 @@
 """The model adapter: pooled connections, the stream read, reasoning, finish reasons, the demo.
 
+(Tool calls in a model's stream: test_tool_calls.py. The demo model's tool
+calls, with the demo tools, are at the end here.)
+
 Reasoning and finish reasons run the real `openai` client code against the
 test model server (tests/support/model_server.py); the raw-stream cases use
 a keep-alive server that sends exactly the events a test gives it.
@@ -19,6 +22,7 @@ from tests.support.model_server import ModelServer
 from webapp.exceptions import ModelError
 from webapp.write.demo_model import DemoModel
 from webapp.write.llm import Delta, Finish, OpenAIModel, Reasoning
+from webapp.write.tool_calls import ToolCall, assistant_message, tool_call_id, tool_message
 
 
 class KeepAliveModel:
@@ -293,3 +297,61 @@ def test_the_demo_model_is_deterministic_and_thinks_only_when_asked() -> None:
     plain = list(DemoModel(0).stream(prompt))
     assert not any(isinstance(p, Reasoning) for p in plain)
     assert "".join(p.text for p in plain[:-1]) == DemoModel.answer("same prompt")
+
+
+# -- the demo model's tool calls ---------------------------------------------------
+
+
+@pytest.fixture()
+def demo_registry():
+    from webapp.settings.config import from_env
+    from webapp.write.tools.registry import ToolRegistry
+
+    registry = ToolRegistry.from_settings(from_env({}), demo_model=True)
+    yield registry
+    registry.close()
+
+
+def test_the_demo_model_calls_a_demo_tool_then_answers_with_its_result(demo_registry) -> None:
+    model = DemoModel(0, reasoning=True)
+    tools = demo_registry.offered()
+    messages = [{"role": "user", "content": "What is 2 + 3 + 4.5?"}]
+    *thinking, call, finish = list(model.stream(messages, tools=tools, step_key="m-1/0"))
+    assert all(isinstance(p, Reasoning) for p in thinking) and thinking
+    assert call == ToolCall(tool_call_id("m-1/0", 0), "add", {"numbers": [2, 3, 4.5]})
+    assert finish.finish_reason == "tool_calls"
+
+    result = demo_registry.run(call)
+    assert result.output == {"sum": 9.5}
+    messages += [assistant_message("", [call]), tool_message(call, result)]
+    pieces = list(model.stream(messages, tools=tools, step_key="m-1/1"))
+    text = "".join(p.text for p in pieces if isinstance(p, Delta))
+    assert 'I asked the `add` tool, and it answered: `{"sum": 9.5}`' in text
+    assert pieces[-1].finish_reason == "stop" and not any(isinstance(p, ToolCall) for p in pieces)
+
+
+@pytest.mark.parametrize("prompt", ["what time is it?", "What's the time in Lima?"])
+def test_the_demo_model_asks_the_clock_for_the_time(demo_registry, prompt: str) -> None:
+    messages = [{"role": "user", "content": prompt}]
+    pieces = list(DemoModel(0).stream(messages, tools=demo_registry.offered()))
+    assert [(p.name, p.arguments) for p in pieces if isinstance(p, ToolCall)] == [
+        ("current_time", {})
+    ]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "offered", "tool_choice"),
+    [
+        ("what is 2 + 3?", False, None),  # no tools offered: today's answer
+        ("what is 2 + 3?", True, "none"),  # the last step after MAX_TOOL_STEPS
+        ("tell me about 2 plus 3", True, None),  # nothing a demo tool does
+    ],
+)
+def test_the_demo_model_answers_as_before_when_no_tool_fits(
+    demo_registry, prompt: str, offered: bool, tool_choice: str | None
+) -> None:
+    tools = demo_registry.offered() if offered else ()
+    messages = [{"role": "user", "content": prompt}]
+    pieces = list(DemoModel(0).stream(messages, tools=tools, tool_choice=tool_choice))
+    assert "".join(p.text for p in pieces[:-1]) == DemoModel.answer(prompt)
+    assert pieces[-1].finish_reason == "stop"

@@ -80,6 +80,23 @@ def test_the_production_venv_has_no_test_packages(production_venv: Path) -> None
         assert found.returncode != 0, f"{module} is importable in the production venv"
 
 
+def test_the_production_venv_has_the_tool_packages(production_venv: Path) -> None:
+    """The worker's tools run from requirements.txt alone: the MCP client and jsonschema."""
+    probe = (
+        "import jsonschema, mcp; "
+        "from mcp.client.streamable_http import streamable_http_client; "
+        "from webapp.write.tools.mcp_servers import McpServer"
+    )
+    found = subprocess.run(
+        [str(production_venv / "bin" / "python"), "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert found.returncode == 0, found.stderr
+
+
 @pytest.fixture()
 def dyno_env(
     production_venv: Path, model_server: ModelServer, log_dir: Path, tmp_path: Path

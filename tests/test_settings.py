@@ -90,6 +90,47 @@ def public_key_pem(one_line: bool = False) -> str:
     return pem.replace("\n", "\\n") if one_line else pem
 
 
+def test_tool_settings_parse() -> None:
+    defaults = from_env({})
+    assert defaults["TOOLS_MODULE"] is None
+    assert defaults["MCP_SERVERS"] == () and defaults["CLIENT_TOOLS"] == ()
+    assert defaults["MAX_TOOL_STEPS"] == 8 and defaults["TOOL_TIMEOUT_SECONDS"] == 30.0
+    settings = from_env(
+        {
+            "TOOLS_MODULE": "myapp.tools",
+            "MCP_SERVERS": '[{"url": "https://mcp.example.com/mcp", '
+            '"headers": {"Authorization": "Bearer t"}, "approval": "never"}, '
+            '{"url": "http://127.0.0.1:8001/mcp"}]',
+            "CLIENT_TOOLS": '[{"name": "pick_color", "description": "Ask the user.", '
+            '"parameters": {"type": "object", "properties": {"hint": {"type": "string"}}}}, '
+            '{"name": "confirm"}]',
+            "MAX_TOOL_STEPS": "0",
+            "TOOL_TIMEOUT_SECONDS": "2.5",
+        }
+    )
+    assert settings["TOOLS_MODULE"] == "myapp.tools"
+    assert settings["MCP_SERVERS"] == (
+        config.McpServerConfig(
+            "https://mcp.example.com/mcp", {"Authorization": "Bearer t"}, "never"
+        ),
+        config.McpServerConfig("http://127.0.0.1:8001/mcp", {}, "destructive"),
+    )
+    pick, confirm = settings["CLIENT_TOOLS"]
+    assert pick.name == "pick_color" and pick.description == "Ask the user."
+    assert pick.parameters["properties"] == {"hint": {"type": "string"}}
+    assert confirm == config.ClientToolConfig("confirm", "", {"type": "object", "properties": {}})
+    assert (settings["MAX_TOOL_STEPS"], settings["TOOL_TIMEOUT_SECONDS"]) == (0, 2.5)
+
+
+def test_a_malformed_tool_setting_says_where_and_shows_no_header() -> None:
+    raw = '[{"url": "http://h/mcp", "headers": {"Authorization": "Bearer hunter2"}}, {"url": 1}]'
+    with pytest.raises(SettingError) as caught:
+        from_env({"MCP_SERVERS": raw})
+    assert "item 2's url is not" in str(caught.value) and "hunter2" not in str(caught.value)
+    with pytest.raises(SettingError, match="the name 'pick' is used twice"):
+        from_env({"CLIENT_TOOLS": '[{"name": "pick"}, {"name": "pick"}]'})
+
+
 def test_access_control_settings_parse() -> None:
     secret = "s" * 32
     settings = from_env({"AUTH_JWT_SECRET": secret, "AUTH_JWT_AUDIENCE": "relay"})
@@ -122,6 +163,32 @@ MALFORMED_BY_KIND = {
         "https://a.example.com/chat",
         "app.example.com",
         "https://a.example.com:0",
+    ],
+    config.ImportPath: ["myapp/tools.py", "myapp.", "2fast.tools", "my app"],
+    config.McpServers: [
+        "http://mcp.example.com/mcp",  # not JSON
+        '{"url": "http://mcp.example.com/mcp"}',  # not an array
+        '["http://mcp.example.com/mcp"]',
+        '[{"headers": {}}]',
+        '[{"url": "mcp.example.com/mcp"}]',
+        '[{"url": "ftp://mcp.example.com"}]',
+        '[{"url": "http://h/mcp", "headers": {"Authorization": 42}}]',
+        '[{"url": "http://h/mcp", "approval": "sometimes"}]',
+        '[{"url": "http://h/mcp", "aproval": "never"}]',
+        '[{"url": "http://h/mcp"}, {"url": "http://h/mcp"}]',
+    ],
+    config.ClientTools: [
+        "pick_color",
+        '{"name": "pick_color"}',
+        '[{"description": "no name"}]',
+        '[{"name": "pick color"}]',
+        '[{"name": "pick.color"}]',
+        '[{"name": "' + "x" * 65 + '"}]',
+        '[{"name": "pick", "description": 3}]',
+        '[{"name": "pick", "parameters": {"type": "string"}}]',
+        '[{"name": "pick", "parameters": []}]',
+        '[{"name": "pick", "params": {}}]',
+        '[{"name": "pick"}, {"name": "pick"}]',
     ],
 }
 
@@ -249,6 +316,7 @@ MALFORMED_SETTINGS = {
     "PORT": "web",
     "AUTH_JWT_SECRET": "hunter2",
     "REDIS_CLUSTER": "maybe",
+    "CLIENT_TOOLS": '[{"name": "pick color"}]',
 }
 
 

@@ -14,6 +14,9 @@ loads the settings, which raise SettingError, before any worker forks.
      │                     (write/llm.py); `code` is upstream_error or upstream_timeout
      ├── Reset             a reader's cursor is older than the retained stream;
      │                     `floor` is the oldest cursor that is still whole
+     ├── TimedOut          a tool, or a wait on the worker's asyncio thread, outlived
+     │                     its timeout (write/tools/); its own TimeoutError would not
+     │                     say whose timeout it was
      ├── HubClosed         the web process is shutting down: end the stream, the
      │    │                client resumes elsewhere
      │    └── SessionDeleted  the session was deleted: its readers end the same way
@@ -119,6 +122,10 @@ class Reset(Exception):
     def __init__(self, floor: str) -> None:
         super().__init__(floor)
         self.floor = floor
+
+
+class TimedOut(Exception):
+    """A tool, or a wait on the worker's asyncio thread, outlived the timeout it was given."""
 
 
 class HubClosed(Exception):

@@ -15,6 +15,16 @@ and Ollama's). `script` orders the deltas freely instead, reasoning between
 answer pieces too. Each `Call` records the answer text and the reasoning it
 sent, and the request body, so a test can check the history a later prompt
 sent to the model has no reasoning in it.
+
+Tool calls (issue 23): a `script` entry `("tool_calls", [fragment, ...])`
+sends that list as the delta's `tool_calls`, exactly as given, so a test
+writes each server's shape (OpenAI's fragments per `index`, Ollama's whole
+calls without one). `finish_reason` is sent as given (`tool_calls`, or
+`stop` as gpt-4o has). An answer in steps asks the model once per step:
+`steps` gives each step its own behaviour, chosen by the number of
+assistant messages after the last user message (the last one repeats).
+`Call.prompt` is the last user message, so one prompt names every step of
+an answer.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 CONTENT = "content"
+TOOL_CALLS = "tool_calls"
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
@@ -41,9 +52,12 @@ class Behavior:
     chunks: list[str] | None = None
     reasoning: list[str] | None = None  # sent before `chunks` ...
     reasoning_field: str = "reasoning_content"  # ... under this name
-    # The deltas in order, as (field, text): "content" or a REASONING_FIELDS
-    # name. Takes the place of `chunks` and `reasoning`.
-    script: list[tuple[str, str]] | None = None
+    # The deltas in order, as (field, value): "content" or a REASONING_FIELDS
+    # name with its text, or TOOL_CALLS with a list of fragments. Takes the
+    # place of `chunks` and `reasoning`.
+    script: list[tuple[str, Any]] | None = None
+    # One behaviour per step of an answer in steps (module docstring).
+    steps: list[Behavior] | None = None
     delay_seconds: float = 0.01  # between deltas
     usage: dict[str, int] | None = None
     finish_reason: str = "stop"
@@ -58,7 +72,16 @@ class Behavior:
     gate: threading.Event = field(default_factory=threading.Event)
     calls: int = 0
 
-    def deltas(self, prompt: str) -> list[tuple[str, str]]:
+    def for_step(self, messages: list[dict[str, Any]]) -> Behavior:
+        """This behaviour, or the one of the step these messages ask for."""
+        if not self.steps:
+            return self
+        users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+        after = messages[users[-1] + 1 :] if users else messages
+        step = sum(1 for m in after if m.get("role") == "assistant")
+        return self.steps[min(step, len(self.steps) - 1)]
+
+    def deltas(self, prompt: str) -> list[tuple[str, Any]]:
         """What to stream for `prompt`, as (field, text) in order."""
         if self.script is not None:
             return list(self.script)
@@ -72,11 +95,14 @@ class Call:
     body: dict[str, Any]
     sent: list[str] = field(default_factory=list)  # answer text, as sent
     reasoning_sent: list[str] = field(default_factory=list)
+    tool_calls_sent: list[Any] = field(default_factory=list)  # the fragments, as sent
     finished: bool = False
 
     @property
     def prompt(self) -> str:
-        return self.body["messages"][-1]["content"]
+        """The last user message: the same for every step of one answer."""
+        users = [m for m in self.body["messages"] if m.get("role") == "user"]
+        return (users or self.body["messages"])[-1].get("content") or ""
 
 
 class ModelServer:
@@ -144,7 +170,7 @@ class ModelServer:
         call = Call(body)
         with self.lock:
             self.calls.append(call)
-        behavior = self.behaviors.get(call.prompt, Behavior())
+        behavior = self.behaviors.get(call.prompt, Behavior()).for_step(body["messages"])
         behavior.calls += 1
         if behavior.fail_status and (
             not behavior.fail_times or behavior.calls <= behavior.fail_times
@@ -196,12 +222,14 @@ class ModelServer:
                     behavior.gate.wait(60)
                 time.sleep(behavior.delay_seconds)
                 send(frame({name: text}))
-                (call.sent if name == CONTENT else call.reasoning_sent).append(text)
+                sent = {CONTENT: call.sent, TOOL_CALLS: call.tool_calls_sent}
+                sent.get(name, call.reasoning_sent).append(text)
             send(frame({}, behavior.finish_reason))
+            prompt_tokens = sum(len(m.get("content") or "") for m in body["messages"]) // 4
             usage = behavior.usage or {
-                "prompt_tokens": sum(len(m["content"]) for m in body["messages"]) // 4,
+                "prompt_tokens": prompt_tokens,
                 "completion_tokens": len(deltas),
-                "total_tokens": sum(len(m["content"]) for m in body["messages"]) // 4 + len(deltas),
+                "total_tokens": prompt_tokens + len(deltas),
             }
             send(
                 {

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from webapp.settings.parsers import (  # noqa: F401  (re-exported: config.X is how callers name them)
@@ -53,6 +53,13 @@ from webapp.settings.parsers import (  # noqa: F401  (re-exported: config.X is h
     Text,
     database_url,
 )
+from webapp.settings.tool_parsers import (  # noqa: F401  (re-exported, as above)
+    ClientToolConfig,
+    ClientTools,
+    ImportPath,
+    McpServerConfig,
+    McpServers,
+)
 
 # Written by scripts/run while its embedded Redis is up, so that the flask CLI
 # (and anything else started with no REDIS_URL) talks to that Redis.
@@ -62,6 +69,11 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # API.md: a message's ?wait= and a long-poll's timeout are at most this:
 # long enough for most answers, short enough for Heroku's 30 s router window.
 WAIT_MAX_SECONDS = 25.0
+
+# A tool's output (a server tool's, or a client's posted one) is at most this
+# much JSON: it travels in a stream event, is stored with the answer and is
+# read by the model at its next step. A larger one is an `error` result.
+TOOL_OUTPUT_MAX_BYTES = 64 * 1024
 
 
 # -- the table -----------------------------------------------------------------
@@ -157,6 +169,15 @@ SETTINGS: tuple[Setting, ...] = (
     # Pause between the demo model's words: a realistic reading pace.
     Setting("DEMO_DELAY_SECONDS", Number(0, 10), 0.04),
     Setting("ANSWER_CACHE_TTL_SECONDS", Integer(0), 0),
+    # -- tools (API.md, "Tools"); what needs importing is checked by the worker --
+    Setting("TOOLS_MODULE", ImportPath(), None),
+    # Header values may be tokens: a malformed value is not shown.
+    Setting("MCP_SERVERS", McpServers(), (), secret=True),
+    Setting("CLIENT_TOOLS", ClientTools(), ()),
+    # Steps that called tools before one last model call that offers none.
+    Setting("MAX_TOOL_STEPS", Integer(0, 100), 8),
+    # A server tool that runs longer gives an `error` result.
+    Setting("TOOL_TIMEOUT_SECONDS", POSITIVE_SECONDS, 30.0),
     # -- the worker --
     Setting("WORKER_CONCURRENCY", Integer(1, 10_000), 32),
     # How long a worker waits on the job list before looking around again.
@@ -272,8 +293,16 @@ def check_or_exit(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     try:
         return from_env(env)
     except SettingError as exc:
-        print(f"relay: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        exit_on(exc)
+
+
+def exit_on(error: SettingError) -> NoReturn:
+    """Stop the process with the setting's one line on stderr, no traceback, exit status 2.
+
+    Also for settings only the worker can check (its tool registry).
+    """
+    print(f"relay: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
 
 
 def host_port(host: str, port: int) -> str:

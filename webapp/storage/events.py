@@ -45,6 +45,17 @@ FINISH_CANCELLED = "cancelled"
 # The finish reasons of `end` that a model can give (`cancelled` is relay's
 # own); any other is an `upstream_error` (llm.py).
 FINISH_REASONS = frozenset({FINISH_STOP, "length", "content_filter"})
+# A model call that asked for tools ends its step so, whatever finish reason
+# the server gave (write/tool_calls.py); never an answer's `end`.
+FINISH_TOOL_CALLS = "tool_calls"
+
+# Tools (API.md, "Tools"): where a tool runs, and `tool_result`'s statuses.
+RUNS_ON_SERVER = "server"
+RUNS_ON_CLIENT = "client"
+TOOL_OK = "ok"
+TOOL_ERROR = "error"
+TOOL_DENIED = "denied"
+TOOL_IN_DOUBT = "in_doubt"
 
 # `error`'s codes (API.md, Events and Errors).
 UPSTREAM_ERROR = "upstream_error"

@@ -3,9 +3,11 @@
 Owns: the worker loop (`worker.py`), one answer's generation (`generation.py`,
 `answer.py`), its states and allowed moves (`lifecycle.py`), what it records
 besides events (`ledger.py`: SQL, its claim, metrics), the model adapter and
-the demo model (`llm.py`, `demo_model.py`), the only code that writes
-streams (`writer.py`), and the answer cache (`cache.py`).
-May import: `webapp.ops`, `webapp.storage`, `webapp.settings`,
-`webapp.exceptions`. Never `webapp.read`: the write side reads no stream for
-a client.
+the demo model (`llm.py`, `model_wire.py`, `demo_model.py`), tool calls as
+models send and read them (`tool_calls.py`), the tools themselves (`tools/`:
+sources, registry, the asyncio thread), the only code that writes streams
+(`writer.py`), and the answer cache (`cache.py`).
+May import: `webapp.tools` (the declaration API apps write tools with),
+`webapp.ops`, `webapp.storage`, `webapp.settings`, `webapp.exceptions`.
+Never `webapp.read`: the write side reads no stream for a client.
 """

@@ -2,16 +2,32 @@
 
 It streams a fixed answer per prompt at a reading pace, so the app is useful
 out of the box and tests know every word it will send. Its model name is "demo".
+
+Offered the demo tools (tools/demo.py: the registry offers them with this
+model when no tool source is configured), it calls one when the prompt asks
+for it, as a real model would: `add` for a sum ("what is 2 + 3?"),
+`current_time` for the time ("what time is it?"). That step ends with the
+call; the next one, whose messages end with the tool's result, answers with
+that result. So the page shows a tool call out of the box.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-from webapp.storage.events import FINISH_STOP
-from webapp.write.llm import Delta, Finish, Piece, Reasoning
+from webapp.storage.events import FINISH_STOP, FINISH_TOOL_CALLS
+from webapp.write.llm import Delta, Finish, Messages, Piece, Reasoning, Tools
+from webapp.write.tool_calls import ToolCall, offered_names, tool_call_id
+from webapp.write.tools.demo import ADD, CLOCK
+
+# "2 + 3", "1.5+2+10": a sum the prompt asks for.
+_SUM = re.compile(r"-?\d+(?:\.\d+)?(?:\s*\+\s*-?\d+(?:\.\d+)?)+")
+_TIME = re.compile(r"\bwhat time is it\b|\bwhat(?:'s| is) the time\b|\bcurrent time\b", re.I)
 
 
 class DemoModel:
@@ -55,22 +71,43 @@ class DemoModel:
             "to talk to a real model."
         )
 
-    def stream(self, messages: list[dict[str, str]]) -> Iterator[Piece]:
-        prompt = messages[-1]["content"] if messages else ""
+    def stream(
+        self,
+        messages: Messages,
+        *,
+        tools: Tools = (),
+        tool_choice: str | None = None,
+        step_key: str | None = None,
+    ) -> Iterator[Piece]:
+        prompt = _last_user_text(messages)
+        results = _tool_results(messages)
+        call = None if results or tool_choice == "none" else tool_call_for(prompt, tools)
+        if results:
+            thought, text = "The tool answered: put its result in words.", answer_with(results)
+        elif call is not None:
+            thought, text = f"The user asks for what the {call[0]} tool gives: call it.", ""
+        else:
+            thought, text = self.reasoning(prompt), self.answer(prompt)
         pieces = 0
         if self._reasoning:
-            for word in _words(self.reasoning(prompt)):
+            for word in _words(thought):
                 time.sleep(self._delay)
                 pieces += 1
                 yield Reasoning(word)
-        for word in _words(self.answer(prompt)):
+        for word in _words(text) if text else ():
             time.sleep(self._delay)
             pieces += 1
             yield Delta(word)
-        prompt_tokens = sum(len(m["content"]) for m in messages) // 4
-        yield Finish(
+        if call is not None:
+            pieces += 1
+            yield ToolCall(tool_call_id(step_key or prompt, 0), call[0], call[1])
+        yield self._finish(messages, pieces, FINISH_STOP if call is None else FINISH_TOOL_CALLS)
+
+    def _finish(self, messages: Messages, pieces: int, reason: str) -> Finish:
+        prompt_tokens = sum(len(m.get("content") or "") for m in messages) // 4
+        return Finish(
             self.name,
-            FINISH_STOP,
+            reason,
             {
                 "prompt_tokens": prompt_tokens,
                 # Reasoning is paid for as completion tokens, as real APIs count it.
@@ -78,6 +115,49 @@ class DemoModel:
                 "total_tokens": prompt_tokens + pieces,
             },
         )
+
+
+def tool_call_for(prompt: str, tools: Tools) -> tuple[str, dict[str, Any]] | None:
+    """The demo tool call (name, arguments) a prompt asks for, if that tool is offered."""
+    offered = offered_names(tools)
+    if ADD in offered and (expression := _SUM.search(prompt)):
+        numbers = [json.loads(n.strip()) for n in expression[0].split("+")]
+        return ADD, {"numbers": numbers}
+    if CLOCK in offered and _TIME.search(prompt):
+        return CLOCK, {}
+    return None
+
+
+def answer_with(results: Sequence[tuple[str, str]]) -> str:
+    """The demo's answer once its tools answered: each tool's name and what it said."""
+    lines = [
+        f"I asked the `{name}` tool, and it answered: `{content}`" for name, content in results
+    ]
+    return (
+        "\n\n".join(lines) + "\n\nThat was a tool call: the call, its result and this answer "
+        "each streamed through relay, and a reload shows them all again."
+    )
+
+
+def _last_user_text(messages: Messages) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return message.get("content") or ""
+    return ""
+
+
+def _tool_results(messages: Messages) -> list[tuple[str, str]]:
+    """(tool name, result text) of the `tool` messages that end the conversation, if any do."""
+    first = len(messages)
+    while first > 0 and messages[first - 1].get("role") == "tool":
+        first -= 1
+    if first == len(messages):
+        return []
+    calls = messages[first - 1].get("tool_calls") or [] if first > 0 else []
+    names = {c.get("id"): (c.get("function") or {}).get("name", "?") for c in calls}
+    return [
+        (names.get(m.get("tool_call_id"), "?"), m.get("content") or "") for m in messages[first:]
+    ]
 
 
 def _words(text: str) -> list[str]:

@@ -1,8 +1,9 @@
 """The model adapter: the network edge between a generation and an LLM.
 
-`Model.stream(messages)` yields the answer's `Delta`s, interleaved with
-`Reasoning` pieces when the model streams its reasoning, and then one
-`Finish`. Two implementations:
+`Model.stream(messages, tools=..., tool_choice=..., step_key=...)` yields
+the answer's `Delta`s, interleaved with `Reasoning` pieces when the model
+streams its reasoning, then the `ToolCall`s it asked for, if any, and then
+one `Finish`. Two implementations:
 
 - `OpenAIModel` speaks to any OpenAI-compatible server through the `openai`
   SDK's client (`stream=True`, usage included), with explicit timeouts, and
@@ -20,11 +21,18 @@ Both models yield `Reasoning` pieces only when built with `reasoning=True`,
 as the worker builds them (generation.py writes them as `reasoning`
 events, API.md); built without it, a model yields answer text alone.
 
+Tools (issue 23): `tools` (OpenAI function tools) and `tool_choice` go out
+with the request; the stream's tool-call fragments are joined into whole
+`ToolCall`s by tool_calls.py, whose docstring says what each server sends.
+A stream that carries tool calls ends with `Finish` `tool_calls`
+(events.FINISH_TOOL_CALLS), whatever the server's finish reason. Offered no
+tools, a model is read as before: tool-call deltas are not looked at.
+
 Finish reasons: `stop`, `length` and `content_filter` (events.FINISH_REASONS,
-the ones API.md's `end` names) pass through in `Finish`. Any other (`tool_calls`,
-`function_call`, a server's own `eos`) means the model did not answer as
-asked: it is raised as a ModelError `upstream_error` naming the reason, so
-the answer ends with `error`, never with a silent `end`.
+the ones API.md's `end` names) pass through in `Finish`. Any other (`tool_calls`
+with no call in the stream, `function_call`, a server's own `eos`) means the
+model did not answer as asked: it is raised as a ModelError `upstream_error`
+naming the reason, so the answer ends with `error`, never with a silent `end`.
 
 Every failure leaves as a `ModelError` (exceptions.py): `code` is API.md's
 error code (`upstream_error` or `upstream_timeout`), `retryable` says
@@ -37,11 +45,10 @@ the answer.
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,7 +56,14 @@ import httpx2
 import openai
 
 from webapp.exceptions import ModelError
-from webapp.storage.events import FINISH_REASONS, UPSTREAM_ERROR, UPSTREAM_TIMEOUT
+from webapp.storage.events import (
+    FINISH_REASONS,
+    FINISH_TOOL_CALLS,
+    UPSTREAM_ERROR,
+    UPSTREAM_TIMEOUT,
+)
+from webapp.write.model_wire import sse_data, status_error, unsupported_finish, usage_of
+from webapp.write.tool_calls import ToolCall, ToolCallAssembler
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +94,13 @@ class Finish:
     usage: dict[str, int] | None
 
 
-Piece = Delta | Reasoning | Finish
+Piece = Delta | Reasoning | ToolCall | Finish
+
+# A conversation as the model takes it: OpenAI chat messages (`tool_calls`
+# and `tool` messages included, tool_calls.py builds those).
+Messages = list[dict[str, Any]]
+# The tools offered, in OpenAI's function-tool format (the registry's `offered()`).
+Tools = Sequence[Mapping[str, Any]]
 
 # What a chunk without choices or a delta reads as; shared, not built per chunk.
 _EMPTY: Mapping[str, Any] = {}
@@ -89,7 +109,16 @@ _EMPTY: Mapping[str, Any] = {}
 class Model(Protocol):
     name: str
 
-    def stream(self, messages: list[dict[str, str]]) -> Iterator[Piece]: ...
+    def stream(
+        self,
+        messages: Messages,
+        *,
+        tools: Tools = (),
+        tool_choice: str | None = None,
+        step_key: str | None = None,
+    ) -> Iterator[Piece]:
+        """The step's pieces; `step_key` (tool_calls.step_key) makes its call ids stable."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,20 +146,24 @@ class RetryPolicy:
     def stream(
         self,
         model: Model,
-        messages: list[dict[str, str]],
+        messages: Messages,
         *,
         text_sent: Callable[[], bool],
         wait: Callable[..., Any],
         ids: tuple[str, str],
+        **request: Any,
     ) -> Iterator[Piece]:
-        """`model.stream(messages)`, asked again after failures as this policy allows.
+        """`model.stream(messages, **request)`, asked again after failures as this policy allows.
 
         Each step that waits on the model (the next piece, a pause before
         asking again) runs as `wait(function, *args)`, so the caller knows
         when it waits; `ids` (session, message) name it in the log.
+        `request` is the rest of Model.stream's keywords (tools and the
+        step): asked again, the model is asked the same, and names its
+        calls the same.
         """
         for retry in range(self.retries + 1):
-            pieces = model.stream(messages)
+            pieces = model.stream(messages, **request)
             try:
                 while (piece := wait(next, pieces, None)) is not None:
                     yield piece
@@ -194,28 +227,21 @@ class OpenAIModel:
         client.platform_headers()
         return cls(client, settings["LLM_MODEL"], settings["LLM_MAX_TOKENS"], reasoning=reasoning)
 
-    def stream(self, messages: list[dict[str, str]]) -> Iterator[Piece]:
-        model, finish_reason, usage = self.name, None, None
-        reasoning = self._reasoning
+    def stream(
+        self,
+        messages: Messages,
+        *,
+        tools: Tools = (),
+        tool_choice: str | None = None,
+        step_key: str | None = None,
+    ) -> Iterator[Piece]:
+        # Offered no tools, the stream is read as it always was (module docstring).
+        calls = ToolCallAssembler(step_key) if tools else None
+        state = _Read(self.name)
         try:
-            response = self._request(messages)
+            response = self._request(messages, tools, tool_choice)
             try:
-                for chunk in _sse_data(response.iter_lines()):
-                    model = chunk.get("model") or model
-                    if chunk.get("usage"):
-                        usage = _usage(chunk["usage"])
-                    choices = chunk.get("choices")
-                    choice = choices[0] if choices else _EMPTY  # n is 1: one choice
-                    delta = choice.get("delta") or _EMPTY
-                    if reasoning:
-                        # Reasoning first: a delta holding both ends its thinking there.
-                        thought = delta.get("reasoning_content") or delta.get("reasoning")
-                        if thought and isinstance(thought, str):
-                            yield Reasoning(thought)
-                    text = delta.get("content")
-                    if text:
-                        yield Delta(text)
-                    finish_reason = choice.get("finish_reason") or finish_reason
+                yield from self._read(response, state, calls)
             finally:
                 response.close()
         except openai.APITimeoutError as exc:
@@ -232,15 +258,35 @@ class OpenAIModel:
             ) from exc
         except httpx2.HTTPError as exc:
             raise ModelError(UPSTREAM_ERROR, f"the model stream broke: {exc}") from exc
-        if finish_reason is None:
-            # A body cut short can look like a normal end (a close-delimited
-            # response, a proxy): only a finish_reason says the answer is whole.
-            raise ModelError(UPSTREAM_ERROR, "the model stream ended before the answer finished")
-        if not isinstance(finish_reason, str) or finish_reason not in FINISH_REASONS:
-            raise unsupported_finish(finish_reason)
-        yield Finish(model, finish_reason, usage)
+        yield from _finish(state, calls)
 
-    def _request(self, messages: list[dict[str, str]]) -> httpx2.Response:
+    def _read(
+        self, response: httpx2.Response, state: _Read, calls: ToolCallAssembler | None
+    ) -> Iterator[Piece]:
+        """The text and reasoning pieces of the streamed body; the rest is noted in `state` and `calls`."""
+        reasoning = self._reasoning
+        for chunk in sse_data(response.iter_lines()):
+            state.model = chunk.get("model") or state.model
+            if chunk.get("usage"):
+                state.usage = usage_of(chunk["usage"])
+            choices = chunk.get("choices")
+            choice = choices[0] if choices else _EMPTY  # n is 1: one choice
+            delta = choice.get("delta") or _EMPTY
+            if reasoning:
+                # Reasoning first: a delta holding both ends its thinking there.
+                thought = delta.get("reasoning_content") or delta.get("reasoning")
+                if thought and isinstance(thought, str):
+                    yield Reasoning(thought)
+            text = delta.get("content")
+            if text:
+                yield Delta(text)
+            if calls is not None and (fragments := delta.get("tool_calls")):
+                calls.add(fragments)
+            state.finish_reason = choice.get("finish_reason") or state.finish_reason
+
+    def _request(
+        self, messages: Messages, tools: Tools, tool_choice: str | None
+    ) -> httpx2.Response:
         """POST the chat completion through the SDK; the streamed body is left unread.
 
         The SDK's client makes the request (auth, headers, timeouts, its error
@@ -253,97 +299,44 @@ class OpenAIModel:
         `client.post(..., cast_to=httpx.Response)` is the SDK's documented way
         to get the raw response (README, "Undocumented endpoints").
         """
-        body = {
+        body: dict[str, Any] = {
             "model": self.name,
             "messages": messages,
             "max_tokens": self._max_tokens,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if tools:
+            body["tools"] = list(tools)
+            # Servers refuse a tool_choice without tools: it goes only with them.
+            if tool_choice is not None:
+                body["tool_choice"] = tool_choice
         return self._client.post(
             "/chat/completions", body=body, cast_to=httpx2.Response, stream=True
         )
 
 
-def _sse_data(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """The JSON `data` of each server-sent event, up to `[DONE]`.
+@dataclass(slots=True)
+class _Read:
+    """What a streamed body said besides its text: the model that answered, usage, finish reason."""
 
-    An
-    `error` object in place of a chunk (the API's way to fail mid-stream) is
-    raised as a retryable ModelError, as the SDK's own stream raises it.
-    """
-    data: list[str] = []
-    for line in lines:
-        if line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-        elif not line and data:
-            payload, data = "\n".join(data), []
-            if payload == "[DONE]":
-                _drain(lines)
-                return
-            try:
-                chunk = json.loads(payload)
-            except ValueError as exc:
-                raise ModelError(UPSTREAM_ERROR, "the model sent malformed JSON") from exc
-            if not isinstance(chunk, dict):
-                raise ModelError(UPSTREAM_ERROR, "the model sent an unexpected event")
-            if chunk.get("error"):
-                error = chunk["error"]
-                message = error.get("message") if isinstance(error, dict) else None
-                raise ModelError(
-                    UPSTREAM_ERROR, f"the model failed: {message or error}", retryable=True
-                )
-            yield chunk
+    model: str
+    usage: dict[str, int] | None = None
+    finish_reason: object = None
 
 
-def _drain(lines: Iterator[str]) -> None:
-    """Read the body to its end (normally nothing but the end itself) so the connection is pooled."""
-    try:
-        for _ in lines:
-            pass
-    except (httpx2.HTTPError, ssl.SSLError):
-        pass  # the answer is whole already; only the connection is not reused
-
-
-def _usage(raw: dict[str, Any]) -> dict[str, int]:
-    return {
-        "prompt_tokens": raw.get("prompt_tokens") or 0,
-        "completion_tokens": raw.get("completion_tokens") or 0,
-        "total_tokens": raw.get("total_tokens") or 0,
-    }
-
-
-def _retry_after(response: httpx2.Response) -> float | None:
-    try:
-        return float(response.headers.get("retry-after", ""))
-    except ValueError:
-        return None
-
-
-def unsupported_finish(finish_reason: object) -> ModelError:
-    """A finish reason API.md does not name: the model stopped without answering as asked.
-
-    Not retryable: the same request would most likely stop the same way
-    (`tool_calls` from a model that wants tools relay does not offer).
-    """
-    shown = repr(finish_reason) if not isinstance(finish_reason, str) else finish_reason
-    return ModelError(
-        UPSTREAM_ERROR, f"the model stopped with an unsupported finish_reason: {shown[:64]}"
-    )
-
-
-def status_error(exc: openai.APIStatusError) -> ModelError:
-    """Classify an HTTP error answer of the model server."""
-    status = exc.status_code
-    body = exc.body if isinstance(exc.body, dict) else {}
-    error = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
-    if status == 429 and "insufficient_quota" in (error.get("code"), error.get("type")):
-        # Out of credit: waiting will not help, so say so at once.
-        return ModelError(UPSTREAM_ERROR, "the model provider's quota is exhausted")
-    retryable = status in (408, 409, 429) or status >= 500
-    return ModelError(
-        UPSTREAM_ERROR,
-        f"the model answered HTTP {status}",
-        retryable=retryable,
-        retry_after_seconds=_retry_after(exc.response),
-    )
+def _finish(state: _Read, calls: ToolCallAssembler | None) -> Iterator[Piece]:
+    """The step's tool calls, if any, then its Finish; or the ModelError a bad ending is."""
+    if state.finish_reason is None:
+        # A body cut short can look like a normal end (a close-delimited
+        # response, a proxy): only a finish_reason says the answer is whole.
+        raise ModelError(UPSTREAM_ERROR, "the model stream ended before the answer finished")
+    if calls:
+        # Calls in the stream make a tool step, whatever the finish reason says
+        # (gpt-4o has sent `stop`); `length` may have cut the last one short.
+        yield from calls.calls(state.finish_reason)
+        yield Finish(state.model, FINISH_TOOL_CALLS, state.usage)
+        return
+    if not isinstance(state.finish_reason, str) or state.finish_reason not in FINISH_REASONS:
+        raise unsupported_finish(state.finish_reason)
+    yield Finish(state.model, state.finish_reason, state.usage)
