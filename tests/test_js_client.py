@@ -125,7 +125,9 @@ def test_behind_a_buffering_proxy_it_falls_back_to_long_poll(
     finally:
         proxy.stop()
     message_id = result.message["id"]
-    check_exactly_once(result, stream_of(web, session_id, message_id), stored_text(stack.app, message_id))
+    check_exactly_once(
+        result, stream_of(web, session_id, message_id), stored_text(stack.app, message_id)
+    )
     assert proxy.held_streams >= 1
     assert result.stats["fallbacks"] == 1 and result.stats["mode"] == "poll"
     assert result.stats["promotions"] == 0  # its SSE trials were held as well
