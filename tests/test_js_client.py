@@ -21,7 +21,7 @@ from tests.support.client import Event, create_session, read_sse
 from tests.support.js_client import Follower, check_exactly_once, install_harness, node
 from tests.support.model_server import ModelServer
 from tests.support.processes import wait_for
-from tests.support.proxies import BufferingProxy, ByteCuttingProxy
+from tests.support.proxies import BufferingProxy, ByteCuttingProxy, FreezingProxy
 from tests.support.sql import answer_rows
 from tests.test_faults import LEASE, held_mid_way
 
@@ -131,6 +131,53 @@ def test_behind_a_buffering_proxy_it_falls_back_to_long_poll(
     assert proxy.held_streams >= 1
     assert result.stats["fallbacks"] == 1 and result.stats["mode"] == "poll"
     assert result.stats["promotions"] == 0  # its SSE trials were held as well
+
+
+def test_a_stream_gone_silent_is_left_after_two_heartbeats(
+    js_harness: None, private_stack, model_server: ModelServer, unique: str
+) -> None:
+    stack, web = running_stack(private_stack)
+    prompt = f"frozen {unique}"
+    chunks = words(CHUNKS)
+    model_server.behave(prompt, chunks=chunks, delay_seconds=0.02)
+    with httpx.Client(base_url=web, timeout=30) as http:
+        session_id = create_session(http)
+    proxy = FreezingProxy(web, after_bytes=1500, freeze=2).start()
+    try:
+        options = {"fallback": False, "heartbeatSeconds": 1}
+        result = Follower(proxy.base_url, sessionId=session_id, prompt=prompt, **options).result()
+    finally:
+        proxy.stop()
+    message_id = result.message["id"]
+    check_exactly_once(
+        result, stream_of(web, session_id, message_id), stored_text(stack.app, message_id)
+    )
+    assert result.stats["stalled"] == 2
+
+
+def test_whole_answer_mode_shows_the_answer_only_once_it_is_finished(
+    js_harness: None, web: str, worker, app, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"whole {unique}"
+    model_server.behave(prompt, chunks=words(50), delay_seconds=0.01)
+    result = Follower(web, prompt=prompt, whole=True).result()
+    stored = stored_text(app, result.message["id"])
+    assert result.message["content"] == stored == "".join(words(50))
+    assert result.texts(result.message["id"]) == ["", stored]  # queued, then whole, never a part
+
+
+def test_regenerate_replaces_the_last_answer(
+    js_harness: None, web: str, worker, app, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"again {unique}"
+    model_server.behave(prompt, chunks=words(20), delay_seconds=0.005)
+    result = Follower(web, prompt=prompt, regenerate=True).result()
+    old, new = result.report["replaced"], result.message["id"]
+    assert new != old
+    assert result.message["content"] == stored_text(app, new) == "".join(words(20))
+    assert old not in result.report["messageIds"] and new in result.report["messageIds"]
+    (row,) = answer_rows(app, old)
+    assert row.status == "superseded"
 
 
 def test_a_token_that_expires_mid_answer_is_refreshed_with_nothing_lost(

@@ -100,7 +100,7 @@ class Follower:
             line = self.wait_for_line("result", timeout)
         finally:
             self.stop()
-        texts = [seen["text"] for seen in self.seen if seen["type"] == "text"]
+        texts = [seen for seen in self.seen if seen["type"] == "text"]
         return FollowResult(line, texts)
 
     def stop(self) -> None:
@@ -119,10 +119,13 @@ class Follower:
 
 @dataclass
 class FollowResult:
-    """follow.mjs's report, and every text of the awaited answer it showed, in order."""
+    """follow.mjs's report, and its text lines: every text of an answer it showed, in order."""
 
     report: dict[str, Any]
-    texts: list[str]
+    text_lines: list[dict[str, Any]]
+
+    def texts(self, message_id: str) -> list[str]:
+        return [line["text"] for line in self.text_lines if line["id"] == message_id]
 
     @property
     def message(self) -> dict[str, Any]:
@@ -182,6 +185,6 @@ def check_exactly_once(result: FollowResult, stream: list[Event], stored: str) -
     pieces = applied[last_start:] if last_start is not None else applied
     prefix = "" if last_start is not None else snapshot_text
     assert prefix + "".join(e["text"] for e in pieces if e["event"] == "chunk") == stored
-    for text in result.texts:
+    for text in result.texts(message_id):
         assert stored.startswith(text), f"the client showed {text!r}, not a prefix of the answer"
     assert result.stats["repairs"] == 0, "an end's counts did not match: the snapshot repaired it"

@@ -18,6 +18,8 @@ connection.
 - `AnswerLosingProxy` forwards the first prompt posts to the upstream, lets
   them finish there, and closes the browser's connection without a byte of
   the answer: the prompt was taken, but the browser sees a network error.
+- `FreezingProxy` lets the first event streams send some bytes, then
+  relays nothing more and keeps them open, like a network gone silent.
 - `ByteCuttingProxy` cuts each response at a random byte offset (seeded),
   headers included, until it has made its number of cuts.
 
@@ -254,6 +256,50 @@ class AnswerLosingProxy(Proxy):
             pass  # the whole answer, read until the upstream closes, and thrown away
         with self._lock:
             self.lost += 1
+
+
+class FreezingProxy(Proxy):
+    """Relays `after_bytes` of each of the first `freeze` event streams, then nothing more.
+
+    The frozen connection stays open (until the client closes it, or
+    `max_seconds`): no error, no end, no keep-alive, as when a network path
+    dies without a word. Only a client that watches for silence moves on.
+    """
+
+    def __init__(self, upstream: str, after_bytes: int, freeze: int) -> None:
+        super().__init__(upstream)
+        self.after_bytes = after_bytes
+        self.freeze = freeze
+        self.frozen = 0
+        self._request = threading.local()
+
+    def intercept(self, head: bytes) -> bytes | None:
+        self._request.stream = b"/events" in head.split(b" ", 2)[1]
+        return None
+
+    def relay(self, client: socket.socket, upstream: socket.socket, accepted: float) -> None:
+        with self._lock:
+            freezing = self._request.stream and self.frozen < self.freeze
+            self.frozen += freezing
+        sent = 0
+        deadline = accepted + self.max_seconds
+        for data in self.pump(client, upstream, deadline):
+            if freezing and sent + len(data) > self.after_bytes:
+                client.sendall(data[: self.after_bytes - sent])
+                self._hold(client, deadline)
+                return
+            client.sendall(data)
+            sent += len(data)
+
+    def _hold(self, client: socket.socket, deadline: float) -> None:
+        """Send nothing until the client gives up on the connection (or the deadline)."""
+        while not self._stopped.is_set() and (remaining := deadline - time.monotonic()) > 0:
+            client.settimeout(min(remaining, 0.25))
+            try:
+                if not client.recv(65536):
+                    return
+            except TimeoutError:
+                continue
 
 
 class ByteCuttingProxy(Proxy):

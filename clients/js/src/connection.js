@@ -121,6 +121,7 @@ export class Connection {
       }
       this.closed();
       if (signal.aborted) return;
+      this.stats[outcome] = (this.stats[outcome] || 0) + 1;
       if (outcome !== "ended") this.failures++;
       // EventSource retried by itself before it gave up: that was its last chance.
       const spent = this.kind === "eventsource" ? outcome === "failed" : this.failures >= MAX_SSE_FAILURES;

@@ -119,8 +119,8 @@ export class Session {
       this.reload().catch(() => {}); // another tab's prompt: the snapshot has it
       return true;
     }
-    this.emit("event", ev);
     if (this.waits.has(message.id)) return true; // shown whole: its events only move the cursor
+    this.emit("event", ev);
     if (applyEvent(message, ev) === "mismatch") {
       this.stats.repairs++;
       this.reload().catch(() => {}); // `end` means stored: the snapshot has the whole answer

@@ -10,13 +10,16 @@
 //   "messageId": "...",            optional: the answer to wait for (without a prompt)
 //   "transport": "fetch" | "eventsource" | "poll", "fallback": true, "heartbeatSeconds": 1,
 //   "postAttempts": 4,
+//   "whole": false,                answers whole (GET ?wait=), not as they stream
+//   "regenerate": false,           then regenerate the answer, and wait for the new one
+//   "debug": false,                every 3 s, the session's state and stats on stderr
 //   "token": {"secret", "audience", "sub", "ttlSeconds", "firstExpired", "alwaysExpired"}
 //                                   optional: getToken() signs HS256 tokens with these
 // }
 //
 // Prints JSON lines as it goes: {"type": "open", "sessionId"}, {"type": "state",
-// "state"}, {"type": "sent", "messageId"}, {"type": "text", "text"} (every new
-// text of the awaited answer), then one {"type": "result", ...}: the answer,
+// "state"}, {"type": "sent", "messageId"}, {"type": "text", "id", "text"} (every
+// new text of an answer), then one {"type": "result", ...}: the answer,
 // the log of what was applied ({"kind": "event", id, event, messageId, attempt,
 // text} and {"kind": "snapshot", cursor, contents: {id: content}}), the session's and connection's
 // stats, the token calls, and an error ({status, code, message}) if any.
@@ -26,7 +29,8 @@ import { createHmac } from "node:crypto";
 import { RelayClient } from "../src/index.js";
 
 const args = JSON.parse(process.argv[2] ?? "{}");
-const print = (line) => process.stdout.write(`${JSON.stringify(line)}\n`);
+// Resolves once the line is out: process.exit() would drop what a full pipe still holds.
+const print = (line) => new Promise((resolve) => process.stdout.write(`${JSON.stringify(line)}\n`, resolve));
 const tokenCalls = [];
 
 function sign({ secret, audience, sub = "alice" }, ttlSeconds) {
@@ -58,11 +62,11 @@ async function main() {
     transport: args.transport ?? "fetch",
     fallback: args.fallback ?? true,
     heartbeatSeconds: args.heartbeatSeconds ?? 1,
+    whole: args.whole ?? false,
   });
   const log = [];
   const states = [];
   let answerId = args.messageId ?? null;
-  let lastText = null;
   const adopt = session.adopt.bind(session);
   session.adopt = (snapshot) => {
     const contents = Object.fromEntries(snapshot.messages.map((m) => [m.id, m.content]));
@@ -73,19 +77,21 @@ async function main() {
     const { message_id: messageId, attempt = null, text = null } = ev.data;
     log.push({ kind: "event", id: ev.id, event: ev.event, messageId, attempt, text });
   });
+  const shown = new Map(); // answer id -> the text last printed
   session.on("change", () => {
-    const text = session.byId.get(answerId)?.content;
-    if (text !== undefined && text !== lastText) print({ type: "text", text: (lastText = text) });
+    for (const { id, role, content } of session.messages) {
+      if (role !== "assistant" || shown.get(id) === content) continue;
+      shown.set(id, content);
+      print({ type: "text", id, text: content });
+    }
   });
   session.on("state", (state) => {
     states.push(state);
     print({ type: "state", state });
   });
   if (args.debug) {
-    setInterval(() => {
-      const c = session.connection;
-      console.error(JSON.stringify({ state: session.state, mode: c.mode, held: session.held, queued: session.queued.length, cursor: session.cursor, stats: c.stats, poll: Boolean(c.poll), sse: Boolean(c.sse) }));
-    }, 3000).unref();
+    const dump = () => console.error(JSON.stringify({ state: session.state, cursor: session.cursor, ...session.connection.stats }));
+    setInterval(dump, 3000).unref();
   }
   const result = { type: "result", sessionId, message: null, log, states, tokenCalls, error: null };
   try {
@@ -96,14 +102,28 @@ async function main() {
       print({ type: "sent", messageId: answerId });
     }
     if (answerId) result.message = await session.answer(answerId);
+    if (args.regenerate) {
+      result.replaced = answerId;
+      answerId = (await session.regenerate()).message_id;
+      print({ type: "regenerated", messageId: answerId });
+      result.message = await session.answer(answerId);
+      result.messageIds = session.messages.map((m) => m.id);
+    }
   } catch (err) {
     result.error = describe(err);
   }
   result.state = session.state;
   result.stats = { ...session.stats, ...session.connection.stats, mode: session.connection.mode };
   session.close();
-  print(result);
+  await print(result);
 }
+
+// Nothing left to wait on, the answer still awaited: a client that stopped
+// following (no connection, no timer) without saying so.
+process.on("beforeExit", () => {
+  console.error("the event loop emptied before the answer came");
+  process.exit(3);
+});
 
 main().then(
   () => process.exit(0),
