@@ -11,6 +11,7 @@ harness is installed with `npm ci`; the tests skip without node.
 from __future__ import annotations
 
 import json
+import subprocess
 
 import httpx
 import jwt
@@ -18,7 +19,13 @@ import pytest
 
 from tests.support.ai_sdk import NodeMissing
 from tests.support.client import Event, create_session, read_sse
-from tests.support.js_client import Follower, check_exactly_once, install_harness, node
+from tests.support.js_client import (
+    HARNESS,
+    Follower,
+    check_exactly_once,
+    install_harness,
+    node,
+)
 from tests.support.model_server import ModelServer
 from tests.support.processes import wait_for
 from tests.support.proxies import BufferingProxy, ByteCuttingProxy, FreezingProxy
@@ -79,6 +86,15 @@ def test_the_module_is_at_most_12_kb_minified_and_gzipped(js_harness: None) -> N
     print("relay-client sizes (bytes):", sizes)
     for entry, size in sizes.items():
         assert size["gzipped"] <= MAX_GZIPPED_BYTES, f"{entry} is {size['gzipped']} bytes gzipped"
+
+
+def test_the_hand_written_types_compile_against_the_pinned_ai(js_harness: None) -> None:
+    """index.d.ts and ai-sdk.d.ts, used as an app uses them (clients/js/test/types.ts)."""
+    tsc = HARNESS / "node_modules" / "typescript" / "bin" / "tsc"
+    result = subprocess.run(
+        ["node", str(tsc), "-p", str(HARNESS)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("transport", ["fetch", "poll"])

@@ -17,7 +17,7 @@
 
 import { RelayClient } from "./client.js";
 import { RelayError } from "./http.js";
-import { errorText, UiFeed } from "./ui-feed.js";
+import { UiFeed } from "./ui-feed.js";
 
 const DEAD = ["unauthorized", "gone", "closed"];
 const TOOL_STATES = {
@@ -53,8 +53,10 @@ export function uiMessage(message) {
     step = part.step;
     parts.push(part.type === "tool" ? uiTool(part) : { type: part.type, text: part.text, state: "done" });
   }
-  if (message.status === "error") parts.push({ type: "text", text: "", state: "done" }); // regenerable
-  return { id: message.id, role: "assistant", parts, metadata: { status: message.status, error: message.error && errorText(message.error) } };
+  // As relay's own /api/chat/{sid}/messages: every answer has a text part, even
+  // an empty one (a failed answer), so that the app can regenerate it.
+  if (!parts.some((part) => part.type === "text")) parts.push({ type: "text", text: "", state: "done" });
+  return { id: message.id, role: "assistant", parts };
 }
 
 const textOf = (message) => (message?.parts || []).filter((p) => p.type === "text").map((p) => p.text).join("\n\n");
@@ -69,14 +71,14 @@ export class RelayChatTransport {
     this.syncs = new Set();
   }
 
-  /** The open Session of a chat (opened once, shared by every stream of it). */
-  session(chatId) {
-    if (!this.sessions.has(chatId)) {
-      const opened = this.client.session(chatId, this.options).open();
-      opened.catch(() => this.sessions.delete(chatId));
-      this.sessions.set(chatId, opened);
-    }
-    return this.sessions.get(chatId);
+  /** The open Session of a chat (opened once, shared by every stream of it; again once it is dead). */
+  async session(chatId) {
+    const known = await this.sessions.get(chatId)?.catch(() => null);
+    if (known && !DEAD.includes(known.state)) return known;
+    const opened = this.client.session(chatId, this.options).open();
+    this.sessions.set(chatId, opened);
+    opened.catch(() => this.sessions.get(chatId) === opened && this.sessions.delete(chatId));
+    return opened;
   }
 
   async sendMessages({ chatId, trigger, messageId, messages, abortSignal }) {

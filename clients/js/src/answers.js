@@ -115,9 +115,8 @@ export function applyEvent(message, { event, data }) {
   } else if (event === "waiting") {
     waiting(message, data);
   } else if (event === "end") {
-    const { message_id: _, finish_reason, usage, ...counts } = data;
+    const { finish_reason, usage } = data;
     Object.assign(message, { status: finish_reason === "cancelled" ? "cancelled" : "done", finish_reason, usage });
-    message.counts = counts;
     if (!whole(message, data)) return "mismatch";
   } else if (event === "error") {
     Object.assign(message, { status: "error", error: data.error });

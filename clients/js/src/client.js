@@ -87,8 +87,11 @@ export class RelayClient {
     return this.json("GET", `/api/sessions${before ? `?before=${part(before)}` : ""}`);
   }
 
-  /** Post a prompt; the 202's body (`message_id` is the answer that will stream). */
-  async send(sid, content, { idempotencyKey: key = idempotencyKey(), signal } = {}) {
+  /**
+   * Post a prompt; the 202's body (`message_id` is the answer that will
+   * stream). `onRetry(err, attempt)` is told before each post again.
+   */
+  async send(sid, content, { idempotencyKey: key = idempotencyKey(), signal, onRetry } = {}) {
     const path = `/api/sessions/${part(sid)}/messages`;
     const headers = { "Idempotency-Key": key };
     let lost = false;
@@ -103,6 +106,7 @@ export class RelayClient {
         const again = LOST_STATUSES.includes(err.status) || (lost && err.status === 409);
         if (signal?.aborted || !again || attempt >= this.postAttempts) throw err;
         lost = true;
+        onRetry?.(err, attempt);
         await sleep(retryDelay(err, attempt), signal);
       }
     }

@@ -137,17 +137,16 @@ export class Session {
       return await promise;
     } finally {
       this.held--;
-      if (!this.held) for (const ev of this.queued.splice(0)) this.receive(ev);
+      if (!this.held) {
+        for (const ev of this.queued.splice(0)) this.receive(ev);
+        this.emit("change", null); // with what waited applied, anything may have changed
+      }
     }
   }
 
   /** Reload the snapshot once, however many callers ask meanwhile. */
   reload() {
-    if (!this.reloading) {
-      this.reloading = this.holding(this.fetchSnapshot().finally(() => (this.reloading = null)));
-      // Once the events that waited are applied too, everything may have changed.
-      this.reloading.then(() => this.emit("change", null), () => {});
-    }
+    this.reloading ||= this.holding(this.fetchSnapshot().finally(() => (this.reloading = null)));
     return this.reloading;
   }
 
@@ -244,9 +243,13 @@ export class Session {
     return new Promise((resolve, reject) => {
       const check = () => {
         const message = this.byId.get(mid);
-        if (message && (isFinal(message) || message.status === "waiting") && !this.held) {
+        if (this.held) return; // a reload or a post is under way: its outcome decides
+        if (message && (isFinal(message) || message.status === "waiting")) {
           done();
           resolve(message);
+        } else if (!message) {
+          done();
+          reject(new RelayError("No message with that id in this session.", { code: "message_not_found" }));
         } else if (DEAD.includes(this.state)) {
           done();
           reject(this.error || new RelayError(`The session is ${this.state}.`, { code: this.state }));

@@ -1,6 +1,6 @@
-// Bundle the test page (test/page/main.jsx, React and the AI SDK) with esbuild: no build step
+// Bundle the test page (test/page/react.jsx, React and the AI SDK) with esbuild: no build step
 // of the page's own, so the test makes one. Usage: node test/build-page.mjs OUT_DIR
-// Writes OUT_DIR/index.html and OUT_DIR/page.js.
+// Writes OUT_DIR/react.html and OUT_DIR/react.js.
 
 import { build } from "esbuild";
 import { writeFileSync } from "node:fs";
@@ -20,17 +20,17 @@ const thisPackage = {
 };
 
 await build({
-  entryPoints: [`${here}page/main.jsx`],
+  entryPoints: [`${here}page/react.jsx`],
   bundle: true,
   format: "esm",
   jsx: "automatic",
-  outfile: `${out}/page.js`,
+  outfile: `${out}/react.js`,
   nodePaths: [`${here}node_modules`],
   define: { "process.env.NODE_ENV": '"production"' },
   plugins: [thisPackage],
   logLevel: "error",
 });
 writeFileSync(
-  `${out}/index.html`,
-  '<!doctype html><meta charset="utf-8"><title>relay + useChat</title><div id="root"></div><script type="module" src="page.js"></script>\n',
+  `${out}/react.html`,
+  '<!doctype html><meta charset="utf-8"><title>relay + useChat</title><div id="root"></div><script type="module" src="react.js"></script>\n',
 );

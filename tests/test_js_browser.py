@@ -1,14 +1,19 @@
-"""A React page with the AI SDK's `useChat` on RelayChatTransport, in Chromium, on another origin.
+"""relay-client (clients/js) in Chromium, on a page of another origin than relay's.
 
-The page is the client README's plain React example
-(clients/js/examples/react/chat.jsx), bundled with esbuild at test time
-(clients/js/test/build-page.mjs) and served by a static server of the
-test's own on another port, so every call to relay is cross-origin
-(CORS_ORIGINS). What it shows is compared with what relay stored in SQL.
+Two pages, served by a static server of the test's own on another port, so
+every call to relay is cross-origin (CORS_ORIGINS):
+- clients/js/test/page/plain.js imports the module's own files as they are,
+  with no build step (as the chat page does), and follows an answer over
+  EventSource;
+- the client README's plain React example (clients/js/examples/react/chat.jsx),
+  `useChat` on RelayChatTransport, bundled with esbuild at test time
+  (clients/js/test/build-page.mjs).
+What they show is compared with what relay stored in SQL.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -16,6 +21,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -26,6 +32,7 @@ from tests.support.client import create_session, post_prompt
 from tests.support.js_client import HARNESS, JS_CLIENT, install_harness
 from tests.support.model_server import ModelServer
 from tests.support.processes import start_web, wait_for
+from tests.support.proxies import BufferingProxy
 from tests.support.sql import answer_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -40,14 +47,19 @@ class QuietHandler(SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def page_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The bundled page, served from an origin of its own."""
+    """The pages (and the module's files), served from an origin of their own."""
     try:
         install_harness()
     except NodeMissing as exc:
         pytest.skip(str(exc))
-    out = tmp_path_factory.mktemp("react-page")
+    out = tmp_path_factory.mktemp("pages")
+    shutil.copytree(JS_CLIENT / "src", out / "src")
+    shutil.copytree(HARNESS / "page", out / "page", ignore=shutil.ignore_patterns("*.jsx"))
     subprocess.run(
-        ["node", str(HARNESS / "build-page.mjs"), str(out)], cwd=JS_CLIENT, check=True, timeout=120
+        ["node", str(HARNESS / "build-page.mjs"), str(out / "page")],
+        cwd=JS_CLIENT,
+        check=True,
+        timeout=120,
     )
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(out)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -70,6 +82,61 @@ def session_id(relay: str) -> str:
         return create_session(http)
 
 
+def follow_on_plain_page(
+    page_origin: str, relay: str, session_id: str, prompt: str, transport: str
+):
+    """Open plain.html: it sends `prompt` and follows its answer; what it saw."""
+    with chromium() as browser:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        query = urlencode(
+            {"relay": relay, "sid": session_id, "prompt": prompt, "transport": transport}
+        )
+        page.goto(f"{page_origin}/page/plain.html?{query}")
+        seen = page.wait_for_function(
+            "window.relayTest && (window.relayTest.done || window.relayTest.error) && window.relayTest",
+            timeout=60_000,
+        ).json_value()
+        assert not errors, errors
+        assert seen["error"] is None, seen["error"]
+        return seen
+
+
+def test_the_module_loads_as_it_is_and_follows_an_answer_over_eventsource(
+    page_origin: str, relay: str, session_id: str, app, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"eventsource {unique}"
+    model_server.behave(prompt, chunks=[f"e{i:03d} " for i in range(100)], delay_seconds=0.01)
+    seen = follow_on_plain_page(page_origin, relay, session_id, prompt, "eventsource")
+    stored = final_answer(app, seen["done"]["id"])
+    assert seen["done"]["content"] == stored.content == "".join(f"e{i:03d} " for i in range(100))
+    assert all(stored.content.startswith(text) for text in seen["texts"])
+    assert len(seen["texts"]) > 1  # it streamed
+    assert seen["done"]["stats"]["mode"] == "sse" and seen["done"]["stats"]["repairs"] == 0
+
+
+def test_eventsource_behind_a_buffering_proxy_falls_back_to_long_poll(
+    page_origin: str, relay: str, session_id: str, app, model_server: ModelServer, unique: str
+) -> None:
+    """EventSource cannot see bytes: a probe finds what it did not deliver (API.md's
+    `: keep-alive` and `retry:` never reach it through such a proxy)."""
+    prompt = f"eventsource buffered {unique}"
+    chunks = [f"b{i:03d} " for i in range(200)]
+    model_server.behave(prompt, chunks=chunks, delay_seconds=0.03)
+    proxy = BufferingProxy(relay).start()
+    try:
+        seen = follow_on_plain_page(page_origin, proxy.base_url, session_id, prompt, "eventsource")
+    finally:
+        proxy.stop()
+    stored = final_answer(app, seen["done"]["id"])
+    assert seen["done"]["content"] == stored.content == "".join(chunks)
+    assert all(stored.content.startswith(text) for text in seen["texts"])
+    assert proxy.held_streams >= 1
+    stats = seen["done"]["stats"]
+    assert (stats["fallbacks"], stats["mode"], stats["repairs"]) == (1, "poll", 0)
+
+
 class Tab:
     """One tab on the React page."""
 
@@ -78,7 +145,7 @@ class Tab:
         self.errors: list[str] = []
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         query = f"relay={relay}&sid={sid}" + ("" if follow else "&follow=0")
-        self.page.goto(f"{page_origin}/index.html?{query}")
+        self.page.goto(f"{page_origin}/page/react.html?{query}")
         self.wait_for("document.querySelector('main')?.dataset.status === 'ready'")
 
     def wait_for(self, expression: str, arg: Any = None) -> Any:
