@@ -97,22 +97,16 @@ def test_the_hand_written_types_compile_against_the_pinned_ai(js_harness: None) 
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("transport", ["fetch", "poll"])
-def test_cuts_at_random_byte_offsets_leave_exactly_the_stored_answer(
-    js_harness: None, private_stack, model_server: ModelServer, unique: str, transport: str
-) -> None:
+def follow_through(private_stack, model_server: ModelServer, prompt: str, make_proxy, **options):
+    """A 200-chunk answer to `prompt`, followed by the client through the proxy that
+    `make_proxy(web)` makes, checked against the stored answer: exactly once."""
     stack, web = running_stack(private_stack)
-    prompt = f"cut me {transport} {unique}"
     chunks = words(CHUNKS)
-    # A long-poll takes a batch per request: a slower answer makes more of
-    # them, and so more to cut.
-    model_server.behave(prompt, chunks=chunks, delay_seconds=0.02 if transport == "fetch" else 0.05)
+    model_server.behave(prompt, chunks=chunks, delay_seconds=options.pop("delay_seconds", 0.02))
     with httpx.Client(base_url=web, timeout=30) as http:
         session_id = create_session(http)
-    proxy = ByteCuttingProxy(web, seed=SEED, cuts=CUTS).start()
+    proxy = make_proxy(web).start()
     try:
-        # No fallback: every event comes through the transport under test.
-        options = {"transport": transport, "fallback": False, "postAttempts": 8}
         result = Follower(proxy.base_url, sessionId=session_id, prompt=prompt, **options).result()
     finally:
         proxy.stop()
@@ -120,6 +114,26 @@ def test_cuts_at_random_byte_offsets_leave_exactly_the_stored_answer(
     stored = stored_text(stack.app, message_id)
     assert stored == "".join(chunks)
     check_exactly_once(result, stream_of(web, session_id, message_id), stored)
+    return result, proxy
+
+
+@pytest.mark.parametrize("transport", ["fetch", "poll"])
+def test_cuts_at_random_byte_offsets_leave_exactly_the_stored_answer(
+    js_harness: None, private_stack, model_server: ModelServer, unique: str, transport: str
+) -> None:
+    result, proxy = follow_through(
+        private_stack,
+        model_server,
+        f"cut me {transport} {unique}",
+        lambda web: ByteCuttingProxy(web, seed=SEED, cuts=CUTS),
+        # A long-poll takes a batch per request: a slower answer makes more
+        # of them, and so more to cut.
+        delay_seconds=0.02 if transport == "fetch" else 0.05,
+        # No fallback: every event comes through the transport under test.
+        transport=transport,
+        fallback=False,
+        postAttempts=8,
+    )
     cut_streams = [line for line in proxy.cuts if "/events" in line or "/poll" in line]
     print(f"{transport}: {len(proxy.cuts)} cuts, {len(cut_streams)} of them in streams")
     assert len(cut_streams) >= 10
@@ -129,20 +143,8 @@ def test_cuts_at_random_byte_offsets_leave_exactly_the_stored_answer(
 def test_behind_a_buffering_proxy_it_falls_back_to_long_poll(
     js_harness: None, private_stack, model_server: ModelServer, unique: str
 ) -> None:
-    stack, web = running_stack(private_stack)
-    prompt = f"buffered {unique}"
-    chunks = words(CHUNKS)
-    model_server.behave(prompt, chunks=chunks, delay_seconds=0.02)
-    with httpx.Client(base_url=web, timeout=30) as http:
-        session_id = create_session(http)
-    proxy = BufferingProxy(web).start()
-    try:
-        result = Follower(proxy.base_url, sessionId=session_id, prompt=prompt).result()
-    finally:
-        proxy.stop()
-    message_id = result.message["id"]
-    check_exactly_once(
-        result, stream_of(web, session_id, message_id), stored_text(stack.app, message_id)
+    result, proxy = follow_through(
+        private_stack, model_server, f"buffered {unique}", BufferingProxy
     )
     assert proxy.held_streams >= 1
     assert result.stats["fallbacks"] == 1 and result.stats["mode"] == "poll"
@@ -152,21 +154,13 @@ def test_behind_a_buffering_proxy_it_falls_back_to_long_poll(
 def test_a_stream_gone_silent_is_left_after_two_heartbeats(
     js_harness: None, private_stack, model_server: ModelServer, unique: str
 ) -> None:
-    stack, web = running_stack(private_stack)
-    prompt = f"frozen {unique}"
-    chunks = words(CHUNKS)
-    model_server.behave(prompt, chunks=chunks, delay_seconds=0.02)
-    with httpx.Client(base_url=web, timeout=30) as http:
-        session_id = create_session(http)
-    proxy = FreezingProxy(web, after_bytes=1500, freeze=2).start()
-    try:
-        options = {"fallback": False, "heartbeatSeconds": 1}
-        result = Follower(proxy.base_url, sessionId=session_id, prompt=prompt, **options).result()
-    finally:
-        proxy.stop()
-    message_id = result.message["id"]
-    check_exactly_once(
-        result, stream_of(web, session_id, message_id), stored_text(stack.app, message_id)
+    result, _ = follow_through(
+        private_stack,
+        model_server,
+        f"frozen {unique}",
+        lambda web: FreezingProxy(web, after_bytes=1500, freeze=2),
+        fallback=False,
+        heartbeatSeconds=1,
     )
     assert result.stats["stalled"] == 2
 
