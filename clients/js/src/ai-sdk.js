@@ -141,26 +141,30 @@ export class RelayChatTransport {
    */
   follow(chat) {
     let timer = 0;
-    let off = () => {};
+    let off = null;
     const sync = async () => {
       clearTimeout(timer);
+      if (!off) return; // not following (yet, or any more)
       const session = await this.session(chat.id);
       const shown = new Set(chat.messages.map((m) => m.id));
       if (!session.messages.some((m) => m.role === "assistant" && !shown.has(m.id))) return;
       // Busy (its own request) or showing an error: look again soon.
-      if (chat.status !== "ready") return void (timer = setTimeout(sync, SYNC_RETRY_MS));
+      if (chat.status !== "ready") return void (timer = setTimeout(run, SYNC_RETRY_MS));
       chat.messages = await this.messages(chat.id);
       if (session.active()) chat.resumeStream();
     };
+    const run = () => void sync().catch(() => {}); // a session that cannot open says so in its state
     this.session(chat.id).then((session) => {
-      off = session.on("change", () => sync().catch(() => {}));
-      return sync();
-    }).catch(() => {});
-    this.syncs.add(sync);
+      if (off === false) return;
+      off = session.on("change", run);
+      run();
+    }, () => {});
+    this.syncs.add(run);
     return () => {
-      off();
+      if (off) off();
+      off = false;
       clearTimeout(timer);
-      this.syncs.delete(sync);
+      this.syncs.delete(run);
     };
   }
 
@@ -170,7 +174,7 @@ export class RelayChatTransport {
     const end = () => {
       offs.forEach((off) => off());
       offs = [];
-      for (const sync of this.syncs) setTimeout(sync, 0); // the chat may have missed a turn meanwhile
+      for (const run of this.syncs) setTimeout(run, 0); // the chat may have missed a turn meanwhile
     };
     return new ReadableStream({
       start(controller) {

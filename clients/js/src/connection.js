@@ -58,6 +58,10 @@ export class Connection {
 
   start() {
     this.reset();
+    this.run();
+  }
+
+  run() {
     if (this.mode === "sse") this.startSse(false);
     else this.startPoll();
     this.ticker = setInterval(() => this.tick(), TICK_MS);
@@ -73,10 +77,10 @@ export class Connection {
     this.listen(false);
   }
 
-  /** Start the transports afresh from the session's cursor (a snapshot went back). */
+  /** Start the transport afresh from the session's cursor (a snapshot went back). */
   restart() {
     this.stop();
-    this.start();
+    this.run();
   }
 
   /** Resume on `online` and when a hidden tab is shown; nothing to listen to under Node. */
@@ -125,7 +129,7 @@ export class Connection {
       if (outcome !== "ended") this.failures++;
       // EventSource retried by itself before it gave up: that was its last chance.
       const spent = this.kind === "eventsource" ? outcome === "failed" : this.failures >= MAX_SSE_FAILURES;
-      if (outcome === "buffered" || sse.trial || (this.fallback && spent)) return this.sseFailed(sse);
+      if (sse.trial || (this.fallback && (spent || outcome === "buffered"))) return this.sseFailed(sse);
       await sleep(retryDelay(error, Math.max(this.failures, 1), this.retryMs), signal, this.waker.signal);
     }
   }
@@ -181,6 +185,7 @@ export class Connection {
   sseFailed(sse) {
     sse.controller.abort();
     if (this.sse === sse) this.sse = null;
+    this.suspect = null;
     if (this.mode === "sse") {
       this.mode = "poll";
       this.stats.fallbacks++;
@@ -245,6 +250,7 @@ export class Connection {
       if (now > sse.until) this.sseFailed(sse);
       return;
     }
+    if (!this.fallback) return; // probes are there to find a buffered SSE, to leave it
     if (this.suspect && now >= this.suspect.deadline) {
       if (!sse.lastId || idAfter(this.suspect.id, sse.lastId)) return this.sseFailed(sse);
       this.suspect = null;

@@ -67,6 +67,7 @@ export async function fetchSse(conn, signal) {
     throw err;
   } finally {
     clearTimeout(timer);
+    controller.abort(); // whatever ended it, the body is not read any more
     controller.done();
   }
 }
