@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -83,17 +83,28 @@ def session_id(relay: str) -> str:
 
 
 def follow_on_plain_page(
-    page_origin: str, relay: str, session_id: str, prompt: str, transport: str
+    page_origin: str,
+    relay: str,
+    session_id: str,
+    prompt: str,
+    transport: str,
+    while_streaming: Callable[[Any], None] | None = None,
 ):
-    """Open plain.html: it sends `prompt` and follows its answer; what it saw."""
+    """Open plain.html: it sends `prompt` and follows its answer; what it saw.
+
+    `while_streaming(page)` runs once the answer has shown some text."""
     with chromium() as browser:
-        page = browser.new_page()
+        context = browser.new_context()
+        page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         query = urlencode(
             {"relay": relay, "sid": session_id, "prompt": prompt, "transport": transport}
         )
         page.goto(f"{page_origin}/page/plain.html?{query}")
+        if while_streaming:
+            page.wait_for_function("window.relayTest?.texts.length > 0", timeout=WAIT_MS)
+            while_streaming(page)
         seen = page.wait_for_function(
             "window.relayTest && (window.relayTest.done || window.relayTest.error) && window.relayTest",
             timeout=60_000,
@@ -135,6 +146,29 @@ def test_eventsource_behind_a_buffering_proxy_falls_back_to_long_poll(
     assert proxy.held_streams >= 1
     stats = seen["done"]["stats"]
     assert (stats["fallbacks"], stats["mode"], stats["repairs"]) == (1, "poll", 0)
+
+
+def test_offline_then_online_resumes_the_answer_exactly(
+    page_origin: str, relay: str, session_id: str, app, model_server: ModelServer, unique: str
+) -> None:
+    """The network goes away mid-answer and comes back: `online` resumes at once."""
+    prompt = f"offline {unique}"
+    chunks = [f"o{i:03d} " for i in range(200)]
+    model_server.behave(prompt, chunks=chunks, delay_seconds=0.03)
+
+    def drop_the_network(page: Any) -> None:
+        page.context.set_offline(True)
+        page.wait_for_function("window.relayTest.states.includes('offline')", timeout=WAIT_MS)
+        page.context.set_offline(False)
+
+    seen = follow_on_plain_page(
+        page_origin, relay, session_id, prompt, "fetch", while_streaming=drop_the_network
+    )
+    stored = final_answer(app, seen["done"]["id"])
+    assert seen["done"]["content"] == stored.content == "".join(chunks)
+    assert all(stored.content.startswith(text) for text in seen["texts"])
+    states = seen["states"]
+    assert states[states.index("offline") + 1 :].count("live") >= 1, states
 
 
 class Tab:
