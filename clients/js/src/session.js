@@ -122,8 +122,11 @@ export class Session {
     if (this.waits.has(message.id)) return true; // shown whole: its events only move the cursor
     this.emit("event", ev);
     if (applyEvent(message, ev) === "mismatch") {
+      // `end` means stored: the snapshot has the whole answer. Not shown till
+      // then: a front end (or the AI SDK's stream) would take this one as final.
       this.stats.repairs++;
-      this.reload().catch(() => {}); // `end` means stored: the snapshot has the whole answer
+      this.reload().catch(() => {});
+      return true;
     }
     if (ev.event === "start") this.dueSince = Date.now();
     this.emit("change", message);

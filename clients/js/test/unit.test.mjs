@@ -293,3 +293,55 @@ test("the transport posts the decisions a Chat made, for the calls that wait for
   });
   assert.deepEqual(posted, [["approve", "m1", "c1", true, undefined], ["output", "m1", "c2", { error: "no camera" }]]);
 });
+
+// ---- an end whose counts disagree: the stored answer, never the short one ----
+
+/** A relay that leaves out one chunk of its stream; its snapshot, after the end, is whole. */
+async function leaky() {
+  let snapshots = 0;
+  const answer = (status, content) => ({ id: "m", role: "assistant", status, content, reasoning: "" });
+  const server = createServer((req, res) => {
+    if (req.url.includes("/events")) {
+      res.writeHead(200, { "Content-Type": "text/event-stream" });
+      const event = (id, type, data) => `id: ${id}\nevent: ${type}\ndata: ${JSON.stringify({ message_id: "m", ...data })}\n\n`;
+      // Chunk "b" (3-0) is missing: the end says 3 characters were stored.
+      res.write(`retry: 100\n\n${event("1-0", "start", { attempt: 1 })}${event("2-0", "chunk", { text: "a" })}`);
+      res.write(event("4-0", "end", { finish_reason: "stop", text_length: 3, reasoning_length: 0 }));
+      return; // held open, as relay holds a stream
+    }
+    const first = snapshots++ === 0;
+    const body = first
+      ? { session_id: "s", messages: [answer("streaming", "")], active_message_id: "m", cursor: "0-0" }
+      : { session_id: "s", messages: [answer("done", "abc")], active_message_id: null, cursor: "4-0" };
+    res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify(body));
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { baseUrl: `http://127.0.0.1:${server.address().port}`, close: () => server.closeAllConnections() || server.close() };
+}
+
+test("an end whose text length disagrees reloads the snapshot: the session ends with the stored text", async () => {
+  const relay = await leaky();
+  const session = new RelayClient({ baseUrl: relay.baseUrl }).session("s");
+  try {
+    await session.open();
+    const answer = await session.answer("m");
+    assert.deepEqual([answer.content, answer.status, session.stats.repairs], ["abc", "done", 1]);
+  } finally {
+    session.close();
+    relay.close();
+  }
+});
+
+test("the AI SDK is never shown the short text as final", async () => {
+  const relay = await leaky();
+  const transport = new RelayChatTransport({ baseUrl: relay.baseUrl });
+  try {
+    const stream = await transport.reconnectToStream({ chatId: "s" });
+    let last;
+    for await (const message of readUIMessageStream({ stream })) last = message;
+    assert.deepEqual(last.parts.filter((p) => p.type === "text").map((p) => p.text), ["abc"]);
+  } finally {
+    transport.close();
+    relay.close();
+  }
+});
