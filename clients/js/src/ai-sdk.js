@@ -71,10 +71,18 @@ export class RelayChatTransport {
     this.syncs = new Set();
   }
 
-  /** The open Session of a chat (opened once, shared by every stream of it; again once it is dead). */
-  async session(chatId) {
-    const known = await this.sessions.get(chatId)?.catch(() => null);
-    if (known && !DEAD.includes(known.state)) return known;
+  /** The open Session of a chat: opened once, shared by every stream of it; again once it is dead. */
+  session(chatId) {
+    const known = this.sessions.get(chatId);
+    if (!known) return this.open(chatId, known);
+    const again = () => this.open(chatId, known);
+    return known.then((session) => (DEAD.includes(session.state) ? again() : session), again);
+  }
+
+  /** Open the chat's session, unless another caller did since `stale` was found. */
+  open(chatId, stale) {
+    const current = this.sessions.get(chatId);
+    if (current && current !== stale) return current;
     const opened = this.client.session(chatId, this.options).open();
     this.sessions.set(chatId, opened);
     opened.catch(() => this.sessions.get(chatId) === opened && this.sessions.delete(chatId));
