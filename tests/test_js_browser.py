@@ -114,15 +114,20 @@ def follow_on_plain_page(
         return seen
 
 
+def assert_shown_exactly(app, seen: dict[str, Any], chunks: list[str]) -> None:
+    """The plain page ended with the stored answer, every text on the way a prefix of it."""
+    stored = final_answer(app, seen["done"]["id"])
+    assert seen["done"]["content"] == stored.content == "".join(chunks)
+    assert all(stored.content.startswith(text) for text in seen["texts"])
+
+
 def test_the_module_loads_as_it_is_and_follows_an_answer_over_eventsource(
     page_origin: str, relay: str, session_id: str, app, model_server: ModelServer, unique: str
 ) -> None:
     prompt = f"eventsource {unique}"
     model_server.behave(prompt, chunks=[f"e{i:03d} " for i in range(100)], delay_seconds=0.01)
     seen = follow_on_plain_page(page_origin, relay, session_id, prompt, "eventsource")
-    stored = final_answer(app, seen["done"]["id"])
-    assert seen["done"]["content"] == stored.content == "".join(f"e{i:03d} " for i in range(100))
-    assert all(stored.content.startswith(text) for text in seen["texts"])
+    assert_shown_exactly(app, seen, [f"e{i:03d} " for i in range(100)])
     assert len(seen["texts"]) > 1  # it streamed
     assert seen["done"]["stats"]["mode"] == "sse" and seen["done"]["stats"]["repairs"] == 0
 
@@ -140,9 +145,7 @@ def test_eventsource_behind_a_buffering_proxy_falls_back_to_long_poll(
         seen = follow_on_plain_page(page_origin, proxy.base_url, session_id, prompt, "eventsource")
     finally:
         proxy.stop()
-    stored = final_answer(app, seen["done"]["id"])
-    assert seen["done"]["content"] == stored.content == "".join(chunks)
-    assert all(stored.content.startswith(text) for text in seen["texts"])
+    assert_shown_exactly(app, seen, chunks)
     assert proxy.held_streams >= 1
     stats = seen["done"]["stats"]
     assert (stats["fallbacks"], stats["mode"], stats["repairs"]) == (1, "poll", 0)
@@ -164,9 +167,7 @@ def test_offline_then_online_resumes_the_answer_exactly(
     seen = follow_on_plain_page(
         page_origin, relay, session_id, prompt, "fetch", while_streaming=drop_the_network
     )
-    stored = final_answer(app, seen["done"]["id"])
-    assert seen["done"]["content"] == stored.content == "".join(chunks)
-    assert all(stored.content.startswith(text) for text in seen["texts"])
+    assert_shown_exactly(app, seen, chunks)
     states = seen["states"]
     assert states[states.index("offline") + 1 :].count("live") >= 1, states
 
