@@ -20,6 +20,7 @@ import json
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tests.support.processes import ROOT
@@ -36,31 +37,32 @@ class NodeMissing(RuntimeError):
     """node or npm is not on PATH; the tests that need them skip."""
 
 
-def _lock_digest() -> str:
-    return hashlib.sha256((JS_DIR / "package-lock.json").read_bytes()).hexdigest()
+def _lock_digest(js_dir: Path) -> str:
+    return hashlib.sha256((js_dir / "package-lock.json").read_bytes()).hexdigest()
 
 
-def install() -> None:
-    """`npm ci` in tests/js unless node_modules already matches the lockfile."""
+def install(js_dir: Path = JS_DIR) -> None:
+    """`npm ci` in `js_dir` unless its node_modules already matches the lockfile."""
     if not (shutil.which("node") and shutil.which("npm")):
-        raise NodeMissing("node and npm are needed to run the AI SDK tests")
-    digest = _lock_digest()
+        raise NodeMissing("node and npm are needed to run the JavaScript tests")
+    digest = _lock_digest(js_dir)
+    stamp = js_dir / STAMP.name
     # Two test sessions in one checkout must not install over each other.
-    with open(JS_DIR / ".install.lock", "w") as lock:
+    with open(js_dir / ".install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if STAMP.exists() and STAMP.read_text() == digest:
+        if stamp.exists() and stamp.read_text() == digest:
             return
-        STAMP.unlink(missing_ok=True)
+        stamp.unlink(missing_ok=True)
         result = subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"],
-            cwd=JS_DIR,
+            cwd=js_dir,
             capture_output=True,
             text=True,
             timeout=INSTALL_TIMEOUT_SECONDS,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"npm ci failed in {JS_DIR}:\n{result.stdout}\n{result.stderr}")
-        STAMP.write_text(digest)
+            raise RuntimeError(f"npm ci failed in {js_dir}:\n{result.stdout}\n{result.stderr}")
+        stamp.write_text(digest)
 
 
 def installed_version() -> str:

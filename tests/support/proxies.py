@@ -18,12 +18,20 @@ connection.
 - `AnswerLosingProxy` forwards the first prompt posts to the upstream, lets
   them finish there, and closes the browser's connection without a byte of
   the answer: the prompt was taken, but the browser sees a network error.
+- `FreezingProxy` lets the first event streams send some bytes, then
+  relays nothing more and keeps them open, like a network gone silent.
+- `ByteCuttingProxy` cuts each response at a random byte offset (seeded),
+  headers included, until it has made its number of cuts.
 
 Every connection is bounded by `max_seconds`; `stop()` closes them all.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import random
+import re
 import selectors
 import socket
 import threading
@@ -252,3 +260,121 @@ class AnswerLosingProxy(Proxy):
             pass  # the whole answer, read until the upstream closes, and thrown away
         with self._lock:
             self.lost += 1
+
+
+class FreezingProxy(Proxy):
+    """Relays `after_bytes` of each of the first `freeze` event streams, then nothing more.
+
+    The frozen connection stays open (until the client closes it, or
+    `max_seconds`): no error, no end, no keep-alive, as when a network path
+    dies without a word. Only a client that watches for silence moves on.
+    """
+
+    def __init__(self, upstream: str, after_bytes: int, freeze: int) -> None:
+        super().__init__(upstream)
+        self.after_bytes = after_bytes
+        self.freeze = freeze
+        self.frozen = 0
+        self._request = threading.local()
+
+    def intercept(self, head: bytes) -> bytes | None:
+        self._request.stream = b"/events" in head.split(b" ", 2)[1]
+        return None
+
+    def relay(self, client: socket.socket, upstream: socket.socket, accepted: float) -> None:
+        with self._lock:
+            freezing = self._request.stream and self.frozen < self.freeze
+            self.frozen += freezing
+        sent = 0
+        deadline = accepted + self.max_seconds
+        for data in self.pump(client, upstream, deadline):
+            if freezing and sent + len(data) > self.after_bytes:
+                client.sendall(data[: self.after_bytes - sent])
+                self._hold(client, deadline)
+                return
+            client.sendall(data)
+            sent += len(data)
+
+    def _hold(self, client: socket.socket, deadline: float) -> None:
+        """Send nothing until the client gives up on the connection (or the deadline)."""
+        while not self._stopped.is_set() and (remaining := deadline - time.monotonic()) > 0:
+            client.settimeout(min(remaining, 0.25))
+            try:
+                if not client.recv(65536):
+                    return
+            except TimeoutError:
+                continue
+
+
+class ByteCuttingProxy(Proxy):
+    """Relays each response up to a random byte offset (seeded), then closes both sides.
+
+    A stream (no Content-Length) is cut at an offset log-uniform in
+    [min_bytes, max_bytes]: cuts at every scale, from inside its headers to
+    deep into it. A response of known length is cut with probability
+    `bounded_odds`, at an offset uniform within it, headers included: a
+    long-poll whose answer outgrew every stream offset still gets through
+    sometimes, as it would on a real flaky network. The draws come from a
+    `random.Random(seed)`, in the order responses start. After `cuts` cuts
+    it relays everything, so that a test always ends.
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        seed: int,
+        cuts: int,
+        min_bytes: int = 16,
+        max_bytes: int = 8192,
+        bounded_odds: float = 0.5,
+    ) -> None:
+        super().__init__(upstream)
+        self.random = random.Random(seed)
+        self.scale = (math.log(min_bytes), math.log(max_bytes))
+        self.bounded_odds = bounded_odds
+        self.cuts_left = cuts
+        self.cuts: list[str] = []  # the request line of each response it cut
+        self._request = threading.local()
+
+    def intercept(self, head: bytes) -> bytes | None:
+        self._request.line = head.split(b"\r\n", 1)[0].decode(errors="replace")
+        return None
+
+    def offset(self, head: bytes) -> int | None:
+        """Where to cut the response whose head is `head` (None: not at all)."""
+        length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        with self._lock:
+            if length is None:
+                return int(math.exp(self.random.uniform(*self.scale)))
+            if self.random.random() >= self.bounded_odds:
+                return None
+            return self.random.randint(1, len(head) + int(length.group(1)) - 1)
+
+    def relay(self, client: socket.socket, upstream: socket.socket, accepted: float) -> None:
+        received = b""
+        for data in self.pump(client, upstream, accepted + self.max_seconds):
+            received += data
+            if b"\r\n\r\n" in received:
+                break
+        else:
+            client.sendall(received)
+            return
+        head = received[: received.index(b"\r\n\r\n") + 4]
+        offset = self.offset(head)
+        sent = 0
+        for data in itertools.chain(
+            [received], self.pump(client, upstream, accepted + self.max_seconds)
+        ):
+            if offset is not None and sent + len(data) > offset and self._take_cut():
+                client.sendall(data[: offset - sent])
+                return
+            client.sendall(data)
+            sent += len(data)
+
+    def _take_cut(self) -> bool:
+        with self._lock:
+            if self.cuts_left <= 0:
+                return False
+            self.cuts_left -= 1
+            self.cuts.append(self._request.line)
+            return True
