@@ -210,7 +210,7 @@ class Tab:
 
 
 def final_answer(app, message_id: str):
-    from webapp.models import FINAL_STATUSES
+    from webapp.storage.models import FINAL_STATUSES
 
     def stored():
         rows = answer_rows(app, message_id)
