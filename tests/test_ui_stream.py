@@ -20,7 +20,6 @@ import pytest
 from tests.support.ai_sdk import JS_DIR, AiSdk, installed_version
 from tests.support.canned_chat import Routes, serve
 from tests.support.canned_chat import wire as canned_wire
-from webapp.exceptions import ApiError
 from webapp.http.chat_request import ChatRequest, parse_chat_request
 from webapp.http.ui_messages import ui_messages
 from webapp.http.ui_stream import DONE, HEADERS, Phase, UIMessageStream, encode
@@ -301,59 +300,6 @@ def test_ui_messages_put_reasoning_first_and_leave_out_the_active_answer() -> No
         {"id": "a2", "role": "assistant", "parts": [{"type": "text", "text": ""}]},
         {"id": "u3", "role": "user", "parts": [{"type": "text", "text": "Again"}]},
     ]
-
-
-# --- POST /api/chat's body ------------------------------------------------------------
-
-
-def body(**fields: Any) -> dict[str, Any]:
-    user = {"id": "m1", "role": "user", "parts": [{"type": "text", "text": "Hi"}]}
-    return {"id": "sess_abcdefgh", "messages": [user], "trigger": "submit-message", **fields}
-
-
-def test_submit_takes_the_text_parts_of_the_last_user_message() -> None:
-    parts = [
-        {"type": "text", "text": "one"},
-        {"type": "file", "url": "data:,x", "mediaType": "text/plain"},
-        {"type": "text", "text": "two"},
-    ]
-    earlier = {"id": "m0", "role": "user", "parts": [{"type": "text", "text": "ignored"}]}
-    request = parse_chat_request(
-        body(messages=[earlier, {"id": "m1", "role": "user", "parts": parts}], messageId="m1")
-    )
-    assert request == ChatRequest("sess_abcdefgh", "submit-message", "one\n\ntwo", None)
-
-
-def test_regenerate_names_the_answer_or_none() -> None:
-    assert parse_chat_request(
-        body(trigger="regenerate-message", messages=[], messageId="a1")
-    ) == ChatRequest("sess_abcdefgh", "regenerate-message", "", "a1")
-    assert parse_chat_request(body(trigger="regenerate-message")).message_id is None
-
-
-@pytest.mark.parametrize(
-    ("raw", "code"),
-    [
-        (None, "invalid_json"),
-        ([], "invalid_json"),
-        ({"messages": []}, "invalid_session_id"),
-        (body(id=12345678), "invalid_session_id"),
-        (body(trigger="resume-stream"), "invalid_json"),
-        (body(messages=[]), "invalid_json"),
-        (body(messages="Hi"), "invalid_json"),
-        (body(messages=[{"role": "system", "parts": []}]), "invalid_prompt"),
-        (body(messages=[{"role": "assistant", "parts": []}]), "invalid_message_id"),
-        (body(messages=[{"role": "user", "parts": "Hi"}]), "invalid_json"),
-        (body(messages=[{"role": "user", "parts": ["Hi"]}]), "invalid_json"),
-        (body(messages=[{"role": "user", "parts": [{"type": "text", "text": 1}]}]), "invalid_json"),
-        (body(messages=[{"role": "user", "parts": [{"type": "file"}]}]), "empty_prompt"),
-        (body(trigger="regenerate-message", messageId=7), "invalid_message_id"),
-    ],
-)
-def test_malformed_bodies_are_400_with_api_codes(raw: Any, code: str) -> None:
-    with pytest.raises(ApiError) as caught:
-        parse_chat_request(raw)
-    assert (caught.value.status, caught.value.code) == (400, code)
 
 
 # --- the real AI SDK reads the bytes ------------------------------------------------

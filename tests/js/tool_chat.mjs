@@ -22,6 +22,7 @@
 //                                the initial messages hold, once idle)
 //   "sendWhen": "approvals" | "toolCalls" | "either"   (default "either")
 //   "rounds": 4                  at most this many rounds of decisions and outputs
+//   "maxRequests": 8             a request past this many fails (a resubmit loop ends)
 // }
 //
 // Prints one JSON object on stdout and exits 0:
@@ -85,6 +86,9 @@ const responses = [];
 let inFlight = 0;
 
 async function recordingFetch(url, init) {
+  if (requests.length >= (args.maxRequests ?? 8)) {
+    throw new Error(`more than ${args.maxRequests ?? 8} requests`);
+  }
   inFlight++;
   requests.push({ method: init?.method ?? 'GET', url: String(url), body: init?.body ? JSON.parse(init.body) : null });
   const entry = { status: null, chunkTypes: [] };
@@ -198,12 +202,12 @@ async function main() {
   };
 }
 
+// Exit at once: a chat that would go on resubmitting must not keep node alive.
 main().then(
   result => {
-    process.stdout.write(JSON.stringify(result) + '\n');
+    process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(0));
   },
   error => {
-    process.stderr.write(`${error?.stack ?? error}\n`);
-    process.exitCode = 1;
+    process.stderr.write(`${error?.stack ?? error}\n`, () => process.exit(1));
   },
 );

@@ -14,9 +14,9 @@ a `ChatRequest`, one of three:
   parts of that message's last step carry the inputs: a part in
   `approval-responded` gives its decision (`approval.approved`,
   `approval.reason`), one in `output-available` or `output-error` gives its
-  output (`output`) or error (`errorText`). Which outputs are the client's
-  to give (not a server tool's result) the route decides, from the stored
-  parts.
+  output (`output`) or error (`errorText`), unless it is a server tool's
+  result (relay marks those `providerExecuted`; the route checks the stored
+  parts too, continuations.py).
 
 Only the last message is read: relay's stored history is the conversation.
 The body's `messageId` of a submit (an edit of an earlier message) is not
@@ -139,7 +139,8 @@ def _is_tool(part: dict[str, Any]) -> bool:
 def _input_of(part: dict[str, Any]) -> ToolInput | None:
     """The input a tool part gives, or None when its state gives none."""
     state = part.get("state")
-    if state != APPROVAL_RESPONDED and state not in OUTPUT_STATES:
+    server_result = state in OUTPUT_STATES and part.get("providerExecuted") is True
+    if server_result or (state != APPROVAL_RESPONDED and state not in OUTPUT_STATES):
         return None
     call_id = part.get("toolCallId")
     if not isinstance(call_id, str) or not call_id:

@@ -29,11 +29,11 @@ Deliberate choices:
   the protocol has no "maybe" state, and an error is what it is to the
   model, which was told the call may or may not have happened. An app
   tells it from other errors by that prefix.
-- A client call whose output is known when it is shown again (a replay, or
-  a step re-sent after a lost worker) gets its input as one
-  `tool-input-delta` of its JSON, never `tool-input-available`: that chunk
-  runs `onToolCall`, and a client tool must not run twice. The output
-  follows at once.
+- A client call that is settled when it is shown (a replay of a stored
+  result, or an output given before a step is sent again after a lost
+  worker) gets its input as one `tool-input-delta` of its JSON, never
+  `tool-input-available`: that chunk runs `onToolCall`, and a client tool
+  must not run twice. Its result follows at once.
 - A decision is shown as `tool-approval-request` then `tool-approval-response`
   when it is known: so is a call's approval that ran or was denied, which
   the protocol's message schema wants (`approval.approved`). A stored part
@@ -115,7 +115,8 @@ def call_chunks(call: dict[str, Any], given: Given | None) -> tuple[list[Chunk],
             {"type": "tool-input-error", **ids, "input": arguments, "errorText": NOT_JSON_TEXT},
         ], None
     output_known = given is not None and given.kind == events.WAIT_OUTPUT
-    if output_known and not _is_server(call):
+    settled = output_known or call.get("status") in events.TOOL_RESULT_STATUSES
+    if settled and not _is_server(call):
         text = json.dumps(arguments, ensure_ascii=False)
         chunks.append(
             {"type": "tool-input-delta", "toolCallId": call["call_id"], "inputTextDelta": text}
@@ -180,7 +181,11 @@ def error_text(result: dict[str, Any]) -> str:
 
 
 def stored_call(part: dict[str, Any]) -> dict[str, Any]:
-    """A stored tool part as the `tool_call` that made it (approval id: its call id)."""
+    """A stored tool part as the `tool_call` that made it (approval id: its call id).
+
+    Its `status` is kept: a client call shown from storage with a result is
+    settled, and is shown so that `onToolCall` does not run it.
+    """
     waited = part.get("status") in (events.TOOL_WAITING_APPROVAL, events.TOOL_DENIED)
     return {
         "step": part.get("step", 0),
@@ -189,6 +194,7 @@ def stored_call(part: dict[str, Any]) -> dict[str, Any]:
         "arguments": part.get("arguments"),
         "runs_on": part.get("runs_on", events.RUNS_ON_SERVER),
         "approval_id": part["call_id"] if waited else None,
+        "status": part.get("status"),
     }
 
 
