@@ -72,6 +72,15 @@ def answer_waits_for_refund(stack, client, sid: str, mid: str) -> PlayedAnswer:
     return played
 
 
+def refund_waits(stack, client, http: httpx.Client) -> tuple[str, str]:
+    """A session whose answer waits for a decision on its refund; its ids."""
+    sid = create_session(http)
+    mid = post_prompt(http, sid, "Refund order 7")["message_id"]
+    queued_job(client, sid, resume=False)
+    answer_waits_for_refund(stack, client, sid, mid)
+    return sid, mid
+
+
 def goes_on_after_refund(stack, client, sid: str, mid: str, attempt: int, result: dict) -> None:
     """The attempt the decision made due: the step again, its result, then the last step."""
     played = PlayedAnswer(stack.app, client, sid, mid).resume(attempt)
@@ -172,10 +181,7 @@ def test_a_waiting_answer_is_listed_streams_nothing_and_a_reloaded_page_denies_i
 ) -> None:
     client = stack.redis_client()
     with httpx.Client(base_url=stack.url, timeout=30) as http:
-        sid = create_session(http)
-        mid = post_prompt(http, sid, "Refund order 7")["message_id"]
-        queued_job(client, sid, resume=False)
-        answer_waits_for_refund(stack, client, sid, mid)
+        sid, mid = refund_waits(stack, client, http)
         assert http.get(f"/api/chat/{sid}/stream").status_code == 204
         messages = listed(http, sid)
         (refund,) = [p for p in messages[-1]["parts"] if p["type"] == "tool-refund"]
@@ -215,10 +221,7 @@ def test_continuation_errors_are_the_tool_routes_json_and_change_nothing(
 ) -> None:
     client = stack.redis_client()
     with httpx.Client(base_url=stack.url, timeout=30) as http:
-        sid = create_session(http)
-        mid = post_prompt(http, sid, "Refund order 7")["message_id"]
-        queued_job(client, sid, resume=False)
-        answer_waits_for_refund(stack, client, sid, mid)
+        sid, mid = refund_waits(stack, client, http)
         messages = listed(http, sid)
         approve = {"state": "approval-responded", "approval": {"id": "c_refund", "approved": True}}
         cases = [
@@ -257,10 +260,7 @@ def test_the_same_decision_again_streams_the_same_answer(
     """Given first through the relay route: the SDK's same decision is accepted and follows on."""
     client = stack.redis_client()
     with httpx.Client(base_url=stack.url, timeout=30) as http:
-        sid = create_session(http)
-        mid = post_prompt(http, sid, "Refund order 7")["message_id"]
-        queued_job(client, sid, resume=False)
-        answer_waits_for_refund(stack, client, sid, mid)
+        sid, mid = refund_waits(stack, client, http)
         messages = listed(http, sid)
         tools = f"/api/sessions/{sid}/messages/{mid}/tools/c_refund"
         assert http.post(f"{tools}/approval", json={"approved": True}).status_code == 202
@@ -287,15 +287,23 @@ def tool_step(name: str, arguments: str = "{}") -> Behavior:
     )
 
 
+def answering_with(
+    private_stack, model_server: ModelServer, prompt: str, tool: str, text: list[str]
+) -> str:
+    """A web and a worker with the test app's tools; the model calls `tool`, then says `text`."""
+    made = private_stack(TOOLS_MODULE="tests.support.app_tools")
+    web = made.web()
+    made.worker()
+    model_server.behave(prompt, steps=[tool_step(tool), Behavior(chunks=text)])
+    return web
+
+
 @needs_loop
 def test_end_to_end_an_approval_continues_the_same_answer(
     private_stack, ai_sdk: AiSdk, model_server: ModelServer, unique: str
 ) -> None:
-    made = private_stack(TOOLS_MODULE="tests.support.app_tools")
-    web = made.web()
-    made.worker()
     prompt = f"pay for it {unique}"
-    model_server.behave(prompt, steps=[tool_step("pay"), Behavior(chunks=["Paid", "."])])
+    web = answering_with(private_stack, model_server, prompt, "pay", ["Paid", "."])
     with httpx.Client(base_url=web, timeout=30) as http:
         sid = create_session(http)
         result = ai_sdk.tool_chat(f"{web}/api/chat", sid, text=prompt, decide={"approved": True})
@@ -317,11 +325,8 @@ def test_end_to_end_an_approval_continues_the_same_answer(
 def test_end_to_end_a_client_tool_through_add_tool_output(
     private_stack, ai_sdk: AiSdk, model_server: ModelServer, unique: str
 ) -> None:
-    made = private_stack(TOOLS_MODULE="tests.support.app_tools")
-    web = made.web()
-    made.worker()
     prompt = f"pick a color {unique}"
-    model_server.behave(prompt, steps=[tool_step("pick_color"), Behavior(chunks=["Red", "!"])])
+    web = answering_with(private_stack, model_server, prompt, "pick_color", ["Red", "!"])
     with httpx.Client(base_url=web, timeout=30) as http:
         sid = create_session(http)
         result = ai_sdk.tool_chat(

@@ -87,6 +87,15 @@ def types(chunks: list[dict]) -> list[str]:
 
 OPEN = [{"type": "start", "messageId": MID}, {"type": "start-step"}]
 SERVER = {"providerExecuted": True}
+# A step's text, its reasoning then text (each one part), and a call whose decision is known.
+TEXT = ["text-start", "text-delta", "text-end"]
+REASONED_TEXT = ["reasoning-start", "reasoning-delta", "reasoning-end", *TEXT]
+DECIDED_CALL = [
+    "tool-input-start",
+    "tool-input-available",
+    "tool-approval-request",
+    "tool-approval-response",
+]
 
 
 # --- each event shape ---------------------------------------------------------------
@@ -100,17 +109,7 @@ def test_an_answer_without_tools_streams_as_before_tools() -> None:
         (events.END, {"message_id": MID, "finish_reason": "stop", "usage": None}),
     ]
     assert mapped(start(), reasoning("Hm."), chunk("Hi"), end()) == mapped(*legacy)
-    assert types(mapped(*legacy)) == [
-        *types(OPEN),
-        "reasoning-start",
-        "reasoning-delta",
-        "reasoning-end",
-        "text-start",
-        "text-delta",
-        "text-end",
-        "finish-step",
-        "finish",
-    ]
+    assert types(mapped(*legacy)) == [*types(OPEN), *REASONED_TEXT, "finish-step", "finish"]
 
 
 def test_a_server_call_and_its_result() -> None:
@@ -210,12 +209,7 @@ def test_each_step_is_framed_and_closes_its_part() -> None:
         "tool-output-available",
         "finish-step",
         "start-step",
-        "reasoning-start",
-        "reasoning-delta",
-        "reasoning-end",
-        "text-start",
-        "text-delta",
-        "text-end",
+        *REASONED_TEXT,
         "finish-step",
         "finish",
     ]
@@ -322,16 +316,7 @@ def test_a_continuation_whose_attempt_is_lost_resets_the_step_and_shows_it_again
     ui = continuation(c1=Given("approval", {"approved": False, "reason": "no"}))
     mapped(start(2), chunk("Shall I?"), call("c1", approval_id="ap"), ui=ui)
     chunks = mapped(start(3), chunk("Shall I?"), call("c1", approval_id="ap"), ui=ui)
-    assert types(chunks) == [
-        "reset-step",
-        "text-start",
-        "text-delta",
-        "text-end",
-        "tool-input-start",
-        "tool-input-available",
-        "tool-approval-request",
-        "tool-approval-response",
-    ]
+    assert types(chunks) == ["reset-step", *TEXT, *DECIDED_CALL]
     assert chunks[-1]["approved"] is False and chunks[-1]["reason"] == "no"
 
 
@@ -415,13 +400,8 @@ def test_a_continuation_that_is_not_due_shows_its_step_again_from_the_snapshot()
     assert types(chunks) == [
         "start",
         "reset-step",
-        "text-start",
-        "text-delta",
-        "text-end",
-        "tool-input-start",
-        "tool-input-available",
-        "tool-approval-request",
-        "tool-approval-response",
+        *TEXT,
+        *DECIDED_CALL,
         "tool-output-available",
         "finish-step",
         "start-step",
