@@ -66,9 +66,10 @@ class PlayedAnswer:
         )
 
     def begin(self, attempt: int = jobs.FIRST_ATTEMPT) -> PlayedAnswer:
-        """A new attempt takes the stream over (a job of the prompt, or a lost worker's)."""
-        job = jobs.Job(self.session_id, self.message_id, attempt)
-        assert jobs.begin(self.client, job), "the attempt is stale"
+        """An attempt takes the stream over: the first owns it from the web's claim, a later begins."""
+        if attempt != jobs.FIRST_ATTEMPT:
+            job = jobs.Job(self.session_id, self.message_id, attempt)
+            assert jobs.begin(self.client, job), "the attempt is stale"
         self._take(attempt)
         return self
 
