@@ -13,23 +13,16 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from tests.support.ai_sdk import JS_DIR, AiSdk, installed_version
-from webapp.exceptions import ApiError
-from webapp.http.ui_stream import (
-    DONE,
-    HEADERS,
-    ChatRequest,
-    Phase,
-    UIMessageStream,
-    encode,
-    parse_chat_request,
-    ui_messages,
-)
+from tests.support.canned_chat import Routes, serve
+from tests.support.canned_chat import wire as canned_wire
+from webapp.http.chat_request import ChatRequest, parse_chat_request
+from webapp.http.ui_messages import ui_messages
+from webapp.http.ui_stream import DONE, HEADERS, Phase, UIMessageStream, encode
 from webapp.read.entries import Entry
 from webapp.storage import events
 
@@ -183,15 +176,15 @@ def test_nothing_follows_the_end() -> None:
         ui.feed(*event)
     assert ui.finished
     assert ui.feed(*chunk("b")) == ui.feed(*start(2)) == ui.feed(*reset()) == []
-    assert ui.resync("r", "t") == []
+    assert ui.catch_up({"content": "t", "reasoning": "r", "status": "streaming"}) == []
 
 
-def test_reset_then_resync_shows_exactly_the_snapshot_text() -> None:
+def test_reset_then_catch_up_shows_exactly_the_snapshot_text() -> None:
     ui = UIMessageStream(MID)
     for event in (start(), reasoning("old"), chunk("old")):
         ui.feed(*event)
     assert ui.feed(*reset()) == [{"type": "reset-step"}]
-    assert ui.resync("why", "what") == [
+    assert ui.catch_up({"content": "what", "reasoning": "why", "status": "streaming"}) == [
         {"type": "reasoning-start", "id": "reasoning-1-3"},
         {"type": "reasoning-delta", "id": "reasoning-1-3", "delta": "why"},
         {"type": "reasoning-end", "id": "reasoning-1-3"},
@@ -202,8 +195,8 @@ def test_reset_then_resync_shows_exactly_the_snapshot_text() -> None:
     assert ui.feed(*chunk("!")) == [{"type": "text-delta", "id": "text-1-4", "delta": "!"}]
 
 
-def test_resync_on_a_fresh_stream_starts_it() -> None:
-    assert UIMessageStream(MID).resync("", "so far") == [
+def test_catch_up_on_a_fresh_stream_starts_it() -> None:
+    assert UIMessageStream(MID).catch_up({"content": "so far", "status": "streaming"}) == [
         *OPEN,
         {"type": "text-start", "id": "text-0-1"},
         {"type": "text-delta", "id": "text-0-1", "delta": "so far"},
@@ -309,127 +302,19 @@ def test_ui_messages_put_reasoning_first_and_leave_out_the_active_answer() -> No
     ]
 
 
-# --- POST /api/chat's body ------------------------------------------------------------
-
-
-def body(**fields: Any) -> dict[str, Any]:
-    user = {"id": "m1", "role": "user", "parts": [{"type": "text", "text": "Hi"}]}
-    return {"id": "sess_abcdefgh", "messages": [user], "trigger": "submit-message", **fields}
-
-
-def test_submit_takes_the_text_parts_of_the_last_user_message() -> None:
-    parts = [
-        {"type": "text", "text": "one"},
-        {"type": "file", "url": "data:,x", "mediaType": "text/plain"},
-        {"type": "text", "text": "two"},
-    ]
-    earlier = {"id": "m0", "role": "user", "parts": [{"type": "text", "text": "ignored"}]}
-    request = parse_chat_request(
-        body(messages=[earlier, {"id": "m1", "role": "user", "parts": parts}], messageId="m1")
-    )
-    assert request == ChatRequest("sess_abcdefgh", "submit-message", "one\n\ntwo", None)
-
-
-def test_regenerate_names_the_answer_or_none() -> None:
-    assert parse_chat_request(
-        body(trigger="regenerate-message", messages=[], messageId="a1")
-    ) == ChatRequest("sess_abcdefgh", "regenerate-message", "", "a1")
-    assert parse_chat_request(body(trigger="regenerate-message")).message_id is None
-
-
-@pytest.mark.parametrize(
-    ("raw", "code"),
-    [
-        (None, "invalid_json"),
-        ([], "invalid_json"),
-        ({"messages": []}, "invalid_session_id"),
-        (body(id=12345678), "invalid_session_id"),
-        (body(trigger="resume-stream"), "invalid_json"),
-        (body(messages=[]), "invalid_json"),
-        (body(messages="Hi"), "invalid_json"),
-        (body(messages=[{"role": "assistant", "parts": []}]), "invalid_prompt"),
-        (body(messages=[{"role": "user", "parts": "Hi"}]), "invalid_json"),
-        (body(messages=[{"role": "user", "parts": ["Hi"]}]), "invalid_json"),
-        (body(messages=[{"role": "user", "parts": [{"type": "text", "text": 1}]}]), "invalid_json"),
-        (body(messages=[{"role": "user", "parts": [{"type": "file"}]}]), "empty_prompt"),
-        (body(trigger="regenerate-message", messageId=7), "invalid_message_id"),
-    ],
-)
-def test_malformed_bodies_are_400_with_api_codes(raw: Any, code: str) -> None:
-    with pytest.raises(ApiError) as caught:
-        parse_chat_request(raw)
-    assert (caught.value.status, caught.value.code) == (400, code)
-
-
 # --- the real AI SDK reads the bytes ------------------------------------------------
-
-
-class Routes:
-    """What the test server answers: path -> (status, headers, body pieces).
-
-    A piece is bytes, written and flushed on its own, or a threading.Event
-    the server waits on (at most 30 s) before it goes on.
-    """
-
-    def __init__(self) -> None:
-        self.table: dict[str, tuple[int, dict[str, str], list[bytes | threading.Event]]] = {}
-        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []  # method, path, ...
-
-    def stream(self, path: str, pieces: list[bytes | threading.Event]) -> None:
-        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **HEADERS}
-        self.table[path] = (200, headers, pieces)
-
-    def json_error(self, path: str, status: int, code: str) -> str:
-        text = json.dumps({"error": {"code": code, "message": "Nope."}})
-        self.table[path] = (status, {"Content-Type": "application/json"}, [text.encode()])
-        return text
 
 
 @pytest.fixture()
 def server() -> Iterator[tuple[str, Routes]]:
-    routes = Routes()
-
-    class Handler(BaseHTTPRequestHandler):
-        def answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            sent = self.rfile.read(length)
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            routes.requests.append((self.command, self.path, headers, sent))
-            status, headers, pieces = routes.table.get(self.path, (204, {}, []))
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()  # HTTP/1.0: the body runs until the connection closes
-            for piece in pieces:
-                if isinstance(piece, threading.Event):
-                    piece.wait(30)
-                    continue
-                self.wfile.write(piece)
-                self.wfile.flush()
-
-        do_GET = do_POST = answer
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", routes
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=10)
+    with serve() as served:
+        yield served
 
 
 def wire(*evs: tuple[str, dict], done: bool = True) -> list[bytes]:
     """The route's bytes for these events: one piece per entry, then [DONE]."""
-    ui = UIMessageStream(MID)
-    pieces = [
-        ui.frames(Entry(f"{i + 1}-0", event, events.dumps(data)))
-        for i, (event, data) in enumerate(evs)
-    ]
-    return [p for p in pieces if p] + ([DONE] if done and ui.finished else [])
+    pieces = canned_wire(*evs, ui=UIMessageStream(MID))
+    return pieces if done else [p for p in pieces if p != DONE]
 
 
 SID = "sess_abcdefgh"
@@ -521,7 +406,7 @@ def test_sdk_shows_the_snapshot_text_after_a_reset(ai_sdk: AiSdk, server) -> Non
     pieces = [
         encode([c for e in (start(), chunk("stale "), chunk("text")) for c in ui.feed(*e)], "3-0"),
         encode(ui.feed(*reset())),
-        encode(ui.resync("", "fresh text")),
+        encode(ui.catch_up({"content": "fresh text", "status": "streaming"})),
         encode(ui.feed(*chunk(" and more")) + ui.feed(*end()), "9-0"),
         DONE,
     ]

@@ -10,6 +10,15 @@ session costs one `npm ci` only after package-lock.json changes.
 `DefaultChatTransport` and `readUIMessageStream` as `useChat` does, and
 returns what it printed: the final UIMessage, the chunk types it parsed, and
 any error the transport threw (with its HTTP status).
+
+`AiSdk.tool_chat(...)` runs tests/js/tool_chat.mjs: the SDK's own chat
+(`AbstractChat`, which `useChat` wraps) through tool calls, approving with
+`addToolApprovalResponse` and giving client outputs with `addToolOutput`,
+resubmitting as `sendAutomaticallyWhen` decides. It returns every request
+body the transport sent, so tests parse exactly what the SDK posts.
+
+`AiSdk.validate(messages)` runs tests/js/validate_messages.mjs: the SDK's
+`safeValidateUIMessages`, which apps run on stored messages.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from tests.support.processes import ROOT
 
 JS_DIR = ROOT / "tests" / "js"
 CLIENT = JS_DIR / "chat_client.mjs"
+TOOL_CHAT = JS_DIR / "tool_chat.mjs"
+VALIDATE = JS_DIR / "validate_messages.mjs"
 # Written after a successful `npm ci`: the digest of the lockfile it installed.
 STAMP = JS_DIR / ".installed-lock"
 INSTALL_TIMEOUT_SECONDS = 300
@@ -92,8 +103,41 @@ class ChatResult:
         return "".join(p["text"] for p in self.parts("reasoning"))
 
 
+@dataclass(frozen=True)
+class ToolChatResult:
+    """What tool_chat.mjs printed."""
+
+    status: str  # the chat's last status: ready or error
+    error: dict[str, Any] | None
+    messages: list[dict[str, Any]]
+    requests: list[dict[str, Any]]  # method, url, body (parsed JSON) of each request
+    responses: list[dict[str, Any]]  # status, chunkTypes of each response
+    tool_calls: list[str]  # the call ids onToolCall saw, in order
+
+    @property
+    def answer(self) -> dict[str, Any]:
+        return self.messages[-1]
+
+    def tools(self) -> list[dict[str, Any]]:
+        """The answer's tool parts, in order."""
+        return [p for p in self.answer["parts"] if p["type"].startswith("tool-")]
+
+
+def _run(script: Any, args: dict[str, Any], timeout: float) -> dict[str, Any]:
+    result = subprocess.run(
+        ["node", str(script), json.dumps(args)],
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"{script.name} failed:\n{result.stderr}")
+    return json.loads(result.stdout)
+
+
 class AiSdk:
-    """Runs chat_client.mjs with the machine's node."""
+    """Runs the harness scripts in tests/js with the machine's node."""
 
     def chat(
         self,
@@ -105,14 +149,23 @@ class AiSdk:
     ) -> ChatResult:
         """One send or reconnect; `options` as chat_client.mjs's header lists them."""
         args = {"api": api, "chatId": chat_id, "action": action, **options}
-        result = subprocess.run(
-            ["node", str(CLIENT), json.dumps(args)],
-            cwd=JS_DIR,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if result.returncode != 0:
-            raise AssertionError(f"chat_client.mjs failed:\n{result.stderr}")
-        out = json.loads(result.stdout)
+        out = _run(CLIENT, args, timeout)
         return ChatResult(out["status"], out["message"], out["chunkTypes"], out["error"])
+
+    def tool_chat(
+        self, api: str, chat_id: str, timeout: float = RUN_TIMEOUT_SECONDS, **options: Any
+    ) -> ToolChatResult:
+        """A chat through tool calls; `options` as tool_chat.mjs's header lists them."""
+        out = _run(TOOL_CHAT, {"api": api, "chatId": chat_id, **options}, timeout)
+        return ToolChatResult(
+            out["status"],
+            out["error"],
+            out["messages"],
+            out["requests"],
+            out["responses"],
+            out["toolCalls"],
+        )
+
+    def validate(self, messages: list[dict[str, Any]]) -> str | None:
+        """None when the SDK accepts these UI messages, else its error message."""
+        return _run(VALIDATE, {"messages": messages}, RUN_TIMEOUT_SECONDS)["error"]

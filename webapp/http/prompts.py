@@ -18,8 +18,10 @@ It returns a plain `Submitted`, which each view turns into its response (a
 A kind says what it asks for: what its Idempotency-Key record digests
 (`key_text`: the same key with another one is a 422) and how it is queued
 (`queue`: the new answer's id, or `Busy`). `Prompt` and `Regenerate` are
-the kinds today; issue 23's tool continuations (an approval or a client
-tool's output that resumes a waiting answer) are a kind of their own.
+the kinds. A tool continuation (an approval or a client tool's output that
+lets a waiting answer go on, through `POST /api/chat`) is not one: it asks
+for no new answer, so none of the steps above is its; it gives its inputs
+as the tool input routes do, beside `submit` (continuations.py says why).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@
 Both store the input in the answer's journal before their 202 (journal.py),
 and queue the answer's next attempt when it was the last input the answer
 waited for. `/api/chat` gives the AI SDK's approval responses and tool
-outputs the same way (`give`).
+outputs the same way (`give`), and shows the inputs given so far
+(`given_inputs`).
 
 Deliberate choices:
 - Two inputs are the same when they say the same thing: the same
@@ -29,6 +30,7 @@ from flask import Blueprint, Response, jsonify
 
 from webapp.exceptions import ApiError
 from webapp.http import auth, params, sessions
+from webapp.http.ui_tools import Given
 from webapp.storage import events, jobs, journal
 from webapp.storage.extensions import redis_store
 
@@ -81,8 +83,12 @@ def give(
     call_id: str,
     kind: str,
     given: tuple[dict[str, Any], str],
-) -> None:
-    """Store an input for a waiting call and queue the answer's next attempt when it is due."""
+) -> journal.InputOutcome:
+    """Store an input for a waiting call and queue the answer's next attempt when it is due.
+
+    Returns what the journal did: `resume_attempt` is the attempt the answer
+    goes on as when this input (or an earlier one) made it due, else None.
+    """
     value, verdict = given
     outcome = journal.give_input(client, session_id, message_id, call_id, kind, value, verdict)
     if outcome.verdict in _REFUSALS:
@@ -97,6 +103,19 @@ def give(
     )
     if outcome.resume_attempt is not None:
         jobs.enqueue_resume(client, session_id, message_id, outcome.resume_attempt)
+    return outcome
+
+
+def given_inputs(client: redis.Redis, session_id: str, message_id: str) -> dict[str, Given]:
+    """The inputs the answer's calls were given, by call id (none once its journal is gone)."""
+    found = journal.read(client, session_id, message_id)
+    if found is None:
+        return {}
+    return {
+        call.call_id: Given(call.waits_for, call.input)
+        for call in found.calls.values()
+        if call.input is not None and call.waits_for is not None
+    }
 
 
 def _answer(session_id: str, message_id: str, call_id: str, kind: str) -> tuple[Response, int]:
