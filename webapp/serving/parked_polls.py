@@ -14,16 +14,23 @@ merges a new entry, or the poll's timeout passes, `Parking` answers it:
   polls are answered (they never queue behind a thousand answers);
 - with one body per session and cursor in a batch: every poller at the same
   cursor gets the same bytes, built once;
-- with a whole HTTP/1.1 response, as gunicorn would write it (`head`): its
-  status line, the headers the app gave the response, Date and
-  Content-Length; then, where relay's worker serves (handover.py), the
-  connection goes back to gunicorn for the client's next request
-  (keep-alive), else it is closed.
+- with a whole HTTP/1.1 response, as gunicorn would write it
+  (poll_answers.py): its status line, the headers the app gave the
+  response, Date and Content-Length; then, where relay's worker serves
+  (handover.py), the connection's next request is read, by
+  poll_connections.py (httptools) where the fast path is on, else by
+  gunicorn (keep-alive); else the connection is closed.
+
+A poll parks from two places: from its response's body under gunicorn
+(`park`: the socket is taken over from gunicorn, with the bytes of a
+pipelining client's next requests that gunicorn read already), and on a
+connection whose requests the hub reads already (`hold`,
+poll_connections.py).
 
 A parked poll's life is one value, `state`, whose moves are the table
 `POLL_MOVES`; any other move raises IllegalMove (STYLE.md, habit 16).
-Everything this relies on from gunicorn is in handover.py (items 1, 4, 5
-and 8).
+Everything this relies on from gunicorn is in handover.py (items 1, 4, 5,
+8 and 9).
 """
 
 from __future__ import annotations
@@ -33,9 +40,9 @@ import heapq
 import itertools
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping
-from email.utils import formatdate
 from typing import Any, NoReturn
 
 import gevent
@@ -47,13 +54,12 @@ from webapp.read.entries import Entry, poll_body
 from webapp.read.follower import Follower
 from webapp.serving import handover, priority
 from webapp.serving.held_streams import send_watch
+from webapp.serving.poll_answers import asks_keep_alive, fields_of, head, http_date
 
 log = logging.getLogger(__name__)
 
 # Polls answered before the answering greenlet lets the rest of the process run.
 ANSWER_BATCH = 64
-# Headers of the app's response that the head writes itself, or leaves out.
-HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection"})
 # A parked poll's answer must reach its client within this, or the connection goes.
 SEND_TIMEOUT_SECONDS = 30.0
 
@@ -78,52 +84,17 @@ POLL_MOVES: dict[PollState, frozenset[PollState]] = {
 }
 
 
-def asks_keep_alive(environ: Mapping[str, Any]) -> bool:
-    """Whether the request leaves its connection open after the answer, as gunicorn reads it.
-
-    gunicorn keeps an HTTP/1.1 connection open unless the request says
-    `Connection: close` (`Request.should_close`, handover.py item 8). An
-    HTTP/1.0 one is closed here even when it asks for keep-alive: closing
-    is always allowed.
-    """
-    return (
-        environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
-        and "close" not in environ.get("HTTP_CONNECTION", "").lower()
-    )
-
-
-def head(environ: Mapping[str, Any], headers: Any, keep_alive: bool) -> bytes:
-    """The response head as gunicorn writes it, up to Date and Content-Length (per answer).
-
-    gunicorn's `Response.default_headers` (handover.py, item 8): the status
-    line, `Server`, `Connection`; then the app's headers.
-    """
-    lines = [
-        f"{environ.get('SERVER_PROTOCOL', 'HTTP/1.1')} 200 OK",
-        "Server: gunicorn",
-        f"Connection: {'keep-alive' if keep_alive else 'close'}",
-    ]
-    lines += [
-        f"{name}: {value}" for name, value in headers.items() if name.lower() not in HOP_BY_HOP
-    ]
-    return ("\r\n".join(lines) + "\r\n").encode("latin-1")
-
-
-def http_date(timestamp: float | None = None) -> bytes:
-    """An HTTP Date header's value, as gunicorn's `util.http_date` writes it (item 8)."""
-    return formatdate(timestamp, usegmt=True).encode()
-
-
 class ParkedPoll:
     """A long-poll that may be held by the hub until its channel has news (a channel.Sink)."""
 
     __slots__ = ("_follower", "_limit", "_on_end", "_sock", "_head", "_keep_alive", "_addr")
-    __slots__ += ("cursor", "state")
+    __slots__ += ("_read_ahead", "cursor", "state")
 
     def __init__(self, follower: Follower, *, limit: int, on_end: Callable[[], None]) -> None:
         self._follower, self._limit, self._on_end = follower, limit, on_end
         self._sock: Any = None
         self._head, self._keep_alive, self._addr = b"", False, ("", 0)
+        self._read_ahead = b""
         self.cursor = follower.cursor  # the channel moves the follower's; the answer starts here
         self.state = PollState.NEW
 
@@ -146,17 +117,42 @@ class ParkedPoll:
 
         `headers`: the response's, final once gunicorn runs its body.
         """
-        self._sock = connection.take()
         # Kept open only where gunicorn would, and can take the connection back.
-        self._keep_alive = asks_keep_alive(environ) and handover.can_keep_alive()
-        self._head = head(environ, headers, self._keep_alive)
-        self._addr = (environ.get("REMOTE_ADDR", ""), int(environ.get("REMOTE_PORT") or 0))
+        keep_alive = asks_keep_alive(environ) and handover.can_keep_alive()
+        protocol = environ.get("SERVER_PROTOCOL", "HTTP/1.1")
+        self.hold(
+            connection.take(),
+            (environ.get("REMOTE_ADDR", ""), int(environ.get("REMOTE_PORT") or 0)),
+            head(protocol, fields_of(headers.items()), keep_alive),
+            keep_alive=keep_alive,
+            timeout_seconds=timeout_seconds,
+            # A pipelining client's next requests, which gunicorn read already (item 9).
+            read_ahead=handover.read_ahead(),
+        )
+        handover.let_go()
+
+    def hold(
+        self,
+        sock: socket.socket,
+        addr: Any,
+        head: bytes,
+        *,
+        keep_alive: bool,
+        timeout_seconds: float,
+        read_ahead: bytes = b"",
+    ) -> None:
+        """Hold the connection (the hub's now) until news or the deadline.
+
+        `head`: the answer's, up to Date and Content-Length (poll_answers.head).
+        `read_ahead`: bytes read past this request, for the next one.
+        """
+        self._sock, self._addr, self._head = sock, addr, head
+        self._keep_alive, self._read_ahead = keep_alive, read_ahead
         self.cursor = self._follower.cursor
         self.move(PollState.PARKED)
         metrics.poll_started()
         self._follower.attach(self)
         parking.park(self, time.monotonic() + timeout_seconds)
-        handover.let_go()
 
     def response_closed(self) -> None:
         """gunicorn closed the response: unless it parked, the poll is over."""
@@ -227,7 +223,7 @@ class ParkedPoll:
         self.move(PollState.ANSWERED)
         metrics.poll_finished()
         if keep and handover.can_keep_alive():
-            handover.hand_back(self._sock, self._addr)
+            handover.next_request(self._sock, self._addr, self._read_ahead)
         else:
             self._sock.close()
         self._on_end()

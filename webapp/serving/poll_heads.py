@@ -1,0 +1,208 @@
+"""A kept connection's next request head, read with httptools: a poll the hub may answer, or not.
+
+After a parked poll is answered, its connection's next request is read here
+(poll_connections.py) rather than by gunicorn's Python parser, which was
+about a fifth of a poll's web CPU (issue 25). The parser is httptools, the
+binding of llhttp (Node's HTTP parser) that uvicorn uses: this module
+parses nothing itself. It feeds the parser the bytes up to the end of the
+head, and holds the result to the rules gunicorn would apply before any of
+it may be answered without gunicorn.
+
+Everything is either a `PollHead`, a poll this path may hand to its plan,
+or a reason to give the bytes to gunicorn, which then reads them exactly as
+if it had read them first (handover.py, item 9): it answers what it
+refuses with its own JSON error (refusals.py) and serves anything else.
+So a doubt costs a hand-back, never a different answer. What is handed
+back (`OTHER` or `MALFORMED`):
+
+- whatever llhttp refuses: invalid bytes in the request line, a header
+  name or value (llhttp refuses exactly the bytes gunicorn refuses there),
+  bare CR or LF, obsolete line folding, a duplicate Content-Length, both
+  Content-Length and Transfer-Encoding;
+- a request line, a header line or a count of headers at or past
+  gunicorn's limits (`limit_request_line`, `limit_request_field_size`,
+  `limit_request_fields`), and a head still unfinished past
+  `MAX_HEAD_BYTES`: gunicorn answers 414 or 431, or serves it;
+- anything but an HTTP/1.1 GET of `/api/sessions/<sid>/poll` that asks for
+  keep-alive (no `Connection` header, or `keep-alive`): another path or
+  method, HTTP/1.0, `Connection: close`, an Upgrade;
+- a body, or a header that changes how the request is read (Content-Length,
+  Transfer-Encoding, Content-Type, Expect, the scheme headers gunicorn
+  trusts from a proxy), a header given twice (gunicorn joins or refuses
+  those), a header name with `_` (gunicorn drops or maps those), an empty
+  line before the request line, a path with `%` (gunicorn decodes it) or a
+  fragment.
+
+The head of a body-less request ends at its first empty line: there the
+next request (a pipelining client's) begins, exactly as gunicorn reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import httptools
+
+# A head still unfinished past this goes to gunicorn, which reads on under its own limits.
+MAX_HEAD_BYTES = 16 * 1024
+END_OF_HEAD = b"\r\n\r\n"
+OTHER, MALFORMED = "other", "malformed"
+INCOMPLETE = None  # the head has not all arrived: read more
+POLL_PREFIX, POLL_SUFFIX = b"/api/sessions/", b"/poll"
+# Headers that change how gunicorn reads the request or what it puts in the environ.
+HANDED_BACK_HEADERS = frozenset(
+    {b"content-length", b"transfer-encoding", b"content-type", b"expect", b"upgrade"}
+)
+# What a poll's plan reads (webapp/http/poll_plan.py, PollRequest).
+READ = (b"authorization", b"origin", b"x-forwarded-for")
+
+
+@dataclass(frozen=True, slots=True)
+class HeadRules:
+    """gunicorn's limits on a request head, and the scheme headers it may trust (its config)."""
+
+    line_bytes: int = 4094  # limit_request_line
+    fields: int = 100  # limit_request_fields
+    field_bytes: int = 8190  # limit_request_field_size
+    scheme_headers: frozenset[bytes] = frozenset()  # secure_scheme_headers, lowercase
+
+    @classmethod
+    def of(cls, cfg: Any) -> HeadRules:
+        """From gunicorn's config; 0 (unlimited there) keeps the default here: only stricter."""
+        return cls(
+            cfg.limit_request_line if cfg.limit_request_line > 0 else cls.line_bytes,
+            cfg.limit_request_fields if cfg.limit_request_fields > 0 else cls.fields,
+            cfg.limit_request_field_size if cfg.limit_request_field_size > 0 else cls.field_bytes,
+            frozenset(name.lower().encode("latin-1") for name in cfg.secure_scheme_headers),
+        )
+
+
+class PollHead(NamedTuple):
+    """A poll's head as plain values, as gunicorn would put them in the environ."""
+
+    session_id: str  # from the path, unchecked (the plan checks it)
+    query: str  # QUERY_STRING: the bytes after `?`, as latin-1
+    authorization: str | None
+    origin: str | None
+    forwarded_for: str | None
+    size: int  # bytes of the head: the next request starts there
+
+
+class HeadReader:
+    """One request head, fed to httptools as its bytes arrive (an httptools protocol)."""
+
+    __slots__ = ("_parser", "_fed", "_url", "_headers", "_messages", "_method", "_version")
+    __slots__ += ("_upgrade",)
+
+    def __init__(self) -> None:
+        self._parser = httptools.HttpRequestParser(self)
+        self._fed = 0  # bytes of the buffer given to the parser so far
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._messages = 0
+        self._method, self._version, self._upgrade = b"", "", False
+
+    # -- httptools' callbacks --------------------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        # Read here: once the message is complete llhttp starts on the next one.
+        parser = self._parser
+        self._method, self._version = parser.get_method(), parser.get_http_version()
+        self._upgrade = parser.should_upgrade()
+
+    def on_message_complete(self) -> None:
+        self._messages += 1
+
+    # -- reading -----------------------------------------------------------------------
+
+    def read(self, buffer: bytes, rules: HeadRules) -> PollHead | str | None:
+        """The head at the start of `buffer`: a PollHead, a reason to hand back, or INCOMPLETE."""
+        end = buffer.find(END_OF_HEAD, max(self._fed - 3, 0))
+        upto = len(buffer) if end < 0 else end + len(END_OF_HEAD)
+        try:
+            self._parser.feed_data(buffer[self._fed : upto])
+        except httptools.HttpParserUpgrade:
+            return OTHER
+        except httptools.HttpParserError:
+            return MALFORMED
+        self._fed = upto
+        if end < 0:
+            line_end = buffer.find(b"\r\n")
+            too_long = len(buffer) > (rules.line_bytes if line_end < 0 else MAX_HEAD_BYTES)
+            return MALFORMED if too_long else INCOMPLETE
+        if buffer.startswith(b"\r\n") or self._messages != 1 or self._upgrade:
+            return OTHER
+        if not self._within(buffer, upto, rules):
+            return MALFORMED
+        return self._poll(upto, rules)
+
+    def _within(self, buffer: bytes, size: int, rules: HeadRules) -> bool:
+        """Under gunicorn's limits (a margin of one byte each: at a limit, gunicorn judges)."""
+        line_end = buffer.find(b"\r\n")
+        if line_end >= rules.line_bytes or len(self._headers) >= rules.fields:
+            return False
+        if size - line_end < rules.field_bytes:  # no header line can be as long: no need to look
+            return True
+        lines = buffer[line_end + 2 : size - 4].split(b"\r\n")
+        return max(map(len, lines)) + 2 < rules.field_bytes
+
+    def _poll(self, size: int, rules: HeadRules) -> PollHead | str:
+        """The PollHead, if the request is a plain keep-alive GET of the poll route."""
+        url = self._url
+        path, _, query = url.partition(b"?")
+        if (
+            self._method != b"GET"
+            or self._version != "1.1"
+            or not path.startswith(POLL_PREFIX)
+            or not path.endswith(POLL_SUFFIX)
+            or b"#" in url
+            or b"%" in path
+        ):
+            return OTHER
+        session_id = path[len(POLL_PREFIX) : -len(POLL_SUFFIX)]
+        if not session_id or b"/" in session_id:
+            return OTHER
+        values = _read_headers(self._headers, rules)
+        if values is None:
+            return OTHER
+        authorization, origin, forwarded_for = values
+        return PollHead(
+            session_id.decode("latin-1"),
+            query.decode("latin-1"),
+            authorization,
+            origin,
+            forwarded_for,
+            size,
+        )
+
+
+def _read_headers(
+    headers: list[tuple[bytes, bytes]], rules: HeadRules
+) -> tuple[str | None, str | None, str | None] | None:
+    """The values a poll's plan reads, as gunicorn puts them in the environ; None to hand back."""
+    seen: set[bytes] = set()
+    values: dict[bytes, str] = {}
+    for raw_name, raw_value in headers:
+        name = raw_name.lower()
+        if (
+            name in seen
+            or b"_" in name
+            or name in HANDED_BACK_HEADERS
+            or name in rules.scheme_headers
+        ):
+            return None
+        seen.add(name)
+        value = raw_value.strip(b" \t")  # as gunicorn strips it (llhttp keeps trailing blanks)
+        if name == b"connection":
+            if value.lower() != b"keep-alive":
+                return None
+        elif name in READ:
+            values[name] = value.decode("latin-1")
+    return values.get(READ[0]), values.get(READ[1]), values.get(READ[2])
