@@ -49,6 +49,7 @@ from webapp.serving.held_streams import send_watch
 from webapp.serving.parked_polls import SEND_TIMEOUT_SECONDS, ParkedPoll
 from webapp.serving.poll_heads import (
     INCOMPLETE,
+    LIMITS,
     MALFORMED,
     OTHER,
     HeadReader,
@@ -59,7 +60,7 @@ from webapp.serving.poll_heads import (
 log = logging.getLogger(__name__)
 
 PLAN, FAILED = "plan", "failed"
-REASONS = (OTHER, MALFORMED, PLAN, FAILED)
+REASONS = (OTHER, MALFORMED, LIMITS, PLAN, FAILED)
 PROTOCOL = "HTTP/1.1"  # the only one read here (poll_heads.py)
 RECV_BYTES = 65536
 

@@ -13,17 +13,18 @@ or a reason to give the bytes to gunicorn, which then reads them exactly as
 if it had read them first (handover.py, item 9): it answers what it
 refuses with its own JSON error (refusals.py) and serves anything else.
 So a doubt costs a hand-back, never a different answer. What is handed
-back (`OTHER` or `MALFORMED`):
+back, by reason:
 
-- whatever llhttp refuses: invalid bytes in the request line, a header
-  name or value (llhttp refuses exactly the bytes gunicorn refuses there),
-  bare CR or LF, obsolete line folding, a duplicate Content-Length, both
-  Content-Length and Transfer-Encoding;
-- a request line, a header line or a count of headers at or past
+- `MALFORMED`: whatever llhttp refuses: invalid bytes in the request line,
+  a header name or value (llhttp refuses exactly the bytes gunicorn
+  refuses there, tests/test_poll_heads.py), bare CR or LF, obsolete line
+  folding, a duplicate Content-Length, both Content-Length and
+  Transfer-Encoding;
+- `LIMITS`: a request line, a header line or a count of headers at or past
   gunicorn's limits (`limit_request_line`, `limit_request_field_size`,
-  `limit_request_fields`), and a head still unfinished past
-  `MAX_HEAD_BYTES`: gunicorn answers 414 or 431, or serves it;
-- anything but an HTTP/1.1 GET of `/api/sessions/<sid>/poll` that asks for
+  `limit_request_fields`), and a head longer than `MAX_HEAD_BYTES`:
+  gunicorn answers 414 or 431, or serves it;
+- `OTHER`: anything but an HTTP/1.1 GET of `/api/sessions/<sid>/poll` that asks for
   keep-alive (no `Connection` header, or `keep-alive`): another path or
   method, HTTP/1.0, `Connection: close`, an Upgrade;
 - a body, or a header that changes how the request is read (Content-Length,
@@ -47,7 +48,7 @@ import httptools
 # A head still unfinished past this goes to gunicorn, which reads on under its own limits.
 MAX_HEAD_BYTES = 16 * 1024
 END_OF_HEAD = b"\r\n\r\n"
-OTHER, MALFORMED = "other", "malformed"
+OTHER, MALFORMED, LIMITS = "other", "malformed", "limits"
 INCOMPLETE = None  # the head has not all arrived: read more
 POLL_PREFIX, POLL_SUFFIX = b"/api/sessions/", b"/poll"
 # Headers that change how gunicorn reads the request or what it puts in the environ.
@@ -136,11 +137,11 @@ class HeadReader:
         if end < 0:
             line_end = buffer.find(b"\r\n")
             too_long = len(buffer) > (rules.line_bytes if line_end < 0 else MAX_HEAD_BYTES)
-            return MALFORMED if too_long else INCOMPLETE
+            return LIMITS if too_long else INCOMPLETE
         if buffer.startswith(b"\r\n") or self._messages != 1 or self._upgrade:
             return OTHER
-        if not self._within(buffer, upto, rules):
-            return MALFORMED
+        if upto > MAX_HEAD_BYTES or not self._within(buffer, upto, rules):
+            return LIMITS
         return self._poll(upto, rules)
 
     def _within(self, buffer: bytes, size: int, rules: HeadRules) -> bool:
