@@ -42,6 +42,7 @@ from tests.support.poll_pairs import (
     request_bytes,
     start_pair,
 )
+from tests.support.processes import wait_for
 
 HEADER_TIMEOUT_SECONDS = 1.0
 READ_SECONDS = 20  # the bound on every read: a case that hangs fails here
@@ -140,6 +141,19 @@ def big_header(stream: Stream, line_bytes: int) -> bytes:
     return head(stream, "X-Big: " + "a" * (line_bytes - len("X-Big: ") - 2))
 
 
+def parked(stream: Stream) -> bytes:
+    """A poll that parks, and is answered empty at its timeout."""
+    return head(stream, target=stream.path(after=stream.newest, timeout="0.2"))
+
+
+def cancel(stream: Stream) -> bytes:
+    """A POST with a known answer (404: no such message)."""
+    return (
+        f"POST /api/sessions/{stream.session_id}/messages/no-such-message/cancel HTTP/1.1\r\n"
+        "Host: relay.test\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
 @dataclass(frozen=True)
 class Case:
     data: Callable[[Stream], bytes]
@@ -235,6 +249,12 @@ CASES = {
     "another path": Case(lambda s: head(s, target="/healthz"), 1, 200, "other"),
     # Pipelined: answered in order; what is not a poll goes to gunicorn with its bytes.
     "two polls in one write": Case(lambda s: head(s) + head(s), 2, 200, None, kept=3),
+    "two polls in one write, the first parked": Case(
+        lambda s: parked(s) + head(s), 2, 200, None, kept=3
+    ),
+    "a parked poll then a post in one write": Case(
+        lambda s: parked(s) + cancel(s), 2, 200, "other", kept=1
+    ),
     "a poll then a post in one write": Case(
         lambda s: (
             head(s)
@@ -267,3 +287,64 @@ def test_a_kept_connection_answers_as_gunicorn_and_flask_would(
     if case.handed_back is not None:
         assert after[case.handed_back] == before_handbacks[case.handed_back] + 1, after
     assert kept_polls(pair.fast) == before_kept + case.kept
+
+
+# -- bytes as they come ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("polls", [1, 2], ids=["a poll", "two polls in one write"])
+def test_requests_split_at_every_offset_are_answered_in_step(
+    pair: Pair, stream: Stream, polls: int
+) -> None:
+    """Into two writes at each offset, then a byte at a time: each gets the same answers."""
+    data = head(stream) * polls
+    reference = exchange(connect(pair.flask), stream, data, polls).responses
+    before = kept_polls(pair.fast)
+    with kept_connection(pair, stream) as sock:
+        responses = Responses(sock)
+        for offset in range(1, len(data)):
+            sock.sendall(data[:offset])
+            sock.sendall(data[offset:])
+            assert [responses.next() for _ in range(polls)] == reference, f"split at {offset}"
+        for byte in data:
+            sock.sendall(bytes([byte]))
+        assert [responses.next() for _ in range(polls)] == reference, "a byte at a time"
+    assert kept_polls(pair.fast) == before + len(data) * polls, "the hub read every one"
+
+
+def open_sockets(pid: int) -> int:
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(1 for fd in fds.iterdir() if fd.resolve(strict=False).name.startswith("socket:"))
+
+
+def test_a_request_half_sent_then_closed_leaves_no_connection_open(
+    pair: Pair, stream: Stream
+) -> None:
+    worker = pair.fast_worker_pid()
+    before = open_sockets(worker)
+    data = head(stream)
+    for cut in (1, len(data) // 2, len(data) - 1):
+        with kept_connection(pair, stream) as sock:
+            sock.sendall(data[:cut])
+    wait_for(lambda: open_sockets(worker) <= before, what="the server to close its sockets")
+    with kept_connection(pair, stream) as sock:  # and it serves on
+        sock.sendall(data)
+        assert Responses(sock).next().startswith(b"HTTP/1.1 200 OK")
+
+
+def test_a_request_half_sent_then_left_is_closed_after_the_header_timeout(
+    pair: Pair, stream: Stream
+) -> None:
+    with kept_connection(pair, stream) as sock:
+        sock.sendall(head(stream)[:20])
+        sock.settimeout(HEADER_TIMEOUT_SECONDS + 10)  # well under keepalive (95 s)
+        assert sock.recv(65536) == b"", "closed without an answer"
+
+
+def test_an_idle_kept_connection_outlives_the_header_timeout(pair: Pair, stream: Stream) -> None:
+    with kept_connection(pair, stream) as sock:
+        sock.settimeout(HEADER_TIMEOUT_SECONDS * 2.5)
+        with pytest.raises(TimeoutError):
+            sock.recv(1)  # idle between requests, past the header timeout: still open
+        sock.sendall(head(stream))
+        assert Responses(sock).next().startswith(b"HTTP/1.1 200 OK")

@@ -40,13 +40,20 @@ class Pair:
     flask: str
     fast: str
     guarded: bool
+    fast_pid: int = 0  # the fast process's gunicorn arbiter
+
+    def fast_worker_pid(self) -> int:
+        """The fast process's one gunicorn worker, which serves its connections."""
+        children = Path(f"/proc/{self.fast_pid}/task/{self.fast_pid}/children").read_text()
+        (worker,) = children.split()
+        return int(worker)
 
 
 def start_pair(env: dict[str, str], log_dir: Path, name: str) -> Iterator[Pair]:
     env = dict(env, CORS_ORIGINS=ORIGIN, LOG_LEVEL="WARNING")
     flask_proc, flask_url = start_web(dict(env, FAST_POLL="false"), log_dir, name=f"{name}-flask")
     fast_proc, fast_url = start_web(dict(env, FAST_POLL="true"), log_dir, name=f"{name}-fast")
-    yield Pair(flask_url, fast_url, guarded="AUTH_JWT_SECRET" in env)
+    yield Pair(flask_url, fast_url, guarded="AUTH_JWT_SECRET" in env, fast_pid=fast_proc.pid)
     fast_proc.stop()
     flask_proc.stop()
 

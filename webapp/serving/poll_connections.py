@@ -22,10 +22,12 @@ gunicorn's response writer, then the socket taken over again to park
   look-up, a refusal, an error), counted in
   `relay_kept_poll_handbacks_total{reason}`.
 
-Priority (priority.py) holds as under gunicorn: a connection answered by
-a parked poll waits while prompts are in progress (`wait_quiet`), and one
-whose poll was answered at once waits its turn before its next request is
-read (`wait_turn`). A poll served here is counted in
+Priority (priority.py) holds as under gunicorn, and is decided once the
+request is read, when what it is and what it costs are known: a poll
+after one answered from its parking waits while prompts are in progress
+(`wait_quiet`), a poll after one answered at once waits its turn
+(`wait_turn`), and a request that is not a poll goes to gunicorn without
+waiting. A poll served here is counted in
 `relay_kept_polls_total`; gunicorn's access log does not see it, as it
 does not see a parked poll's answer. FAST_POLL=false leaves this out:
 gunicorn reads every request.
@@ -139,23 +141,27 @@ class Kept:
 
 
 def _serve(reader: _Reader, kept: Kept) -> None:
-    priority.lane.wait_quiet()  # paced by news: it waits only for prompts in progress
+    at_once = False  # whether the last poll was answered at once (else: after it parked)
     try:
-        while _serve_one(reader, kept):
-            priority.lane.wait_turn()  # answered at once: it asks again at once, prompts first
+        while _serve_one(reader, kept, at_once):
+            at_once = True
     except Exception:  # never out of the greenlet, never a connection left open
         log.exception("kept connection failed")
         kept.sock.close()
 
 
-def _serve_one(reader: _Reader, kept: Kept) -> bool:
+def _serve_one(reader: _Reader, kept: Kept, at_once: bool) -> bool:
     """Read and serve one request; True when the next one is read here too."""
     head = _read_head(reader.limits, kept)
     if head is None:  # closed, or a deadline passed: as gunicorn, close without a word
         kept.sock.close()
         return False
     if isinstance(head, str):
-        return _hand_back(kept, head)
+        return _hand_back(kept, head)  # other requests make way for nothing
+    if at_once:
+        priority.lane.wait_turn()  # its loop asks again as soon as answered: prompts first
+    else:
+        priority.lane.wait_quiet()  # paced by news: it waits only for prompts in progress
     try:
         answer = reader.answer(head, kept.addr[0])
     except Exception:  # the plan's way in answers FAILED itself; this is a last guard
@@ -244,6 +250,6 @@ def _send(sock: socket.socket, data: bytes, session_id: str) -> bool:
 def _hand_back(kept: Kept, reason: str) -> bool:
     metrics.kept_poll_handed_back(reason)
     log.debug("kept connection handed to gunicorn reason=%s", reason)
-    # It waited its turn before this request was read: it does not wait again.
+    # A poll the plan gave back waited its turn already; anything else makes way for nothing.
     handover.hand_back(kept.sock, kept.addr, kept.buffer, wait_quiet=False)
     return False

@@ -59,22 +59,26 @@ HANDED_BACK_HEADERS = frozenset(
 READ = (b"authorization", b"origin", b"x-forwarded-for")
 
 
+# gunicorn's defaults for limit_request_line, limit_request_fields, limit_request_field_size.
+LINE_BYTES, FIELDS, FIELD_BYTES = 4094, 100, 8190
+
+
 @dataclass(frozen=True, slots=True)
 class HeadRules:
     """gunicorn's limits on a request head, and the scheme headers it may trust (its config)."""
 
-    line_bytes: int = 4094  # limit_request_line
-    fields: int = 100  # limit_request_fields
-    field_bytes: int = 8190  # limit_request_field_size
+    line_bytes: int = LINE_BYTES  # limit_request_line
+    fields: int = FIELDS  # limit_request_fields
+    field_bytes: int = FIELD_BYTES  # limit_request_field_size
     scheme_headers: frozenset[bytes] = frozenset()  # secure_scheme_headers, lowercase
 
     @classmethod
     def of(cls, cfg: Any) -> HeadRules:
         """From gunicorn's config; 0 (unlimited there) keeps the default here: only stricter."""
         return cls(
-            cfg.limit_request_line if cfg.limit_request_line > 0 else cls.line_bytes,
-            cfg.limit_request_fields if cfg.limit_request_fields > 0 else cls.fields,
-            cfg.limit_request_field_size if cfg.limit_request_field_size > 0 else cls.field_bytes,
+            cfg.limit_request_line if cfg.limit_request_line > 0 else LINE_BYTES,
+            cfg.limit_request_fields if cfg.limit_request_fields > 0 else FIELDS,
+            cfg.limit_request_field_size if cfg.limit_request_field_size > 0 else FIELD_BYTES,
             frozenset(name.lower().encode("latin-1") for name in cfg.secure_scheme_headers),
         )
 
