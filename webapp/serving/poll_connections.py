@@ -6,9 +6,11 @@ gunicorn's Python parser, the WSGI environ, the fast path's Response and
 gunicorn's response writer, then the socket taken over again to park
 (issue 25). Here the connection stays with the hub instead:
 
-- its next request head is read with httptools (poll_heads.py), under the
-  limits gunicorn keeps: `keepalive` seconds for the first byte, then
-  relay's header timeout for the rest of the head (gunicorn_worker.py);
+- it waits for its next request with no greenlet of its own
+  (waiting_connections.py), under the limits gunicorn keeps: `keepalive`
+  seconds for the first byte, then relay's header timeout for the rest
+  of the head (gunicorn_worker.py); a worker greenlet reads the head with
+  httptools (poll_heads.py) once bytes come;
 - a poll the plan may answer goes to `Answerer`, the plan's way in that
   create_app hands over (http/stream.py, `kept_answerer`; the plan,
   http/poll_plan.py, alone decides): answered at once (`Reply`: the body
@@ -43,8 +45,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import gevent
-
 from webapp.ops import metrics
 from webapp.serving import handover, poll_answers, priority
 from webapp.serving.held_streams import send_watch
@@ -58,6 +58,7 @@ from webapp.serving.poll_heads import (
     HeadRules,
     PollHead,
 )
+from webapp.serving.waiting_connections import Waiting, Workers
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ PLAN, FAILED = "plan", "failed"
 REASONS = (OTHER, MALFORMED, LIMITS, PLAN, FAILED)
 PROTOCOL = "HTTP/1.1"  # the only one read here (poll_heads.py)
 RECV_BYTES = 65536
+CLOSED = object()  # the client closed or reset the connection
 
 
 class Reply(NamedTuple):
@@ -96,12 +98,14 @@ class _Limits:
     reads_here: bool
 
 
-class _Reader:
-    """The reader of kept connections in this process, with the plan's way in."""
+class KeptReader:
+    """The reader of this process's kept connections, with the plan's way in."""
 
     def __init__(self, answer: Answerer) -> None:
         self.answer = answer
         self._limits: _Limits | None = None
+        self._workers = Workers(self._serve)
+        self._waiting = Waiting(self._workers.submit, _close)
 
     @property
     def limits(self) -> _Limits:
@@ -111,75 +115,127 @@ class _Reader:
             self._limits = _Limits(HeadRules.of(cfg), cfg.keepalive, header_seconds, reads_here)
         return self._limits
 
+    def keep(self, sock: socket.socket, addr: Any, read_ahead: bytes) -> None:
+        """Read the connection's next request (after its parked poll's answer)."""
+        if not self.limits.reads_here:
+            handover.hand_back(sock, addr, read_ahead)
+            return
+        kept = Kept(sock, addr, read_ahead)
+        if read_ahead:  # a pipelining client's next request is here already
+            kept.head_deadline = time.monotonic() + self.limits.header_seconds
+            self._workers.submit(kept)
+        else:
+            self._wait(kept)
 
-_reader: _Reader | None = None
+    def _wait(self, kept: Kept) -> None:
+        """Until the next bytes come, within the idle or the header deadline."""
+        deadline = kept.head_deadline
+        if deadline is None:
+            deadline = time.monotonic() + self.limits.idle_seconds
+        self._waiting.watch(kept, kept.sock.fileno(), deadline)
+
+    def _serve(self, kept: Kept) -> None:
+        """In a worker: serve what came on the connection, then wait for more or let it go."""
+        try:
+            while self._serve_one(kept):
+                if not kept.buffer:
+                    self._wait(kept)
+                    return
+        except Exception:  # never out of the worker, never a connection left open
+            log.exception("kept connection failed")
+            _close(kept)
+
+    def _serve_one(self, kept: Kept) -> bool:
+        """Read and serve one request; True when the next one is read here too."""
+        head = self._read(kept)
+        if head is INCOMPLETE:
+            self._wait(kept)
+            return False
+        if head is CLOSED:  # as gunicorn: close without a word
+            _close(kept)
+            return False
+        if isinstance(head, str):
+            return _hand_back(kept, head)  # other requests make way for nothing
+        if kept.at_once:
+            priority.lane.wait_turn()  # its loop asks again as soon as answered: prompts first
+        else:
+            priority.lane.wait_quiet()  # paced by news: it waits only for prompts in progress
+        return _answer(kept, head, self.answer)
+
+    def _read(self, kept: Kept) -> PollHead | str | object:
+        """The head, once the bytes that came complete it; INCOMPLETE or CLOSED else."""
+        if kept.unparsed:
+            kept.unparsed = False
+        else:
+            try:
+                data = os.read(kept.sock.fileno(), RECV_BYTES)
+            except BlockingIOError:  # not readable after all: wait again
+                return INCOMPLETE
+            except OSError:  # the client reset
+                return CLOSED
+            if not data:  # the client closed, maybe half-way through a request
+                return CLOSED
+            if not kept.buffer:
+                kept.head_deadline = time.monotonic() + self.limits.header_seconds
+            kept.buffer += data
+        return kept.reader.read(kept.buffer, self.limits.rules)
+
+
+_reader: KeptReader | None = None
 
 
 def serve_polls_with(answer: Answerer | None) -> None:
     """Read kept connections' requests here, polls answered by `answer` (None: gunicorn reads)."""
     global _reader
-    _reader = _Reader(answer) if answer is not None else None
-    handover.read_next_with(keep if answer is not None else None)
+    _reader = KeptReader(answer) if answer is not None else None
+    handover.read_next_with(_reader.keep if _reader is not None else None)
     metrics.kept_poll_handback_reasons(REASONS)
 
 
-def keep(sock: socket.socket, addr: Any, read_ahead: bytes) -> None:
-    """Read the next request of a connection whose poll was answered (handover.next_request)."""
-    if _reader is None or not _reader.limits.reads_here:
-        handover.hand_back(sock, addr, read_ahead)
-        return
-    gevent.spawn(_serve, _reader, Kept(sock, addr, read_ahead))
-
-
 class Kept:
-    """A connection the hub reads: its socket, peer, and bytes read past the last request."""
+    """A connection the hub reads: its socket and peer, and the request it is reading."""
 
-    __slots__ = ("sock", "addr", "buffer")
+    __slots__ = ("sock", "addr", "buffer", "unparsed", "reader", "head_deadline", "at_once")
 
     def __init__(self, sock: socket.socket, addr: Any, buffer: bytes) -> None:
-        self.sock, self.addr, self.buffer = sock, addr, buffer
+        self.sock, self.addr = sock, addr
+        self.buffer = buffer  # bytes of the request being read, and of those after it
+        self.unparsed = bool(buffer)  # the buffer holds bytes the reader has not seen
+        self.reader = HeadReader()
+        self.head_deadline: float | None = None  # from the head's first byte
+        self.at_once = False  # its last poll was answered at once (else from its parking)
+
+    def next_request(self, rest: bytes) -> None:
+        """The last request was answered at once: on to the next, whose bytes may be here."""
+        self.buffer, self.unparsed, self.at_once = rest, bool(rest), True
+        self.reader = HeadReader()
+        self.head_deadline = None
 
 
-def _serve(reader: _Reader, kept: Kept) -> None:
-    at_once = False  # whether the last poll was answered at once (else: after it parked)
+def _close(kept: Kept) -> None:
+    kept.sock.close()
+
+
+def _answer(kept: Kept, head: PollHead, answer: Answerer) -> bool:
+    """Ask the plan's way in; answer, park or hand back. True when the connection reads on."""
     try:
-        while _serve_one(reader, kept, at_once):
-            at_once = True
-    except Exception:  # never out of the greenlet, never a connection left open
-        log.exception("kept connection failed")
-        kept.sock.close()
-
-
-def _serve_one(reader: _Reader, kept: Kept, at_once: bool) -> bool:
-    """Read and serve one request; True when the next one is read here too."""
-    head = _read_head(reader.limits, kept)
-    if head is None:  # closed, or a deadline passed: as gunicorn, close without a word
-        kept.sock.close()
-        return False
-    if isinstance(head, str):
-        return _hand_back(kept, head)  # other requests make way for nothing
-    if at_once:
-        priority.lane.wait_turn()  # its loop asks again as soon as answered: prompts first
-    else:
-        priority.lane.wait_quiet()  # paced by news: it waits only for prompts in progress
-    try:
-        answer = reader.answer(head, kept.addr[0])
+        outcome = answer(head, kept.addr[0])
     except Exception:  # the plan's way in answers FAILED itself; this is a last guard
         log.exception("kept poll failed")
-        answer = FAILED
-    if isinstance(answer, str):
-        return _hand_back(kept, answer)
+        outcome = FAILED
+    if isinstance(outcome, str):
+        return _hand_back(kept, outcome)
     metrics.kept_poll()
     rest = kept.buffer[head.size :]
     keep_alive = handover.can_keep_alive()
-    if isinstance(answer, Hold):
-        _hold(kept, answer, keep_alive, rest)
+    if isinstance(outcome, Hold):
+        _hold(kept, outcome, keep_alive, rest)
         return False
-    data = poll_answers.answer_at_once(answer.fields, answer.body, keep_alive)
+    data = poll_answers.answer_at_once(outcome.fields, outcome.body, keep_alive)
     if not _send(kept.sock, data, head.session_id) or not keep_alive:
-        kept.sock.close()
+        _close(kept)
         return False
-    kept.buffer = rest
+    kept.next_request(rest)
     return True
 
 
@@ -198,34 +254,6 @@ def _hold(kept: Kept, hold: Hold, keep_alive: bool, rest: bytes) -> None:
     except Exception:
         poll.response_closed()  # never parked: it stops following, and its stream slot goes
         raise
-
-
-def _read_head(limits: _Limits, kept: Kept) -> PollHead | str | None:
-    """The next request's head: a poll, a reason to hand back, or None when the client is gone."""
-    reader = HeadReader()
-    deadline = None  # the header deadline starts with the head's first byte
-    sock = kept.sock
-    try:
-        while True:
-            if kept.buffer:
-                if deadline is None:
-                    deadline = time.monotonic() + limits.header_seconds
-                head = reader.read(kept.buffer, limits.rules)
-                if head is not INCOMPLETE:
-                    return head
-            timeout = limits.idle_seconds if deadline is None else deadline - time.monotonic()
-            if timeout <= 0:
-                return None
-            sock.settimeout(timeout)
-            try:
-                data = sock.recv(RECV_BYTES)
-            except OSError:  # a deadline (TimeoutError), or the client reset
-                return None
-            if not data:  # the client closed, maybe half-way through a request
-                return None
-            kept.buffer += data
-    finally:
-        sock.settimeout(None)  # writes are bounded by the send deadline (send_watch)
 
 
 def _send(sock: socket.socket, data: bytes, session_id: str) -> bool:

@@ -1,0 +1,117 @@
+"""Connections waited on without a greenlet each: a watcher per socket, a sweep, a few greenlets.
+
+A kept connection (poll_connections.py) is idle between two polls: a few
+hundred microseconds when its poll loop asks again at once, up to
+gunicorn's `keepalive`. A greenlet blocked in its read would be cheap to
+hold but costly to make: a new one per poll, each with its own frame
+stack (Python 3.11 maps one per greenlet, so an mmap and a munmap a poll
+under strace), and its read tried once before it waits, cost about 12 µs
+a poll against 8 µs for what is here (issue 25). So:
+
+- `Waiting.watch` starts a libev io watcher on the socket and notes its
+  deadline; a sweep every SWEEP_SECONDS ends those past it, as gunicorn
+  ends an idle connection or a head that comes too slowly;
+- a readable socket goes to `Workers`: greenlets kept for this, which
+  serve ready connections one after another. One more is woken (or made)
+  whenever work is left behind the one about to serve, so a worker that
+  blocks (a Redis read, a turn priority.py makes a poll wait) never holds
+  up the others; at most MAX_IDLE wait for work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import gevent
+from gevent.event import Event
+
+# How often deadlines are checked: a connection may outlive its by this much.
+SWEEP_SECONDS = 0.25
+# Workers kept waiting for work; more are made while all are busy, and end when idle.
+MAX_IDLE = 8
+READABLE = 1  # libev's EV_READ
+
+
+class Workers:
+    """Greenlets that call `serve` on each item submitted, more of them while some block."""
+
+    def __init__(self, serve: Callable[[Any], None]) -> None:
+        self._serve = serve
+        self._ready: deque[Any] = deque()
+        self._idle: list[Event] = []
+        self._waking = 0  # woken or made, not yet running: they will take what is ready
+
+    def submit(self, item: Any) -> None:
+        self._ready.append(item)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        if self._waking:
+            return
+        self._waking += 1
+        if self._idle:
+            self._idle.pop().set()
+        else:
+            gevent.spawn(self._work)
+
+    def _work(self) -> None:
+        wake = Event()
+        while True:
+            self._waking -= 1
+            while self._ready:
+                item = self._ready.popleft()
+                if self._ready:
+                    self._wake_one()  # should this one block, another takes the rest
+                self._serve(item)  # it catches what it raises: a worker never dies of it
+            if len(self._idle) >= MAX_IDLE:
+                return
+            wake.clear()
+            self._idle.append(wake)
+            wake.wait()
+
+
+class Waiting:
+    """Connections waited on: each readable one goes to `ready`, each late one to `expire`."""
+
+    def __init__(
+        self,
+        ready: Callable[[Any], None],
+        expire: Callable[[Any], None],
+        sweep_seconds: float = SWEEP_SECONDS,
+    ) -> None:
+        self._ready, self._expire = ready, expire
+        self._sweep_seconds = sweep_seconds
+        self._waiting: dict[Hashable, tuple[Any, float]] = {}  # item -> (watcher, deadline)
+        self._sweeper: gevent.Greenlet | None = None
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def watch(self, item: Hashable, fd: int, deadline: float) -> None:
+        """Until `fd` is readable (then `ready(item)`), or `deadline` passes (`expire(item)`)."""
+        watcher = gevent.get_hub().loop.io(fd, READABLE)
+        self._waiting[item] = (watcher, deadline)
+        watcher.start(self._readable, item)
+        if self._sweeper is None:
+            self._sweeper = gevent.spawn(self._sweep_while_waiting)
+
+    def _readable(self, item: Hashable) -> None:
+        watcher, _ = self._waiting.pop(item)
+        watcher.close()  # before the socket is handed on: its file may be closed and reused
+        self._ready(item)
+
+    def _sweep_while_waiting(self) -> None:
+        try:
+            while self._waiting:
+                gevent.sleep(self._sweep_seconds)
+                now = time.monotonic()
+                late = [item for item, (_, deadline) in self._waiting.items() if deadline <= now]
+                for item in late:
+                    watcher, _ = self._waiting.pop(item)
+                    watcher.close()
+                    self._expire(item)
+        finally:
+            self._sweeper = None
