@@ -174,8 +174,8 @@ def fast_poll_fell_back(reason: str) -> None:
     FAST_POLL_FALLBACKS.labels(reason).inc()
 
 
-def kept_poll() -> None:
-    KEPT_POLLS.inc()
+def kept_polls(count: int) -> None:
+    KEPT_POLLS.inc(count)
 
 
 def kept_poll_handback_reasons(reasons: Iterable[str]) -> None:

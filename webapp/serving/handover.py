@@ -167,6 +167,7 @@ class _Worker(Protocol):
 
 
 _serving: _Worker | None = None
+_keepalive = False  # gunicorn's `keepalive` is set: it keeps connections open at all
 # Reads the next request of a connection whose response is complete (poll_connections.py).
 NextRequest = Callable[[socket.socket, Any, bytes], None]
 _reader: NextRequest | None = None
@@ -175,10 +176,12 @@ _reader: NextRequest | None = None
 _this_connection = gevent.local.local()
 
 
-def serve_with(worker: _Worker) -> None:
+def serve_with(worker: _Worker | None) -> None:
     """Called by relay's gunicorn worker as it starts (gunicorn_worker.py)."""
-    global _serving
+    global _serving, _keepalive
     _serving = worker
+    # Read once: gunicorn's config is slow to ask (`Config.__getattr__`), and a poll asks.
+    _keepalive = worker is not None and worker.cfg.keepalive > 0
 
 
 def read_next_with(reader: NextRequest | None) -> None:
@@ -189,12 +192,7 @@ def read_next_with(reader: NextRequest | None) -> None:
 
 def can_keep_alive() -> bool:
     """Whether a connection answered by the hub can be handed back to gunicorn (item 5)."""
-    return (
-        _serving is not None
-        and _serving.alive
-        and bool(_serving.sockets)
-        and _serving.cfg.keepalive > 0
-    )
+    return _keepalive and _serving is not None and _serving.alive and bool(_serving.sockets)
 
 
 def worker_config() -> tuple[Any, float]:

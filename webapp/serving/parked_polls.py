@@ -39,6 +39,7 @@ import enum
 import heapq
 import itertools
 import logging
+import math
 import os
 import socket
 import time
@@ -238,12 +239,17 @@ class Parking:
         self._ready: list[ParkedPoll] = []
         self._wake = Event()
         self._answerer: gevent.Greenlet | None = None
+        # When the answerer wakes by itself next; -inf while it runs (it looks before it sleeps).
+        self._sleeping_until = -math.inf
 
     def park(self, poll: ParkedPoll, deadline: float) -> None:
         heapq.heappush(self._deadlines, (deadline, next(self._order), poll))
         if self._answerer is None or self._answerer.dead:
             self._answerer = gevent.spawn(self._answer_forever)
-        self._wake.set()
+        # Woken only for a deadline before the one it sleeps until: most polls
+        # park with the same timeout, after the polls parked before them.
+        if deadline < self._sleeping_until:
+            self._wake.set()
 
     def queue(self, poll: ParkedPoll) -> None:
         """A woken poll, to be answered in the next batch."""
@@ -253,6 +259,7 @@ class Parking:
     def _answer_forever(self) -> None:
         while True:
             self._wake.clear()
+            self._sleeping_until = -math.inf
             now = time.monotonic()
             while self._deadlines and self._deadlines[0][0] <= now:
                 heapq.heappop(self._deadlines)[2].wake()  # answered since: nothing to do
@@ -260,6 +267,7 @@ class Parking:
                 self._answer_ready()
                 continue
             wait = self._deadlines[0][0] - now if self._deadlines else None
+            self._sleeping_until = math.inf if wait is None else self._deadlines[0][0]
             self._wake.wait(wait)
 
     def _answer_ready(self) -> None:

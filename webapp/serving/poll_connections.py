@@ -30,7 +30,8 @@ after one answered from its parking waits while prompts are in progress
 (`wait_quiet`), a poll after one answered at once waits its turn
 (`wait_turn`), and a request that is not a poll goes to gunicorn without
 waiting. A poll served here is counted in
-`relay_kept_polls_total`; gunicorn's access log does not see it, as it
+`relay_kept_polls_total` (added up and written when the workers run out
+of work, or every COUNT_EVERY polls); gunicorn's access log does not see it, as it
 does not see a parked poll's answer. FAST_POLL=false leaves this out:
 gunicorn reads every request.
 """
@@ -67,6 +68,8 @@ REASONS = (OTHER, MALFORMED, LIMITS, PLAN, FAILED)
 PROTOCOL = "HTTP/1.1"  # the only one read here (poll_heads.py)
 RECV_BYTES = 65536
 CLOSED = object()  # the client closed or reset the connection
+# Polls counted in the metric at once at most: and whenever the workers run out of work.
+COUNT_EVERY = 256
 
 
 class Reply(NamedTuple):
@@ -104,8 +107,9 @@ class KeptReader:
     def __init__(self, answer: Answerer) -> None:
         self.answer = answer
         self._limits: _Limits | None = None
-        self._workers = Workers(self._serve)
+        self._workers = Workers(self._serve, self._count)
         self._waiting = Waiting(self._workers.submit, _close)
+        self._served = 0  # polls served since they were last counted in the metric
 
     @property
     def limits(self) -> _Limits:
@@ -160,7 +164,18 @@ class KeptReader:
             priority.lane.wait_turn()  # its loop asks again as soon as answered: prompts first
         else:
             priority.lane.wait_quiet()  # paced by news: it waits only for prompts in progress
-        return _answer(kept, head, self.answer)
+        served = _answer(kept, head, self.answer)
+        if served is not None:
+            self._served += 1
+            if self._served >= COUNT_EVERY:
+                self._count()
+        return bool(served)
+
+    def _count(self) -> None:
+        """Add the polls served to `relay_kept_polls_total` (a file write: not one a poll)."""
+        if self._served:
+            metrics.kept_polls(self._served)
+            self._served = 0
 
     def _read(self, kept: Kept) -> PollHead | str | object:
         """The head, once the bytes that came complete it; INCOMPLETE or CLOSED else."""
@@ -216,16 +231,19 @@ def _close(kept: Kept) -> None:
     kept.sock.close()
 
 
-def _answer(kept: Kept, head: PollHead, answer: Answerer) -> bool:
-    """Ask the plan's way in; answer, park or hand back. True when the connection reads on."""
+def _answer(kept: Kept, head: PollHead, answer: Answerer) -> bool | None:
+    """Ask the plan's way in; answer, park or hand back.
+
+    True when the connection reads on; None when the poll was handed back.
+    """
     try:
         outcome = answer(head, kept.addr[0])
     except Exception:  # the plan's way in answers FAILED itself; this is a last guard
         log.exception("kept poll failed")
         outcome = FAILED
     if isinstance(outcome, str):
-        return _hand_back(kept, outcome)
-    metrics.kept_poll()
+        _hand_back(kept, outcome)
+        return None
     rest = kept.buffer[head.size :]
     keep_alive = handover.can_keep_alive()
     if isinstance(outcome, Hold):

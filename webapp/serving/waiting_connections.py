@@ -38,8 +38,9 @@ READABLE = 1  # libev's EV_READ
 class Workers:
     """Greenlets that call `serve` on each item submitted, more of them while some block."""
 
-    def __init__(self, serve: Callable[[Any], None]) -> None:
+    def __init__(self, serve: Callable[[Any], None], idle: Callable[[], None]) -> None:
         self._serve = serve
+        self._on_idle = idle  # called as a worker runs out of work
         self._ready: deque[Any] = deque()
         self._idle: list[Event] = []
         self._waking = 0  # woken or made, not yet running: they will take what is ready
@@ -66,6 +67,7 @@ class Workers:
                 if self._ready:
                     self._wake_one()  # should this one block, another takes the rest
                 self._serve(item)  # it catches what it raises: a worker never dies of it
+            self._on_idle()
             if len(self._idle) >= MAX_IDLE:
                 return
             wake.clear()
