@@ -57,6 +57,7 @@ HANDED_BACK_HEADERS = frozenset(
 )
 # What a poll's plan reads (webapp/http/poll_plan.py, PollRequest).
 READ = (b"authorization", b"origin", b"x-forwarded-for")
+WANTED = frozenset({*READ, b"connection"})
 
 
 # gunicorn's defaults for limit_request_line, limit_request_fields, limit_request_field_size.
@@ -70,7 +71,9 @@ class HeadRules:
     line_bytes: int = LINE_BYTES  # limit_request_line
     fields: int = FIELDS  # limit_request_fields
     field_bytes: int = FIELD_BYTES  # limit_request_field_size
-    scheme_headers: frozenset[bytes] = frozenset()  # secure_scheme_headers, lowercase
+    # Header names (lowercase) whose request goes to gunicorn: HANDED_BACK_HEADERS,
+    # and the secure_scheme_headers gunicorn may trust from a proxy.
+    handed_back: frozenset[bytes] = HANDED_BACK_HEADERS
 
     @classmethod
     def of(cls, cfg: Any) -> HeadRules:
@@ -79,7 +82,8 @@ class HeadRules:
             cfg.limit_request_line if cfg.limit_request_line > 0 else LINE_BYTES,
             cfg.limit_request_fields if cfg.limit_request_fields > 0 else FIELDS,
             cfg.limit_request_field_size if cfg.limit_request_field_size > 0 else FIELD_BYTES,
-            frozenset(name.lower().encode("latin-1") for name in cfg.secure_scheme_headers),
+            HANDED_BACK_HEADERS
+            | frozenset(name.lower().encode("latin-1") for name in cfg.secure_scheme_headers),
         )
 
 
@@ -193,21 +197,22 @@ def _read_headers(
 ) -> tuple[str | None, str | None, str | None] | None:
     """The values a poll's plan reads, as gunicorn puts them in the environ; None to hand back."""
     seen: set[bytes] = set()
-    values: dict[bytes, str] = {}
+    values: dict[bytes, bytes] = {}
+    handed_back = rules.handed_back
     for raw_name, raw_value in headers:
         name = raw_name.lower()
-        if (
-            name in seen
-            or b"_" in name
-            or name in HANDED_BACK_HEADERS
-            or name in rules.scheme_headers
-        ):
+        if name in seen or name in handed_back or b"_" in name:
             return None
         seen.add(name)
-        value = raw_value.strip(b" \t")  # as gunicorn strips it (llhttp keeps trailing blanks)
-        if name == b"connection":
-            if value.lower() != b"keep-alive":
-                return None
-        elif name in READ:
-            values[name] = value.decode("latin-1")
-    return values.get(READ[0]), values.get(READ[1]), values.get(READ[2])
+        if name in WANTED:
+            values[name] = raw_value
+    connection = values.get(b"connection")
+    if connection is not None and connection.strip(b" \t").lower() != b"keep-alive":
+        return None
+    # Stripped as gunicorn strips them (llhttp keeps trailing blanks).
+    authorization, origin, forwarded_for = (values.get(name) for name in READ)
+    return (
+        None if authorization is None else authorization.strip(b" \t").decode("latin-1"),
+        None if origin is None else origin.strip(b" \t").decode("latin-1"),
+        None if forwarded_for is None else forwarded_for.strip(b" \t").decode("latin-1"),
+    )
