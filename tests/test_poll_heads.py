@@ -20,6 +20,7 @@ from gunicorn.http.message import Request
 from gunicorn.http.unreader import IterUnreader
 
 from webapp.serving.poll_heads import (
+    HANDED_BACK_HEADERS,
     INCOMPLETE,
     LIMITS,
     MALFORMED,
@@ -70,7 +71,8 @@ def test_gunicorns_limits_are_read_from_its_config() -> None:
         4094,
         100,
         8190,
-        frozenset({b"x-forwarded-proto", b"x-forwarded-protocol", b"x-forwarded-ssl"}),
+        HANDED_BACK_HEADERS
+        | frozenset({b"x-forwarded-proto", b"x-forwarded-protocol", b"x-forwarded-ssl"}),
     )
     cfg.set("limit_request_line", 0)  # unlimited there: the default here, only stricter
     assert HeadRules.of(cfg).line_bytes == 4094
