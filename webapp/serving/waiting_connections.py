@@ -44,6 +44,12 @@ class Workers:
         self._ready: deque[Any] = deque()
         self._idle: list[Event] = []
         self._waking = 0  # woken or made, not yet running: they will take what is ready
+        self.busy = 0  # workers serving an item now (running, or blocked in it)
+
+    @property
+    def idle(self) -> int:
+        """Workers waiting for work."""
+        return len(self._idle)
 
     def submit(self, item: Any) -> None:
         self._ready.append(item)
@@ -66,7 +72,11 @@ class Workers:
                 item = self._ready.popleft()
                 if self._ready:
                     self._wake_one()  # should this one block, another takes the rest
-                self._serve(item)  # it catches what it raises: a worker never dies of it
+                self.busy += 1
+                try:
+                    self._serve(item)  # it catches what it raises: a worker never dies of it
+                finally:
+                    self.busy -= 1
             self._on_idle()
             if len(self._idle) >= MAX_IDLE:
                 return
