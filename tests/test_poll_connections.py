@@ -195,6 +195,7 @@ def test_a_poll_that_must_wait_parks_on_the_same_socket_with_what_came_after(
     way.answer = lambda head: Hold(parked, FIELDS, 20.0)  # type: ignore[arg-type]
     client.sendall(POLL + POST)
     wait_until(lambda: parked.held)
+    then = parked.held.pop("then")
     assert parked.held == {
         "head": b"HTTP/1.1 200 OK\r\nServer: gunicorn\r\nConnection: keep-alive\r\n" + FIELDS,
         "addr": ("127.0.0.1", 9),
@@ -202,3 +203,22 @@ def test_a_poll_that_must_wait_parks_on_the_same_socket_with_what_came_after(
         "timeout_seconds": 20.0,
         "read_ahead": POST,
     }
+    # Answered from its parking, the connection is read here again: the POST goes to gunicorn.
+    worker, _, _ = served
+    then(POST)
+    wait_until(lambda: worker.handed)
+    assert worker.handed == [POST]
+
+
+def test_after_an_answer_from_its_parking_the_next_poll_is_read_here(
+    served: tuple[Gunicorn, Way, PollLane], client: socket.socket
+) -> None:
+    _, way, _ = served
+    parked = Parked()
+    way.answer = lambda head: Hold(parked, FIELDS, 20.0)  # type: ignore[arg-type]
+    client.sendall(POLL)
+    wait_until(lambda: parked.held)
+    way.answer = Way().answer
+    parked.held["then"](b"")  # its answer was written: the connection waits for the next
+    client.sendall(POLL)
+    assert answer_of(client).endswith(b"\r\n\r\n{}") and len(way.asked) == 2

@@ -35,7 +35,8 @@ def test_a_readable_socket_is_ready_once_and_no_longer_watched() -> None:
     waiting = Waiting(ready.append, lambda item: pytest.fail("it was readable in time"))
     ours, theirs = socket.socketpair()
     with ours, theirs:
-        waiting.watch("kept", ours.fileno(), time.monotonic() + 60)
+        watcher = Waiting.watcher(ours.fileno())
+        waiting.watch("kept", watcher, time.monotonic() + 60)
         assert len(waiting) == 1
         for _ in range(5):
             next_turn()
@@ -45,6 +46,8 @@ def test_a_readable_socket_is_ready_once_and_no_longer_watched() -> None:
         theirs.sendall(b" HTTP/1.1")  # more bytes: it is not watched any more
         for _ in range(5):
             next_turn()
+        assert not watcher.active
+        watcher.close()
     assert ready == ["kept"] and len(waiting) == 0
 
 
@@ -54,14 +57,18 @@ def test_a_socket_past_its_deadline_expires_and_is_not_ready_after() -> None:
     waiting = Waiting(ready.append, expired.append, sweep_seconds=0.01)
     ours, theirs = socket.socketpair()
     with ours, theirs:
-        waiting.watch("slow", ours.fileno(), time.monotonic() + 0.05)
-        waiting.watch("on time", theirs.fileno(), time.monotonic() + 60)
+        watchers = Waiting.watcher(ours.fileno()), Waiting.watcher(theirs.fileno())
+        waiting.watch("slow", watchers[0], time.monotonic() + 0.05)
+        waiting.watch("on time", watchers[1], time.monotonic() + 60)
         wait_until(lambda: expired)
         theirs.sendall(b"late")  # "slow" is readable now: too late
         ours.sendall(b"in time")
         wait_until(lambda: ready)
         for _ in range(5):
             next_turn()
+        for watcher in watchers:
+            assert not watcher.active
+            watcher.close()
     assert expired == ["slow"] and ready == ["on time"] and len(waiting) == 0
 
 

@@ -89,13 +89,14 @@ class ParkedPoll:
     """A long-poll that may be held by the hub until its channel has news (a channel.Sink)."""
 
     __slots__ = ("_follower", "_limit", "_on_end", "_sock", "_head", "_keep_alive", "_addr")
-    __slots__ += ("_read_ahead", "cursor", "state")
+    __slots__ += ("_read_ahead", "_then", "cursor", "state")
 
     def __init__(self, follower: Follower, *, limit: int, on_end: Callable[[], None]) -> None:
         self._follower, self._limit, self._on_end = follower, limit, on_end
         self._sock: Any = None
         self._head, self._keep_alive, self._addr = b"", False, ("", 0)
         self._read_ahead = b""
+        self._then: Callable[[bytes], None] | None = None
         self.cursor = follower.cursor  # the channel moves the follower's; the answer starts here
         self.state = PollState.NEW
 
@@ -141,14 +142,18 @@ class ParkedPoll:
         keep_alive: bool,
         timeout_seconds: float,
         read_ahead: bytes = b"",
+        then: Callable[[bytes], None] | None = None,
     ) -> None:
         """Hold the connection (the hub's now) until news or the deadline.
 
         `head`: the answer's, up to Date and Content-Length (poll_answers.head).
         `read_ahead`: bytes read past this request, for the next one.
+        `then`: what reads the next request, given `read_ahead`, once the
+        answer is written and the connection stays open; by default
+        handover.next_request.
         """
         self._sock, self._addr, self._head = sock, addr, head
-        self._keep_alive, self._read_ahead = keep_alive, read_ahead
+        self._keep_alive, self._read_ahead, self._then = keep_alive, read_ahead, then
         self.cursor = self._follower.cursor
         self.move(PollState.PARKED)
         metrics.poll_started()
@@ -224,7 +229,10 @@ class ParkedPoll:
         self.move(PollState.ANSWERED)
         metrics.poll_finished()
         if keep and handover.can_keep_alive():
-            handover.next_request(self._sock, self._addr, self._read_ahead)
+            if self._then is not None:
+                self._then(self._read_ahead)
+            else:
+                handover.next_request(self._sock, self._addr, self._read_ahead)
         else:
             self._sock.close()
         self._on_end()

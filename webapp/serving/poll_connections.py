@@ -38,6 +38,7 @@ gunicorn reads every request.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -124,7 +125,11 @@ class KeptReader:
         if not self.limits.reads_here:
             handover.hand_back(sock, addr, read_ahead)
             return
-        kept = Kept(sock, addr, read_ahead)
+        self.resume(Kept(sock, addr, Waiting.watcher(sock.fileno())), read_ahead)
+
+    def resume(self, kept: Kept, read_ahead: bytes) -> None:
+        """After an answer from its parking: the connection's next request, maybe here already."""
+        kept.next_request(read_ahead, at_once=False)
         if read_ahead:  # a pipelining client's next request is here already
             kept.head_deadline = time.monotonic() + self.limits.header_seconds
             self._workers.submit(kept)
@@ -136,7 +141,7 @@ class KeptReader:
         deadline = kept.head_deadline
         if deadline is None:
             deadline = time.monotonic() + self.limits.idle_seconds
-        self._waiting.watch(kept, kept.sock.fileno(), deadline)
+        self._waiting.watch(kept, kept.watcher, deadline)
 
     def _serve(self, kept: Kept) -> None:
         """In a worker: serve what came on the connection, then wait for more or let it go."""
@@ -164,7 +169,7 @@ class KeptReader:
             priority.lane.wait_turn()  # its loop asks again as soon as answered: prompts first
         else:
             priority.lane.wait_quiet()  # paced by news: it waits only for prompts in progress
-        served = _answer(kept, head, self.answer)
+        served = _answer(kept, head, self.answer, self.resume)
         if served is not None:
             self._served += 1
             if self._served >= COUNT_EVERY:
@@ -208,30 +213,41 @@ def serve_polls_with(answer: Answerer | None) -> None:
 
 
 class Kept:
-    """A connection the hub reads: its socket and peer, and the request it is reading."""
+    """A connection the hub reads, from one parked poll's answer to its hand-back or close.
 
-    __slots__ = ("sock", "addr", "buffer", "unparsed", "reader", "head_deadline", "at_once")
+    Its watcher and head reader serve every request it reads, parked or not.
+    """
 
-    def __init__(self, sock: socket.socket, addr: Any, buffer: bytes) -> None:
-        self.sock, self.addr = sock, addr
-        self.buffer = buffer  # bytes of the request being read, and of those after it
-        self.unparsed = bool(buffer)  # the buffer holds bytes the reader has not seen
+    __slots__ = ("sock", "addr", "watcher", "reader", "buffer", "unparsed", "head_deadline")
+    __slots__ += ("at_once",)
+
+    def __init__(self, sock: socket.socket, addr: Any, watcher: Any) -> None:
+        self.sock, self.addr, self.watcher = sock, addr, watcher
         self.reader = HeadReader()
+        self.buffer = b""  # bytes of the request being read, and of those after it
+        self.unparsed = False  # the buffer holds bytes the reader has not seen
         self.head_deadline: float | None = None  # from the head's first byte
         self.at_once = False  # its last poll was answered at once (else from its parking)
 
-    def next_request(self, rest: bytes) -> None:
-        """The last request was answered at once: on to the next, whose bytes may be here."""
-        self.buffer, self.unparsed, self.at_once = rest, bool(rest), True
-        self.reader = HeadReader()
+    def next_request(self, rest: bytes, *, at_once: bool) -> None:
+        """The last request was answered: on to the next, whose bytes may be here."""
+        self.buffer, self.unparsed, self.at_once = rest, bool(rest), at_once
+        self.reader.reset()  # a PollHead was read: llhttp is ready for the next message
         self.head_deadline = None
+
+    def let_go(self) -> None:
+        """Its socket is gunicorn's, or closed: the watcher goes first (the file may be reused)."""
+        self.watcher.close()
 
 
 def _close(kept: Kept) -> None:
+    kept.let_go()
     kept.sock.close()
 
 
-def _answer(kept: Kept, head: PollHead, answer: Answerer) -> bool | None:
+def _answer(
+    kept: Kept, head: PollHead, answer: Answerer, resume: Callable[[Kept, bytes], None]
+) -> bool | None:
     """Ask the plan's way in; answer, park or hand back.
 
     True when the connection reads on; None when the poll was handed back.
@@ -247,17 +263,19 @@ def _answer(kept: Kept, head: PollHead, answer: Answerer) -> bool | None:
     rest = kept.buffer[head.size :]
     keep_alive = handover.can_keep_alive()
     if isinstance(outcome, Hold):
-        _hold(kept, outcome, keep_alive, rest)
+        _hold(kept, outcome, keep_alive, rest, resume)
         return False
     data = poll_answers.answer_at_once(outcome.fields, outcome.body, keep_alive)
     if not _send(kept.sock, data, head.session_id) or not keep_alive:
         _close(kept)
         return False
-    kept.next_request(rest)
+    kept.next_request(rest, at_once=True)
     return True
 
 
-def _hold(kept: Kept, hold: Hold, keep_alive: bool, rest: bytes) -> None:
+def _hold(
+    kept: Kept, hold: Hold, keep_alive: bool, rest: bytes, resume: Callable[[Kept, bytes], None]
+) -> None:
     poll = hold.poll
     try:
         head = poll_answers.head(PROTOCOL, hold.fields, keep_alive)
@@ -268,6 +286,8 @@ def _hold(kept: Kept, hold: Hold, keep_alive: bool, rest: bytes) -> None:
             keep_alive=keep_alive,
             timeout_seconds=hold.timeout_seconds,
             read_ahead=rest,
+            # Answered, it comes back here with the same watcher and reader.
+            then=functools.partial(resume, kept),
         )
     except Exception:
         poll.response_closed()  # never parked: it stops following, and its stream slot goes
@@ -296,6 +316,7 @@ def _send(sock: socket.socket, data: bytes, session_id: str) -> bool:
 def _hand_back(kept: Kept, reason: str) -> bool:
     metrics.kept_poll_handed_back(reason)
     log.debug("kept connection handed to gunicorn reason=%s", reason)
+    kept.let_go()
     # A poll the plan gave back waited its turn already; anything else makes way for nothing.
     handover.hand_back(kept.sock, kept.addr, kept.buffer, wait_quiet=False)
     return False

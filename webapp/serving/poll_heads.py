@@ -106,6 +106,10 @@ class HeadReader:
 
     def __init__(self) -> None:
         self._parser = httptools.HttpRequestParser(self)
+        self.reset()
+
+    def reset(self) -> None:
+        """Ready for the next head, after one read as a PollHead (llhttp is ready for it too)."""
         self._fed = 0  # bytes of the buffer given to the parser so far
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []

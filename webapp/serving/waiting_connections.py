@@ -102,9 +102,17 @@ class Waiting:
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def watch(self, item: Hashable, fd: int, deadline: float) -> None:
-        """Until `fd` is readable (then `ready(item)`), or `deadline` passes (`expire(item)`)."""
-        watcher = gevent.get_hub().loop.io(fd, READABLE)
+    @staticmethod
+    def watcher(fd: int) -> Any:
+        """A watcher of `fd` for `watch`, made once per connection: its owner closes it.
+
+        Made once, not once a wait: gevent checks the file each time it
+        makes one (an fcntl call).
+        """
+        return gevent.get_hub().loop.io(fd, READABLE)
+
+    def watch(self, item: Hashable, watcher: Any, deadline: float) -> None:
+        """Until `watcher`'s file is readable (`ready(item)`), or `deadline` (`expire(item)`)."""
         self._waiting[item] = (watcher, deadline)
         watcher.start(self._readable, item)
         if self._sweeper is None:
@@ -112,7 +120,7 @@ class Waiting:
 
     def _readable(self, item: Hashable) -> None:
         watcher, _ = self._waiting.pop(item)
-        watcher.close()  # before the socket is handed on: its file may be closed and reused
+        watcher.stop()
         self._ready(item)
 
     def _sweep_while_waiting(self) -> None:
@@ -123,7 +131,7 @@ class Waiting:
                 late = [item for item, (_, deadline) in self._waiting.items() if deadline <= now]
                 for item in late:
                     watcher, _ = self._waiting.pop(item)
-                    watcher.close()
+                    watcher.stop()
                     self._expire(item)
         finally:
             self._sweeper = None
