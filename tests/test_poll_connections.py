@@ -14,7 +14,6 @@ tests/test_poll_parity.py.
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 from gunicorn.config import Config
 
+from tests.support.green import turn_until
 from webapp.ops import metrics
 from webapp.serving import handover, poll_connections, priority
 from webapp.serving.poll_connections import Hold, Reply
@@ -33,14 +33,6 @@ pytestmark = pytest.mark.gevent
 POLL = b"GET /api/sessions/abcdefgh/poll?after=0-0 HTTP/1.1\r\nHost: x\r\n\r\n"
 POST = b"POST /api/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
 FIELDS = b"Content-Type: application/json\r\n"
-
-
-def wait_until(condition: Callable[[], object], seconds: float = 10.0) -> None:
-    """Let the loop turn until `condition` holds (a deadline, not a sleep)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        next_turn()
 
 
 @dataclass
@@ -129,7 +121,7 @@ def test_a_poll_on_a_kept_connection_makes_way_for_prompts(
     # After a parked poll's answer: it waits while a prompt is in progress.
     lane.prompt_started()
     client.sendall(POLL)
-    wait_until(lambda: lane.waited == 1)
+    turn_until(lambda: lane.waited == 1)
     for _ in range(20):  # every chance to read the poll: it must not
         next_turn()
     assert not way.asked
@@ -138,7 +130,7 @@ def test_a_poll_on_a_kept_connection_makes_way_for_prompts(
     # Answered at once, its loop asks again at once: it waits its turn behind prompts.
     lane.prompt_started()
     client.sendall(POLL)
-    wait_until(lambda: lane.waited == 2)
+    turn_until(lambda: lane.waited == 2)
     for _ in range(20):
         next_turn()
     assert len(way.asked) == 1
@@ -155,7 +147,7 @@ def test_what_is_not_a_poll_goes_to_gunicorn_with_its_bytes(
     answer_of(client)
     lane.prompt_started()  # a prompt in progress: a POST does not wait as a poll would
     client.sendall(POST[20:])
-    wait_until(lambda: worker.handed)
+    turn_until(lambda: worker.handed)
     assert worker.handed == [POST] and len(way.asked) == 1 and lane.waited == 0
     lane.prompt_ended()
 
@@ -170,7 +162,7 @@ def test_a_way_in_that_raises_hands_the_poll_to_gunicorn(
 
     way.answer = fail
     client.sendall(POLL)
-    wait_until(lambda: worker.handed)
+    turn_until(lambda: worker.handed)
     assert worker.handed == [POLL], "gunicorn reads it again, and Flask answers"
 
 
@@ -187,14 +179,21 @@ class Parked:
         raise AssertionError("it parked")
 
 
+def parked_after(way: Way, client: socket.socket, data: bytes) -> Parked:
+    """Send `data`, whose first poll the way in parks: what it was parked with."""
+    parked = Parked()
+    way.answer = lambda head: Hold(parked, FIELDS, 20.0)  # type: ignore[arg-type]
+    client.sendall(data)
+    turn_until(lambda: parked.held)
+    way.answer = Way().answer
+    return parked
+
+
 def test_a_poll_that_must_wait_parks_on_the_same_socket_with_what_came_after(
     served: tuple[Gunicorn, Way, PollLane], client: socket.socket
 ) -> None:
     _, way, _ = served
-    parked = Parked()
-    way.answer = lambda head: Hold(parked, FIELDS, 20.0)  # type: ignore[arg-type]
-    client.sendall(POLL + POST)
-    wait_until(lambda: parked.held)
+    parked = parked_after(way, client, POLL + POST)
     then = parked.held.pop("then")
     assert parked.held == {
         "head": b"HTTP/1.1 200 OK\r\nServer: gunicorn\r\nConnection: keep-alive\r\n" + FIELDS,
@@ -206,7 +205,7 @@ def test_a_poll_that_must_wait_parks_on_the_same_socket_with_what_came_after(
     # Answered from its parking, the connection is read here again: the POST goes to gunicorn.
     worker, _, _ = served
     then(POST)
-    wait_until(lambda: worker.handed)
+    turn_until(lambda: worker.handed)
     assert worker.handed == [POST]
 
 
@@ -214,11 +213,7 @@ def test_after_an_answer_from_its_parking_the_next_poll_is_read_here(
     served: tuple[Gunicorn, Way, PollLane], client: socket.socket
 ) -> None:
     _, way, _ = served
-    parked = Parked()
-    way.answer = lambda head: Hold(parked, FIELDS, 20.0)  # type: ignore[arg-type]
-    client.sendall(POLL)
-    wait_until(lambda: parked.held)
-    way.answer = Way().answer
+    parked = parked_after(way, client, POLL)
     parked.held["then"](b"")  # its answer was written: the connection waits for the next
     client.sendall(POLL)
     assert answer_of(client).endswith(b"\r\n\r\n{}") and len(way.asked) == 2

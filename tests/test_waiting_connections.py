@@ -11,23 +11,15 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
 
 import pytest
 from gevent.event import Event
 
+from tests.support.green import turn_until
 from webapp.serving.priority import next_turn
 from webapp.serving.waiting_connections import MAX_IDLE, Waiting, Workers
 
 pytestmark = pytest.mark.gevent
-
-
-def wait_until(condition: Callable[[], object], seconds: float = 10.0) -> None:
-    """Let the loop turn until `condition` holds (a deadline, not a sleep)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        next_turn()
 
 
 def test_a_readable_socket_is_ready_once_and_no_longer_watched() -> None:
@@ -42,7 +34,7 @@ def test_a_readable_socket_is_ready_once_and_no_longer_watched() -> None:
             next_turn()
         assert ready == [], "nothing to read yet"
         theirs.sendall(b"GET /")
-        wait_until(lambda: ready)
+        turn_until(lambda: ready)
         theirs.sendall(b" HTTP/1.1")  # more bytes: it is not watched any more
         for _ in range(5):
             next_turn()
@@ -60,10 +52,10 @@ def test_a_socket_past_its_deadline_expires_and_is_not_ready_after() -> None:
         watchers = Waiting.watcher(ours.fileno()), Waiting.watcher(theirs.fileno())
         waiting.watch("slow", watchers[0], time.monotonic() + 0.05)
         waiting.watch("on time", watchers[1], time.monotonic() + 60)
-        wait_until(lambda: expired)
+        turn_until(lambda: expired)
         theirs.sendall(b"late")  # "slow" is readable now: too late
         ours.sendall(b"in time")
-        wait_until(lambda: ready)
+        turn_until(lambda: ready)
         for _ in range(5):
             next_turn()
         for watcher in watchers:
@@ -84,9 +76,9 @@ def test_a_worker_that_blocks_holds_up_no_other() -> None:
     workers = Workers(serve, lambda: None)
     for item in ("blocks", "a", "b"):
         workers.submit(item)
-    wait_until(lambda: served == ["a", "b"])
+    turn_until(lambda: served == ["a", "b"])
     release.set()
-    wait_until(lambda: len(served) == 3)
+    turn_until(lambda: len(served) == 3)
     assert served == ["a", "b", "blocks"]
 
 
@@ -102,9 +94,9 @@ def test_workers_serve_in_order_say_when_idle_and_keep_few() -> None:
     workers = Workers(serve, lambda: idle.append(len(served)))
     for item in range(3 * MAX_IDLE):  # each blocks: one worker each
         workers.submit(item)
-    wait_until(lambda: workers.busy == 3 * MAX_IDLE)
+    turn_until(lambda: workers.busy == 3 * MAX_IDLE)
     release.set()
-    wait_until(lambda: workers.busy == 0 and len(served) == 3 * MAX_IDLE)
+    turn_until(lambda: workers.busy == 0 and len(served) == 3 * MAX_IDLE)
     assert served == list(range(3 * MAX_IDLE))
     assert idle and idle[-1] == 3 * MAX_IDLE, "told when the work ran out"
     # All ran out of work: MAX_IDLE wait for more, the others ended.
