@@ -332,11 +332,14 @@ def test_a_request_half_sent_then_closed_leaves_no_connection_open(
         assert Responses(sock).next().startswith(b"HTTP/1.1 200 OK")
 
 
+@pytest.mark.parametrize("behind", [False, True], ids=["alone", "pipelined behind a poll"])
 def test_a_request_half_sent_then_left_is_closed_after_the_header_timeout(
-    pair: Pair, stream: Stream
+    pair: Pair, stream: Stream, behind: bool
 ) -> None:
     with kept_connection(pair, stream) as sock:
-        sock.sendall(head(stream)[:20])
+        sock.sendall((head(stream) if behind else b"") + head(stream)[:20])
+        if behind:
+            assert Responses(sock).next().startswith(b"HTTP/1.1 200 OK")
         sock.settimeout(HEADER_TIMEOUT_SECONDS + 10)  # well under keepalive (95 s)
         assert sock.recv(65536) == b"", "closed without an answer"
 

@@ -131,7 +131,6 @@ class KeptReader:
         """After an answer from its parking: the connection's next request, maybe here already."""
         kept.next_request(read_ahead, at_once=False)
         if read_ahead:  # a pipelining client's next request is here already
-            kept.head_deadline = time.monotonic() + self.limits.header_seconds
             self._workers.submit(kept)
         else:
             self._wait(kept)
@@ -195,9 +194,9 @@ class KeptReader:
                 return CLOSED
             if not data:  # the client closed, maybe half-way through a request
                 return CLOSED
-            if not kept.buffer:
-                kept.head_deadline = time.monotonic() + self.limits.header_seconds
             kept.buffer += data
+        if kept.head_deadline is None:  # the head's first bytes: the header deadline starts
+            kept.head_deadline = time.monotonic() + self.limits.header_seconds
         return kept.reader.read(kept.buffer, self.limits.rules)
 
 
