@@ -155,6 +155,11 @@ def poll_finished() -> None:
     POLLS_WAITING.dec()
 
 
+def polls_waiting_changed(delta: int) -> None:
+    """Parked polls counted in a batch: each gauge write takes a lock and a file write."""
+    POLLS_WAITING.inc(delta)
+
+
 def reset_sent(transport: str) -> None:
     """A `reset` went to a client; transport is "sse" or "poll"."""
     RESETS.labels(transport).inc()

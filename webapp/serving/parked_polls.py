@@ -131,6 +131,7 @@ class ParkedPoll:
             # A pipelining client's next requests, which gunicorn read already (item 9).
             read_ahead=handover.read_ahead(),
         )
+        parking.count_waiting()
         handover.let_go()
 
     def hold(
@@ -156,7 +157,6 @@ class ParkedPoll:
         self._keep_alive, self._read_ahead, self._then = keep_alive, read_ahead, then
         self.cursor = self._follower.cursor
         self.move(PollState.PARKED)
-        metrics.poll_started()
         self._follower.attach(self)
         parking.park(self, time.monotonic() + timeout_seconds)
 
@@ -222,12 +222,14 @@ class ParkedPoll:
             with send_watch.watch(SEND_TIMEOUT_SECONDS, self._follower.session_id):
                 self._sock.sendall(rest)
         except OSError:
-            return self._finish(keep=False)
-        self._finish(keep=self._keep_alive)
+            self._finish(keep=False)
+        else:
+            self._finish(keep=self._keep_alive)
+        parking.count_waiting()
 
     def _finish(self, *, keep: bool) -> None:
         self.move(PollState.ANSWERED)
-        metrics.poll_finished()
+        parking.answered()
         if keep and handover.can_keep_alive():
             if self._then is not None:
                 self._then(self._read_ahead)
@@ -249,8 +251,11 @@ class Parking:
         self._answerer: gevent.Greenlet | None = None
         # When the answerer wakes by itself next; -inf while it runs (it looks before it sleeps).
         self._sleeping_until = -math.inf
+        # Polls parked less polls answered, not yet in relay_long_polls_waiting.
+        self._waiting_change = 0
 
     def park(self, poll: ParkedPoll, deadline: float) -> None:
+        self._waiting_change += 1
         heapq.heappush(self._deadlines, (deadline, next(self._order), poll))
         if self._answerer is None or self._answerer.dead:
             self._answerer = gevent.spawn(self._answer_forever)
@@ -258,6 +263,22 @@ class Parking:
         # park with the same timeout, after the polls parked before them.
         if deadline < self._sleeping_until:
             self._wake.set()
+
+    def answered(self) -> None:
+        self._waiting_change -= 1
+
+    def count_waiting(self) -> None:
+        """Write the parked polls' count to relay_long_polls_waiting.
+
+        Once a batch, not once a poll: a gauge's write takes a lock and
+        writes its file (prometheus multiprocess mode), 2-5 µs a poll each
+        way under load. Called after each batch of answers, by the kept
+        connections' workers as they run out of work, and after a poll
+        parks from its response.
+        """
+        if self._waiting_change:
+            metrics.polls_waiting_changed(self._waiting_change)
+            self._waiting_change = 0
 
     def queue(self, poll: ParkedPoll) -> None:
         """A woken poll, to be answered in the next batch."""
@@ -289,6 +310,7 @@ class Parking:
                 except Exception:  # never out of the answering greenlet
                     log.exception("long-poll answer failed session=%s", poll.session_id)
                     poll.close()
+            self.count_waiting()
             priority.next_turn()  # requests in progress (prompt POSTs) go on between batches
 
 

@@ -50,7 +50,7 @@ from typing import Any, NamedTuple
 from webapp.ops import metrics
 from webapp.serving import handover, poll_answers, priority
 from webapp.serving.held_streams import send_watch
-from webapp.serving.parked_polls import SEND_TIMEOUT_SECONDS, ParkedPoll
+from webapp.serving.parked_polls import SEND_TIMEOUT_SECONDS, ParkedPoll, parking
 from webapp.serving.poll_heads import (
     INCOMPLETE,
     LIMITS,
@@ -180,6 +180,7 @@ class KeptReader:
         if self._served:
             metrics.kept_polls(self._served)
             self._served = 0
+        parking.count_waiting()  # and those it parked
 
     def _read(self, kept: Kept) -> PollHead | str | object:
         """The head, once the bytes that came complete it; INCOMPLETE or CLOSED else."""
