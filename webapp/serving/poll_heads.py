@@ -2,7 +2,7 @@
 
 After a parked poll is answered, its connection's next request is read here
 (poll_connections.py) rather than by gunicorn's Python parser, which was
-about a fifth of a poll's web CPU (issue 25). The parser is httptools, the
+about a ninth of a poll's web CPU (py-spy, issue 25's bench). The parser is httptools, the
 binding of llhttp (Node's HTTP parser) that uvicorn uses: this module
 parses nothing itself. It feeds the parser the bytes up to the end of the
 head, and holds the result to the rules gunicorn would apply before any of
@@ -24,15 +24,15 @@ back, by reason:
   gunicorn's limits (`limit_request_line`, `limit_request_field_size`,
   `limit_request_fields`), and a head longer than `MAX_HEAD_BYTES`:
   gunicorn answers 414 or 431, or serves it;
-- `OTHER`: anything but an HTTP/1.1 GET of `/api/sessions/<sid>/poll` that asks for
-  keep-alive (no `Connection` header, or `keep-alive`): another path or
-  method, HTTP/1.0, `Connection: close`, an Upgrade;
-- a body, or a header that changes how the request is read (Content-Length,
-  Transfer-Encoding, Content-Type, Expect, the scheme headers gunicorn
-  trusts from a proxy), a header given twice (gunicorn joins or refuses
-  those), a header name with `_` (gunicorn drops or maps those), an empty
-  line before the request line, a path with `%` (gunicorn decodes it) or a
-  fragment.
+- `OTHER`: anything but an HTTP/1.1 GET of `/api/sessions/<sid>/poll`
+  that asks for keep-alive (no `Connection` header, or `keep-alive`):
+  another path or method, HTTP/1.0, `Connection: close`, an Upgrade; and
+  a body, or a header that changes how the request is read
+  (Content-Length, Transfer-Encoding, Content-Type, Expect, the scheme
+  headers gunicorn trusts from a proxy), a header given twice (gunicorn
+  joins or refuses those), a header name with `_` (gunicorn drops or maps
+  those), an empty line before the request line, a path with `%`
+  (gunicorn decodes it) or a fragment.
 
 The head of a body-less request ends at its first empty line: there the
 next request (a pipelining client's) begins, exactly as gunicorn reads it.
