@@ -10,7 +10,8 @@ long-polls parked with the hub and answered on their socket
 (`poll_answers.py`), the way in for polls that skips Flask's dispatch
 (`fast_poll.py`, WSGI middleware that create_app hands the polls' plan),
 the connections whose next request the hub reads itself once a parked
-poll is answered (`poll_connections.py`, with httptools: `poll_heads.py`),
+poll is answered (`poll_connections.py`, with httptools: `poll_heads.py`;
+waited on with no greenlet each: `waiting_connections.py`),
 and the order in which a process serves polls and other requests
 (`priority.py`).
 May import: `webapp.read`, `webapp.ops`, `webapp.settings`,
