@@ -98,8 +98,12 @@ def test_what_the_plan_cannot_answer_without_flask_is_handed_to_it(polled_app: F
     assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "invalid_cursor"
     with_a_body = http.get(path, query_string={"timeout": 0}, json={"a": 1})
     assert with_a_body.status_code == 200
+    # werkzeug's routing refuses a WebSocket handshake to the poll's route: Flask answers it.
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket"}
+    assert http.get(path, query_string={"timeout": 0}, headers=upgrade).status_code == 400
     assert {reason: fallbacks(reason) - counts[reason] for reason in fast_poll.REASONS} == {
         fast_poll.BODY: 1,
+        fast_poll.UPGRADE: 1,
         fast_poll.LOOKUP: 0,
         fast_poll.REFUSED: 1,
         fast_poll.FAILED: 0,
@@ -151,7 +155,10 @@ def test_each_fallback_is_counted_by_reason_and_logged_once(
     app = FastPolls(flask_stand_in, lambda session_id, environ: reason)
     before = fallbacks(reason)
     with caplog.at_level(logging.DEBUG, logger=fast_poll.__name__):
-        environ = {"CONTENT_LENGTH": "2"} if reason == fast_poll.BODY else {}
+        environ = {
+            fast_poll.BODY: {"CONTENT_LENGTH": "2"},
+            fast_poll.UPGRADE: {"HTTP_UPGRADE": "websocket"},
+        }.get(reason, {})
         assert call(app, "/api/sessions/abcdefgh/poll", **environ) == ("299 Flask", b"flask")
     assert fallbacks(reason) == before + 1 and app.answered == 0
     lines = [r.getMessage() for r in caplog.records if r.name == fast_poll.__name__]

@@ -6,14 +6,17 @@ the chunk framing, and, served by gunicorn's gevent worker, the socket in
 the environ, the headers written with the first item, and the quiet close
 on EPIPE that lets the hub keep the connection; the parser's reader that
 the header timeout hooks into (item 6); the function that answers a request
-gunicorn refuses (item 7); and the head gunicorn writes, which a parked
-poll writes itself (item 8).
+gunicorn refuses (item 7); the head and whole answer gunicorn writes, which
+a parked poll and a poll answered on a kept connection write themselves
+(item 8); and the bytes its reader holds past a request, taken and given
+back (item 9).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -31,7 +34,9 @@ from gunicorn.workers import base as gunicorn_workers
 
 from tests.support.processes import Process, free_port, python, wait_until_answers
 from webapp.read.entries import chunked
-from webapp.serving import gunicorn_worker, handover, parked_polls, refusals
+from webapp.serving import gunicorn_worker, handover, poll_answers, refusals
+
+JSON = "application/json"
 
 
 def test_gunicorn_is_a_release_the_hand_over_was_checked_against() -> None:
@@ -168,44 +173,86 @@ def test_gunicorn_answers_refused_requests_through_util_write_error() -> None:
     assert "util.write_error(" in inspect.getsource(gunicorn_workers.Worker.handle_error)
 
 
-# -- item 8: the head a parked poll writes itself (webapp/serving/parked_polls.py) ---------
+# -- item 8: the answers relay writes itself (webapp/serving/poll_answers.py) -------------
+
+APP_HEADERS = [("Cache-Control", "no-store"), ("Vary", "Origin"), ("Content-Type", JSON)]
 
 
-def gunicorn_response(request: bytes) -> tuple[Any, dict[str, Any]]:
-    """gunicorn's own Response to `request`, as its worker makes it, and the WSGI environ."""
+def gunicorn_answer(request: bytes, body: bytes) -> tuple[bytes, Any, dict[str, Any]]:
+    """gunicorn's own bytes for a response with its length, as its worker writes the app's."""
     cfg = gunicorn_config.Config()
     ours, theirs = socket.socketpair()
     with ours, theirs:
         theirs.sendall(request)
         req = next(gunicorn_http.get_parser(cfg, ours, ("127.0.0.1", 1)))
         response, environ = gunicorn_wsgi.create(req, ours, ("127.0.0.1", 1), ("x", 80), cfg)
-    # With its length, as a parked poll's answer: not chunked.
-    response.start_response(
-        "200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")]
-    )
-    return response, environ
+        response.start_response("200 OK", [*APP_HEADERS, ("Content-Length", str(len(body)))])
+        response.write(body)
+        written = theirs.recv(65536)
+    return DATE.sub(b"Date: -", written), response, environ
+
+
+DATE = re.compile(rb"Date: [^\r]*")
+ANSWER_REQUESTS = [
+    b"GET /p HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"GET /p HTTP/1.0\r\nHost: x\r\n\r\n",
+    b"GET /p HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+]
 
 
 @pytest.mark.parametrize(
-    "request_bytes",
-    [
-        b"GET /p HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"GET /p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        b"GET /p HTTP/1.0\r\nHost: x\r\n\r\n",
-        b"GET /p HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
-    ],
-    ids=["1.1", "1.1 close", "1.0", "1.0 keep-alive"],
+    "request_bytes", ANSWER_REQUESTS, ids=["1.1", "1.1 close", "1.0", "1.0 keep-alive"]
 )
 def test_a_parked_poll_writes_the_head_gunicorn_writes(request_bytes: bytes) -> None:
-    response, environ = gunicorn_response(request_bytes)
-    keep_alive = parked_polls.asks_keep_alive(environ)
+    written, response, environ = gunicorn_answer(request_bytes, b"{}")
+    keep_alive = poll_answers.asks_keep_alive(environ)
     # Kept open only where gunicorn would keep it (1.0 keep-alive: closed, which is allowed).
     assert not keep_alive or not response.should_close()
     theirs = [line for line in response.default_headers() if not line.startswith("Date: ")]
     if not keep_alive:
         theirs = [line.replace("keep-alive", "close") for line in theirs]
-    head = parked_polls.head(environ, {"Content-Type": "application/json"}, keep_alive)
+    protocol = environ["SERVER_PROTOCOL"]
+    head = poll_answers.head(protocol, poll_answers.fields_of(APP_HEADERS), keep_alive)
     ours = head.decode("latin-1").split("\r\n")
     assert [f"{line}\r\n" for line in ours[: len(theirs)]] == theirs
     now = 1_700_000_000.5
-    assert parked_polls.http_date(now).decode() == util.http_date(now)
+    assert poll_answers.http_date(now).decode() == util.http_date(now)
+    before, ours_now, after = util.http_date(), poll_answers.http_date(), util.http_date()
+    assert ours_now.decode() in (before, after), "the Date of now, made once a second"
+
+
+def test_a_poll_answered_at_once_on_a_kept_connection_is_gunicorns_bytes() -> None:
+    """poll_connections.py writes the whole answer as gunicorn writes the app's response."""
+    body = b'{"events":[],"cursor":"0-0","reset":false}'
+    written, _, _ = gunicorn_answer(ANSWER_REQUESTS[0], body)
+    ours = poll_answers.answer_at_once(poll_answers.fields_of(APP_HEADERS), body, keep_alive=True)
+    assert DATE.sub(b"Date: -", ours) == written
+
+
+# -- item 9: bytes read ahead, and given back (webapp/serving/handover.py) -----------------
+
+TWO = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_what_gunicorn_read_past_a_request_waits_in_its_reader_to_be_taken() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        parser = parser_on(ours)
+        theirs.sendall(TWO)
+        assert next(parser).path == "/1"
+        assert parser.unreader.take_buffered() == TWO[TWO.index(b"GET /2") :]
+        assert parser.unreader.take_buffered() == b"", "taken, not copied"
+
+
+def test_bytes_given_back_are_parsed_before_the_socket(timed_parsers: None) -> None:
+    """A connection handed back with bytes read ahead: gunicorn's next parser starts with them."""
+    ours, theirs = gevent.socket.socketpair()
+    with ours, theirs:
+        handover._this_connection.given_back = b"GET /given HTTP/1.1\r\nHo"
+        parser = parser_on(ours)
+        assert handover.reads_of_this_connection() is parser.unreader
+        theirs.sendall(b"st: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert next(parser).path == "/given"
+        assert next(parser).path == "/next"
+        assert parser_on(ours).unreader.take_buffered() == b"", "given back once"

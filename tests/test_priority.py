@@ -7,23 +7,13 @@ fast they did.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import gevent
 import pytest
 
+from tests.support.green import turn_until
 from webapp.serving.priority import TURN, PollLane, next_turn
 
 pytestmark = pytest.mark.gevent
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    """Let the loop turn until `condition` holds (a deadline, not a sleep)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        next_turn()
 
 
 def poll(lane: PollLane, order: list[str], name: str) -> gevent.Greenlet:
@@ -45,7 +35,7 @@ def test_a_poll_waits_for_the_prompt_in_progress() -> None:
     order: list[str] = []
     lane.prompt_started()
     waiting = poll(lane, order, "poll")
-    wait_until(lambda: lane.waited == 1)
+    turn_until(lambda: lane.waited == 1)
     for _ in range(20):  # the releaser has every chance to let it through: it must not
         next_turn()
     order.append("prompt")
@@ -65,7 +55,7 @@ def test_a_parked_polls_connection_waits_for_quiet_only_while_a_prompt_is_in_pro
         order.append("poll")
 
     waiting = gevent.spawn(handed_back)
-    wait_until(lambda: lane.waited == 1)
+    turn_until(lambda: lane.waited == 1)
     order.append("prompt")
     lane.prompt_ended()
     waiting.join(timeout=10)
@@ -86,7 +76,7 @@ def test_waiting_polls_go_on_oldest_first_a_turn_at_a_time() -> None:
     order: list[str] = []
     lane.prompt_started()
     polls = [poll(lane, order, f"poll {i}") for i in range(3 * TURN)]
-    wait_until(lambda: lane.waited == len(polls))
+    turn_until(lambda: lane.waited == len(polls))
     through: list[int] = []  # polls through so far, at each turn of the loop
 
     def watch() -> None:

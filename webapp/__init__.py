@@ -60,7 +60,7 @@ def _serve(app: Flask) -> None:
     from webapp import cli
     from webapp.http import api, auth, chat_api, cors, errors, health, pages, stream, tool_inputs
     from webapp.ops import metrics, scrape
-    from webapp.serving import fast_poll, priority
+    from webapp.serving import fast_poll, poll_connections, priority
 
     errors.register(app)
     priority.init_app(app)  # first: its hook must run before any other can refuse the request
@@ -77,9 +77,14 @@ def _serve(app: Flask) -> None:
     metrics.init_app(app)
     cli.init_app(app)
     # Long-polls skip Flask's dispatch when their plan needs nothing of it
-    # (serving/fast_poll.py): the adapter gets the plan's way in from here.
+    # (serving/fast_poll.py), and gunicorn's parser on a connection whose
+    # parked poll was answered (serving/poll_connections.py): the adapter
+    # gets the plan's ways in from here.
     if app.config["FAST_POLL"]:
         app.wsgi_app = fast_poll.FastPolls(app.wsgi_app, stream.fast_answerer(app))
+    poll_connections.serve_polls_with(
+        stream.kept_answerer(app) if app.config["FAST_POLL"] else None
+    )
 
 
 def _sqlite_folder(app: Flask) -> None:

@@ -32,6 +32,23 @@ BATCH_TIMEOUT_SECONDS = 300
 CHILD = "from gevent import monkey; monkey.patch_all(); import sys, pytest; sys.exit(pytest.main(sys.argv[1:]))"
 
 
+def turn_until(condition: Any, seconds: float = 10.0) -> None:
+    """In a `gevent` test: let the event loop turn until `condition()` holds, under a deadline.
+
+    Not a sleep: each turn serves every greenlet and socket that is ready
+    (webapp/serving/priority.py, `next_turn`), and the test goes on as soon
+    as what it asserts on is true.
+    """
+    import time
+
+    from webapp.serving.priority import next_turn
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        next_turn()
+
+
 def patched() -> bool:
     """Whether this process runs under gevent's monkey-patching."""
     from gevent import monkey

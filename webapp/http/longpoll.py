@@ -1,11 +1,16 @@
-"""A long-poll's response, from its plan (poll_plan.py), for either way in.
+"""A long-poll's response, from its plan (poll_plan.py), for every way in.
 
-`serve()` is what both ways in call: Flask's view (stream.py, `poll`), which
+`serve()` is what two ways in call: Flask's view (stream.py, `poll`), which
 may look a session up in SQL, and the fast path (serving/fast_poll.py,
-through stream.py's `fast_poll`), which may not. It asks the plan, and
+through stream.py's `fast_answerer`), which may not. It asks the plan, and
 turns an `Answer` or a `Park` into the same werkzeug Response on both, so
 the bytes on the wire are the same whichever way a poll took
 (tests/test_poll_parity.py).
+
+The third way in is a kept connection, whose next request the hub reads
+itself (serving/poll_connections.py, through stream.py's `kept_answerer`):
+`serve_kept()` asks the same plan and gives it the answer as bytes, or the
+poll to park, with the same headers in the same order (`answer_fields`).
 
 A parked poll's response has a body that gunicorn runs once Flask (or the
 fast path) is done with the headers: unless entries came meanwhile, it
@@ -34,8 +39,12 @@ from webapp.http.poll_plan import (
 )
 from webapp.ops import metrics
 from webapp.read.entries import poll_body
-from webapp.serving import handover
+from webapp.serving import handover, poll_answers
 from webapp.serving.parked_polls import ParkedPoll
+from webapp.serving.poll_connections import Hold, Reply
+from webapp.serving.poll_heads import PollHead
+
+JSON = "application/json"
 
 
 def serve(
@@ -63,12 +72,45 @@ def serve(
     return decision
 
 
+def serve_kept(head: PollHead, remote_addr: str, site: PollSite) -> Reply | Hold | Refusal | Lookup:
+    """A poll read on a kept connection: its answer as bytes, the poll to park, or why not."""
+    request = PollRequest(
+        head.session_id,
+        head.query,
+        head.authorization,
+        head.origin,
+        head.forwarded_for,
+        remote_addr,
+    )
+    decision = plan(request, site, can_park=True)  # the hub holds the connection: it can park
+    if isinstance(decision, Answer):
+        poll = decision.poll
+        if poll.reset:
+            metrics.reset_sent("poll")
+        body = poll_answers.bodies.body(head.session_id, poll.entries, poll.cursor, poll.reset)
+        return Reply(poll_answers.fields_of(answer_fields(decision.headers)), body)
+    if isinstance(decision, Park):
+        parked = ParkedPoll(decision.follower, limit=POLL_MAX_EVENTS, on_end=decision.end)
+        fields = poll_answers.fields_of(answer_fields(decision.headers))
+        return Hold(parked, fields, decision.timeout_seconds)
+    return decision
+
+
+def answer_fields(headers: dict[str, str]) -> list[tuple[str, str]]:
+    """An answer's headers in their order on the wire: the plan's, then Content-Type.
+
+    As werkzeug orders them for a JSON Response, which adds Content-Length
+    after them when it knows the body.
+    """
+    return [*headers.items(), ("Content-Type", JSON)]
+
+
 def answer_response(answer: Answer) -> Response:
     poll = answer.poll
     if poll.reset:
         metrics.reset_sent("poll")
     body = poll_body(poll.entries, poll.cursor, poll.reset)
-    return Response(body, mimetype="application/json", headers=answer.headers)
+    return Response(body, headers=answer_fields(answer.headers))
 
 
 def parked_response(
@@ -85,7 +127,7 @@ def parked_response(
             return
         parked.park(connection, environ, stream.headers, park.timeout_seconds)
 
-    stream = Response(body(), mimetype="application/json", headers=park.headers)
+    stream = Response(body(), headers=answer_fields(park.headers))
     # Runs when gunicorn closes the body, whether or not it parked.
     stream.call_on_close(parked.response_closed)
     return stream

@@ -3,9 +3,11 @@
 Both read through the hub (hub.py). Everything that can fail with a JSON
 error (the session, the cursor, the timeout, the stream limits) is decided
 before a response starts: for SSE here (sse.py streams), for a long-poll by
-its plan (poll_plan.py), which both of its ways in ask: the view below, and
+its plan (poll_plan.py), which each of its ways in asks: the view below,
 the fast path that skips Flask's dispatch (serving/fast_poll.py), through
-`fast_answerer`. Only the view may look a session up in SQL.
+`fast_answerer`, and a kept connection whose requests the hub reads itself
+(serving/poll_connections.py), through `kept_answerer`. Only the view may
+look a session up in SQL.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from webapp.exceptions import ApiError
 from webapp.http import auth, limits, longpoll, params, poll_plan, sessions, sse
 from webapp.http.auth import Caller
 from webapp.http.poll_plan import LOOKUP, Refusal, Stored
-from webapp.serving import fast_poll
+from webapp.serving import fast_poll, poll_connections
+from webapp.serving.poll_heads import PollHead
 from webapp.storage.extensions import db
 from webapp.storage.models import ChatSession
 
@@ -88,6 +91,24 @@ def fast_answerer(app: Flask) -> fast_poll.Answerer:
             return fast_poll.REFUSED
         if answer is LOOKUP:
             return fast_poll.LOOKUP
+        return answer
+
+    return answer
+
+
+def kept_answerer(app: Flask) -> poll_connections.Answerer:
+    """How a kept connection (serving/poll_connections.py) answers a poll: as the fast path."""
+    site = poll_plan.site_of(app)
+
+    def answer(
+        head: PollHead, remote_addr: str
+    ) -> poll_connections.Reply | poll_connections.Hold | str:
+        try:
+            answer = longpoll.serve_kept(head, remote_addr, site)
+        except Exception:  # gunicorn reads it again, and Flask answers with errors.py's JSON
+            return poll_connections.FAILED
+        if isinstance(answer, Refusal) or answer is LOOKUP:
+            return poll_connections.PLAN  # through gunicorn and the fast path to Flask
         return answer
 
     return answer

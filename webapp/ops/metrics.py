@@ -107,6 +107,18 @@ FAST_POLL_FALLBACKS = Counter(
     ["reason"],
     registry=LOCAL,
 )
+KEPT_POLLS = Counter(
+    "relay_kept_polls",
+    "Long-polls read and answered or parked on a kept connection, without gunicorn "
+    "(serving/poll_connections.py).",
+    registry=LOCAL,
+)
+KEPT_POLL_HANDBACKS = Counter(
+    "relay_kept_poll_handbacks",
+    "Requests on a kept connection handed to gunicorn, by reason (serving/poll_connections.py).",
+    ["reason"],
+    registry=LOCAL,
+)
 
 # Everything workers record, in one hash (one Cluster slot); its fields are ours alone.
 GENERATION_KEY = keys.METRICS_GENERATION
@@ -143,6 +155,11 @@ def poll_finished() -> None:
     POLLS_WAITING.dec()
 
 
+def polls_waiting_changed(delta: int) -> None:
+    """Parked polls counted in a batch: each gauge write takes a lock and a file write."""
+    POLLS_WAITING.inc(delta)
+
+
 def reset_sent(transport: str) -> None:
     """A `reset` went to a client; transport is "sse" or "poll"."""
     RESETS.labels(transport).inc()
@@ -160,6 +177,20 @@ def fast_poll_fallback_reasons(reasons: Iterable[str]) -> None:
 
 def fast_poll_fell_back(reason: str) -> None:
     FAST_POLL_FALLBACKS.labels(reason).inc()
+
+
+def kept_polls(count: int) -> None:
+    KEPT_POLLS.inc(count)
+
+
+def kept_poll_handback_reasons(reasons: Iterable[str]) -> None:
+    """Show every reason's count, 0 included, from the start (a fixed, small set)."""
+    for reason in reasons:
+        KEPT_POLL_HANDBACKS.labels(reason)
+
+
+def kept_poll_handed_back(reason: str) -> None:
+    KEPT_POLL_HANDBACKS.labels(reason).inc()
 
 
 # -- worker side: called by generation.py ----------------------------------

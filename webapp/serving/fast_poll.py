@@ -14,6 +14,9 @@ It hands a poll to Flask ("falls back") when the plan's way in without
 Flask cannot answer it, for one of `REASONS`:
 
 - `body`: the GET has a body (Flask checks a JSON body on every request);
+- `upgrade`: the GET asks for an Upgrade (werkzeug's routing refuses a
+  WebSocket handshake to a plain route with a 400: found by
+  tests/test_poll_wire.py);
 - `lookup`: only SQL can tell whether the caller may use the session (the
   hub does not follow it here, or does not know its owner): Flask's view
   looks it up and asks the same plan;
@@ -42,8 +45,8 @@ from webapp.serving import priority
 
 log = logging.getLogger(__name__)
 
-BODY, LOOKUP, REFUSED, FAILED = "body", "lookup", "refused", "failed"
-REASONS = (BODY, LOOKUP, REFUSED, FAILED)
+BODY, UPGRADE, LOOKUP, REFUSED, FAILED = "body", "upgrade", "lookup", "refused", "failed"
+REASONS = (BODY, UPGRADE, LOOKUP, REFUSED, FAILED)
 
 # The route of the poll view (stream.py), as werkzeug matches `<session_id>` (no slash).
 POLL_PATH = re.compile(r"/api/sessions/([^/]+)/poll")
@@ -70,6 +73,8 @@ class FastPolls:
             return self._app(environ, start_response)
         if _has_body(environ):
             return self._fall_back(BODY, match[1], environ, start_response)
+        if "HTTP_UPGRADE" in environ:
+            return self._fall_back(UPGRADE, match[1], environ, start_response)
         # What Flask's hooks do for every poll (priority.py, metrics.py).
         priority.note_request(is_poll=True, is_wait=True)
         metrics.poll_started()

@@ -23,7 +23,7 @@ long-poll answered can be handed back for its next request; and a
 connection whose last request was a poll waits its turn (priority.py)
 before its next request is read, so prompt POSTs go first.
 
-What this relies on from gunicorn is named in handover.py (items 5 and 6)
+What this relies on from gunicorn is named in handover.py (items 5, 6 and 9)
 and pinned by tests/test_handover.py and tests/test_gunicorn_edges.py.
 This module is imported by gunicorn's arbiter (worker_class in
 gunicorn.conf.py): it imports gevent and gunicorn only, as gunicorn's own
@@ -35,15 +35,11 @@ from __future__ import annotations
 from typing import Any
 
 import gevent
-import gevent.local
 from gunicorn.http import parser as gunicorn_parser
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.ggevent import GeventWorker
 
 from webapp.serving import handover, priority
-
-# The reader of the connection this greenlet serves (one greenlet per connection).
-_this_connection = gevent.local.local()
 
 
 class HeaderDeadline:
@@ -99,12 +95,18 @@ class HeaderDeadline:
 
 
 class TimedReads(SocketUnreader):
-    """gunicorn's socket reader, which tells the header deadline when a read brings bytes."""
+    """gunicorn's socket reader, which tells the header deadline when a read brings bytes.
+
+    It starts with the bytes given back with the connection, if any
+    (handover.py, item 9): they are read before the socket.
+    """
 
     def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(sock, *args, **kwargs)
         self.deadline: HeaderDeadline | None = None
-        _this_connection.reads = self
+        given_back = handover.read_through(self)
+        if given_back:
+            self.unread(given_back)
 
     def chunk(self, size_hint: int | None = None) -> bytes:
         data = super().chunk(size_hint)
@@ -138,7 +140,7 @@ class Worker(GeventWorker):
         if self.alive and priority.last_was_poll():
             # Before the next request is read: a waiting poll costs nothing (priority.py).
             priority.lane.wait_turn()
-        reads = getattr(_this_connection, "reads", None)
+        reads = handover.reads_of_this_connection()
         if not isinstance(reads, TimedReads):
             return super().timeout_ctx()
         return HeaderDeadline(

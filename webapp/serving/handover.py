@@ -33,10 +33,15 @@ relay's own worker class (gunicorn_worker.py, which registers itself with
 
 5. `AsyncWorker.handle(listener, client, addr)` serves every request of one
    connection until it closes; called again for a connection that a parked
-   poll answered, it reads that connection's next request as if it had just
-   been accepted (gunicorn/workers/base_async.py). `listener` is only asked
-   for its address. Pinned: tests/test_longpoll.py (the next poll on the
-   connection a parked poll was answered on).
+   poll answered, or whose next request relay's own reader hands back
+   (poll_connections.py), it reads that connection's next request as if it
+   had just been accepted (gunicorn/workers/base_async.py). `listener` is
+   only asked for its address. The worker's `cfg` gives the limits and
+   timeouts that reader keeps to (`keepalive`, `limit_request_line`,
+   `limit_request_fields`, `limit_request_field_size`,
+   `secure_scheme_headers`). Pinned: tests/test_longpoll.py (the next poll
+   on the connection a parked poll was answered on), tests/test_poll_wire.py
+   (a request handed back, and gunicorn's limits).
 6. `AsyncWorker.handle` reads each request's headers under
    `worker.timeout_ctx()` (gevent's is `gevent.Timeout(keepalive, False)`,
    which leaves `req` None and closes the connection), in the greenlet that
@@ -66,9 +71,26 @@ Answers relay writes as gunicorn would:
    headers and Content-Length. Pinned: tests/test_handover.py (against
    gunicorn's own), tests/test_longpoll.py (the same headers on the wire).
 
+Bytes read ahead, and given back:
+
+9. gunicorn reads a connection through its parser's reader (item 6), a
+   `gunicorn.http.unreader.Unreader`: what it read past the request it
+   parsed (a pipelining client's next requests; a poll that may park has
+   no body) waits in that reader's buffer, and `take_buffered()` takes it
+   without reading the socket; `unread(data)` puts bytes back in front of
+   that buffer, to be parsed before anything read from the socket
+   (gunicorn does the same with an HTTP/2 preface it read too far,
+   `AsyncWorker.handle`). A poll parked from its response takes them with
+   the socket (`read_ahead`), and a connection given back to gunicorn gives
+   them back (`hand_back`): the new parser's reader, made in the greenlet
+   that calls `handle` (item 6), starts with them (gunicorn_worker.py,
+   `TimedReads`). Pinned: tests/test_handover.py,
+   tests/test_poll_wire.py (pipelined requests).
+
 The fast way in for polls (fast_poll.py) is plain WSGI middleware and
-relies on nothing more: what it parks goes through items 1-5 and 8 as the
-view's polls do.
+relies on nothing more: what it parks goes through items 1-5, 8 and 9 as
+the view's polls do. The reader of kept connections (poll_connections.py)
+reads with httptools, not gunicorn: it relies on items 5, 8 and 9.
 
 `GUNICORN_CHECKED` is the range of releases this was checked against;
 tests/test_handover.py pins it, so an upgrade past it fails there first.
@@ -79,10 +101,12 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
 import gevent
+import gevent.local
 from gevent import monkey
 
 from webapp.exceptions import CutShort, HandedOver
@@ -122,6 +146,9 @@ def connection(environ: dict[str, Any]) -> Connection | None:
         or environ.get("wsgi.url_scheme") != "http"
         or protocol not in ("HTTP/1.1", "HTTP/1.0")
         or hasattr(sock, "do_handshake")  # TLS
+        # A body gunicorn has not read would be taken for the next request (item 9).
+        or environ.get("CONTENT_LENGTH", "") not in ("", "0")
+        or "HTTP_TRANSFER_ENCODING" in environ
     ):
         return None
     # gunicorn chunks the body of an HTTP/1.1 GET response without Content-Length.
@@ -133,36 +160,99 @@ class _Worker(Protocol):
 
     alive: bool
     sockets: list[socket.socket]
+    cfg: Any
+    header_timeout_seconds: float  # relay's (gunicorn_worker.py)
 
     def handle(self, listener: socket.socket, client: socket.socket, addr: Any) -> None: ...
 
 
 _serving: _Worker | None = None
+_keepalive = False  # gunicorn's `keepalive` is set: it keeps connections open at all
+# Reads the next request of a connection whose response is complete (poll_connections.py).
+NextRequest = Callable[[socket.socket, Any, bytes], None]
+_reader: NextRequest | None = None
+# The connection this greenlet serves (one greenlet per connection): gunicorn's reader
+# of it (`reads`), and bytes given back to read first (`given_back`).
+_this_connection = gevent.local.local()
 
 
-def serve_with(worker: _Worker) -> None:
+def serve_with(worker: _Worker | None) -> None:
     """Called by relay's gunicorn worker as it starts (gunicorn_worker.py)."""
-    global _serving
+    global _serving, _keepalive
     _serving = worker
+    # Read once: gunicorn's config is slow to ask (`Config.__getattr__`), and a poll asks.
+    _keepalive = worker is not None and worker.cfg.keepalive > 0
+
+
+def read_next_with(reader: NextRequest | None) -> None:
+    """Have `reader` read the next request of connections the hub answered (None: gunicorn)."""
+    global _reader
+    _reader = reader
 
 
 def can_keep_alive() -> bool:
     """Whether a connection answered by the hub can be handed back to gunicorn (item 5)."""
-    return _serving is not None and _serving.alive and bool(_serving.sockets)
+    return _keepalive and _serving is not None and _serving.alive and bool(_serving.sockets)
 
 
-def hand_back(sock: socket.socket, addr: Any) -> None:
-    """Give a connection whose response is complete back to gunicorn, for its next request."""
+def worker_config() -> tuple[Any, float]:
+    """gunicorn's config for this worker, and relay's header timeout (item 5)."""
     assert _serving is not None, "only under relay's gunicorn worker (can_keep_alive)"
-    gevent.spawn(_handle_when_quiet, _serving, _listener_of(sock, _serving.sockets), sock, addr)
+    return _serving.cfg, _serving.header_timeout_seconds
 
 
-def _handle_when_quiet(
-    worker: _Worker, listener: socket.socket, sock: socket.socket, addr: Any
+def next_request(sock: socket.socket, addr: Any, read_ahead: bytes = b"") -> None:
+    """A connection whose response is complete: its next request, read by relay or gunicorn."""
+    if _reader is not None:
+        _reader(sock, addr, read_ahead)
+    else:
+        hand_back(sock, addr, read_ahead)
+
+
+def hand_back(
+    sock: socket.socket, addr: Any, unread: bytes = b"", *, wait_quiet: bool = True
+) -> None:
+    """Give a connection back to gunicorn, for its next request; `unread` is read first (item 9).
+
+    `wait_quiet`: first wait while prompts are in progress (priority.py),
+    unless the caller waited already.
+    """
+    assert _serving is not None, "only under relay's gunicorn worker (can_keep_alive)"
+    listener = _listener_of(sock, _serving.sockets)
+    gevent.spawn(_handle, _serving, listener, sock, addr, unread, wait_quiet)
+
+
+def _handle(
+    worker: _Worker,
+    listener: socket.socket,
+    sock: socket.socket,
+    addr: Any,
+    unread: bytes,
+    wait_quiet: bool,
 ) -> None:
     """Serve the connection's next request (most likely a poll) once no prompt is in progress."""
-    priority.lane.wait_quiet()
+    if wait_quiet:
+        priority.lane.wait_quiet()
+    _this_connection.given_back = unread
     worker.handle(listener, sock, addr)
+
+
+def read_through(reads: Any) -> bytes:
+    """gunicorn's parser made `reads` for this greenlet's connection: what to read first (item 9)."""
+    _this_connection.reads = reads
+    given, _this_connection.given_back = getattr(_this_connection, "given_back", b""), b""
+    return given
+
+
+def reads_of_this_connection() -> Any:
+    """gunicorn's reader of the connection this greenlet serves, if it has made one (item 6)."""
+    return getattr(_this_connection, "reads", None)
+
+
+def read_ahead() -> bytes:
+    """What gunicorn read past this greenlet's request, taken from its reader (item 9)."""
+    reads = reads_of_this_connection()
+    return reads.take_buffered() if reads is not None else b""
 
 
 def _listener_of(sock: socket.socket, listeners: list[socket.socket]) -> socket.socket:

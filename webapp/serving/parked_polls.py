@@ -14,16 +14,23 @@ merges a new entry, or the poll's timeout passes, `Parking` answers it:
   polls are answered (they never queue behind a thousand answers);
 - with one body per session and cursor in a batch: every poller at the same
   cursor gets the same bytes, built once;
-- with a whole HTTP/1.1 response, as gunicorn would write it (`head`): its
-  status line, the headers the app gave the response, Date and
-  Content-Length; then, where relay's worker serves (handover.py), the
-  connection goes back to gunicorn for the client's next request
-  (keep-alive), else it is closed.
+- with a whole HTTP/1.1 response, as gunicorn would write it
+  (poll_answers.py): its status line, the headers the app gave the
+  response, Date and Content-Length; then, where relay's worker serves
+  (handover.py), the connection's next request is read, by
+  poll_connections.py (httptools) where the fast path is on, else by
+  gunicorn (keep-alive); else the connection is closed.
+
+A poll parks from two places: from its response's body under gunicorn
+(`park`: the socket is taken over from gunicorn, with the bytes of a
+pipelining client's next requests that gunicorn read already), and on a
+connection whose requests the hub reads already (`hold`,
+poll_connections.py).
 
 A parked poll's life is one value, `state`, whose moves are the table
 `POLL_MOVES`; any other move raises IllegalMove (STYLE.md, habit 16).
-Everything this relies on from gunicorn is in handover.py (items 1, 4, 5
-and 8).
+Everything this relies on from gunicorn is in handover.py (items 1, 4, 5,
+8 and 9).
 """
 
 from __future__ import annotations
@@ -32,10 +39,11 @@ import enum
 import heapq
 import itertools
 import logging
+import math
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping
-from email.utils import formatdate
 from typing import Any, NoReturn
 
 import gevent
@@ -47,13 +55,12 @@ from webapp.read.entries import Entry, poll_body
 from webapp.read.follower import Follower
 from webapp.serving import handover, priority
 from webapp.serving.held_streams import send_watch
+from webapp.serving.poll_answers import asks_keep_alive, fields_of, head, http_date
 
 log = logging.getLogger(__name__)
 
 # Polls answered before the answering greenlet lets the rest of the process run.
 ANSWER_BATCH = 64
-# Headers of the app's response that the head writes itself, or leaves out.
-HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection"})
 # A parked poll's answer must reach its client within this, or the connection goes.
 SEND_TIMEOUT_SECONDS = 30.0
 
@@ -78,52 +85,18 @@ POLL_MOVES: dict[PollState, frozenset[PollState]] = {
 }
 
 
-def asks_keep_alive(environ: Mapping[str, Any]) -> bool:
-    """Whether the request leaves its connection open after the answer, as gunicorn reads it.
-
-    gunicorn keeps an HTTP/1.1 connection open unless the request says
-    `Connection: close` (`Request.should_close`, handover.py item 8). An
-    HTTP/1.0 one is closed here even when it asks for keep-alive: closing
-    is always allowed.
-    """
-    return (
-        environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
-        and "close" not in environ.get("HTTP_CONNECTION", "").lower()
-    )
-
-
-def head(environ: Mapping[str, Any], headers: Any, keep_alive: bool) -> bytes:
-    """The response head as gunicorn writes it, up to Date and Content-Length (per answer).
-
-    gunicorn's `Response.default_headers` (handover.py, item 8): the status
-    line, `Server`, `Connection`; then the app's headers.
-    """
-    lines = [
-        f"{environ.get('SERVER_PROTOCOL', 'HTTP/1.1')} 200 OK",
-        "Server: gunicorn",
-        f"Connection: {'keep-alive' if keep_alive else 'close'}",
-    ]
-    lines += [
-        f"{name}: {value}" for name, value in headers.items() if name.lower() not in HOP_BY_HOP
-    ]
-    return ("\r\n".join(lines) + "\r\n").encode("latin-1")
-
-
-def http_date(timestamp: float | None = None) -> bytes:
-    """An HTTP Date header's value, as gunicorn's `util.http_date` writes it (item 8)."""
-    return formatdate(timestamp, usegmt=True).encode()
-
-
 class ParkedPoll:
     """A long-poll that may be held by the hub until its channel has news (a channel.Sink)."""
 
     __slots__ = ("_follower", "_limit", "_on_end", "_sock", "_head", "_keep_alive", "_addr")
-    __slots__ += ("cursor", "state")
+    __slots__ += ("_read_ahead", "_then", "cursor", "state")
 
     def __init__(self, follower: Follower, *, limit: int, on_end: Callable[[], None]) -> None:
         self._follower, self._limit, self._on_end = follower, limit, on_end
         self._sock: Any = None
         self._head, self._keep_alive, self._addr = b"", False, ("", 0)
+        self._read_ahead = b""
+        self._then: Callable[[bytes], None] | None = None
         self.cursor = follower.cursor  # the channel moves the follower's; the answer starts here
         self.state = PollState.NEW
 
@@ -146,17 +119,46 @@ class ParkedPoll:
 
         `headers`: the response's, final once gunicorn runs its body.
         """
-        self._sock = connection.take()
         # Kept open only where gunicorn would, and can take the connection back.
-        self._keep_alive = asks_keep_alive(environ) and handover.can_keep_alive()
-        self._head = head(environ, headers, self._keep_alive)
-        self._addr = (environ.get("REMOTE_ADDR", ""), int(environ.get("REMOTE_PORT") or 0))
+        keep_alive = asks_keep_alive(environ) and handover.can_keep_alive()
+        protocol = environ.get("SERVER_PROTOCOL", "HTTP/1.1")
+        self.hold(
+            connection.take(),
+            (environ.get("REMOTE_ADDR", ""), int(environ.get("REMOTE_PORT") or 0)),
+            head(protocol, fields_of(headers.items()), keep_alive),
+            keep_alive=keep_alive,
+            timeout_seconds=timeout_seconds,
+            # A pipelining client's next requests, which gunicorn read already (item 9).
+            read_ahead=handover.read_ahead(),
+        )
+        parking.count_waiting()
+        handover.let_go()
+
+    def hold(
+        self,
+        sock: socket.socket,
+        addr: Any,
+        head: bytes,
+        *,
+        keep_alive: bool,
+        timeout_seconds: float,
+        read_ahead: bytes = b"",
+        then: Callable[[bytes], None] | None = None,
+    ) -> None:
+        """Hold the connection (the hub's now) until news or the deadline.
+
+        `head`: the answer's, up to Date and Content-Length (poll_answers.head).
+        `read_ahead`: bytes read past this request, for the next one.
+        `then`: what reads the next request, given `read_ahead`, once the
+        answer is written and the connection stays open; by default
+        handover.next_request.
+        """
+        self._sock, self._addr, self._head = sock, addr, head
+        self._keep_alive, self._read_ahead, self._then = keep_alive, read_ahead, then
         self.cursor = self._follower.cursor
         self.move(PollState.PARKED)
-        metrics.poll_started()
         self._follower.attach(self)
         parking.park(self, time.monotonic() + timeout_seconds)
-        handover.let_go()
 
     def response_closed(self) -> None:
         """gunicorn closed the response: unless it parked, the poll is over."""
@@ -220,14 +222,19 @@ class ParkedPoll:
             with send_watch.watch(SEND_TIMEOUT_SECONDS, self._follower.session_id):
                 self._sock.sendall(rest)
         except OSError:
-            return self._finish(keep=False)
-        self._finish(keep=self._keep_alive)
+            self._finish(keep=False)
+        else:
+            self._finish(keep=self._keep_alive)
+        parking.count_waiting()
 
     def _finish(self, *, keep: bool) -> None:
         self.move(PollState.ANSWERED)
-        metrics.poll_finished()
+        parking.answered()
         if keep and handover.can_keep_alive():
-            handover.hand_back(self._sock, self._addr)
+            if self._then is not None:
+                self._then(self._read_ahead)
+            else:
+                handover.next_request(self._sock, self._addr, self._read_ahead)
         else:
             self._sock.close()
         self._on_end()
@@ -242,12 +249,36 @@ class Parking:
         self._ready: list[ParkedPoll] = []
         self._wake = Event()
         self._answerer: gevent.Greenlet | None = None
+        # When the answerer wakes by itself next; -inf while it runs (it looks before it sleeps).
+        self._sleeping_until = -math.inf
+        # Polls parked less polls answered, not yet in relay_long_polls_waiting.
+        self._waiting_change = 0
 
     def park(self, poll: ParkedPoll, deadline: float) -> None:
+        self._waiting_change += 1
         heapq.heappush(self._deadlines, (deadline, next(self._order), poll))
         if self._answerer is None or self._answerer.dead:
             self._answerer = gevent.spawn(self._answer_forever)
-        self._wake.set()
+        # Woken only for a deadline before the one it sleeps until: most polls
+        # park with the same timeout, after the polls parked before them.
+        if deadline < self._sleeping_until:
+            self._wake.set()
+
+    def answered(self) -> None:
+        self._waiting_change -= 1
+
+    def count_waiting(self) -> None:
+        """Write the parked polls' count to relay_long_polls_waiting.
+
+        Once a batch, not once a poll: a gauge's write takes a lock and
+        writes its file (prometheus multiprocess mode), 2-5 µs a poll each
+        way under load. Called after each batch of answers, by the kept
+        connections' workers as they run out of work, and after a poll
+        parks from its response.
+        """
+        if self._waiting_change:
+            metrics.polls_waiting_changed(self._waiting_change)
+            self._waiting_change = 0
 
     def queue(self, poll: ParkedPoll) -> None:
         """A woken poll, to be answered in the next batch."""
@@ -257,6 +288,7 @@ class Parking:
     def _answer_forever(self) -> None:
         while True:
             self._wake.clear()
+            self._sleeping_until = -math.inf
             now = time.monotonic()
             while self._deadlines and self._deadlines[0][0] <= now:
                 heapq.heappop(self._deadlines)[2].wake()  # answered since: nothing to do
@@ -264,6 +296,7 @@ class Parking:
                 self._answer_ready()
                 continue
             wait = self._deadlines[0][0] - now if self._deadlines else None
+            self._sleeping_until = math.inf if wait is None else self._deadlines[0][0]
             self._wake.wait(wait)
 
     def _answer_ready(self) -> None:
@@ -277,6 +310,7 @@ class Parking:
                 except Exception:  # never out of the answering greenlet
                     log.exception("long-poll answer failed session=%s", poll.session_id)
                     poll.close()
+            self.count_waiting()
             priority.next_turn()  # requests in progress (prompt POSTs) go on between batches
 
 

@@ -41,6 +41,11 @@ turn, in over 2 s.
 The parked polls' answers (parked_polls.Parking) are not held here: they carry
 the news, and are cheap (one shared body each). They too let the loop turn
 between two batches (`next_turn`).
+
+A connection whose requests the hub reads itself (poll_connections.py)
+keeps the same order, decided once a request has been read: a poll waits
+its turn after one answered at once, waits for quiet after one answered
+from its parking, and anything else goes to gunicorn without waiting.
 """
 
 from __future__ import annotations
