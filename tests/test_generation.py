@@ -18,14 +18,22 @@ from typing import Any
 import pytest
 
 from tests.support.processes import ROOT
-from tests.support.recorders import Entry, RecordingLedger, RecordingWriter, ScriptedModel
+from tests.support.recorders import (
+    Entry,
+    MemoryJournal,
+    RecordingLedger,
+    RecordingWriter,
+    ScriptedModel,
+)
 from webapp.exceptions import Cancelled, HandedBack, IllegalMove, ModelError
 from webapp.storage import events, models
 from webapp.storage.jobs import Job
 from webapp.storage.models import Turn
-from webapp.write.generation import Generation, build_prompt, fail_lost
+from webapp.write.generation import Generation, fail_lost
+from webapp.write.history import build_prompt
 from webapp.write.lifecycle import INTERRUPTIBLE, MOVES, Lifecycle, State
 from webapp.write.llm import Delta, Finish, Reasoning, RetryPolicy
+from webapp.write.tools.registry import ToolRegistry
 
 
 def msg(role: str, content: str, status: str = models.DONE) -> Turn:
@@ -93,19 +101,27 @@ class Lived:
         turns: list[Turn] | None = None,
         fenced_from: int | None = None,
         cancel_from: int | None = None,
+        steps: MemoryJournal | None = None,
+        tools: ToolRegistry | None = None,
+        resume: bool = False,
+        max_tool_steps: int = 8,
         **ledger_options: Any,
     ) -> None:
         self.journal: list[Entry] = []
         writer = RecordingWriter(self.journal, fenced_from=fenced_from, cancel_from=cancel_from)
         turns = [PROMPT, QUEUED] if turns is None else turns
         self.ledger = RecordingLedger(self.journal, turns, **ledger_options)
+        self.steps = steps if steps is not None else MemoryJournal(self.journal, attempt)
         self.generation = Generation(
-            Job(SESSION, ANSWER, attempt),
+            Job(SESSION, ANSWER, attempt, resume=resume),
             model,
             writer,
             self.ledger,
+            journal=self.steps,
+            tools=tools if tools is not None else ToolRegistry([], 5.0),
             system_prompt="sys",
             budget_chars=10_000,
+            max_tool_steps=max_tool_steps,
             retries=RetryPolicy(backoff_seconds=(0.0,)),  # no pause before asking again
         )
         model.watch(self.generation)

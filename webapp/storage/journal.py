@@ -23,7 +23,8 @@ The rules, each one script:
   the write side runs it again only if it is idempotent, else its result is
   `in_doubt`. A call with a result never changes.
 - `pause`: the answer waits, holding no worker and no timer (its claim loses
-  its expiry). Unless every input arrived meanwhile: then it goes on.
+  its expiry). Unless every input arrived meanwhile: then it goes on; or a
+  cancel was asked: then it ends (the cancel's `wake` found nothing paused).
 - `give_input` (the web): stores a decision or an output before its 202.
   The same verdict again is accepted, another is refused (`settled`). The
   input that completes a paused answer's waits makes it due to go on as the
@@ -34,6 +35,7 @@ The rules, each one script:
   the same attempt is stale.
 - `wake`: a cancel of a paused answer makes it due too, so that a worker
   writes its end (only workers write streams).
+- `retire`: the answer ended; its journal expires with its stream.
 
 Values are JSON text. The scripts decode a call's record (small fields of
 ours) but never a result, an input or the model's arguments: cjson would
@@ -179,7 +181,7 @@ def pause(
     attempt: int,
     waits: list[tuple[str, str]],
 ) -> str:
-    """Pause the answer for these inputs: `paused`, `go_on` (all came already) or `fenced`."""
+    """Pause the answer for these inputs: `paused`, `go_on` (all came already), `cancelled` or `fenced`."""
     listed = _dumps([{"call_id": call_id, "kind": kind} for call_id, kind in waits])
     call_ids = [call_id for call_id, _ in waits]
     reply = keys.JOURNAL_PAUSE(client, _keys(session_id), [message_id, attempt, listed, *call_ids])
@@ -216,6 +218,11 @@ def wake(client: redis.Redis, session_id: str, message_id: str) -> int | None:
     """Make a paused answer due without an input (a cancel); the attempt to queue, or None."""
     due = _text(keys.JOURNAL_WAKE(client, _keys(session_id), [message_id]))
     return int(due) if due else None
+
+
+def retire(client: redis.Redis, session_id: str, message_id: str, seconds: int) -> bool:
+    """The answer ended: keep its journal `seconds` more (as its stream), then forget it."""
+    return bool(keys.JOURNAL_RETIRE(client, _keys(session_id), [message_id, seconds]))
 
 
 def read(client: redis.Redis, session_id: str, message_id: str) -> Journal | None:

@@ -353,3 +353,26 @@ def finish_answer(
     )
     db.session.commit()
     return result.rowcount == 1
+
+
+def pause_answer(
+    session_id: str, message_id: str, attempt: int, *, content: str, **values: Any
+) -> bool:
+    """Store a paused answer as `waiting`, with what it holds so far, and commit; False if fenced off.
+
+    It stays the session's active generation (ACTIVE_STATUSES): the next
+    attempt that goes on with it claims the row back (`claim_answer`).
+    """
+    c = _messages.c
+    result = db.session.execute(
+        update(_messages)
+        .where(
+            c.session_id == session_id,
+            c.id == message_id,
+            c.attempt <= attempt,
+            c.status.not_in(FINAL_STATUSES),
+        )
+        .values(status=WAITING, content=content, **values)
+    )
+    db.session.commit()
+    return result.rowcount == 1

@@ -48,6 +48,7 @@ from mcp.client.streamable_http import streamable_http_client
 from webapp.exceptions import TimedOut
 from webapp.settings.config import McpServerConfig, mask_url
 from webapp.settings.tool_parsers import APPROVAL_DESTRUCTIVE, TOOL_NAME, is_object_schema
+from webapp.write.lifecycle import Lifecycle
 from webapp.write.tool_calls import ToolResult
 from webapp.write.tools.bridge import AsyncBridge
 from webapp.write.tools.python_tools import timeout_text
@@ -72,6 +73,14 @@ class State(enum.Enum):
     DOWN = "down"  # it did not answer: waiting to try again
 
 
+# The module docstring's picture, as lifecycle.py's table (UP may fail to DOWN too).
+MOVES: Mapping[State, frozenset[State]] = {
+    State.CONNECTING: frozenset({State.UP, State.DOWN}),
+    State.UP: frozenset({State.CONNECTING, State.DOWN}),
+    State.DOWN: frozenset({State.CONNECTING}),
+}
+
+
 class McpServer:
     """One of MCP_SERVERS: its session, its tools, its calls (module docstring)."""
 
@@ -84,7 +93,7 @@ class McpServer:
         self.config = config
         self.url = mask_url(config.url)  # for lines: never a password
         self.label = f"MCP_SERVERS {self.url}"
-        self.state = State.CONNECTING
+        self.life = Lifecycle(MOVES, State.CONNECTING, "MCP server")
         # Names another source offers already, found when the tools were listed.
         self.duplicates: dict[str, str] = {}
         self.first_attempt: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -106,7 +115,7 @@ class McpServer:
         self._started = True
 
     def specs(self) -> Mapping[str, ToolSpec]:
-        return self._tools if self.state is State.UP else {}
+        return self._tools if self.life.state is State.UP else {}
 
     def call(
         self, spec: ToolSpec, arguments: Mapping[str, Any], call_id: str, timeout: float
@@ -124,7 +133,8 @@ class McpServer:
     async def _keep(self) -> None:
         pause = RETRY_FIRST_SECONDS
         while True:
-            self.state = State.CONNECTING
+            if self.life.state is not State.CONNECTING:
+                self.life.move(State.CONNECTING)
             try:
                 await self._session()
                 pause = RETRY_FIRST_SECONDS  # it was up: reconnect at once, then back off
@@ -180,11 +190,13 @@ class McpServer:
             "MCP server %s %s tools=%d", self.url, "answers again" if was_down else "up", len(specs)
         )
         # Published last: whoever sees the tools offered finds the line logged.
-        self._client, self._tools, self.state = client, specs, State.UP
+        self._client, self._tools = client, specs
+        self.life.move(State.UP)
         _settle(self.first_attempt)
 
     def _down(self, exc: BaseException) -> None:
-        self._tools, self.state = {}, State.DOWN
+        self._tools = {}
+        self.life.move(State.DOWN)
         if not self._warned:
             self._warned = True
             log.warning(

@@ -1,0 +1,133 @@
+"""One attempt's view of its answer's journal: the storage/journal.py protocol, bound and retried.
+
+The generation loop records through a `StepJournal` bound to its session,
+message and attempt (every write fenced by that attempt), so the loop's
+code says what it records, not how; tests/test_generation.py records into
+memory instead (tests/support/recorders.py).
+
+`RedisStepJournal` retries a call that meets a Redis error, with backoff,
+for up to `retry_seconds`, as the stream writer does (writer.py): a Redis
+restart pauses a tool step instead of failing the answer. Each script is
+safe to run twice: a step's record and a call's result are first-write-wins,
+a pause is the same pause, and a call this attempt started already is seen
+as this attempt's own (`start_call` below).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import redis
+
+from webapp.storage import jobs, journal
+from webapp.storage.jobs import Job
+from webapp.storage.journal import Journal, NewCall, Outcome
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETRY_START_SECONDS = 0.1
+RETRY_MAX_SECONDS = 2.0
+
+
+class StepJournal(Protocol):
+    """The journal of one answer, as one attempt writes it (storage/journal.py has the rules)."""
+
+    def read(self) -> Journal | None: ...
+
+    def record_step(self, step: int, output: dict[str, Any], calls: list[NewCall]) -> Outcome: ...
+
+    def start_call(self, call_id: str) -> Outcome:
+        """`ok` (this attempt may run it), `running` (an earlier attempt did), `final` or `fenced`."""
+        ...
+
+    def record_result(self, call_id: str, result: dict[str, Any]) -> Outcome: ...
+
+    def pause(self, waits: list[tuple[str, str]]) -> str: ...
+
+    def resume(self) -> bool: ...
+
+    def retire(self) -> None:
+        """The answer ended: its journal expires as its stream does."""
+        ...
+
+
+class RedisStepJournal:
+    """The journal in Redis, for `job`'s attempt."""
+
+    def __init__(
+        self, client: redis.Redis, job: Job, ttl_seconds: int, retry_seconds: float = 30.0
+    ) -> None:
+        self._client = client
+        self._job = job
+        self._ttl_seconds = ttl_seconds  # STREAM_TTL_SECONDS: kept as long as the stream
+        self._retry_seconds = retry_seconds
+
+    def _ids(self) -> tuple[redis.Redis, str, str]:
+        return self._client, self._job.session_id, self._job.message_id
+
+    def read(self) -> Journal | None:
+        return self._retried(journal.read, *self._ids())
+
+    def record_step(self, step: int, output: dict[str, Any], calls: list[NewCall]) -> Outcome:
+        return self._retried(
+            journal.record_step, *self._ids(), self._job.attempt, step, output, calls
+        )
+
+    def start_call(self, call_id: str) -> Outcome:
+        found = self._retried(journal.start_call, *self._ids(), self._job.attempt, call_id)
+        if found.status == journal.RUNNING and _started_by(found) == self._job.attempt:
+            return Outcome("ok")  # ours: a retry whose first reply was lost
+        return found
+
+    def record_result(self, call_id: str, result: dict[str, Any]) -> Outcome:
+        return self._retried(
+            journal.record_result, *self._ids(), self._job.attempt, call_id, result
+        )
+
+    def pause(self, waits: list[tuple[str, str]]) -> str:
+        return self._retried(journal.pause, *self._ids(), self._job.attempt, waits)
+
+    def resume(self) -> bool:
+        tries = [0]
+
+        def resume_once() -> bool:
+            tries[0] += 1
+            taken = journal.resume(*self._ids(), self._job.attempt)
+            # A retry after a lost reply finds the answer resumed already: by us,
+            # if the stream names our attempt (no other job takes that number).
+            return taken or (tries[0] > 1 and jobs.owns(self._client, self._job))
+
+        return self._retried(resume_once)
+
+    def retire(self) -> None:
+        journal.retire(*self._ids(), self._ttl_seconds)  # once: a failure costs only memory
+
+    def _retried(self, call: Callable[..., T], *args: Any) -> T:
+        deadline = time.monotonic() + self._retry_seconds
+        backoff = RETRY_START_SECONDS
+        while True:
+            try:
+                return call(*args)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() + backoff > deadline:
+                    raise
+                log.warning(
+                    "journal write failed, retrying in %.1fs session=%s message=%s: %s",
+                    backoff,
+                    self._job.session_id,
+                    self._job.message_id,
+                    exc,
+                )
+                time.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_MAX_SECONDS)
+
+
+def _started_by(found: Outcome) -> int | None:
+    attempt = json.loads(found.record or "{}").get("attempt")
+    return int(attempt) if attempt is not None else None

@@ -1,0 +1,207 @@
+"""A step's tool calls, run to their results exactly once (API.md, Tools, "Exactly once").
+
+`settle` settles every call of the step that can be now, and says which
+still wait for a person's decision or a client tool's output:
+
+- a call that cannot run (broken or invalid arguments, an unknown name:
+  steps.StepCall's `problem`) gets its `error` result at once;
+- a server call that needs no approval, or was approved, runs; a denied one
+  gets `denied`; a client tool's output becomes its result;
+- the rest wait (the step loop pauses the answer for them).
+
+Server calls run in parallel, each in a greenlet of its own:
+
+    start_call (journal) -> run (the registry) -> record_result (journal)
+
+so a result is recorded the moment it exists, and a call is marked running
+before it runs. A call an earlier attempt marked running and left without
+a result was lost with its worker: an idempotent tool runs again, with the
+same call id as its idempotency key; any other is `in_doubt`, and is not
+run again. The generation's own greenlet waits for the results in the TOOLS
+state (a cancel may interrupt it) and writes each `tool_result` event as it
+comes, in the order they finish.
+
+A cancel ends the step's open calls without running them (`close`): one
+that waits for a decision is `denied`, any other (it may have run, or be
+running on a front end) is `in_doubt`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import gevent
+from gevent.queue import Queue
+
+from webapp.ops.metrics import UNKNOWN_TOOL
+from webapp.storage import events, journal
+from webapp.write.attempt import Attempt
+from webapp.write.lifecycle import State
+from webapp.write.steps import Step, StepCall, result_of, result_record
+from webapp.write.tool_calls import ToolResult
+from webapp.write.tools.spec import checked_output
+
+log = logging.getLogger("webapp.write.generation")
+
+# How long an interrupted step waits for its tool greenlets to stop.
+KILL_SECONDS = 5.0
+CANCELLED_DECISION = "the answer was cancelled before a decision: the tool did not run"
+
+# What a tool greenlet hands back: the call, its result (or the exception it
+# met), and how long the tool ran (None when it did not run here).
+Outcome = tuple[StepCall, ToolResult | Exception, float | None]
+
+
+class ToolRuns:
+    """Settles one step's tool calls (module docstring)."""
+
+    def __init__(self, attempt: Attempt, step: Step) -> None:
+        self.attempt = attempt
+        self.step = step
+        self._done: Queue[Outcome] = Queue()
+
+    def settle(self, inputs: Mapping[str, journal.Call]) -> list[tuple[str, str]]:
+        """Settle what can be with the inputs given so far; the (call_id, kind) still waiting."""
+        runnable: list[StepCall] = []
+        waits: list[tuple[str, str]] = []
+        for call in self.step.open_calls():
+            found = inputs.get(call.call_id)
+            given = found.input if found is not None else None
+            if call.problem is not None:
+                self._settle(call, ToolResult.failed(call.problem))
+            elif call.waits_for is None:
+                runnable.append(call)
+            elif given is None:
+                waits.append((call.call_id, call.waits_for))
+            elif call.waits_for == events.WAIT_OUTPUT:
+                self._settle(call, output_result(given))
+            elif given.get("approved"):
+                runnable.append(call)
+            else:
+                self._settle(call, ToolResult(events.TOOL_DENIED, error=given.get("reason")))
+        if runnable:
+            self.attempt.check_cancel()
+            self._run(runnable)
+        return waits
+
+    def close(self) -> None:
+        """A cancel ends the step: its open calls get results without running (docstring)."""
+        while not self._done.empty():  # results that came in as the wait was interrupted
+            call, result, seconds = self._done.get()
+            if isinstance(result, ToolResult) and call.call_id not in self.step.results:
+                self._publish(call, result, seconds)
+        for call in self.step.open_calls():
+            if call.waits_for == events.WAIT_APPROVAL:
+                self._publish(call, ToolResult(events.TOOL_DENIED, error=CANCELLED_DECISION), None)
+            else:
+                self._publish(call, ToolResult(events.TOOL_IN_DOUBT), None)
+
+    # -- running server calls ----------------------------------------------------
+
+    def _run(self, calls: list[StepCall]) -> None:
+        workers = [gevent.spawn(self._run_one, call) for call in calls]
+        try:
+            for _ in calls:
+                call, result, seconds = self.attempt.life.during(State.TOOLS, self._done.get)
+                if isinstance(result, Exception):
+                    raise result
+                self._publish(call, result, seconds)
+        finally:
+            # Interrupted (a cancel, a hand-back) or failed: stop what still runs.
+            gevent.killall([w for w in workers if not w.dead], timeout=KILL_SECONDS)
+
+    def _run_one(self, call: StepCall) -> None:
+        """In a greenlet of its own: the call's outcome, onto the queue."""
+        try:
+            started = time.monotonic()
+            result, ran = self._outcome(call)
+            self._done.put((call, result, time.monotonic() - started if ran else None))
+        except Exception as exc:  # Fenced, or Redis gone for good: the step raises it
+            self._done.put((call, exc, None))
+
+    def _outcome(self, call: StepCall) -> tuple[ToolResult, bool]:
+        """Run the call unless the journal says otherwise; (its result, whether it ran here)."""
+        attempt = self.attempt
+        found = attempt.journal.start_call(call.call_id)
+        if found.status == "final":
+            return _recorded(call, found), False
+        if found.status == "fenced":
+            raise attempt.fenced("at a tool call")
+        if found.status == journal.RUNNING and not call.idempotent:
+            log.warning(
+                "tool call in doubt session=%s message=%s step=%d call=%s tool=%s",
+                *attempt.ids,
+                self.step.number,
+                call.call_id,
+                call.call.name,
+            )
+            return self._record(call, ToolResult(events.TOOL_IN_DOUBT)), False
+        if found.status == journal.RUNNING:
+            log.info(
+                "tool call run again (idempotent) session=%s message=%s step=%d call=%s tool=%s",
+                *attempt.ids,
+                self.step.number,
+                call.call_id,
+                call.call.name,
+            )
+        ids = (*attempt.ids, self.step.number)
+        return self._record(call, attempt.tools.run(call.call, ids=ids)), True
+
+    def _record(self, call: StepCall, result: ToolResult) -> ToolResult:
+        """Record a result in the journal: the one recorded first is the result."""
+        recorded = self.attempt.journal.record_result(call.call_id, result_record(result))
+        if recorded.status == "fenced":
+            raise self.attempt.fenced("at a tool result")
+        return _recorded(call, recorded) if recorded.status == "final" else result
+
+    # -- results -----------------------------------------------------------------
+
+    def _settle(self, call: StepCall, result: ToolResult) -> None:
+        self._publish(call, self._record(call, result), None)
+
+    def _publish(self, call: StepCall, result: ToolResult, seconds: float | None) -> None:
+        """Write the `tool_result` event; the step holds the result from then on."""
+        attempt = self.attempt
+        number = self.step.number
+        attempt.emit(events.TOOL_RESULT, result_data(attempt.job.message_id, number, call, result))
+        self.step.results[call.call_id] = result
+        known = call.problem is None or attempt.tools.get(call.call.name) is not None
+        attempt.ledger.tool_result(
+            call.call.name if known else UNKNOWN_TOOL, result.status, seconds
+        )
+        log.info(
+            "tool result session=%s message=%s step=%d call=%s tool=%s status=%s ms=%s",
+            *attempt.ids,
+            number,
+            call.call_id,
+            call.call.name if known else UNKNOWN_TOOL,
+            result.status,
+            "-" if seconds is None else int(seconds * 1000),
+        )
+
+
+def result_data(message_id: str, step: int, call: StepCall, result: ToolResult) -> str:
+    """A result's `tool_result` event data."""
+    return events.tool_result_data(
+        message_id,
+        step=step,
+        call_id=call.call_id,
+        status=result.status,
+        output=result.output,
+        error=result.error,
+    )
+
+
+def output_result(given: Mapping[str, Any]) -> ToolResult:
+    """A client tool's result from its output (`{"output"}` or `{"error"}`, tool_inputs.py)."""
+    if "error" in given:
+        return ToolResult.failed(str(given["error"]))
+    return checked_output(ToolResult.ok(given.get("output")))
+
+
+def _recorded(call: StepCall, found: journal.Outcome) -> ToolResult:
+    recorded = journal.Call.parse(call.call_id, found.record or "{}").result
+    return result_of(recorded) if recorded is not None else ToolResult(events.TOOL_IN_DOUBT)
