@@ -12,13 +12,16 @@ end-to-end test uses the real ones.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from webapp.storage import journal, models
 from webapp.storage.jobs import Job
 from webapp.storage.journal import Journal, NewCall, Outcome
-from webapp.write.llm import Piece
+from webapp.storage.models import Turn
+from webapp.write.generation import Generation
+from webapp.write.llm import Finish, Piece, RetryPolicy
+from webapp.write.tools.registry import ToolRegistry
 from webapp.write.writer import Written
 
 Entry = tuple[Any, ...]
@@ -116,7 +119,7 @@ class RecordingLedger:
         return self.stores
 
     def pause(self, job: Job, **fields: Any) -> bool:
-        self.journal.append(("pause", fields))
+        self.journal.append(("store_waiting", fields))
         return self.stores
 
     def rollback(self) -> None:
@@ -174,11 +177,13 @@ class ScriptedModel:
 class MemoryJournal:
     """An answer's step journal in memory, with storage/journal.py's rules, writing as `attempt`.
 
-    Its writes are recorded in the shared `log` as ("record_step", n),
-    ("start_call", id), ("result", id, status), ("pause", waits), so a test
-    reads them in order with the stream's and SQL's. `owner` is the attempt
-    the fence lets write; `give` stores a person's or front end's input as
-    the web does; `cancel` is the session's cancel flag.
+    Its writes are recorded in the shared `log` as ("step_recorded", n),
+    ("call_started", id), ("result_recorded", id, status), ("paused", waits)
+    or ("went_on", waits), ("resumed", attempt), ("retired",), so a test reads them in order with
+    the stream's and SQL's. `owner` is the attempt the fence lets write;
+    `give` stores a person's or front end's input as the web does (and
+    `before_pause`, if set, runs as a pause begins: an input arriving just
+    then); `cancel` is the session's cancel flag.
     """
 
     def __init__(self, log: list[Entry], attempt: int = 1) -> None:
@@ -191,6 +196,7 @@ class MemoryJournal:
         self.waits: list[tuple[str, str]] = []
         self.cancel = False
         self.resumes = True  # what `resume` answers
+        self.before_pause: Callable[[], None] | None = None
 
     def give(self, call_id: str, given: dict[str, Any]) -> None:
         self.calls[call_id]["input"] = given
@@ -221,7 +227,7 @@ class MemoryJournal:
             return Outcome("fenced")
         if step in self.steps:
             return Outcome("exists", json.dumps(self.steps[step]))
-        self.log.append(("record_step", step))
+        self.log.append(("step_recorded", step))
         self.steps[step] = json.loads(json.dumps(output))  # as JSON keeps it
         for call in calls:
             status = "pending" if call.waits_for is None else f"waiting_{call.waits_for}"
@@ -235,7 +241,7 @@ class MemoryJournal:
         record = self.calls.get(call_id)
         if record is None:
             return Outcome("unknown")
-        self.log.append(("start_call", call_id))
+        self.log.append(("call_started", call_id))
         if record.get("result") is not None:
             return Outcome("final", self._raw(record))
         if record["status"] == "running" and record.get("attempt") != self.attempt:
@@ -249,29 +255,32 @@ class MemoryJournal:
         record = self.calls[call_id]
         if record.get("result") is not None:
             return Outcome("final", self._raw(record))
-        self.log.append(("result", call_id, result["status"]))
+        self.log.append(("result_recorded", call_id, result["status"]))
         record.update(result=json.loads(json.dumps(result)), status=result["status"])
         return Outcome("ok")
 
     def pause(self, waits: list[tuple[str, str]]) -> str:
+        if self.before_pause is not None:
+            self.before_pause()
         if self._fenced():
             return "fenced"
         if self.cancel:
             return "cancelled"
-        self.log.append(("pause", list(waits)))
         if all(self.calls[call_id].get("input") is not None for call_id, _ in waits):
+            self.log.append(("went_on", list(waits)))
             return "go_on"
+        self.log.append(("paused", list(waits)))
         self.paused, self.waits = "waiting", list(waits)
         return "paused"
 
     def resume(self) -> bool:
-        self.log.append(("resume", self.attempt))
+        self.log.append(("resumed", self.attempt))
         if self.resumes:
             self.paused, self.waits, self.owner = None, [], self.attempt
         return self.resumes
 
     def retire(self) -> None:
-        self.log.append(("retire",))
+        self.log.append(("retired",))
 
     @staticmethod
     def _raw(record: dict[str, Any]) -> str:
@@ -281,3 +290,69 @@ class MemoryJournal:
             if raw.get(name) is not None:
                 raw[name] = json.dumps(raw[name])
         return json.dumps(raw)
+
+
+# -- a generation's life, recorded -------------------------------------------------
+
+SESSION, ANSWER = "sess_generation", "answer_1"
+PROMPT = Turn(seq=1, id="prompt_1", role=models.USER, status=models.DONE, content="hi?", attempt=1)
+QUEUED = Turn(seq=2, id=ANSWER, role=models.ASSISTANT, status=models.QUEUED, content="", attempt=1)
+USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+ASKED = [{"role": "system", "content": "sys"}, {"role": "user", "content": "hi?"}]
+
+
+def stop() -> Finish:
+    return Finish("scripted-1", "stop", USAGE)
+
+
+class Lived:
+    """A generation with recording I/O, and what it wrote."""
+
+    def __init__(
+        self,
+        model: ScriptedModel,
+        *,
+        attempt: int = 1,
+        turns: list[Turn] | None = None,
+        fenced_from: int | None = None,
+        cancel_from: int | None = None,
+        steps: MemoryJournal | None = None,
+        tools: ToolRegistry | None = None,
+        resume: bool = False,
+        max_tool_steps: int = 8,
+        **ledger_options: Any,
+    ) -> None:
+        self.journal: list[Entry] = []
+        writer = RecordingWriter(self.journal, fenced_from=fenced_from, cancel_from=cancel_from)
+        turns = [PROMPT, QUEUED] if turns is None else turns
+        self.ledger = RecordingLedger(self.journal, turns, **ledger_options)
+        self.steps = steps if steps is not None else MemoryJournal(self.journal, attempt)
+        self.steps.log = self.journal
+        self.generation = Generation(
+            Job(SESSION, ANSWER, attempt, resume=resume),
+            model,
+            writer,
+            self.ledger,
+            journal=self.steps,
+            tools=tools if tools is not None else ToolRegistry([], 5.0),
+            system_prompt="sys",
+            budget_chars=10_000,
+            max_tool_steps=max_tool_steps,
+            retries=RetryPolicy(backoff_seconds=(0.0,)),  # no pause before asking again
+        )
+        model.watch(self.generation)
+
+    @property
+    def writes(self) -> list[str]:
+        """What was written, stream and SQL, in order: event names, "store", "refused"..."""
+        return [entry[0] for entry in self.journal]
+
+    def data(self, name: str) -> dict[str, Any]:
+        (data,) = [entry[1] for entry in self.journal if entry[0] == name]
+        return data
+
+
+def live(model: ScriptedModel, **options: Any) -> Lived:
+    lived = Lived(model, **options)
+    lived.generation.run()
+    return lived
