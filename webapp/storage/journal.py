@@ -52,9 +52,16 @@ import redis
 
 from webapp.storage import keys
 
-# What a call waits for, in its record and in `waiting` events (events.WAIT_*).
+# A call's status before it has a result (then: the result's status).
 PENDING = "pending"
 RUNNING = "running"
+# What a worker's write finds (`Outcome.status`) besides `running`.
+OK = "ok"
+EXISTS = "exists"
+FINAL = "final"
+FENCED = "fenced"
+# What `pause` answers besides FENCED.
+PAUSED, GO_ON, CANCELLED = keys.PAUSED, keys.GO_ON, keys.CANCELLED
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,6 +148,11 @@ JOURNAL_WAITS = "waits"
 JOURNAL_RESUME_ATTEMPT = "resume_attempt"
 PAUSE_WAITING = "waiting"
 PAUSE_RESUMING = "resuming"
+# What journal_pause.lua answers besides `fenced`: the answer paused (its
+# reply spells the field it sets), every input came already, or a cancel did.
+PAUSED = JOURNAL_PAUSED
+GO_ON = "go_on"
+CANCELLED = "cancelled"
 
 HASH_FIELDS = frozenset(
     {

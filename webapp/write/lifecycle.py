@@ -44,7 +44,7 @@ class State(enum.Enum):
     WRITING = "writing"  # writing events
     ASKING = "asking"  # waiting on the model's next piece, or pausing before asking it again
     TOOLS = "tools"  # waiting on the step's tool calls, which run in greenlets of their own
-    PAUSED = "paused"  # the answer waits for inputs; this attempt is over, its job acked
+    PAUSED = "paused_for_inputs"  # the answer waits; this attempt is over, its job acked
     ENDED = "ended"  # its final event (`end` or `error`) is written
     FENCED = "fenced"  # another attempt owns the answer: this one writes nothing more
     HANDED_BACK = "handed_back"  # back in the queue: the next attempt takes over

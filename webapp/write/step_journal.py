@@ -82,7 +82,7 @@ class RedisStepJournal:
     def start_call(self, call_id: str) -> Outcome:
         found = self._retried(journal.start_call, *self._ids(), self._job.attempt, call_id)
         if found.status == journal.RUNNING and _started_by(found) == self._job.attempt:
-            return Outcome("ok")  # ours: a retry whose first reply was lost
+            return Outcome(journal.OK)  # ours: a retry whose first reply was lost
         return found
 
     def record_result(self, call_id: str, result: dict[str, Any]) -> Outcome:

@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from webapp.exceptions import Cancelled
-from webapp.storage import events
+from webapp.storage import events, journal
 from webapp.write.attempt import Attempt
 from webapp.write.cache import CachedAnswer
 from webapp.write.lifecycle import State
@@ -109,7 +109,7 @@ class StepLoop:
         """Record the step before any of its tools runs, then write its `tool_call` events."""
         attempt = self.attempt
         calls = [call.new_call() for call in step.calls]
-        if attempt.journal.record_step(step.number, step.output(), calls).status == "fenced":
+        if attempt.journal.record_step(step.number, step.output(), calls).status == journal.FENCED:
             raise attempt.fenced("at a step's record")
         for call in step.calls:
             attempt.emit(events.TOOL_CALL, call.event_data(attempt.job.message_id, step.number))
@@ -161,11 +161,11 @@ class StepLoop:
         while waits:
             attempt.check_cancel()
             verdict = attempt.journal.pause(waits)
-            if verdict == "fenced":
+            if verdict == journal.FENCED:
                 raise attempt.fenced("at a pause")
-            if verdict == "cancelled":
+            if verdict == journal.CANCELLED:
                 raise Cancelled()
-            if verdict == "paused":
+            if verdict == journal.PAUSED:
                 self._paused(step, waits)
                 return False
             read = attempt.journal.read()  # go_on: every input came meanwhile

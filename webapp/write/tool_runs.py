@@ -126,9 +126,9 @@ class ToolRuns:
         """Run the call unless the journal says otherwise; (its result, whether it ran here)."""
         attempt = self.attempt
         found = attempt.journal.start_call(call.call_id)
-        if found.status == "final":
+        if found.status == journal.FINAL:
             return _recorded(call, found), False
-        if found.status == "fenced":
+        if found.status == journal.FENCED:
             raise attempt.fenced("at a tool call")
         if found.status == journal.RUNNING and not call.idempotent:
             log.warning(
@@ -153,9 +153,9 @@ class ToolRuns:
     def _record(self, call: StepCall, result: ToolResult) -> ToolResult:
         """Record a result in the journal: the one recorded first is the result."""
         recorded = self.attempt.journal.record_result(call.call_id, result_record(result))
-        if recorded.status == "fenced":
+        if recorded.status == journal.FENCED:
             raise self.attempt.fenced("at a tool result")
-        return _recorded(call, recorded) if recorded.status == "final" else result
+        return _recorded(call, recorded) if recorded.status == journal.FINAL else result
 
     # -- results -----------------------------------------------------------------
 
