@@ -26,6 +26,7 @@ import logging
 from dataclasses import dataclass
 
 from webapp.exceptions import Cancelled, Fenced
+from webapp.storage import events
 from webapp.storage.jobs import Job
 from webapp.write.answer import Answer
 from webapp.write.ledger import Ledger
@@ -53,7 +54,7 @@ class Attempt:
     life: Lifecycle[State]
     retries: RetryPolicy
     max_tool_steps: int
-    start_pending: bool = False  # `start` was sent; its outcome is not read yet
+    sent: str | None = None  # the event sent without waiting, until its outcome is read
     cancel_seen: bool = False  # a write's reply said a cancel was asked
 
     @property
@@ -65,24 +66,38 @@ class Attempt:
         log.warning("fenced off %s session=%s message=%s", where, *self.ids)
         return Fenced(where)
 
-    def confirm_start(self) -> None:
-        """Read the outcome of `start`, once, before the attempt's first other write.
+    def send(self, event: str, data: str) -> None:
+        """Write an event without waiting for its reply; the next write reads it first.
+
+        For the last event before the model is asked (`start`, a step's last
+        `tool_result`): the write's round trip then overlaps the model's
+        request instead of coming before it.
+        """
+        self.writer.send(event, data)
+        self.sent = event
+
+    def confirm_sent(self) -> None:
+        """Read the outcome of the event sent last, once, before any other write.
 
         Raises Fenced when a newer attempt owns the answer, Cancelled when a
-        cancel was asked (the flag is read then, and never again).
+        cancel was asked: it was `start`, or the last event of a step.
         """
-        if not self.start_pending:
+        if self.sent is None:
             return
-        self.start_pending = False
+        event, self.sent = self.sent, None
         written = self.writer.sent_written()
         if written.fenced:
-            raise self.fenced("at start")
-        log.info("generation started session=%s message=%s attempt=%d", *self.ids, self.job.attempt)
+            raise self.fenced(f"at {event}")
+        if event == events.START:
+            log.info(
+                "generation started session=%s message=%s attempt=%d", *self.ids, self.job.attempt
+            )
         if written.cancel_requested:
             raise Cancelled()
 
     def emit(self, event: str, data: str) -> None:
         """Write an event of a step's tools; a cancel asked is noted, not acted on (docstring)."""
+        self.confirm_sent()
         written = self.writer.append(event, data)
         if written.fenced:
             raise self.fenced(f"at {event}")

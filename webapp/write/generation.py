@@ -163,9 +163,8 @@ class Generation:
             from_step=self.plan.from_step,
         )
         # `start` travels to Redis while the model is asked; its outcome is
-        # read when the first piece is in (Attempt.confirm_start).
-        self.attempt.writer.send(events.START, start)
-        self.attempt.start_pending = True
+        # read when the first piece is in (Attempt.confirm_sent).
+        self.attempt.send(events.START, start)
         self.life.move(State.WRITING)
         self.answer.keep(self.plan.done)
         self.loop = StepLoop(self.attempt, prompt + self.plan.history(), self.plan, tools)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import gevent
 import redis
 
 from webapp.ops import metrics
@@ -112,7 +113,8 @@ class SqlLedger:
         metrics.generation_failed(self._client, code, chunks)
 
     def tool_result(self, tool: str, status: str, seconds: float | None) -> None:
-        metrics.tool_result(self._client, tool, status, seconds)
+        # In a greenlet of its own: its round trip must not delay the next step.
+        gevent.spawn(metrics.tool_result, self._client, tool, status, seconds)
 
     def waiting(self, job: Job, waiting: bool) -> None:
         metrics.answer_waiting(self._client, job.session_id, job.message_id, waiting)

@@ -63,7 +63,7 @@ class ModelCall:
         calls: list[ToolCall] = []
         for index, piece in enumerate(pieces):
             if index == 0:
-                self.attempt.confirm_start()
+                self.attempt.confirm_sent()
             kind = type(piece)
             if kind is Delta or kind is Reasoning:
                 self._write(number, piece)  # type: ignore[arg-type]

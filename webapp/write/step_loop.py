@@ -25,7 +25,7 @@ completes the waits queues the next attempt (tool_inputs.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -73,6 +73,7 @@ class StepLoop:
         while True:
             if self.going_on is not None:
                 step = self._send_again(self.going_on)
+                self._begin(step, self.plan.inputs)
             else:
                 step = self._ask(number)
                 if not step.calls:
@@ -106,27 +107,46 @@ class StepLoop:
         return Finish(step.finish.model, step.finish.finish_reason, self.attempt.answer.usage())
 
     def _record(self, step: Step) -> None:
-        """Record the step before any of its tools runs, then write its `tool_call` events."""
+        """Record the step, start its runs, and write its `tool_call` events meanwhile.
+
+        Recorded first: no tool runs before the step is in the journal. The
+        runs begin as this greenlet waits on its first event's write, so the
+        events and the calls' starts overlap; the events still come before
+        any result, which this greenlet writes after them.
+        """
         attempt = self.attempt
         calls = [call.new_call() for call in step.calls]
         if attempt.journal.record_step(step.number, step.output(), calls).status == journal.FENCED:
             raise attempt.fenced("at a step's record")
-        for call in step.calls:
-            attempt.emit(events.TOOL_CALL, call.event_data(attempt.job.message_id, step.number))
-            log.info(
-                "tool call session=%s message=%s step=%d call=%s tool=%s runs_on=%s approval=%s",
-                *attempt.ids,
-                step.number,
-                call.call_id,
-                call.call.name,
-                call.runs_on,
-                "yes" if call.approval_id else "no",
-            )
+        runs = self._begin(step, {})
+        try:
+            for call in step.calls:
+                attempt.emit(events.TOOL_CALL, call.event_data(attempt.job.message_id, step.number))
+                log.info(
+                    "tool call session=%s message=%s step=%d call=%s tool=%s runs_on=%s "
+                    "approval=%s",
+                    *attempt.ids,
+                    step.number,
+                    call.call_id,
+                    call.call.name,
+                    call.runs_on,
+                    "yes" if call.approval_id else "no",
+                )
+            attempt.check_cancel()  # a cancel noted meanwhile: close_cancelled ends the runs
+        except BaseException as exc:
+            if not isinstance(exc, Cancelled):
+                runs.stop()
+            raise
+
+    def _begin(self, step: Step, inputs: Mapping[str, journal.Call]) -> ToolRuns:
+        self.runs = ToolRuns(self.attempt, step)
+        self.runs.begin(inputs)
+        return self.runs
 
     def _send_again(self, step: Step) -> Step:
         """Write a recorded step's events again, as they were first written (module docstring)."""
         attempt = self.attempt
-        attempt.confirm_start()
+        attempt.confirm_sent()
         self.going_on = None
         attempt.answer.begin(step)
         message_id, number = attempt.job.message_id, step.number
@@ -154,10 +174,11 @@ class StepLoop:
         return step
 
     def _settle(self, step: Step) -> bool:
-        """Settle the step's calls; False when the answer paused for some."""
+        """Settle the step's calls (their runs begun); False when the answer paused for some."""
         attempt = self.attempt
-        self.runs = ToolRuns(attempt, step)
-        waits = self.runs.settle(self.plan.inputs)
+        runs = self.runs
+        assert runs is not None and runs.step is step
+        waits = runs.finish()
         while waits:
             attempt.check_cancel()
             verdict = attempt.journal.pause(waits)
@@ -169,7 +190,8 @@ class StepLoop:
                 self._paused(step, waits)
                 return False
             read = attempt.journal.read()  # go_on: every input came meanwhile
-            waits = self.runs.settle(read.calls if read is not None else {})
+            runs.begin(read.calls if read is not None else {})
+            waits = runs.finish()
         return True
 
     def _paused(self, step: Step, waits: list[tuple[str, str]]) -> None:

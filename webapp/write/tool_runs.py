@@ -62,33 +62,66 @@ class ToolRuns:
         self.attempt = attempt
         self.step = step
         self._done: Queue[Outcome] = Queue()
+        self._now: list[tuple[StepCall, ToolResult]] = []  # results known without a run
+        self._workers: list[gevent.Greenlet] = []  # the runs, one greenlet each
+        self.waits: list[tuple[str, str]] = []  # (call_id, kind) still waiting for an input
 
-    def settle(self, inputs: Mapping[str, journal.Call]) -> list[tuple[str, str]]:
-        """Settle what can be with the inputs given so far; the (call_id, kind) still waiting."""
+    def begin(self, inputs: Mapping[str, journal.Call]) -> None:
+        """Sort the open calls by what settles them, given the inputs so far; start the runs.
+
+        The runs begin as soon as this greenlet next waits: while it writes
+        the step's `tool_call` events, say. `finish` writes the results.
+        """
+        self._now, self.waits = [], []
         runnable: list[StepCall] = []
-        waits: list[tuple[str, str]] = []
         for call in self.step.open_calls():
             found = inputs.get(call.call_id)
             given = found.input if found is not None else None
             if call.problem is not None:
-                self._settle(call, ToolResult.failed(call.problem))
+                self._now.append((call, ToolResult.failed(call.problem)))
             elif call.waits_for is None:
                 runnable.append(call)
             elif given is None:
-                waits.append((call.call_id, call.waits_for))
+                self.waits.append((call.call_id, call.waits_for))
             elif call.waits_for == events.WAIT_OUTPUT:
-                self._settle(call, output_result(given))
+                self._now.append((call, output_result(given)))
             elif given.get("approved"):
                 runnable.append(call)
             else:
-                self._settle(call, ToolResult(events.TOOL_DENIED, error=given.get("reason")))
-        if runnable:
-            self.attempt.check_cancel()
-            self._run(runnable)
-        return waits
+                denied = ToolResult(events.TOOL_DENIED, error=given.get("reason"))
+                self._now.append((call, denied))
+        self._workers = [gevent.spawn(self._run_one, call) for call in runnable]
+
+    def finish(self) -> list[tuple[str, str]]:
+        """Write every result as it comes (the runs' in the order they end); the waits left.
+
+        The step's last event, when nothing waits, is sent without waiting
+        for its reply (Attempt.send): the next model call goes out meanwhile.
+        """
+        left = len(self._now) + len(self._workers)
+        try:
+            for call, result in self._now:
+                left -= 1
+                self._publish(call, self._record(call, result), None, last=not left)
+            for _ in range(len(self._workers)):
+                call, outcome, seconds = self.attempt.life.during(State.TOOLS, self._done.get)
+                if isinstance(outcome, Exception):
+                    raise outcome
+                left -= 1
+                self._publish(call, outcome, seconds, last=not left)
+        finally:
+            self.stop()
+        return self.waits
+
+    def stop(self) -> None:
+        """Stop the runs still going: the step was interrupted (a cancel, a hand-back) or failed."""
+        running = [worker for worker in self._workers if not worker.dead]
+        if running:
+            gevent.killall(running, timeout=KILL_SECONDS)
 
     def close(self) -> None:
         """A cancel ends the step: its open calls get results without running (docstring)."""
+        self.stop()
         while not self._done.empty():  # results that came in as the wait was interrupted
             call, result, seconds = self._done.get()
             if isinstance(result, ToolResult) and call.call_id not in self.step.results:
@@ -100,18 +133,6 @@ class ToolRuns:
                 self._publish(call, ToolResult(events.TOOL_IN_DOUBT), None)
 
     # -- running server calls ----------------------------------------------------
-
-    def _run(self, calls: list[StepCall]) -> None:
-        workers = [gevent.spawn(self._run_one, call) for call in calls]
-        try:
-            for _ in calls:
-                call, result, seconds = self.attempt.life.during(State.TOOLS, self._done.get)
-                if isinstance(result, Exception):
-                    raise result
-                self._publish(call, result, seconds)
-        finally:
-            # Interrupted (a cancel, a hand-back) or failed: stop what still runs.
-            gevent.killall([w for w in workers if not w.dead], timeout=KILL_SECONDS)
 
     def _run_one(self, call: StepCall) -> None:
         """In a greenlet of its own: the call's outcome, onto the queue."""
@@ -159,14 +180,18 @@ class ToolRuns:
 
     # -- results -----------------------------------------------------------------
 
-    def _settle(self, call: StepCall, result: ToolResult) -> None:
-        self._publish(call, self._record(call, result), None)
-
-    def _publish(self, call: StepCall, result: ToolResult, seconds: float | None) -> None:
-        """Write the `tool_result` event; the step holds the result from then on."""
+    def _publish(
+        self, call: StepCall, result: ToolResult, seconds: float | None, last: bool = False
+    ) -> None:
+        """Write the `tool_result` event (sent, if `last`); the step holds the result from then on."""
         attempt = self.attempt
         number = self.step.number
-        attempt.emit(events.TOOL_RESULT, result_data(attempt.job.message_id, number, call, result))
+        data = result_data(attempt.job.message_id, number, call, result)
+        if last:
+            attempt.confirm_sent()
+            attempt.send(events.TOOL_RESULT, data)
+        else:
+            attempt.emit(events.TOOL_RESULT, data)
         self.step.results[call.call_id] = result
         known = call.problem is None or attempt.tools.get(call.call.name) is not None
         attempt.ledger.tool_result(
