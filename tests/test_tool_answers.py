@@ -9,6 +9,7 @@ What a worker's loss does to a tool step: test_tool_faults.py.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tests.conftest import PrivateStack
 from tests.support.client import Event, create_session, poll_until, post_prompt, read_sse
 from tests.support.mcp_server import McpTestServer
 from tests.support.model_server import Behavior, ModelServer
+from tests.support.processes import wait_for
 from tests.support.sql import stored_message
 from tests.support.tool_answers import (
     CLIENT_TOOLS,
@@ -80,6 +82,16 @@ def fold(events: list[Event]) -> Parts:
     for event in events:
         parts.apply(event.event, event.data)
     return parts
+
+
+def metric(web: str, name: str, **labels: str) -> float:
+    """One sample of the service's /metrics (0 when it is not there)."""
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in httpx.get(f"{web}/metrics", timeout=10).text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        if sample == (f"{name}{{{wanted}}}" if labels else name):
+            return float(value)
+    return 0.0
 
 
 def snapshot_message(http: httpx.Client, session_id: str) -> dict[str, Any]:
@@ -203,14 +215,15 @@ def test_a_tool_answer_is_never_cached(
 
 
 def waiting_answer(
-    tools: ToolStack, http: httpx.Client, model_server: ModelServer, prompt: str
+    tools: ToolStack,
+    http: httpx.Client,
+    model_server: ModelServer,
+    prompt: str,
+    item: str = "report.pdf",
 ) -> tuple[str, str, str]:
     """(session, message, call) of an answer waiting for approval of `delete_item`."""
     answer_in_steps(
-        model_server,
-        prompt,
-        calls_step(("delete_item", {"item": "report.pdf"})),
-        text_step("Handled."),
+        model_server, prompt, calls_step(("delete_item", {"item": item})), text_step("Handled.")
     )
     session_id, message_id = tools.ask(http, prompt)
     waiting = wait_for_event(http, session_id, "waiting")
@@ -223,8 +236,12 @@ def test_an_approved_call_runs_once_and_the_answer_goes_on(
     tools: ToolStack, model_server: ModelServer, mcp_server: McpTestServer, unique: str
 ) -> None:
     prompt = f"delete report {unique}"
+    item = f"private-{uuid.uuid4().hex}"  # what no log line may hold
+    waiting_before = metric(tools.web, "relay_answers_waiting")
+    ok_before = metric(tools.web, "relay_tool_calls_total", tool="delete_item", status="ok")
     with tools.http() as http:
-        session_id, message_id, call_id = waiting_answer(tools, http, model_server, prompt)
+        session_id, message_id, call_id = waiting_answer(tools, http, model_server, prompt, item)
+        assert metric(tools.web, "relay_answers_waiting") == waiting_before + 1
         message = snapshot_message(http, session_id)
         snapshot = http.get(f"/api/sessions/{session_id}").json()
         assert snapshot["active_message_id"] == message_id
@@ -262,6 +279,19 @@ def test_an_approved_call_runs_once_and_the_answer_goes_on(
     assert len(mcp_server.calls_with(call_id)) == 1
     assert message["status"] == "done" and message["parts"] == fold(events).items
     assert events[-1].data["tool_calls"] == 1
+    assert metric(tools.web, "relay_answers_waiting") == waiting_before
+    wait_for(
+        lambda: (
+            metric(tools.web, "relay_tool_calls_total", tool="delete_item", status="ok")
+            == ok_before + 1
+        ),
+        what="the tool call counted",
+    )
+    # One line per tool event, with its ids; never the tool's arguments or output.
+    log = "".join(process.log_text() for process in tools.stack.processes)
+    for line in ("tool call", "answer waiting", "step sent again", "tool result"):
+        assert f"{line} session={session_id} message={message_id}" in log, line
+    assert f"call={call_id}" in log and item not in log
 
 
 def test_a_denied_call_never_runs(

@@ -16,11 +16,21 @@ allows; its worker reads it. The worker raises an interrupt (exceptions.py)
 into the generation's greenlet: `Cancelled` ends the answer with
 finish_reason "cancelled", `HandedBack` stops it writing anything more.
 
+An answer runs as a loop of steps (API.md, Tools): the generation claims
+the answer, reads where an earlier attempt left it (steps.Plan: the journal
+of steps it recorded, for a lost worker's or a paused answer's next
+attempt), writes `start` with `from_step`, and hands the rest to the step
+loop (step_loop.py), whose Finish it turns into the answer's end. An answer
+that pauses for a person's decision or a client tool's output ends this
+attempt in PAUSED, its job acked.
+
 The generation decides; it does no I/O of its own. It reads the model
-through `Model` (llm.py), writes events through its `StreamWriter` and
-records the rest through its `Ledger` (ledger.py). `new_generation`
-wires the real ones; tests/test_generation.py drives it with a scripted
-model and recording ones.
+through `Model` (llm.py), writes events through its `StreamWriter`, records
+the rest through its `Ledger` (ledger.py) and its `StepJournal`
+(step_journal.py), and runs tools through the registry, all held by its
+`Attempt` (attempt.py). `new_generation` wires the real ones;
+tests/test_generation.py and tests/test_step_loop.py drive it with a
+scripted model and recording ones.
 """
 
 from __future__ import annotations

@@ -17,6 +17,11 @@ generations finish within WORKER_SHUTDOWN_GRACE_SECONDS, then hands the rest
 back to the queue for another worker. Connection errors back off
 exponentially instead of spinning. RQ's worker has the same shape.
 
+The worker starts the tool registry (write/tools/registry.py: Python
+tools, MCP servers, client tools) before it takes a job, and closes it as
+it stops. An answer that pauses for a decision (generation.py) ends its
+job like a finished one: acked, holding no slot.
+
 The loop runs in a gevent process: worker.py, the entry point, patches the
 standard library first. `max_jobs` stops it after that many jobs (tests).
 """
