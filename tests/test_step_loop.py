@@ -93,6 +93,16 @@ def calls() -> Finish:
     return Finish("scripted-1", events.FINISH_TOOL_CALLS, USAGE)
 
 
+def added(text: str, numbers: list[int]) -> list[dict[str, Any]]:
+    """A step that called `add` (id call_a) as the model's history gives it back."""
+    arguments = json.dumps({"numbers": numbers})
+    call = {"id": "call_a", "type": "function", "function": {"name": "add", "arguments": arguments}}
+    return [
+        {"role": "assistant", "content": text, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_a", "content": json.dumps({"sum": sum(numbers)})},
+    ]
+
+
 def lived(model: ScriptedModel, tools: Tools, **options: Any) -> Lived:
     made = Lived(model, tools=tools.registry, **options)
     tools.log = made.journal  # the tools' runs go in the same list, in order
@@ -178,21 +188,7 @@ def test_a_tool_step_is_recorded_before_its_tool_runs_and_the_next_step_reads_it
     (result,) = events_of(made, "tool_result")
     assert (result["status"], result["output"], result["error"]) == ("ok", {"sum": 5}, None)
     # The next model call gets the step as OpenAI tool_calls and tool messages.
-    assert model.asked[1] == [
-        *ASKED,
-        {
-            "role": "assistant",
-            "content": "Adding.",
-            "tool_calls": [
-                {
-                    "id": "call_a",
-                    "type": "function",
-                    "function": {"name": "add", "arguments": '{"numbers": [2, 3]}'},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": "call_a", "content": '{"sum": 5}'},
-    ]
+    assert model.asked[1] == [*ASKED, *added("Adding.", [2, 3])]
     assert [r["step_key"] for r in model.requests] == ["answer_1/0", "answer_1/1"]
     assert {t["function"]["name"] for t in model.requests[0]["tools"]} >= {"add", "pay"}
     assert [r["tool_choice"] for r in model.requests] == [None, None]
@@ -539,18 +535,7 @@ def test_an_answer_with_tools_goes_back_to_the_model_step_by_step() -> None:
     ]
     assert build_prompt(history, "", 10_000) == [
         {"role": "user", "content": "1 + 2?"},
-        {
-            "role": "assistant",
-            "content": "Adding.",
-            "tool_calls": [
-                {
-                    "id": "call_a",
-                    "type": "function",
-                    "function": {"name": "add", "arguments": '{"numbers": [1, 2]}'},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": "call_a", "content": '{"sum": 3}'},
+        *added("Adding.", [1, 2]),
         {"role": "assistant", "content": "It is 3."},
         {"role": "user", "content": "and 3 + 4?"},
     ]

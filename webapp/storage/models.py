@@ -330,29 +330,20 @@ def finish_answer(
     An attempt that died before claiming the row leaves it with an older
     attempt number, which a later attempt may still finish.
     """
-    c = _messages.c
     usage = usage or {}
-    result = db.session.execute(
-        update(_messages)
-        .where(
-            c.session_id == session_id,
-            c.id == message_id,
-            c.attempt <= attempt,
-            c.status.not_in(FINAL_STATUSES),
-        )
-        .values(
-            status=status,
-            content=content,
-            chunk_count=chunk_count,
-            prompt_tokens=usage.get("prompt_tokens"),
-            completion_tokens=usage.get("completion_tokens"),
-            total_tokens=usage.get("total_tokens"),
-            finished_at=utcnow(),
-            **values,
-        )
+    return _update_owned(
+        session_id,
+        message_id,
+        attempt,
+        status=status,
+        content=content,
+        chunk_count=chunk_count,
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        total_tokens=usage.get("total_tokens"),
+        finished_at=utcnow(),
+        **values,
     )
-    db.session.commit()
-    return result.rowcount == 1
 
 
 def pause_answer(
@@ -363,6 +354,11 @@ def pause_answer(
     It stays the session's active generation (ACTIVE_STATUSES): the next
     attempt that goes on with it claims the row back (`claim_answer`).
     """
+    return _update_owned(session_id, message_id, attempt, status=WAITING, content=content, **values)
+
+
+def _update_owned(session_id: str, message_id: str, attempt: int, **values: Any) -> bool:
+    """Update the answer row if `attempt` (or an older one) owns it and it is not final; commit."""
     c = _messages.c
     result = db.session.execute(
         update(_messages)
@@ -372,7 +368,7 @@ def pause_answer(
             c.attempt <= attempt,
             c.status.not_in(FINAL_STATUSES),
         )
-        .values(status=WAITING, content=content, **values)
+        .values(**values)
     )
     db.session.commit()
     return result.rowcount == 1

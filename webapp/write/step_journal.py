@@ -6,7 +6,7 @@ code says what it records, not how; tests/test_generation.py records into
 memory instead (tests/support/recorders.py).
 
 `RedisStepJournal` retries a call that meets a Redis error, with backoff,
-for up to `retry_seconds`, as the stream writer does (writer.py): a Redis
+for up to `retry_seconds`, as the stream writer does (writer.retried): a Redis
 restart pauses a tool step instead of failing the answer. Each script is
 safe to run twice: a step's record and a call's result are first-write-wins,
 a pause is the same pause, and a call this attempt started already is seen
@@ -15,9 +15,6 @@ as this attempt's own (`start_call` below).
 
 from __future__ import annotations
 
-import json
-import logging
-import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -26,13 +23,9 @@ import redis
 from webapp.storage import jobs, journal
 from webapp.storage.jobs import Job
 from webapp.storage.journal import Journal, NewCall, Outcome
-
-log = logging.getLogger(__name__)
+from webapp.write.writer import retried
 
 T = TypeVar("T")
-
-RETRY_START_SECONDS = 0.1
-RETRY_MAX_SECONDS = 2.0
 
 
 class StepJournal(Protocol):
@@ -109,25 +102,10 @@ class RedisStepJournal:
         journal.retire(*self._ids(), self._ttl_seconds)  # once: a failure costs only memory
 
     def _retried(self, call: Callable[..., T], *args: Any) -> T:
-        deadline = time.monotonic() + self._retry_seconds
-        backoff = RETRY_START_SECONDS
-        while True:
-            try:
-                return call(*args)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if time.monotonic() + backoff > deadline:
-                    raise
-                log.warning(
-                    "journal write failed, retrying in %.1fs session=%s message=%s: %s",
-                    backoff,
-                    self._job.session_id,
-                    self._job.message_id,
-                    exc,
-                )
-                time.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_MAX_SECONDS)
+        ids = (self._job.session_id, self._job.message_id)
+        return retried(lambda: call(*args), self._retry_seconds, "journal write", ids)
 
 
 def _started_by(found: Outcome) -> int | None:
-    attempt = json.loads(found.record or "{}").get("attempt")
-    return int(attempt) if attempt is not None else None
+    """The attempt a `running` call's record says started it."""
+    return journal.Call.parse("", found.record or "{}").attempt if found.record else None
