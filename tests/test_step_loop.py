@@ -345,6 +345,38 @@ def test_an_approval_pauses_the_answer_holding_nothing_and_an_approval_goes_on(
     assert ("waiting", False) in then.ledger.metrics
 
 
+def test_a_step_runs_what_it_can_then_waits_and_its_run_call_never_runs_again(
+    tools: Tools,
+) -> None:
+    model = ScriptedModel(
+        [
+            ToolCall("call_a", "add", {"numbers": [1, 1]}),
+            ToolCall("call_d", "delete_file", {"path": "c"}),
+            calls(),
+        ]
+    )
+    first = run(model, tools)
+
+    assert first.writes[-6:] == [
+        "ran",
+        "result_recorded",
+        "tool_result",
+        "paused",
+        "store_waiting",
+        "waiting",
+    ]
+    assert tools.ran == ["add"]
+    first.steps.give("call_d", {"approved": True})
+    then = resumed(tools, first, [Delta("Both done."), stop()])
+
+    assert tools.ran == ["delete_file"], "the attempt that went on ran delete_file alone"
+    # Step 0 again: its calls, and add's recorded result; then delete_file's.
+    assert [e["call_id"] for e in events_of(then, "tool_result")] == ["call_a", "call_d"]
+    told = [m["tool_call_id"] for m in then.generation.model.asked[0] if m["role"] == "tool"]
+    assert told == ["call_a", "call_d"]
+    assert stored_parts(then) == folded(first, then).items
+
+
 def test_a_denied_call_does_not_run_and_the_model_is_told_why(tools: Tools) -> None:
     first = paused(tools, ToolCall("call_d", "delete_file", {"path": "a.txt"}))
     first.steps.give("call_d", {"approved": False, "reason": "keep it"})

@@ -99,16 +99,17 @@ class ToolRuns:
         for its reply (Attempt.send): the next model call goes out meanwhile.
         """
         left = len(self._now) + len(self._workers)
+        ends_step = not self.waits  # else a pause's writes follow: nothing to overlap
         try:
             for call, result in self._now:
                 left -= 1
-                self._publish(call, self._record(call, result), None, last=not left)
+                self._publish(call, self._record(call, result), None, last=ends_step and not left)
             for _ in range(len(self._workers)):
                 call, outcome, seconds = self.attempt.life.during(State.TOOLS, self._done.get)
                 if isinstance(outcome, Exception):
                     raise outcome
                 left -= 1
-                self._publish(call, outcome, seconds, last=not left)
+                self._publish(call, outcome, seconds, last=ends_step and not left)
         finally:
             self.stop()
         return self.waits
