@@ -161,9 +161,8 @@ def test_a_tool_step_is_recorded_before_its_tool_runs_and_the_next_step_reads_it
         "start",
         "reasoning",
         "chunk",
-        "step_recorded",
+        "step_recorded",  # the call recorded running with it: no write of its own
         "tool_call",
-        "call_started",
         "ran",
         "result_recorded",
         "tool_result",
@@ -173,6 +172,7 @@ def test_a_tool_step_is_recorded_before_its_tool_runs_and_the_next_step_reads_it
         "end",
         "retired",
     ]
+    assert made.steps.calls["call_a"]["attempt"] == 1
     assert [data["step"] for data in events_of(made, "chunk")] == [0, 1, 1]
     assert events_of(made, "tool_call") == [
         {
@@ -219,14 +219,7 @@ def test_two_calls_of_one_step_run_side_by_side(tools: Tools) -> None:
     )
     made = run(model, tools)
 
-    assert made.writes[:6] == [
-        "take",
-        "start",
-        "step_recorded",
-        "tool_call",
-        "tool_call",
-        "call_started",
-    ]
+    assert made.writes[:5] == ["take", "start", "step_recorded", "tool_call", "tool_call"]
     assert sorted(tools.ran) == ["add", "pay"]
     results = {r["call_id"]: r["output"] for r in events_of(made, "tool_result")}
     assert results == {"call_a": {"sum": 1}, "call_p": {"paid": 7}}

@@ -230,9 +230,7 @@ class MemoryJournal:
         self.log.append(("step_recorded", step))
         self.steps[step] = json.loads(json.dumps(output))  # as JSON keeps it
         for call in calls:
-            status = "pending" if call.waits_for is None else f"waiting_{call.waits_for}"
-            record = {"step": step, "name": call.name, "waits_for": call.waits_for}
-            self.calls.setdefault(call.call_id, {**record, "status": status})
+            self.calls.setdefault(call.call_id, json.loads(call.record(step, self.attempt)))
         return Outcome("ok")
 
     def start_call(self, call_id: str) -> Outcome:

@@ -17,7 +17,9 @@ session's `active` hash writes (lua/_fence.lua).
 
 The rules, each one script:
 - `record_step`: a step's output, and a record for each of its calls.
-  A new attempt reads it and never asks the model for that step again.
+  A new attempt reads it and never asks the model for that step again. A
+  call that runs at once is recorded running already, by this attempt:
+  the write that records its step is the one that marks it started.
 - `start_call` before a server tool runs, `record_result` when it ends.
   A call found `running` by a later attempt was started and never finished:
   the write side runs it again only if it is idempotent, else its result is
@@ -71,12 +73,17 @@ class NewCall:
     call_id: str
     name: str
     waits_for: str | None  # "approval", "output" or None
+    # It runs as soon as the step is recorded: recorded running, by the
+    # recording attempt, in the same write (no `start_call` of its own).
+    runs_now: bool = False
 
-    def record(self, step: int) -> str:
-        status = PENDING if self.waits_for is None else f"waiting_{self.waits_for}"
-        return _dumps(
-            {"step": step, "name": self.name, "waits_for": self.waits_for, "status": status}
-        )
+    def record(self, step: int, attempt: int) -> str:
+        record: dict[str, Any] = {"step": step, "name": self.name, "waits_for": self.waits_for}
+        if self.runs_now:
+            record.update(status=RUNNING, attempt=attempt)
+        else:
+            record["status"] = PENDING if self.waits_for is None else f"waiting_{self.waits_for}"
+        return _dumps(record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +158,7 @@ def record_step(
     calls: list[NewCall],
 ) -> Outcome:
     """Record a step's whole model output and its calls; `exists` gives the first record back."""
-    pairs = [value for call in calls for value in (call.call_id, call.record(step))]
+    pairs = [value for call in calls for value in (call.call_id, call.record(step, attempt))]
     reply = keys.JOURNAL_STEP_SCRIPT(
         client, _keys(session_id), [message_id, attempt, step, _dumps(output), *pairs]
     )

@@ -118,7 +118,8 @@ class StepLoop:
         calls = [call.new_call() for call in step.calls]
         if attempt.journal.record_step(step.number, step.output(), calls).status == journal.FENCED:
             raise attempt.fenced("at a step's record")
-        runs = self._begin(step, {})
+        # Recorded running with the step: they start without a write of their own.
+        runs = self._begin(step, {}, started={c.call_id for c in step.calls if c.runs_now})
         try:
             for call in step.calls:
                 attempt.emit(events.TOOL_CALL, call.event_data(attempt.job.message_id, step.number))
@@ -138,9 +139,14 @@ class StepLoop:
                 runs.stop()
             raise
 
-    def _begin(self, step: Step, inputs: Mapping[str, journal.Call]) -> ToolRuns:
+    def _begin(
+        self,
+        step: Step,
+        inputs: Mapping[str, journal.Call],
+        started: frozenset[str] | set[str] = frozenset(),
+    ) -> ToolRuns:
         self.runs = ToolRuns(self.attempt, step)
-        self.runs.begin(inputs)
+        self.runs.begin(inputs, started)
         return self.runs
 
     def _send_again(self, step: Step) -> Step:

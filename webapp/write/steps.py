@@ -88,8 +88,13 @@ class StepCall:
             return events.WAIT_OUTPUT
         return events.WAIT_APPROVAL if self.approval_id else None
 
+    @property
+    def runs_now(self) -> bool:
+        """Whether it runs as soon as its step is recorded: a server call, no input to wait for."""
+        return self.problem is None and self.waits_for is None
+
     def new_call(self) -> NewCall:
-        return NewCall(self.call_id, self.call.name, self.waits_for)
+        return NewCall(self.call_id, self.call.name, self.waits_for, self.runs_now)
 
     def event_data(self, message_id: str, step: int) -> str:
         """Its `tool_call` event's data."""

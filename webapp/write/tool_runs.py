@@ -14,7 +14,8 @@ Server calls run in parallel, each in a greenlet of its own:
     start_call (journal) -> run (the registry) -> record_result (journal)
 
 so a result is recorded the moment it exists, and a call is marked running
-before it runs. A call an earlier attempt marked running and left without
+before it runs. A call that runs as soon as its step is recorded was marked
+running by that very write (journal.record_step): it skips `start_call`. A call an earlier attempt marked running and left without
 a result was lost with its worker: an idempotent tool runs again, with the
 same call id as its idempotency key; any other is `in_doubt`, and is not
 run again. The generation's own greenlet waits for the results in the TOOLS
@@ -31,6 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import gevent
@@ -66,11 +68,14 @@ class ToolRuns:
         self._workers: list[gevent.Greenlet] = []  # the runs, one greenlet each
         self.waits: list[tuple[str, str]] = []  # (call_id, kind) still waiting for an input
 
-    def begin(self, inputs: Mapping[str, journal.Call]) -> None:
+    def begin(
+        self, inputs: Mapping[str, journal.Call], started: AbstractSet[str] = frozenset()
+    ) -> None:
         """Sort the open calls by what settles them, given the inputs so far; start the runs.
 
         The runs begin as soon as this greenlet next waits: while it writes
         the step's `tool_call` events, say. `finish` writes the results.
+        `started`: calls this attempt recorded running with their step.
         """
         self._now, self.waits = [], []
         runnable: list[StepCall] = []
@@ -90,7 +95,9 @@ class ToolRuns:
             else:
                 denied = ToolResult(events.TOOL_DENIED, error=given.get("reason"))
                 self._now.append((call, denied))
-        self._workers = [gevent.spawn(self._run_one, call) for call in runnable]
+        self._workers = [
+            gevent.spawn(self._run_one, call, call.call_id in started) for call in runnable
+        ]
 
     def finish(self) -> list[tuple[str, str]]:
         """Write every result as it comes (the runs' in the order they end); the waits left.
@@ -135,19 +142,19 @@ class ToolRuns:
 
     # -- running server calls ----------------------------------------------------
 
-    def _run_one(self, call: StepCall) -> None:
+    def _run_one(self, call: StepCall, started: bool) -> None:
         """In a greenlet of its own: the call's outcome, onto the queue."""
         try:
-            started = time.monotonic()
-            result, ran = self._outcome(call)
-            self._done.put((call, result, time.monotonic() - started if ran else None))
+            began = time.monotonic()
+            result, ran = self._outcome(call, started)
+            self._done.put((call, result, time.monotonic() - began if ran else None))
         except Exception as exc:  # Fenced, or Redis gone for good: the step raises it
             self._done.put((call, exc, None))
 
-    def _outcome(self, call: StepCall) -> tuple[ToolResult, bool]:
+    def _outcome(self, call: StepCall, started: bool) -> tuple[ToolResult, bool]:
         """Run the call unless the journal says otherwise; (its result, whether it ran here)."""
         attempt = self.attempt
-        found = attempt.journal.start_call(call.call_id)
+        found = journal.Outcome(journal.OK) if started else attempt.journal.start_call(call.call_id)
         if found.status == journal.FINAL:
             return _recorded(call, found), False
         if found.status == journal.FENCED:
