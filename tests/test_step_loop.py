@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.recorders import ASKED, USAGE, Lived, MemoryJournal, ScriptedModel, stop
 from webapp.exceptions import Cancelled
+from webapp.settings.config import TOOL_OUTPUT_MAX_BYTES
 from webapp.storage import events, models
 from webapp.storage.models import Turn
 from webapp.storage.parts import Parts
@@ -404,6 +405,15 @@ def test_a_client_tool_waits_for_the_front_end_and_its_output_is_the_result(
     (result,) = events_of(then, "tool_result")
     assert result["status"] == status
     assert [m["content"] for m in then.generation.model.asked[0] if m["role"] == "tool"] == [told]
+
+
+def test_a_client_output_too_large_to_pass_on_is_an_error_result(tools: Tools) -> None:
+    first = paused(tools, ToolCall("call_c", "pick_color", {}))
+    first.steps.give("call_c", {"output": "x" * (TOOL_OUTPUT_MAX_BYTES + 1)})
+    then = resumed(tools, first, [Delta("Too much."), stop()])
+
+    (result,) = events_of(then, "tool_result")
+    assert result["status"] == "error" and "over the" in result["error"]
 
 
 def test_inputs_that_came_before_the_pause_go_on_in_the_same_attempt(tools: Tools) -> None:

@@ -337,6 +337,26 @@ def test_a_cancel_ends_a_waiting_answer(
     assert len(step_requests(model_server, prompt, 1)) == 0
 
 
+def test_a_delete_ends_a_waiting_answer_and_nothing_runs(
+    tools: ToolStack, model_server: ModelServer, mcp_server: McpTestServer, unique: str
+) -> None:
+    from webapp.storage import keys
+
+    prompt = f"delete then delete the session {unique}"
+    waiting_before = metric(tools.web, "relay_answers_waiting")
+    with tools.http() as http:
+        session_id, message_id, call_id = waiting_answer(tools, http, model_server, prompt)
+        assert metric(tools.web, "relay_answers_waiting") == waiting_before + 1
+        assert http.delete(f"/api/sessions/{session_id}").status_code == 204
+        gone = decide(http, session_id, message_id, call_id, True)
+    assert (gone.status_code, gone.json()["error"]["code"]) == (404, "session_not_found")
+    assert metric(tools.web, "relay_answers_waiting") == waiting_before
+    client = tools.stack.redis_client()
+    assert not client.exists(keys.journal(session_id), keys.active(session_id))
+    assert mcp_server.calls_with(call_id) == []
+    assert step_requests(model_server, prompt, 1) == []
+
+
 def test_a_client_tool_waits_for_the_front_ends_output(
     tools: ToolStack, model_server: ModelServer, unique: str
 ) -> None:
