@@ -1,8 +1,9 @@
-"""`python -m bench`: run the benchmark scenarios of issues 5 and 18 and print one table.
+"""`python -m bench`: run the benchmark scenarios of issues 5, 18 and 23 and print one table.
 
     .venv/bin/python -m bench                     # everything, a few minutes
     .venv/bin/python -m bench --quick             # small counts, seconds per scenario
     .venv/bin/python -m bench --scenario fanout   # one scenario (repeatable)
+    .venv/bin/python -m bench --scenario tools    # answers in steps: relay's time per tool call
     .venv/bin/python -m bench --pin               # system on one core, load on the other,
                                                   # and Nchan beside relay where installed
     .venv/bin/python -m bench --pin --sweep       # the load sweep alone (issue 25): the knee of

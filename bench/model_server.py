@@ -22,6 +22,14 @@ With `think=k`, deltas 0 to k-1 are the model's reasoning
 answer, numbered on: the first reasoning delta carries `r=`, and the answer's
 first is delta k.
 
+With `tools=s tool_ms=<ms>` and a request that offers tools, the first `s`
+steps of the answer (a step: the assistant messages after the prompt, as an
+answer in steps sends them back) call the bench's tool instead
+(bench/tools.py, `bench_wait`) with `{"ms", "requested_ns", "sent_ns"}`:
+when this step's request was read, and when its call was written. The step
+after them streams the deltas as above. The prompt is the last user message,
+so every step of an answer reads the same directives.
+
 Deliberate choices:
 - asyncio and hand-written HTTP, no framework: 100 paced streams at 20
   deltas/s must cost the model server little of the two cores the bench
@@ -57,6 +65,12 @@ def parse_prompt(prompt: str) -> tuple[int, float, float]:
     return deltas, float(found.get("rate", "0")), float(found.get("first_ms", "0")) / 1000
 
 
+def parse_tools(prompt: str) -> tuple[int, float]:
+    """(tool steps before the text, each tool's wait in ms) from `tools=` and `tool_ms=`."""
+    found = dict(DIRECTIVE.findall(prompt))
+    return int(float(found.get("tools", "0"))), float(found.get("tool_ms", "0"))
+
+
 def parse_think(prompt: str) -> int:
     """How many of the first deltas are reasoning (`think=`), 0 by default."""
     return int(float(dict(DIRECTIVE.findall(prompt)).get("think", "0")))
@@ -90,14 +104,14 @@ class Frames:
     def delta(self, text: str, field: str = "content") -> bytes:
         return self.frame({field: text})
 
-    def tail(self, prompt_tokens: int, deltas: int) -> bytes:
+    def tail(self, prompt_tokens: int, deltas: int, finish: str = "stop") -> bytes:
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": deltas,
             "total_tokens": prompt_tokens + deltas,
         }
         return (
-            self.frame({}, "stop")
+            self.frame({}, finish)
             + _chunk(f'{self._head}, "choices": [], "usage": {json.dumps(usage)}}}'.encode())
             + _chunk(b"[DONE]")
             + b"0\r\n\r\n"
@@ -150,11 +164,32 @@ async def respond_json(writer: asyncio.StreamWriter, status: int, payload: dict)
     await writer.drain()
 
 
+def _prompt_and_step(messages: list[dict]) -> tuple[str, int]:
+    """The last user message, and how many assistant messages (steps) came after it."""
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    last = users[-1] if users else len(messages) - 1
+    after = messages[last + 1 :]
+    return str(messages[last].get("content", "")), sum(m.get("role") == "assistant" for m in after)
+
+
+def tool_step(frames: Frames, step: int, ms: float, received: int) -> bytes:
+    """A step that calls the bench's tool, stamped (module docstring), and its end."""
+    arguments = {"ms": ms, "requested_ns": received, "sent_ns": time.monotonic_ns()}
+    call = {
+        "index": 0,
+        "id": f"call_bench_{step}",
+        "type": "function",
+        "function": {"name": "bench_wait", "arguments": json.dumps(arguments)},
+    }
+    return frames.frame({"tool_calls": [call]}) + frames.tail(0, 1, "tool_calls")
+
+
 async def complete(writer: asyncio.StreamWriter, body: dict, received: int) -> None:
     messages = body.get("messages") or [{"content": ""}]
-    prompt = str(messages[-1].get("content", ""))
+    prompt, step = _prompt_and_step(messages)
     deltas, rate, first_delay = parse_prompt(prompt)
     think = parse_think(prompt)
+    tool_steps, tool_ms = parse_tools(prompt)
 
     def field(i: int) -> str:
         return "reasoning_content" if i < think else "content"
@@ -166,6 +201,10 @@ async def complete(writer: asyncio.StreamWriter, body: dict, received: int) -> N
         b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
         + frames.frame({"role": "assistant", "content": ""})
     )
+    if body.get("tools") and body.get("tool_choice") != "none" and step < tool_steps:
+        writer.write(tool_step(frames, step, tool_ms, received))
+        await writer.drain()
+        return
     if rate <= 0:
         if first_delay:
             await asyncio.sleep(first_delay)

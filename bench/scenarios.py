@@ -1,4 +1,4 @@
-"""The six scenarios of issue 5. Each returns its rows for the table and its raw details.
+"""The scenarios of issues 5, 18 and 23. Each returns its rows for the table and its raw details.
 
 Every scenario but the floor starts a fresh web process (one gunicorn gevent
 worker) and worker.py, so what one leaves behind (memory, connections) does
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import fanouts, nchan, redis_floor
+from bench import fanouts, nchan, redis_floor, tool_steps
 from bench.client import percentiles
 from bench.cpu import OTHERS, CpuWindow
 from bench.fanouts import Load, bench_prompt, post_all
@@ -70,6 +70,10 @@ class Plan:
     history_chunks: int = 200
     history_deltas: int = 40
     history_rate: float = 2.0
+    # 8. tool steps (issue 23): answers whose steps call a tool of known duration.
+    tool_rounds: int = 100
+    tool_steps: int = 3
+    tool_ms: float = 20.0
     # --pin: issue 18's targets; `nchan`: Nchan runs beside the fan-outs.
     pinned: bool = False
     nchan: bool = False
@@ -94,6 +98,7 @@ class Plan:
             history_answers=5,
             history_chunks=50,
             history_deltas=6,
+            tool_rounds=10,
         )
 
     @property
@@ -1029,6 +1034,7 @@ SCENARIOS = {
     "worker": worker,
     "ttft": ttft,
     "history": history,
+    "tools": tool_steps.tools,
 }
 LABELS = {
     "capacity": "1 capacity",
@@ -1037,6 +1043,7 @@ LABELS = {
     "worker": "4 worker",
     "ttft": "5 time to first token",
     "history": "7 real-history capacity",
+    "tools": "8 tool steps",
 }
 
 

@@ -18,14 +18,24 @@ from typing import Any
 import pytest
 
 from tests.support.processes import ROOT
-from tests.support.recorders import Entry, RecordingLedger, RecordingWriter, ScriptedModel
+from tests.support.recorders import (
+    ANSWER,
+    ASKED,
+    PROMPT,
+    QUEUED,
+    USAGE,
+    Lived,
+    ScriptedModel,
+    live,
+    stop,
+)
 from webapp.exceptions import Cancelled, HandedBack, IllegalMove, ModelError
 from webapp.storage import events, models
-from webapp.storage.jobs import Job
 from webapp.storage.models import Turn
-from webapp.write.generation import Generation, build_prompt, fail_lost
+from webapp.write.generation import fail_lost
+from webapp.write.history import build_prompt
 from webapp.write.lifecycle import INTERRUPTIBLE, MOVES, Lifecycle, State
-from webapp.write.llm import Delta, Finish, Reasoning, RetryPolicy
+from webapp.write.llm import Delta, Reasoning
 
 
 def msg(role: str, content: str, status: str = models.DONE) -> Turn:
@@ -70,60 +80,6 @@ def test_failed_and_unfinished_answers_are_left_out() -> None:
 
 
 # -- a generation's life, recorded -------------------------------------------------
-
-SESSION, ANSWER = "sess_generation", "answer_1"
-PROMPT = Turn(seq=1, id="prompt_1", role=models.USER, status=models.DONE, content="hi?", attempt=1)
-QUEUED = Turn(seq=2, id=ANSWER, role=models.ASSISTANT, status=models.QUEUED, content="", attempt=1)
-USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-ASKED = [{"role": "system", "content": "sys"}, {"role": "user", "content": "hi?"}]
-
-
-def stop() -> Finish:
-    return Finish("scripted-1", "stop", USAGE)
-
-
-class Lived:
-    """A generation with recording I/O, and what it wrote."""
-
-    def __init__(
-        self,
-        model: ScriptedModel,
-        *,
-        attempt: int = 1,
-        turns: list[Turn] | None = None,
-        fenced_from: int | None = None,
-        cancel_from: int | None = None,
-        **ledger_options: Any,
-    ) -> None:
-        self.journal: list[Entry] = []
-        writer = RecordingWriter(self.journal, fenced_from=fenced_from, cancel_from=cancel_from)
-        turns = [PROMPT, QUEUED] if turns is None else turns
-        self.ledger = RecordingLedger(self.journal, turns, **ledger_options)
-        self.generation = Generation(
-            Job(SESSION, ANSWER, attempt),
-            model,
-            writer,
-            self.ledger,
-            system_prompt="sys",
-            budget_chars=10_000,
-            retries=RetryPolicy(backoff_seconds=(0.0,)),  # no pause before asking again
-        )
-        model.watch(self.generation)
-
-    @property
-    def writes(self) -> list[str]:
-        """What was written, stream and SQL, in order: event names, "store", "refused"..."""
-        return [entry[0] for entry in self.journal]
-
-    def data(self, name: str) -> dict[str, Any]:
-        (data,) = [entry[1] for entry in self.journal if entry[0] == name]
-        return data
-
-
-def live(model: ScriptedModel, **options: Any) -> Lived:
-    lived = Lived(model, **options)
-    lived.generation.run()
-    return lived
 
 
 def test_an_answer_streams_then_is_stored_then_ends() -> None:

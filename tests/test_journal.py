@@ -167,3 +167,13 @@ def test_a_resume_job_says_so_and_a_plain_one_is_as_before(client: redis.Redis) 
     assert "resume" not in jobs.Job(SID, MID).dumps()
     taken = jobs.pop(client, 0.1)
     assert taken is not None and taken.job.resume and taken.job.attempt == 2
+
+
+def test_a_call_that_runs_at_once_is_recorded_running_with_its_step(client: redis.Redis) -> None:
+    record(client, 0, NewCall("c1", "pay", None, runs_now=True), NewCall("c2", "pay", None))
+    calls = journal.read(client, SID, MID).calls  # type: ignore[union-attr]
+    assert (calls["c1"].status, calls["c1"].attempt) == (journal.RUNNING, 1)
+    assert calls["c2"].status == journal.PENDING
+    jobs.begin(client, jobs.Job(SID, MID, attempt=2))  # its worker was lost
+    assert journal.start_call(client, SID, MID, 2, "c1").status == "running"
+    assert journal.start_call(client, SID, MID, 2, "c2").status == "ok"

@@ -17,6 +17,10 @@ loads the settings, which raise SettingError, before any worker forks.
      ├── TimedOut          a tool, or a wait on the worker's asyncio thread, outlived
      │                     its timeout (write/tools/); its own TimeoutError would not
      │                     say whose timeout it was
+     ├── Fenced            a write of a generation was refused: a newer attempt owns
+     │                     the answer (or its session is gone), so this attempt writes
+     │                     nothing more (write/); raised where the refusal is seen,
+     │                     caught by the generation
      ├── HubClosed         the web process is shutting down: end the stream, the
      │    │                client resumes elsewhere
      │    └── SessionDeleted  the session was deleted: its readers end the same way
@@ -126,6 +130,10 @@ class Reset(Exception):
 
 class TimedOut(Exception):
     """A tool, or a wait on the worker's asyncio thread, outlived the timeout it was given."""
+
+
+class Fenced(Exception):
+    """A write of this attempt was refused: a newer attempt owns the answer, or its session is gone."""
 
 
 class HubClosed(Exception):

@@ -10,7 +10,11 @@ Deliberate choices:
   session's `active` hash is gone, its running generation is fenced off
   (writer.py): its next write is refused, so it stops and recreates no key.
   Should SQL fail after that, the session is still listed, with its history,
-  and the client's retried DELETE finishes the job.
+  and the client's retried DELETE finishes the job. An answer waiting for a
+  decision (API.md, Tools) just ends: its journal goes with the keys, and
+  no job is left to run it.
+- Cancel of a waiting answer queues the attempt that writes its `end`
+  (journal.wake): only workers write streams.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from sqlalchemy import delete
 from webapp.exceptions import ApiError
 from webapp.http import auth, params
 from webapp.http.auth import Caller
+from webapp.ops import metrics
 from webapp.read import snapshot
 from webapp.read.hub import HubExtension, hub
-from webapp.storage import jobs, keys, models
+from webapp.storage import jobs, journal, keys, models
 from webapp.storage.extensions import db, redis_store
 from webapp.storage.models import ChatSession, Message
 
@@ -93,7 +98,18 @@ def cancel(client: redis.Redis, session_id: str, message_id: str) -> str:
         raise ApiError(409, "not_cancellable", "Only an assistant answer can be cancelled.")
     if not jobs.request_cancel(client, session_id, message_id):
         return message["status"]
-    log.info("cancel requested session=%s message=%s", session_id, message_id)
+    # A paused answer runs nowhere to see the flag: queue the attempt that ends
+    # it (only workers write streams). One that is not paused sees the flag at
+    # its next write, or at its pause (journal_pause.lua).
+    due = journal.wake(client, session_id, message_id)
+    if due is not None:
+        jobs.enqueue_resume(client, session_id, message_id, due)
+    log.info(
+        "cancel requested session=%s message=%s waiting=%s",
+        session_id,
+        message_id,
+        "yes" if due is not None else "no",
+    )
     return "cancelling"
 
 
@@ -108,7 +124,8 @@ def session_redis_keys(client: redis.Redis, session_id: str) -> list[str]:
     walking the keyspace. A name whose key has expired is harmless to DEL.
     """
     index = keys.idempotency_index(session_id)
-    return sorted({*client.smembers(index), index, *keys.session_keys(session_id)})
+    fixed = [*keys.session_keys(session_id), keys.journal(session_id)]
+    return sorted({*client.smembers(index), index, *fixed})
 
 
 def delete_session(app: Flask, session_id: str) -> None:
@@ -129,6 +146,8 @@ def delete_session(app: Flask, session_id: str) -> None:
     except Exception:
         db.session.rollback()
         raise
+    if active:  # a waiting answer ends with its session: nothing runs it any more
+        metrics.answer_waiting(client, session_id, active, waiting=False)
     HubExtension.of(app).end_session(session_id)  # this process at once, before the 204
     client.publish(keys.EVENTS_CHANNEL, keys.deleted_notice(session_id))
     log.info("session deleted session=%s active=%s", session_id, active or "-")

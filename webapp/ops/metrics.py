@@ -11,7 +11,8 @@ Two kinds of figures, kept where they can be read from:
   whichever process answers it, adds them all up. The request hooks of
   `init_app` keep the first four up to date without touching the views.
 - Generation figures (time to first token, duration, chunks, tokens, errors
-  by code) happen in worker processes, which on Heroku run on other dynos
+  by code, tool calls by tool and status, tool durations, answers waiting
+  for a person) happen in worker processes, which on Heroku run on other dynos
   that no scraper can reach. Workers add them to one Redis hash
   (`relay:{metrics}:generation`, pipelined, once or twice per answer), and
   every web process reports the same service-wide totals from it at scrape
@@ -124,6 +125,13 @@ KEPT_POLL_HANDBACKS = Counter(
 GENERATION_KEY = keys.METRICS_GENERATION
 TTFT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 DURATION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+TOOL_DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Answers waiting for a person or the front end: a set, so that a retried
+# pause or resume counts once (keys.py).
+WAITING_KEY = keys.METRICS_WAITING
+# The label of a tool the model named but no source offers: names the model
+# makes up must not each become a series.
+UNKNOWN_TOOL = "(unknown)"
 
 
 # -- web side: called by the request hooks below, by sse.py and stream.py -----
@@ -257,6 +265,30 @@ def generation_failed(client: redis.Redis, code: str, chunks: int = 0) -> None:
     if chunks:
         increments["chunks"] = chunks
     _record(client, increments, {})
+
+
+def tool_result(client: redis.Redis, tool: str, status: str, seconds: float | None) -> None:
+    """A tool call got its result (`ok`, `error`, `denied`, `in_doubt`); `seconds` if it ran here."""
+    increments = {f"tool:{status}:{tool}": 1}
+    floats: dict[str, float] = {}
+    if seconds is not None:
+        seconds = max(seconds, 0.0)
+        increments["tool_duration:count"] = 1
+        increments[f"tool_duration:le:{_bucket(seconds, TOOL_DURATION_BUCKETS)}"] = 1
+        floats["tool_duration:sum"] = seconds
+    _record(client, increments, floats)
+
+
+def answer_waiting(client: redis.Redis, session_id: str, message_id: str, waiting: bool) -> None:
+    """An answer paused for inputs (True), or went on, ended or was deleted (False)."""
+    member = f"{session_id} {message_id}"
+    try:
+        if waiting:
+            client.sadd(WAITING_KEY, member)
+        else:
+            client.srem(WAITING_KEY, member)
+    except redis.RedisError as exc:
+        log.warning("metrics not recorded: %s", exc)
 
 
 def cache_lookup(client: redis.Redis, hit: bool) -> None:

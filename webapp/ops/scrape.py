@@ -28,7 +28,14 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from webapp.ops.metrics import DURATION_BUCKETS, GENERATION_KEY, LOCAL, TTFT_BUCKETS
+from webapp.ops.metrics import (
+    DURATION_BUCKETS,
+    GENERATION_KEY,
+    LOCAL,
+    TOOL_DURATION_BUCKETS,
+    TTFT_BUCKETS,
+    WAITING_KEY,
+)
 from webapp.settings.config import multiproc_dir
 from webapp.storage import jobs
 from webapp.storage.extensions import redis_store
@@ -48,6 +55,7 @@ class RedisCollector(Collector):
         try:
             queued, running = jobs.queue_depth(self._client)
             fields = self._client.hgetall(GENERATION_KEY)
+            waiting = self._client.scard(WAITING_KEY)
         except redis.RedisError as exc:
             log.warning("metrics scrape without Redis figures: %s", exc)
             return
@@ -55,7 +63,13 @@ class RedisCollector(Collector):
         yield GaugeMetricFamily(
             "relay_jobs_running", "Jobs a worker has taken and not finished.", running
         )
+        yield GaugeMetricFamily(
+            "relay_answers_waiting",
+            "Answers paused for a person's decision or a client tool's output.",
+            waiting,
+        )
         yield from generation_families(fields)
+        yield from tool_families(fields)
 
 
 def _number(fields: Mapping[str, str], name: str) -> float:
@@ -131,6 +145,25 @@ def generation_families(fields: Mapping[str, str]) -> Iterator[Metric]:
         "From a generation's start to its end event.",
         "duration",
         DURATION_BUCKETS,
+    )
+
+
+def tool_families(fields: Mapping[str, str]) -> Iterator[Metric]:
+    calls = CounterMetricFamily(
+        "relay_tool_calls",
+        "Tool calls that got a result, by tool and status.",
+        labels=["tool", "status"],
+    )
+    for status_and_tool, value in _labelled(fields, "tool:"):
+        status, _, tool = status_and_tool.partition(":")
+        calls.add_metric([tool, status], value)
+    yield calls
+    yield _histogram(
+        fields,
+        "relay_tool_duration_seconds",
+        "How long server tools ran, from the call to its result.",
+        "tool_duration",
+        TOOL_DURATION_BUCKETS,
     )
 
 

@@ -57,22 +57,38 @@ class Job:
     # The attempt goes on with a paused answer (journal.py): it takes the
     # stream over with `journal.resume`, not `begin`.
     resume: bool = False
+    # Attempts lost since the answer last went on (its first job, or a resume):
+    # what JOB_MAX_ATTEMPTS bounds. An answer that waited for approvals has
+    # used attempt numbers without losing a worker. None: none for a resume,
+    # else `attempt - 1`.
+    lost: int | None = None
+
+    @property
+    def lost_before(self) -> int:
+        if self.lost is not None:
+            return self.lost
+        return 0 if self.resume else self.attempt - 1
 
     def dumps(self) -> str:
         fields = asdict(self)
+        # Most jobs: the JSON stays as it was.
         if not self.resume:
-            del fields["resume"]  # most jobs: the JSON stays as it was
+            del fields["resume"]
+        if self.lost is None:
+            del fields["lost"]
         return json.dumps(fields, separators=(",", ":"))
 
     @classmethod
     def loads(cls, raw: str) -> Job:
         fields = json.loads(raw)
+        lost = fields.get("lost")
         return cls(
             session_id=str(fields["session_id"]),
             message_id=str(fields["message_id"]),
             attempt=int(fields.get("attempt", 1)),
             enqueued_at=float(fields.get("enqueued_at", 0.0)),
             resume=bool(fields.get("resume", False)),
+            lost=None if lost is None else int(lost),
         )
 
 
@@ -220,13 +236,32 @@ def take_back(client: redis.Redis, raw: str, retry: Job | None, *, force: bool =
 
 
 def begin(client: redis.Redis, job: Job) -> bool:
-    """Make this attempt the one allowed to write, from sequence number 0; False if stale."""
+    """Make this attempt the one allowed to write, from sequence number 0; False if stale.
+
+    Stale means an attempt as new or newer took the stream already: two jobs
+    of one number (a reaper's and a resume's, see journal_resume.lua) must
+    never both write, as their sequence numbers would collide.
+    """
     return bool(keys.BEGIN(client, [keys.active(job.session_id)], [job.message_id, job.attempt]))
+
+
+def owns(client: redis.Redis, job: Job) -> bool:
+    """Whether the session's stream names this job's message and attempt as its writer."""
+    owner = client.hmget(keys.active(job.session_id), keys.ACTIVE_MESSAGE_ID, keys.ACTIVE_ATTEMPT)
+    return owner == [job.message_id, str(job.attempt)]
 
 
 def next_attempt(job: Job) -> Job:
     """The attempt after a lost one: it begins (`begin`), even when the lost one resumed."""
-    return Job(job.session_id, job.message_id, job.attempt + 1, job.enqueued_at)
+    attempt, lost = job.attempt + 1, job.lost_before + 1
+    # Lost as many as it is numbered after the first: the default, as loads() reads it.
+    return Job(
+        job.session_id,
+        job.message_id,
+        attempt,
+        job.enqueued_at,
+        lost=None if lost == attempt - 1 else lost,
+    )
 
 
 def queue_depth(client: redis.Redis) -> tuple[int, int]:

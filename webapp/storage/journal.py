@@ -17,13 +17,16 @@ session's `active` hash writes (lua/_fence.lua).
 
 The rules, each one script:
 - `record_step`: a step's output, and a record for each of its calls.
-  A new attempt reads it and never asks the model for that step again.
+  A new attempt reads it and never asks the model for that step again. A
+  call that runs at once is recorded running already, by this attempt:
+  the write that records its step is the one that marks it started.
 - `start_call` before a server tool runs, `record_result` when it ends.
   A call found `running` by a later attempt was started and never finished:
   the write side runs it again only if it is idempotent, else its result is
   `in_doubt`. A call with a result never changes.
 - `pause`: the answer waits, holding no worker and no timer (its claim loses
-  its expiry). Unless every input arrived meanwhile: then it goes on.
+  its expiry). Unless every input arrived meanwhile: then it goes on; or a
+  cancel was asked: then it ends (the cancel's `wake` found nothing paused).
 - `give_input` (the web): stores a decision or an output before its 202.
   The same verdict again is accepted, another is refused (`settled`). The
   input that completes a paused answer's waits makes it due to go on as the
@@ -34,6 +37,7 @@ The rules, each one script:
   the same attempt is stale.
 - `wake`: a cancel of a paused answer makes it due too, so that a worker
   writes its end (only workers write streams).
+- `retire`: the answer ended; its journal expires with its stream.
 
 Values are JSON text. The scripts decode a call's record (small fields of
 ours) but never a result, an input or the model's arguments: cjson would
@@ -50,9 +54,16 @@ import redis
 
 from webapp.storage import keys
 
-# What a call waits for, in its record and in `waiting` events (events.WAIT_*).
+# A call's status before it has a result (then: the result's status).
 PENDING = "pending"
 RUNNING = "running"
+# What a worker's write finds (`Outcome.status`) besides `running`.
+OK = "ok"
+EXISTS = "exists"
+FINAL = "final"
+FENCED = "fenced"
+# What `pause` answers besides FENCED.
+PAUSED, GO_ON, CANCELLED = keys.PAUSED, keys.GO_ON, keys.CANCELLED
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +73,17 @@ class NewCall:
     call_id: str
     name: str
     waits_for: str | None  # "approval", "output" or None
+    # It runs as soon as the step is recorded: recorded running, by the
+    # recording attempt, in the same write (no `start_call` of its own).
+    runs_now: bool = False
 
-    def record(self, step: int) -> str:
-        status = PENDING if self.waits_for is None else f"waiting_{self.waits_for}"
-        return _dumps(
-            {"step": step, "name": self.name, "waits_for": self.waits_for, "status": status}
-        )
+    def record(self, step: int, attempt: int) -> str:
+        record: dict[str, Any] = {"step": step, "name": self.name, "waits_for": self.waits_for}
+        if self.runs_now:
+            record.update(status=RUNNING, attempt=attempt)
+        else:
+            record["status"] = PENDING if self.waits_for is None else f"waiting_{self.waits_for}"
+        return _dumps(record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +158,7 @@ def record_step(
     calls: list[NewCall],
 ) -> Outcome:
     """Record a step's whole model output and its calls; `exists` gives the first record back."""
-    pairs = [value for call in calls for value in (call.call_id, call.record(step))]
+    pairs = [value for call in calls for value in (call.call_id, call.record(step, attempt))]
     reply = keys.JOURNAL_STEP_SCRIPT(
         client, _keys(session_id), [message_id, attempt, step, _dumps(output), *pairs]
     )
@@ -179,7 +195,7 @@ def pause(
     attempt: int,
     waits: list[tuple[str, str]],
 ) -> str:
-    """Pause the answer for these inputs: `paused`, `go_on` (all came already) or `fenced`."""
+    """Pause the answer for these inputs: `paused`, `go_on` (all came already), `cancelled` or `fenced`."""
     listed = _dumps([{"call_id": call_id, "kind": kind} for call_id, kind in waits])
     call_ids = [call_id for call_id, _ in waits]
     reply = keys.JOURNAL_PAUSE(client, _keys(session_id), [message_id, attempt, listed, *call_ids])
@@ -216,6 +232,11 @@ def wake(client: redis.Redis, session_id: str, message_id: str) -> int | None:
     """Make a paused answer due without an input (a cancel); the attempt to queue, or None."""
     due = _text(keys.JOURNAL_WAKE(client, _keys(session_id), [message_id]))
     return int(due) if due else None
+
+
+def retire(client: redis.Redis, session_id: str, message_id: str, seconds: int) -> bool:
+    """The answer ended: keep its journal `seconds` more (as its stream), then forget it."""
+    return bool(keys.JOURNAL_RETIRE(client, _keys(session_id), [message_id, seconds]))
 
 
 def read(client: redis.Redis, session_id: str, message_id: str) -> Journal | None:

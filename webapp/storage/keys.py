@@ -27,6 +27,8 @@ share the `{jobs}` tag so `BLMOVE` can move a job between them.
     relay:cache:<sha256>           string  a cached answer (cache.py), with a TTL
     relay:{metrics}:generation     hash    figures workers record; its fields are
                                            metrics.py's own (it alone writes and reads them)
+    relay:{metrics}:waiting        set     `<sid> <mid>` of each answer waiting for a
+                                           person or the front end (metrics.py's gauge)
     relay:events                   channel one `Notice` per appended event (hub.py)
 
 Who touches what: writer.py alone writes streams (append.lua, finish.lua),
@@ -60,6 +62,7 @@ JOBS_LEASES = f"{PREFIX}:{{jobs}}:leases"
 EVENTS_CHANNEL = f"{PREFIX}:events"
 
 METRICS_GENERATION = f"{PREFIX}:{{metrics}}:generation"
+METRICS_WAITING = f"{PREFIX}:{{metrics}}:waiting"
 
 # The meta hash outlives the stream so a reader can tell "expired" from "new".
 META_TTL_FACTOR = 24
@@ -145,6 +148,11 @@ JOURNAL_WAITS = "waits"
 JOURNAL_RESUME_ATTEMPT = "resume_attempt"
 PAUSE_WAITING = "waiting"
 PAUSE_RESUMING = "resuming"
+# What journal_pause.lua answers besides `fenced`: the answer paused (its
+# reply spells the field it sets), every input came already, or a cancel did.
+PAUSED = JOURNAL_PAUSED
+GO_ON = "go_on"
+CANCELLED = "cancelled"
 
 HASH_FIELDS = frozenset(
     {
@@ -258,5 +266,6 @@ JOURNAL_PAUSE = Script("journal_pause")
 JOURNAL_INPUT = Script("journal_input")
 JOURNAL_RESUME = Script("journal_resume")
 JOURNAL_WAKE = Script("journal_wake")
+JOURNAL_RETIRE = Script("journal_retire")
 # Rate limits (limits.py).
 COUNT = Script("count")

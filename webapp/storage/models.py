@@ -330,8 +330,36 @@ def finish_answer(
     An attempt that died before claiming the row leaves it with an older
     attempt number, which a later attempt may still finish.
     """
-    c = _messages.c
     usage = usage or {}
+    return _update_owned(
+        session_id,
+        message_id,
+        attempt,
+        status=status,
+        content=content,
+        chunk_count=chunk_count,
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        total_tokens=usage.get("total_tokens"),
+        finished_at=utcnow(),
+        **values,
+    )
+
+
+def pause_answer(
+    session_id: str, message_id: str, attempt: int, *, content: str, **values: Any
+) -> bool:
+    """Store a paused answer as `waiting`, with what it holds so far, and commit; False if fenced off.
+
+    It stays the session's active generation (ACTIVE_STATUSES): the next
+    attempt that goes on with it claims the row back (`claim_answer`).
+    """
+    return _update_owned(session_id, message_id, attempt, status=WAITING, content=content, **values)
+
+
+def _update_owned(session_id: str, message_id: str, attempt: int, **values: Any) -> bool:
+    """Update the answer row if `attempt` (or an older one) owns it and it is not final; commit."""
+    c = _messages.c
     result = db.session.execute(
         update(_messages)
         .where(
@@ -340,16 +368,7 @@ def finish_answer(
             c.attempt <= attempt,
             c.status.not_in(FINAL_STATUSES),
         )
-        .values(
-            status=status,
-            content=content,
-            chunk_count=chunk_count,
-            prompt_tokens=usage.get("prompt_tokens"),
-            completion_tokens=usage.get("completion_tokens"),
-            total_tokens=usage.get("total_tokens"),
-            finished_at=utcnow(),
-            **values,
-        )
+        .values(**values)
     )
     db.session.commit()
     return result.rowcount == 1

@@ -3,7 +3,10 @@
 Off unless ANSWER_CACHE_TTL_SECONDS > 0. The key is a hash of everything the
 model sees (model name, the messages as sent, system prompt included, and the
 sampling settings), so any difference misses. Only whole answers are stored
-(finish_reason "stop"): failed, cancelled and cut-off answers never are. Each
+(finish_reason "stop"): failed, cancelled and cut-off answers never are, nor
+is an answer that called a tool (API.md, Exactly once: its result may differ
+next time, and a replay would not run it), nor is one served to an answer
+that goes on after a tool. Each
 entry expires after the TTL, which bounds the cache's share of Redis memory.
 
 A hit is replayed through the session stream piece by piece, exactly as it
@@ -17,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,7 +28,7 @@ import redis
 
 from webapp.ops import metrics
 from webapp.storage import events, keys
-from webapp.write.llm import Delta, Finish, Piece, Reasoning
+from webapp.write.llm import Delta, Finish, Messages, Piece, Reasoning
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +55,17 @@ class CachedAnswer:
         yield Finish(self.model, self.finish_reason, self.usage)
 
 
-def cache_key(model: str, messages: list[dict[str, str]], max_tokens: int) -> str:
-    """The Redis key for this exact request to the model."""
-    request = {"model": model, "messages": messages, "sampling": {"max_tokens": max_tokens}}
+def cache_key(
+    model: str, messages: Messages, max_tokens: int, tools: Sequence[Mapping[str, Any]] = ()
+) -> str:
+    """The Redis key for this exact request to the model (the tools it is offered included)."""
+    request: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "sampling": {"max_tokens": max_tokens},
+    }
+    if tools:  # without tools, the key is what it always was
+        request["tools"] = list(tools)
     canonical = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return keys.answer_cache(hashlib.sha256(canonical.encode()).hexdigest())
 
@@ -73,9 +84,11 @@ class AnswerCache:
         ttl = settings["ANSWER_CACHE_TTL_SECONDS"]
         return cls(client, ttl, settings["LLM_MAX_TOKENS"]) if ttl > 0 else None
 
-    def lookup(self, model: str, messages: list[dict[str, str]]) -> tuple[str, CachedAnswer | None]:
+    def lookup(
+        self, model: str, messages: Messages, tools: Sequence[Mapping[str, Any]] = ()
+    ) -> tuple[str, CachedAnswer | None]:
         """This request's cache key, and its stored answer if there is one (counted in metrics)."""
-        key = cache_key(model, messages, self._max_tokens)
+        key = cache_key(model, messages, self._max_tokens, tools)
         cached = self.get(key)
         metrics.cache_lookup(self._client, hit=cached is not None)
         return key, cached

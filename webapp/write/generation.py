@@ -16,65 +16,56 @@ allows; its worker reads it. The worker raises an interrupt (exceptions.py)
 into the generation's greenlet: `Cancelled` ends the answer with
 finish_reason "cancelled", `HandedBack` stops it writing anything more.
 
+An answer runs as a loop of steps (API.md, Tools): the generation claims
+the answer, reads where an earlier attempt left it (steps.Plan: the journal
+of steps it recorded, for a lost worker's or a paused answer's next
+attempt), writes `start` with `from_step`, and hands the rest to the step
+loop (step_loop.py), whose Finish it turns into the answer's end. An answer
+that pauses for a person's decision or a client tool's output ends this
+attempt in PAUSED, its job acked.
+
 The generation decides; it does no I/O of its own. It reads the model
-through `Model` (llm.py), writes events through its `StreamWriter` and
-records the rest through its `Ledger` (ledger.py). `new_generation`
-wires the real ones; tests/test_generation.py drives it with a scripted
-model and recording ones.
+through `Model` (llm.py), writes events through its `StreamWriter`, records
+the rest through its `Ledger` (ledger.py) and its `StepJournal`
+(step_journal.py), and runs tools through the registry, all held by its
+`Attempt` (attempt.py). `new_generation` wires the real ones;
+tests/test_generation.py and tests/test_step_loop.py drive it with a
+scripted model and recording ones.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from flask import Flask
 
-from webapp.exceptions import Cancelled, HandedBack, ModelError
+from webapp.exceptions import Cancelled, Fenced, HandedBack, ModelError
 from webapp.storage import events, jobs, models
 from webapp.storage.events import INTERNAL_ERROR
 from webapp.storage.extensions import db, redis_store
 from webapp.storage.jobs import Job
 from webapp.write.answer import Answer
+from webapp.write.attempt import Attempt
 from webapp.write.cache import AnswerCache, CachedAnswer
+from webapp.write.history import build_prompt
 from webapp.write.ledger import Ledger, SqlLedger
 from webapp.write.lifecycle import MOVES, Lifecycle, State
-from webapp.write.llm import MODEL_RETRIES, Delta, Finish, Model, Piece, Reasoning, RetryPolicy
-from webapp.write.writer import StreamWriter, WriteBatcher, Written
+from webapp.write.llm import MODEL_RETRIES, Finish, Messages, Model, RetryPolicy
+from webapp.write.step_journal import RedisStepJournal, StepJournal
+from webapp.write.step_loop import StepLoop
+from webapp.write.steps import Plan, ToolBox
+from webapp.write.tools.registry import ToolRegistry
+from webapp.write.writer import StreamWriter, WriteBatcher
 
 log = logging.getLogger(__name__)
 
-
-def build_prompt(
-    history: Sequence[models.Turn], system_prompt: str, budget_chars: int
-) -> list[dict[str, str]]:
-    """The conversation the model sees: system prompt, earlier turns, new prompt.
-
-    Earlier turns are dropped oldest-first until the whole fits the budget;
-    the system prompt and the newest prompt are always kept. Assistant turns
-    that failed or are still running say nothing worth repeating.
-    """
-    turns = [
-        {"role": m.role, "content": m.content}
-        for m in history
-        if m.role == models.USER or (m.status in models.FINAL_STATUSES and m.content)
-    ]
-    newest, earlier = turns[-1:], turns[:-1]
-    used = len(system_prompt) + sum(len(t["content"]) for t in newest)
-    kept: list[dict[str, str]] = []
-    for turn in reversed(earlier):
-        used += len(turn["content"])
-        if used > budget_chars:
-            break
-        kept.append(turn)
-    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return system + kept[::-1] + newest
+__all__ = ["Generation", "build_prompt", "fail_lost", "new_generation"]
 
 
 class Generation:
-    """Runs one attempt of one job to a final state."""
+    """Runs one attempt of one job to a final state (or, with tools, to a pause)."""
 
     def __init__(
         self,
@@ -83,22 +74,37 @@ class Generation:
         writer: StreamWriter,
         ledger: Ledger,
         *,
+        journal: StepJournal,
+        tools: ToolBox,
         system_prompt: str,
         budget_chars: int,
+        max_tool_steps: int = 8,
         cache: AnswerCache | None = None,
         retries: RetryPolicy = MODEL_RETRIES,
     ) -> None:
         self.job = job
         self.model = model
-        self.writer = writer
         self.ledger = ledger
         self.system_prompt = system_prompt
         self.budget_chars = budget_chars
         self.cache = cache
         self.cache_key: str | None = None  # set when the cache was asked and missed
-        self.retries = retries
         self.answer = Answer(job, writer, ledger)
         self.life = Lifecycle(MOVES, State.NEW)
+        self.attempt = Attempt(
+            job,
+            model,
+            writer,
+            ledger,
+            journal,
+            tools,
+            self.answer,
+            self.life,
+            retries,
+            max_tool_steps,
+        )
+        self.plan = Plan()
+        self.loop: StepLoop | None = None
 
     @property
     def state(self) -> State:
@@ -110,7 +116,7 @@ class Generation:
     # -- the run -----------------------------------------------------------
 
     def run(self) -> None:
-        """Run to a final state, whatever happens on the way."""
+        """Run to a final state (or a pause), whatever happens on the way."""
         try:
             try:
                 self._run()
@@ -124,9 +130,14 @@ class Generation:
                     exc.message,
                 )
                 self.fail(exc.code, exc.message)
+            except Fenced:
+                raise
             except Exception:
                 log.exception("generation crashed session=%s message=%s", *self._ids())
                 self.fail(INTERNAL_ERROR, "the generation failed unexpectedly")
+        except Fenced:
+            if not self.life.final:  # logged where it was seen (Attempt.fenced)
+                self.life.move(State.FENCED)
         except HandedBack:
             # Whenever it comes, even while a final write is on its way: the
             # next attempt finds what this one stored and finishes from there.
@@ -136,41 +147,58 @@ class Generation:
         finally:
             if not self.life.final:
                 self.fail(INTERNAL_ERROR, "the generation stopped unexpectedly")
+        self._retire()
 
     def _run(self) -> None:
         self.life.move(State.CLAIMING)
-        # Take the stream over. The first attempt needs no round trip: the web's
-        # claim wrote attempt 1 into `active`, with no writes counted yet (were
-        # it stale after all, its first write would be fenced off instead).
-        if self.job.attempt != jobs.FIRST_ATTEMPT and not self.ledger.begin(self.job):
+        if not self._take_over():
             self.life.move(State.FENCED)
             log.info("job stale, skipped session=%s message=%s", *self._ids())
             return
         history = self._claim()
         if history is None:
             return
+        if self.job.resume or self.job.attempt != jobs.FIRST_ATTEMPT:
+            self.plan = Plan.of(
+                self.attempt.journal.read()
+            )  # the steps an earlier attempt recorded
         prompt = build_prompt(history, self.system_prompt, self.budget_chars)
-        cached = self._cached_answer(prompt)
+        tools = self.attempt.tools.offered()
+        cached = self._cached_answer(prompt, tools) if self.plan.fresh else None
         start = events.start_data(
             self.job.message_id,
             model=cached.model if cached else self.model.name,
             attempt=self.job.attempt,
             cached=cached is not None,
+            from_step=self.plan.from_step,
         )
         # `start` travels to Redis while the model is asked; its outcome is
-        # read when the first piece is in.
-        self.writer.send(events.START, start)
+        # read when the first piece is in (Attempt.confirm_sent).
+        self.attempt.send(events.START, start)
         self.life.move(State.WRITING)
-        pieces = cached.pieces() if cached else self._model_pieces(prompt)
-        for index, piece in enumerate(pieces):
-            if index == 0 and not self._started(self.writer.sent_written()):
-                return
-            if isinstance(piece, Finish):
-                self._end(piece)
-                return
-            if not self._write(piece):
-                return
-        raise ModelError(events.UPSTREAM_ERROR, "the model stream ended without finishing")
+        self.answer.keep(self.plan.done)
+        self.loop = StepLoop(self.attempt, prompt + self.plan.history(), self.plan, tools)
+        finish = self.loop.cached(cached) if cached else self.loop.run()
+        if finish is not None:
+            self._end(finish)
+
+    def _take_over(self) -> bool:
+        """Make this attempt the stream's writer; False if the job is stale.
+
+        The first attempt needs no round trip: the web's claim wrote attempt 1
+        into `active`, with no writes counted yet (were it stale after all, its
+        first write would be fenced off instead). A later attempt begins (a
+        lost worker's) or resumes (an answer that waited: journal.resume).
+        """
+        if self.job.resume:
+            taken = self.attempt.journal.resume()
+        elif self.job.attempt != jobs.FIRST_ATTEMPT:
+            taken = self.ledger.begin(self.job)
+        else:
+            return True
+        if taken:
+            self.ledger.waiting(self.job, False)  # if it waited, it goes on now
+        return taken
 
     def _claim(self) -> list[models.Turn] | None:
         """Own the answer row and read its history, in one transaction; None if not ours.
@@ -197,63 +225,14 @@ class Generation:
             return [t for t in turns if t.seq < answer.seq]
         return None
 
-    def _started(self, written: Written) -> bool:
-        """Whether `start` was written; False when fenced off. Raises Cancelled if asked to."""
-        if written.fenced:
-            self.life.move(State.FENCED)
-            log.warning("fenced off at start session=%s message=%s", *self._ids())
-            return False
-        log.info(
-            "generation started session=%s message=%s attempt=%d", *self._ids(), self.job.attempt
-        )
-        if written.cancel_requested:
-            raise Cancelled()
-        return True
-
-    def _cached_answer(self, prompt: list[dict[str, str]]) -> CachedAnswer | None:
+    def _cached_answer(self, prompt: Messages, tools: Sequence[Any]) -> CachedAnswer | None:
         """The cached answer to this exact request, when the cache is on."""
         if self.cache is None:
             return None
-        key, cached = self.cache.lookup(self.model.name, prompt)
+        key, cached = self.cache.lookup(self.model.name, prompt, tools)
         self.cache_key = None if cached else key
         log.info("answer cache %s session=%s message=%s", "hit" if cached else "miss", *self._ids())
         return cached
-
-    def _model_pieces(self, prompt: list[dict[str, str]]) -> Iterator[Piece]:
-        """The model's pieces, asked again after failures as `self.retries` allows.
-
-        Every wait on the model (its next piece, a pause before asking
-        again) runs in the ASKING state, the one in which the worker may
-        cancel.
-        """
-        return self.retries.stream(
-            self.model,
-            prompt,
-            # Reasoning counts as sent text: a new request would stream it again.
-            text_sent=lambda: self.answer.sent,
-            wait=functools.partial(self.life.during, State.ASKING),
-            ids=self._ids(),
-        )
-
-    def _write(self, piece: Delta | Reasoning) -> bool:
-        """Write a piece of the answer or its reasoning; False when fenced off (or Cancelled).
-
-        Both kinds take the same fenced, exactly-once append, and count apart.
-        """
-        thought = type(piece) is Reasoning
-        build = events.reasoning_data if thought else events.chunk_data
-        written = self.writer.append(
-            events.REASONING if thought else events.CHUNK, build(self.job.message_id, piece.text)
-        )
-        if written.fenced:
-            self.life.move(State.FENCED)
-            log.warning("fenced off mid-answer session=%s message=%s", *self._ids())
-            return False
-        if self.answer.add(piece) == 1:
-            self.ledger.first_token(time.time() - self.job.enqueued_at, reasoning=thought)
-        if written.cancel_requested:
-            raise Cancelled()
-        return True
 
     # -- final states ------------------------------------------------------
 
@@ -262,20 +241,36 @@ class Generation:
         self.life.move(State.ENDED if written else State.FENCED)
 
     def _end(self, finish: Finish) -> None:
-        """Store the answer, then write `end`; remember a whole answer in the cache."""
+        """Store the answer, then write `end`; remember a whole answer in the cache.
+
+        A cancelled answer first gives the step it was in its whole events
+        and its open calls results (StepLoop.close_cancelled).
+        """
+        if finish.finish_reason == events.FINISH_CANCELLED and self.loop is not None:
+            self.loop.close_cancelled()
         self._settled(self.answer.end(finish))
-        if self.state is State.ENDED and self.cache is not None and self.cache_key:
-            cached = CachedAnswer.of(self.answer.pieces, finish)
-            self.cache.put(self.cache_key, cached)
+        steps = self.answer.steps
+        one_step = self.plan.fresh and len(steps) == 1 and not steps[0].calls
+        if self.state is State.ENDED and self.cache is not None and self.cache_key and one_step:
+            self.cache.put(self.cache_key, CachedAnswer.of(steps[0].pieces, finish))
 
     def fail(self, code: str, text: str) -> None:
         """Record the failure in SQL, then end the stream with `error` (unless final already)."""
         if not self.life.final:
             self._settled(self.answer.fail(code, text, self.model.name))
 
+    def _retire(self) -> None:
+        """An answer that ended after recording steps: its journal expires with its stream."""
+        if self.state is State.ENDED and self.loop is not None:
+            self.loop.retire()
+
 
 def new_generation(
-    app: Flask, model: Model, job: Job, batcher: WriteBatcher | None = None
+    app: Flask,
+    model: Model,
+    job: Job,
+    batcher: WriteBatcher | None = None,
+    tools: ToolBox | None = None,
 ) -> Generation:
     """A generation of `job` on the app's settings, Redis and SQL, writing through `batcher`."""
     settings = app.config
@@ -294,8 +289,11 @@ def new_generation(
         model,
         writer,
         SqlLedger(client),
+        journal=RedisStepJournal(client, job, settings["STREAM_TTL_SECONDS"]),
+        tools=tools if tools is not None else ToolRegistry([], settings["TOOL_TIMEOUT_SECONDS"]),
         system_prompt=settings["SYSTEM_PROMPT"],
         budget_chars=settings["CONTEXT_BUDGET_CHARS"],
+        max_tool_steps=settings["MAX_TOOL_STEPS"],
         cache=AnswerCache.from_settings(client, settings),
     )
 
@@ -312,7 +310,8 @@ def run_generation(app: Flask, generation: Generation) -> None:
 def fail_lost(generation: Generation) -> None:
     """End a job whose workers kept dying: `error` worker_lost, unless it is settled.
 
-    The reaper's ending (worker.py): the model is never asked.
+    The reaper's ending (worker.py): the model is never asked. Its job is the
+    attempt after the last lost one, so that it takes the stream over.
     """
     generation.life.move(State.CLAIMING)
     if not generation.ledger.begin(generation.job):
@@ -329,9 +328,9 @@ def fail_lost(generation: Generation) -> None:
 
 
 def fail_lost_job(app: Flask, model: Model, job: Job, batcher: WriteBatcher | None = None) -> None:
-    """`fail_lost` on the app's Redis and SQL."""
+    """`fail_lost` on the app's Redis and SQL, as the attempt after `job`, the last one lost."""
     with app.app_context():
         try:
-            fail_lost(new_generation(app, model, job, batcher))
+            fail_lost(new_generation(app, model, jobs.next_attempt(job), batcher))
         finally:
             db.session.remove()

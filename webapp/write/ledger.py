@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import gevent
 import redis
 
 from webapp.ops import metrics
@@ -37,6 +38,10 @@ class Ledger(Protocol):
         """Store the final answer (`models.finish_answer`'s fields); False if fenced off."""
         ...
 
+    def pause(self, job: Job, **fields: Any) -> bool:
+        """Store the answer so far as `waiting` (`models.pause_answer`); False if fenced off."""
+        ...
+
     def rollback(self) -> None:
         """Drop what a failure may have left half-done in the SQL transaction."""
         ...
@@ -53,6 +58,12 @@ class Ledger(Protocol):
     ) -> None: ...
 
     def failed(self, code: str, chunks: int) -> None: ...
+
+    def tool_result(self, tool: str, status: str, seconds: float | None) -> None: ...
+
+    def waiting(self, job: Job, waiting: bool) -> None:
+        """The answer paused for inputs (True), or an attempt goes on with it (False)."""
+        ...
 
 
 class SqlLedger:
@@ -72,6 +83,9 @@ class SqlLedger:
 
     def store(self, job: Job, **fields: Any) -> bool:
         return models.finish_answer(job.session_id, job.message_id, job.attempt, **fields)
+
+    def pause(self, job: Job, **fields: Any) -> bool:
+        return models.pause_answer(job.session_id, job.message_id, job.attempt, **fields)
 
     def rollback(self) -> None:
         db.session.rollback()
@@ -97,3 +111,10 @@ class SqlLedger:
 
     def failed(self, code: str, chunks: int) -> None:
         metrics.generation_failed(self._client, code, chunks)
+
+    def tool_result(self, tool: str, status: str, seconds: float | None) -> None:
+        # In a greenlet of its own: its round trip must not delay the next step.
+        gevent.spawn(metrics.tool_result, self._client, tool, status, seconds)
+
+    def waiting(self, job: Job, waiting: bool) -> None:
+        metrics.answer_waiting(self._client, job.session_id, job.message_id, waiting)

@@ -7,8 +7,10 @@ lists every state and the states it may move to, read top to bottom;
 tests/test_generation.py checks, by reading webapp/write with `ast`, that
 no other code assigns a state.
 
-    NEW ─> CLAIMING ─┬─> WRITING <─> ASKING   (ASKING: on the model, the one
-                     │      │                   state a cancel interrupts)
+    NEW ─> CLAIMING ─┬─> WRITING <─> ASKING   (ASKING: on the model; TOOLS: on
+                     │      │   <─> TOOLS      the step's tool calls; the two
+                     │      │                   states a cancel interrupts)
+                     │      ├─> PAUSED         waiting for a person or the front end
                      │      ├─> ENDED          `end` or `error` written
                      │      ├─> FENCED         a newer attempt owns the answer
                      │      └─> HANDED_BACK    the worker gave the job back
@@ -16,12 +18,13 @@ no other code assigns a state.
                      ├─> FENCED                the job is stale
                      └─> HANDED_BACK
 
-A state with no move out is final: the attempt writes nothing more.
+A state with no move out is final: the attempt writes nothing more. PAUSED
+is final for the attempt, not for the answer: a decision, an output or a
+cancel queues the next attempt, which goes on with it (issue 23).
 
-Adding states (issue 23, an answer in steps): a new member of `State`, its
-line in `MOVES`, and the moves into it from the states it follows; what may
-be interrupted by a cancel goes in `INTERRUPTIBLE`. `Lifecycle` takes any
-enum and table, so a tool call's own life can be one too.
+Adding states: a new member of `State`, its line in `MOVES`, and the moves
+into it from the states it follows; what may be interrupted by a cancel
+goes in `INTERRUPTIBLE`. `Lifecycle` takes any enum and table.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class State(enum.Enum):
     CLAIMING = "claiming"  # taking the stream and the answer row over, reading the history
     WRITING = "writing"  # writing events
     ASKING = "asking"  # waiting on the model's next piece, or pausing before asking it again
+    TOOLS = "tools"  # waiting on the step's tool calls, which run in greenlets of their own
+    PAUSED = "paused_for_inputs"  # the answer waits; this attempt is over, its job acked
     ENDED = "ended"  # its final event (`end` or `error`) is written
     FENCED = "fenced"  # another attempt owns the answer: this one writes nothing more
     HANDED_BACK = "handed_back"  # back in the queue: the next attempt takes over
@@ -48,9 +53,20 @@ class State(enum.Enum):
 MOVES: Mapping[State, frozenset[State]] = {
     State.NEW: frozenset({State.CLAIMING}),
     State.CLAIMING: frozenset({State.WRITING, State.ENDED, State.FENCED, State.HANDED_BACK}),
-    State.WRITING: frozenset({State.ASKING, State.ENDED, State.FENCED, State.HANDED_BACK}),
+    State.WRITING: frozenset(
+        {
+            State.ASKING,
+            State.TOOLS,
+            State.PAUSED,
+            State.ENDED,
+            State.FENCED,
+            State.HANDED_BACK,
+        }
+    ),
     # Back to WRITING whatever ends the wait: a piece, a failure or an interrupt.
     State.ASKING: frozenset({State.WRITING}),
+    State.TOOLS: frozenset({State.WRITING}),
+    State.PAUSED: frozenset(),
     State.ENDED: frozenset(),
     State.FENCED: frozenset(),
     State.HANDED_BACK: frozenset(),
@@ -58,7 +74,7 @@ MOVES: Mapping[State, frozenset[State]] = {
 
 # Where the worker may raise `Cancelled` into a generation (worker.py, _apply_cancels):
 # waiting on the network, never half-way through a write.
-INTERRUPTIBLE = frozenset({State.ASKING})
+INTERRUPTIBLE = frozenset({State.ASKING, State.TOOLS})
 
 S = TypeVar("S", bound=enum.Enum)
 T = TypeVar("T")

@@ -6,7 +6,8 @@ WORKER_CONCURRENCY at once. Beside them, three small loops:
 
 - leases: every few seconds, one call renews the leases of all running jobs;
 - reaper: takes back jobs whose worker stopped renewing (it died), and runs
-  them again with attempt + 1, or fails them for good after JOB_MAX_ATTEMPTS;
+  them again with attempt + 1, or fails them for good after JOB_MAX_ATTEMPTS
+  lost in a row (an answer that waited for a decision starts counting again);
 - cancels: every CANCEL_POLL_SECONDS, one pipelined read of the cancel
   flags of the answers whose model has been silent since the last read, so
   a cancel stops those too (the stream writer sees the flag on every write).
@@ -15,6 +16,11 @@ SIGTERM (Heroku sends it 30 s before SIGKILL) stops the popping, lets running
 generations finish within WORKER_SHUTDOWN_GRACE_SECONDS, then hands the rest
 back to the queue for another worker. Connection errors back off
 exponentially instead of spinning. RQ's worker has the same shape.
+
+The worker starts the tool registry (write/tools/registry.py: Python
+tools, MCP servers, client tools) before it takes a job, and closes it as
+it stops. An answer that pauses for a decision (generation.py) ends its
+job like a finished one: acked, holding no slot.
 
 The loop runs in a gevent process: worker.py, the entry point, patches the
 standard library first. `max_jobs` stops it after that many jobs (tests).
@@ -42,6 +48,7 @@ from webapp.write.demo_model import DemoModel
 from webapp.write.generation import Generation, fail_lost_job, new_generation, run_generation
 from webapp.write.lifecycle import INTERRUPTIBLE, State
 from webapp.write.llm import Model, OpenAIModel
+from webapp.write.tools.registry import registry_or_exit
 from webapp.write.writer import WriteBatcher
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,9 @@ class Worker:
         # Reasoning models' thinking streams as `reasoning` events (issue 16);
         # the demo model thinks briefly too, so a newcomer sees it.
         self.model = model or model_from_settings(app.config, reasoning=True)
+        # The tools its answers may call (none unless configured; the demo model
+        # has the demo tools). An MCP server that does not answer is retried.
+        self.tools = registry_or_exit(app.config, demo_model=isinstance(self.model, DemoModel))
         self.max_jobs = max_jobs
         self.pool = Pool(app.config["WORKER_CONCURRENCY"])
         self.stopping = Event()
@@ -96,10 +106,18 @@ class Worker:
             gevent.spawn(self._every, self.lease_seconds / 2, self._reap),
             gevent.spawn(self._every, CANCEL_POLL_SECONDS, self._apply_cancels),
         ]
-        log.info("worker ready concurrency=%d model=%s", self.pool.size, self.model.name)
-        self._pop_until_stopped()
-        self._drain()
-        gevent.killall(loops)
+        log.info(
+            "worker ready concurrency=%d model=%s tools=%d",
+            self.pool.size,
+            self.model.name,
+            len(self.tools.offered()),
+        )
+        try:
+            self._pop_until_stopped()
+            self._drain()
+        finally:
+            gevent.killall(loops)
+            self.tools.close()  # the MCP sessions and the asyncio thread, if any
         log.info("worker stopped")
 
     def _pop_until_stopped(self) -> None:
@@ -133,7 +151,8 @@ class Worker:
             job.message_id,
             job.attempt,
         )
-        running = Running(taken, new_generation(self.app, self.model, job, self.batcher))
+        generation = new_generation(self.app, self.model, job, self.batcher, self.tools)
+        running = Running(taken, generation)
         self.running[taken.raw] = running
         running.greenlet = self.pool.spawn(self._run, running)
 
@@ -204,7 +223,8 @@ class Worker:
             if raw in self.running:
                 continue  # ours and alive: the renewal is late, not lost
             job = jobs.Job.loads(raw)
-            if job.attempt >= self.config["JOB_MAX_ATTEMPTS"]:
+            # Attempts lost since the answer last went on, this one included.
+            if job.lost_before + 1 >= self.config["JOB_MAX_ATTEMPTS"]:
                 if jobs.take_back(self.client, raw, None):
                     fail_lost_job(self.app, self.model, job, self.batcher)
             elif jobs.take_back(self.client, raw, jobs.next_attempt(job)):
@@ -228,7 +248,7 @@ class Worker:
         """
         silent = []
         for running in self.running.values():
-            seen, running.pieces_seen = running.pieces_seen, len(running.generation.answer.pieces)
+            seen, running.pieces_seen = running.pieces_seen, running.generation.answer.written
             if running.generation.state in INTERRUPTIBLE and seen == running.pieces_seen:
                 silent.append(running)
         if not silent:

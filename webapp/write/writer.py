@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import gevent
 import redis
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 
 RETRY_START_SECONDS = 0.1
 RETRY_MAX_SECONDS = 2.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,32 @@ class Written:
     @property
     def fenced(self) -> bool:
         return not self.entry_id
+
+
+def retried(call: Callable[[], T], seconds: float, what: str, ids: tuple[str, str]) -> T:
+    """`call()`, called again with backoff while Redis fails, for up to `seconds`.
+
+    Only for calls that are safe to make twice (a stream write carries its
+    sequence number; journal.py's scripts are first-write-wins). `what` and
+    `ids` (session, message) name it in the warning each retry logs.
+    """
+    deadline = time.monotonic() + seconds
+    backoff = RETRY_START_SECONDS
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() + backoff > deadline:
+                raise
+            log.warning(
+                "%s failed, retrying in %.1fs session=%s message=%s: %s",
+                what,
+                backoff,
+                *ids,
+                exc,
+            )
+            time.sleep(backoff)
+            backoff = min(backoff * 2, RETRY_MAX_SECONDS)
 
 
 class WriteBatcher:
@@ -215,25 +244,14 @@ class StreamWriter:
         """Run a write script, retrying through Redis outages; the seq makes retries safe."""
         if self._sent is not None:
             self.sent_written()  # the stream keeps the order of the writes
-        deadline = time.monotonic() + self._retry_seconds
-        backoff = RETRY_START_SECONDS
-        while True:
-            try:
-                if self._batcher is not None:
-                    return Written.from_reply(self._batcher.run_script(script, self._keys, args))
-                return Written.from_reply(script(self._client, self._keys, args))
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if time.monotonic() + backoff > deadline:
-                    raise
-                log.warning(
-                    "stream write failed, retrying in %.1fs session=%s message=%s: %s",
-                    backoff,
-                    self._session_id,
-                    self._fence[0],
-                    exc,
-                )
-                time.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_MAX_SECONDS)
+
+        def write() -> Written:
+            if self._batcher is not None:
+                return Written.from_reply(self._batcher.run_script(script, self._keys, args))
+            return Written.from_reply(script(self._client, self._keys, args))
+
+        ids = (self._session_id, self._fence[0])
+        return retried(write, self._retry_seconds, "stream write", ids)
 
     def append(self, event: str, data: str) -> Written:
         return self._run(keys.APPEND, self._args(event, data))

@@ -7,7 +7,8 @@ offer, `run` for a server tool, each tool's properties), the tool sources
 tool's description and checks (`spec.py`), and the one asyncio loop of the
 worker on its own thread (`bridge.py`).
 May import: `webapp.tools` (the declaration API apps use), `webapp.write`'s
-`tool_calls` (calls and results), `webapp.storage.events`,
+`tool_calls` (calls and results) and `lifecycle` (an MCP server's states),
+`webapp.storage.events`,
 `webapp.settings`, `webapp.exceptions`. The `mcp` SDK only inside
 `mcp_servers.py`, and only when MCP_SERVERS names a server: web processes
 never import this package, and a worker without MCP servers never pays for

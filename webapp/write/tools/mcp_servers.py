@@ -73,10 +73,10 @@ class State(enum.Enum):
     DOWN = "down"  # it did not answer: waiting to try again
 
 
-# The module docstring's drawing as a table (write/lifecycle.py moves by it).
+# The module docstring's picture, as lifecycle.py's table (UP may fail to DOWN too).
 MOVES: Mapping[State, frozenset[State]] = {
     State.CONNECTING: frozenset({State.UP, State.DOWN}),
-    State.UP: frozenset({State.CONNECTING, State.DOWN}),  # a broken session, or it failed
+    State.UP: frozenset({State.CONNECTING, State.DOWN}),
     State.DOWN: frozenset({State.CONNECTING}),
 }
 
@@ -93,7 +93,7 @@ class McpServer:
         self.config = config
         self.url = mask_url(config.url)  # for lines: never a password
         self.label = f"MCP_SERVERS {self.url}"
-        self._life = Lifecycle(MOVES, State.CONNECTING, what="MCP server")
+        self.life = Lifecycle(MOVES, State.CONNECTING, "MCP server")
         # Names another source offers already, found when the tools were listed.
         self.duplicates: dict[str, str] = {}
         self.first_attempt: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -107,10 +107,6 @@ class McpServer:
 
     # -- what greenlets call ---------------------------------------------------------
 
-    @property
-    def state(self) -> State:
-        return self._life.state
-
     def start(self) -> None:
         self._bridge.submit(self._keep())
 
@@ -119,7 +115,7 @@ class McpServer:
         self._started = True
 
     def specs(self) -> Mapping[str, ToolSpec]:
-        return self._tools if self.state is State.UP else {}
+        return self._tools if self.life.state is State.UP else {}
 
     def call(
         self, spec: ToolSpec, arguments: Mapping[str, Any], call_id: str, timeout: float
@@ -137,8 +133,8 @@ class McpServer:
     async def _keep(self) -> None:
         pause = RETRY_FIRST_SECONDS
         while True:
-            if self.state is not State.CONNECTING:
-                self._life.move(State.CONNECTING)
+            if self.life.state is not State.CONNECTING:
+                self.life.move(State.CONNECTING)
             try:
                 await self._session()
                 pause = RETRY_FIRST_SECONDS  # it was up: reconnect at once, then back off
@@ -195,12 +191,12 @@ class McpServer:
         )
         # Published last: whoever sees the tools offered finds the line logged.
         self._client, self._tools = client, specs
-        self._life.move(State.UP)
+        self.life.move(State.UP)
         _settle(self.first_attempt)
 
     def _down(self, exc: BaseException) -> None:
         self._tools = {}
-        self._life.move(State.DOWN)
+        self.life.move(State.DOWN)
         if not self._warned:
             self._warned = True
             log.warning(

@@ -3,6 +3,7 @@
     registry = registry_or_exit(app.config, demo_model=...)  # at worker start
     registry.offered()   # the next model request's `tools` (OpenAI format); [] when none
     registry.get(name)   # a ToolSpec: idempotent, needs_approval, runs_on; None if unknown
+    registry.problem(call)  # why a call cannot run (its error result), or None
     registry.run(call)   # a server tool's ToolResult, `ok` or `error`: never an exception
     registry.close()     # at worker exit: stops the asyncio thread, if any
 
@@ -190,18 +191,13 @@ class ToolRegistry:
         ids: tuple[str, str, int] = ("-", "-", -1),
     ) -> ToolResult:
         """Run a server tool's call to its result (module docstring); `ids` (session, message, step) are for the log."""
-        if call.error is not None or not isinstance(call.arguments, dict):
-            return ToolResult.failed(call.error or NOT_OBJECT)
+        problem = self.problem(call)
         found = self._find(call.name)
-        if found is None:
-            names = ", ".join(sorted(self.specs())) or "none"
-            return ToolResult.failed(f"there is no tool named {call.name!r} (the tools: {names})")
+        if problem is not None or found is None or not isinstance(call.arguments, dict):
+            return ToolResult.failed(problem or NOT_OBJECT)
         spec, source = found
         if spec.runs_on != RUNS_ON_SERVER:
             raise ValueError(f"{call.name!r} is a client tool: the front end runs it")
-        problem = spec.argument_problem(call.arguments)
-        if problem is not None:
-            return ToolResult.failed(problem)
         seconds = self.timeout_seconds if timeout is None else timeout
         started = time.monotonic()
         result = checked_output(source.call(spec, call.arguments, call.call_id, seconds))
@@ -214,6 +210,21 @@ class ToolRegistry:
             (time.monotonic() - started) * 1000,
         )
         return result
+
+    def problem(self, call: ToolCall) -> str | None:
+        """Why `call` cannot run as the model sent it, for its `error` result; None if it can.
+
+        Broken arguments, a name no source offers now, arguments that do not
+        fit the schema: the loop asks before a person is asked to approve a
+        call, or a front end to run one.
+        """
+        if call.error is not None or not isinstance(call.arguments, dict):
+            return call.error or NOT_OBJECT
+        spec = self.get(call.name)
+        if spec is None:
+            names = ", ".join(sorted(self.specs())) or "none"
+            return f"there is no tool named {call.name!r} (the tools: {names}); nothing ran"
+        return spec.argument_problem(call.arguments)
 
     def _find(self, name: str) -> tuple[ToolSpec, Source] | None:
         for source in self.sources:
