@@ -9,14 +9,12 @@ Two kinds of test:
   Tools section gives. The SDK's own chat (tests/js/tool_chat.mjs) sends,
   approves with `addToolApprovalResponse`, gives outputs with
   `addToolOutput`, and resubmits by itself (`sendAutomaticallyWhen`).
-- End to end with a real worker answering with a tool (`needs_loop`): they
-  need the worker's loop of steps (webapp/write/step_loop.py) and are
-  skipped without it.
+- End to end with a real worker answering with a tool (the loop of steps,
+  webapp/write/step_loop.py).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,13 +28,12 @@ from tests.support.client import create_session, post_prompt
 from tests.support.model_server import TOOL_CALLS, Behavior, ModelServer
 from tests.support.played_answer import PlayedAnswer, queued_job
 from tests.support.processes import wait_for
+from webapp.http.ui_messages import ui_messages
 from webapp.storage import journal
 from webapp.storage.journal import NewCall
 
 pytestmark = pytest.mark.slow
 
-LOOP = importlib.util.find_spec("webapp.write.step_loop") is not None
-needs_loop = pytest.mark.skipif(not LOOP, reason="needs the worker's loop of steps (issue 23)")
 
 REFUND = {"order": 7}
 COLOR = {"color": "red"}
@@ -96,6 +93,11 @@ def listed(http: httpx.Client, sid: str) -> list[dict[str, Any]]:
     response = http.get(f"/api/chat/{sid}/messages")
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def shown(http: httpx.Client, sid: str) -> list[dict[str, Any]]:
+    """What a page shows once its resumed stream replayed the waiting answer (as its parts list)."""
+    return ui_messages(http.get(f"/api/sessions/{sid}").json()["messages"], None)
 
 
 def stored_input(client, sid: str, mid: str, call_id: str) -> Any:
@@ -176,32 +178,30 @@ def test_a_client_tools_output_through_add_tool_output(
     assert "providerExecuted" not in color
 
 
-def test_a_waiting_answer_is_listed_streams_nothing_and_a_reloaded_page_denies_it(
+def test_a_waiting_answer_is_resumed_not_listed_and_a_reloaded_page_denies_it(
     stack, ai_sdk: AiSdk, background: ThreadPoolExecutor
 ) -> None:
+    """API.md: a waiting answer is active, so the resume route replays it and /messages leaves it out."""
     client = stack.redis_client()
     with httpx.Client(base_url=stack.url, timeout=30) as http:
         sid, mid = refund_waits(stack, client, http)
-        assert http.get(f"/api/chat/{sid}/stream").status_code == 204
-        messages = listed(http, sid)
-        (refund,) = [p for p in messages[-1]["parts"] if p["type"] == "tool-refund"]
-        assert refund == {
-            "type": "tool-refund",
-            "toolCallId": "c_refund",
-            "input": REFUND,
-            "providerExecuted": True,
-            "state": "approval-requested",
-            "approval": {"id": "c_refund"},
-        }
-        assert ai_sdk.validate(messages) is None
+        assert [m["role"] for m in listed(http, sid)] == ["user"]
+        replay = http.get(f"/api/chat/{sid}/stream")
+        assert replay.status_code == 200
+        assert '"type":"tool-approval-request"' in replay.text
+        assert replay.text.rstrip().endswith("data: [DONE]")
+        # A page reloaded with `resume: true` shows Approve and Deny from the replay.
         decide = {"approved": False, "reason": "not today"}
-        chat = chatting(background, ai_sdk, stack, sid, messages=messages, decide=decide)
+        chat = chatting(
+            background, ai_sdk, stack, sid, messages=listed(http, sid), resume=True, decide=decide
+        )
         resume = queued_job(client, sid, resume=True)
         goes_on_after_refund(
             stack, client, sid, mid, resume.attempt, {"status": "denied", "error": "not today"}
         )
         result: ToolChatResult = chat.result(timeout=60)
     assert (result.status, result.error) == ("ready", None)
+    assert result.requests[0]["method"] == "GET"  # the resume came first
     (refund,) = result.tools()
     assert refund["state"] == "output-denied"
     assert refund["approval"] == {"id": "c_refund", **decide}
@@ -222,7 +222,7 @@ def test_continuation_errors_are_the_tool_routes_json_and_change_nothing(
     client = stack.redis_client()
     with httpx.Client(base_url=stack.url, timeout=30) as http:
         sid, mid = refund_waits(stack, client, http)
-        messages = listed(http, sid)
+        messages = shown(http, sid)
         approve = {"state": "approval-responded", "approval": {"id": "c_refund", "approved": True}}
         cases = [
             (continuation_body(sid, messages), 409, "not_waiting"),
@@ -261,7 +261,7 @@ def test_the_same_decision_again_streams_the_same_answer(
     client = stack.redis_client()
     with httpx.Client(base_url=stack.url, timeout=30) as http:
         sid, mid = refund_waits(stack, client, http)
-        messages = listed(http, sid)
+        messages = shown(http, sid)
         tools = f"/api/sessions/{sid}/messages/{mid}/tools/c_refund"
         assert http.post(f"{tools}/approval", json={"approved": True}).status_code == 202
         first = queued_job(client, sid, resume=True)
@@ -276,7 +276,7 @@ def test_the_same_decision_again_streams_the_same_answer(
     assert result.tools()[0]["state"] == "output-available"
 
 
-# --- end to end: a real worker answers with a tool (needs the loop) ------------------------
+# --- end to end: a real worker answers with a tool ------------------------------------------
 
 
 def tool_step(name: str, arguments: str = "{}") -> Behavior:
@@ -298,7 +298,6 @@ def answering_with(
     return web
 
 
-@needs_loop
 def test_end_to_end_an_approval_continues_the_same_answer(
     private_stack, ai_sdk: AiSdk, model_server: ModelServer, unique: str
 ) -> None:
@@ -321,7 +320,6 @@ def test_end_to_end_an_approval_continues_the_same_answer(
         ]
 
 
-@needs_loop
 def test_end_to_end_a_client_tool_through_add_tool_output(
     private_stack, ai_sdk: AiSdk, model_server: ModelServer, unique: str
 ) -> None:

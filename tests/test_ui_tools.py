@@ -435,7 +435,7 @@ def test_messages_give_tool_answers_in_the_protocols_shape() -> None:
         snapshot_answer(waiting_parts, "waiting") | {"id": "a_wait"},
     ]
     given = {"a2": Given("approval", {"approved": False, "reason": "no"})}
-    listed = ui_messages(messages, "a_wait", given)
+    listed = ui_messages(messages, None, given)  # as if no longer active: its parts
     assert [m["id"] for m in listed] == ["u1", "a_done", "u2", "a_wait"]
     done = listed[1]["parts"]
     assert [p["type"] for p in done].count("step-start") == 2
@@ -460,10 +460,12 @@ def test_messages_give_tool_answers_in_the_protocols_shape() -> None:
     }
 
 
-def test_messages_leave_out_an_answer_that_streams_but_not_one_that_waits() -> None:
+def test_messages_leave_out_the_active_answer_streaming_or_waiting() -> None:
+    """API.md: the resume route replays the active answer, so it is never listed twice."""
     streaming = snapshot_answer([tool_part("c1", "running")], "streaming")
     assert ui_messages([streaming], MID) == []
-    assert len(ui_messages([streaming | {"status": "waiting"}], MID)) == 1
+    assert ui_messages([streaming | {"status": "waiting"}], MID) == []
+    assert len(ui_messages([streaming | {"status": "waiting"}], None)) == 1
 
 
 # --- the real AI SDK reads them -------------------------------------------------------
@@ -535,7 +537,7 @@ def test_sdk_validates_the_listed_messages(ai_sdk: AiSdk) -> None:
         {"id": "u2", "role": "user", "content": "More", "status": "done"},
         snapshot_answer(waiting_parts, "waiting") | {"id": "a_wait"},
     ]
-    assert ai_sdk.validate(ui_messages(messages, "a_wait", given)) is None
+    assert ai_sdk.validate(ui_messages(messages, None, given)) is None
 
 
 def waits_for_approval(*, reason_ok: bool = True) -> list[tuple[str, dict]]:
@@ -685,7 +687,7 @@ def test_sdk_gives_a_client_tools_error(ai_sdk: AiSdk, server) -> None:
 
 
 def test_sdk_approves_after_a_reload_from_the_listed_messages(ai_sdk: AiSdk, server) -> None:
-    """A page reloaded while the answer waits: /messages gives it, Approve resubmits it."""
+    """A page that holds the waiting answer (as its resumed stream left it): Approve resubmits it."""
     base, routes = server
     parts = [
         {"type": "text", "step": 0, "text": "I can refund order 7."},
@@ -697,7 +699,7 @@ def test_sdk_approves_after_a_reload_from_the_listed_messages(ai_sdk: AiSdk, ser
             {"id": "u1", "role": "user", "content": "Refund order 7", "status": "done"},
             snapshot_answer(parts, "waiting"),
         ],
-        MID,
+        None,
     )
     routes.stream("/api/chat", wire(*goes_on(result("c_refund", output="ok")), ui=continuation()))
     chat = ai_sdk.tool_chat(f"{base}/api/chat", SID, messages=listed, decide={"approved": True})

@@ -12,6 +12,8 @@
 //   "chatId": "session id",
 //   "headers": {...},            optional, sent with every request
 //   "messages": [...],           optional: the initial UIMessages (GET .../messages)
+//   "resume": true,              optional: resumeStream() first, as useChat's `resume: true`
+//                                does on load (GET .../{chatId}/stream)
 //   "text": "prompt",            optional: sent first
 //   "decide": {"approved": true, "reason": "ok"},
 //                                optional: answers every approval request with
@@ -174,6 +176,9 @@ function lastStepTools() {
 }
 
 async function main() {
+  if (args.resume) {
+    await chat.resumeStream();
+  }
   if (args.text != null) {
     await chat.sendMessage({ text: args.text });
   }

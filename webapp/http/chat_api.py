@@ -29,8 +29,12 @@ Deliberate choices:
   before they were given and starts at that attempt's `start`; otherwise
   (it went on already, or still waits for another input) it shows that
   step again from a snapshot taken after them, and follows on.
-- A waiting answer is not a stream to resume: `GET .../stream` answers
-  `204` for it, and `GET .../messages` lists it (ui_messages.py).
+- A waiting answer is still the session's active generation (API.md): `GET
+  .../stream` replays it from its beginning, ending as its `waiting` ends a
+  response, with the inputs already given shown as given, and `GET
+  .../messages` leaves it out, like any active answer, so that it never
+  shows twice. A page reloaded while an answer waits (`resume: true`) shows
+  its Approve and Deny from the replay.
 - The body's `messages` are read for the last message only: relay's stored
   history is the conversation (chat_request.py).
 """
@@ -164,10 +168,8 @@ def resume(session_id: str) -> Response:
 
 
 def streaming_id(state: dict) -> str | None:
-    """The active answer, unless it waits for tool inputs (a waiting answer streams nothing)."""
-    active = state["active_message_id"]
-    waiting = any(m["id"] == active and m["status"] == models.WAITING for m in state["messages"])
-    return None if waiting else active
+    """The active answer, waiting for tool inputs or not: its stream is the one to resume."""
+    return state["active_message_id"]
 
 
 def unfinished_for(state: dict, after: str) -> str | None:
@@ -186,10 +188,7 @@ def unfinished_for(state: dict, after: str) -> str | None:
 def messages(session_id: str) -> Response:
     check_session(session_id)
     state = snapshot(redis_store.client, session_id)
-    active_id = state["active_message_id"]
-    active = next((m for m in state["messages"] if m["id"] == active_id), None)
-    given = inputs_of(session_id, active) if active and active["status"] == models.WAITING else {}
-    return jsonify(ui_messages(state["messages"], active_id, given))
+    return jsonify(ui_messages(state["messages"], state["active_message_id"]))
 
 
 @bp.post("/api/chat/<session_id>/stop")

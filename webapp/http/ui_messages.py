@@ -10,15 +10,14 @@ reasoning parts `done`, and tool parts in ui_tools.py's states, so the
 SDK's `lastAssistantMessageIsComplete...` helpers find its last step.
 
 Deliberate choices:
-- The active answer is left out while it is queued or streaming: `useChat`
-  resumes it from `GET /api/chat/{sid}/stream`, which replays it from its
-  beginning, so listed here too it would show twice.
-- A waiting answer is listed, as its response left it (its tool calls
-  `approval-requested` or `input-available`): nothing streams for it (the
-  resume route answers `204`), and a reloaded page must show its Approve
-  and Deny. An input already given and not yet acted on (`given`, from the
-  answer's journal) shows as given: `approval-responded`, or the client
-  tool's output.
+- The active answer is left out, queued, streaming or waiting for tool
+  inputs (API.md): `useChat` resumes it from `GET /api/chat/{sid}/stream`,
+  which replays it from its beginning, so listed here too it would show
+  twice.
+- `given`: inputs already given to an answer's waiting calls and not yet
+  acted on (from its journal), shown as given: `approval-responded`, or the
+  client tool's output (ui_tools.py, as the stream of a waiting answer
+  shows them).
 """
 
 from __future__ import annotations
@@ -38,10 +37,10 @@ def ui_messages(
     active_message_id: str | None,
     given: dict[str, Given] | None = None,
 ) -> list[Chunk]:
-    """A snapshot's messages as UI messages, leaving out an answer that streams (module docstring)."""
+    """A snapshot's messages as UI messages, leaving out the active answer (module docstring)."""
     out = []
     for message in messages:
-        if message["id"] == active_message_id and message.get("status") != models.WAITING:
+        if message["id"] == active_message_id:
             continue
         if message["role"] != models.ASSISTANT:
             parts = [{"type": "text", "text": message.get("content", "")}]
