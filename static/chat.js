@@ -4,11 +4,13 @@
  */
 //
 // The modules, by role:
-//   conversation.js    the answer model: state, events folded in exactly once
-//   api.js             the network edge: the HTTP API, one function a request,
-//   transport.js         and following events over SSE or long-polling
+//   client/            the transport and the answer model: the JS client
+//                        library (clients/js/src, served as it is; API.md):
+//                        SSE, long-poll fallback, exactly-once events, whole
+//                        answers, tokens, tool decisions
+//   conversation.js    the page's state around the client's Session
 //   views.js           messages on the page, updated in place; thinking.js,
-//                        the Thinking block
+//                        the Thinking block; tools.js, tool call cards
 //   markdown.js        rendering: Markdown to safe DOM (markdown-it, DOMPurify);
 //   markdown_view.js     an answer as it streams (markdown_tail.js: its
 //                        unfinished end; dom_patch.js: patching in place)
@@ -27,105 +29,56 @@
 // A chat link that is malformed or names no chat says so, with a button to
 // start a new chat, rather than quietly opening another one.
 
-import * as api from "./api.js";
-import { accept, activeAnswer, codePoints, idAfter, passOver, state } from "./conversation.js";
+import { codePoints, RelayClient } from "./client/index.js";
+import { retryDelay, sleep } from "./client/retry.js";
+import { activeAnswer, state } from "./conversation.js";
 import { bindUi, showConnection, updateChrome } from "./controls.js";
 import { $ } from "./dom.js";
 import { advise, clearNotice, notice, plain, showAdvice } from "./notices.js";
-import { follow } from "./transport.js";
-import { addView, changed, flush, renderAll } from "./views.js";
-import {
-  claimWholeAnswers, initWholeAnswers, releaseWholeAnswers, setWithoutStreaming,
-  storedWithoutStreaming,
-} from "./whole.js";
+import { changed, flush, renderAll } from "./views.js";
+import { setWithoutStreaming, storedWithoutStreaming } from "./whole.js";
 
 const SESSION_KEY = "relay.session";
 const TOKEN_KEY = "relay.accessToken"; // sessionStorage: this tab only
 const SESSION_ID = /^[A-Za-z0-9_-]{8,64}$/;
+// EventSource, as the page always used: its token goes as `access_token`.
+// A refused or buffered stream falls back to long-polling (the client).
+const SESSION_OPTIONS = { transport: "eventsource" };
+const STATUS_TICK_MS = 1000; // a connection that stays down gets a sentence after a while
 
-let transport = null; // transport.follow()'s handle, once the snapshot is shown
+let client = null; // the RelayClient, once the token is known
 
 /** Say what failed and what to do; a wait before sending again holds Send meanwhile. */
 function tell(err, context, kind) {
+  if (err.status === 401) return void accessRefused(err);
   return showAdvice(err, context, kind, updateChrome);
 }
 
 function connectionChanged() {
-  if (transport) showConnection(transport.status());
+  const session = state.session;
+  if (session && !state.gone) showConnection(session.state === "connecting" ? "reconnecting" : session.state);
 }
 
-// ---- applying events ----
-
-/** Apply an event unless already seen. Returns true when it was new. */
-function receive(ev) {
-  if (ev.event === "reset") {
-    // Our cursor is older than the retained stream: start again from a snapshot.
-    reloadSnapshot();
-    return false;
-  }
-  if (state.reloading) {
-    state.queued.push(ev);
-    return false;
-  }
-  // An answer shown whole: its events only move the cursor (SSE still proves it delivers).
-  if (state.wholeIds.has(ev.data?.message_id)) return passOver(state, ev);
-  const outcome = accept(state, ev);
-  if (outcome === "seen") return false;
-  if (outcome === "ok") {
-    if (ev.event === "start") state.dueSince = Date.now();
-    changed(ev.data.message_id);
-  } else {
-    // "unknown": a prompt from another tab; "mismatch": text went missing.
-    // The snapshot has both, and `end` means the answer is stored.
-    reloadSnapshot();
-  }
-  return true;
-}
-
-function adoptSnapshot(snapshot) {
-  const behind = idAfter(state.cursor, snapshot.cursor);
-  state.messages = snapshot.messages;
-  state.byId = new Map(snapshot.messages.map((m) => [m.id, m]));
-  state.cursor = snapshot.cursor;
-  if (activeAnswer()) state.dueSince = Date.now();
-  // Before rendering: without streaming, a snapshot's text so far is not shown.
-  claimWholeAnswers();
-  renderAll();
-  // The transport goes on from its own position; a snapshot older than what
-  // we had applied (never expected) would leave a gap, so start it afresh.
-  if (behind) transport?.restart();
-}
-
-/** Reload the snapshot once, however many callers ask meanwhile; events wait. */
-function reloadSnapshot() {
-  if (!state.reloading) {
-    state.reloading = fetchSnapshot()
-      .catch((err) => {
-        if (err.status === 404) sessionGone();
-        else if (err.status !== 401) throw err; // 401: accessRefused said so
-      })
-      .finally(() => {
-        state.reloading = null;
-        state.queued.splice(0).forEach(receive);
-      });
-  }
-  return state.reloading;
-}
-
-/** GET the snapshot and show it, retrying until it answers; 404 is final. */
-async function fetchSnapshot() {
-  for (let failures = 0; ; failures++) {
-    try {
-      adoptSnapshot(await api.getSnapshot(state.sid));
-      clearNotice("load");
-      return;
-    } catch (err) {
-      if (err.status === 404 || err.status === 401) throw err;
-      // One failure is routine (a restart, a flaky hop); then the user should know.
-      if (failures) tell(err, { doing: "load" }, "load");
-      await api.sleep(api.retryDelay(err, failures + 1));
-    }
-  }
+/** Open chat `sid`: its snapshot shown, then its events followed; rejects on 404 and 401. */
+async function openSession(sid) {
+  const session = client.session(sid, { ...SESSION_OPTIONS, whole: state.withoutStreaming });
+  state.session = session;
+  session.on("change", (message) => {
+    if (message) return void changed(message.id);
+    clearNotice("load"); // a snapshot came
+    renderAll();
+  });
+  // A snapshot that fails more than once (a restart is routine): the user should know.
+  session.on("retrying", ({ error, failures }) => {
+    if (failures > 1) tell(error, { doing: "load" }, "load");
+  });
+  await session.open();
+  session.on("state", (now) => {
+    if (now === "gone") sessionGone();
+    else if (now === "unauthorized") accessRefused(session.error);
+    else connectionChanged();
+  });
+  connectionChanged();
 }
 
 // ---- actions ----
@@ -134,39 +87,25 @@ async function send(content) {
   if (!content.trim() || state.sending || activeAnswer() || state.gone) return;
   if (Date.now() < state.holdUntil) return; // the notice counts the wait down
   state.sending = true;
-  state.dueSince = Date.now();
   clearNotice("send");
   updateChrome();
   try {
-    const accepted = await api.postPrompt(state.sid, content, () =>
-      notice("The connection dropped while sending; trying again…", { kind: "send" }));
+    // Posted under an Idempotency-Key, again under the same key when the answer is lost.
+    await state.session.send(content, {
+      onRetry: () => notice("The connection dropped while sending; trying again…", { kind: "send" }),
+    });
     clearNotice("send");
-    clearNotice("load"); // "this is a new one" has been read by now
+    clearNotice("new"); // "this is a new one" has been read by now
     if ($("prompt").value === content) $("prompt").value = "";
-    // Its `start` may have come first and made a snapshot reload show it.
-    if (state.reloading) await state.reloading.catch(() => {});
-    if (!state.byId.has(accepted.message_id)) {
-      addMessage({ id: `local-${accepted.message_id}`, role: "user", content, status: "done" });
-      addMessage({ id: accepted.message_id, role: "assistant", content: "", status: "queued", model: null });
-    }
-    state.dueSince = Date.now();
   } catch (err) {
-    // The text stays in the box, so "send again" is one tap away.
+    // The text stays in the box, so "send again" is one tap away. Did it
+    // land before the connection failed? The session reloads its snapshot
+    // (and a chat deleted meanwhile ends it, which says so).
     if (err.code !== "session_not_found") tell(err, { length: codePoints(content) }, "send");
-    // Did it land before the connection failed? The snapshot says (and a
-    // chat deleted meanwhile answers 404, which says so).
-    reloadSnapshot();
   } finally {
     state.sending = false;
     updateChrome();
   }
-}
-
-function addMessage(message) {
-  state.messages.push(message);
-  state.byId.set(message.id, message);
-  claimWholeAnswers();
-  addView(message);
 }
 
 /** Send again the prompt that a failed answer answered. */
@@ -182,7 +121,7 @@ async function stop() {
   state.cancelling = active.id;
   changed(active.id);
   try {
-    await api.cancelAnswer(state.sid, active.id);
+    await state.session.cancel(active.id);
   } catch (err) {
     state.cancelling = null;
     changed(active.id);
@@ -198,11 +137,7 @@ async function regenerate() {
   clearNotice("send");
   updateChrome();
   try {
-    await api.regenerateAnswer(state.sid, last.id);
-    state.dueSince = Date.now();
-    // The snapshot leaves the superseded answer out and has the new one queued;
-    // its events then follow as for any answer.
-    await reloadSnapshot();
+    await state.session.regenerate(last.id);
   } catch (err) {
     tell(err, {}, "send");
   } finally {
@@ -211,17 +146,33 @@ async function regenerate() {
   }
 }
 
+/** A person's decision on a tool call that waits for approval (a card's Approve or Deny). */
+async function decide(messageId, callId, approved) {
+  if (state.deciding.has(callId)) return;
+  state.deciding.set(callId, approved ? "approve" : "deny");
+  changed(messageId);
+  try {
+    await state.session.approve(messageId, callId, approved);
+    clearNotice("decide");
+  } catch (err) {
+    // Settled meanwhile (another tab): its events show the decision that stands.
+    if (err.code !== "tool_call_settled") tell(err, { doing: "decide" }, "decide");
+    state.deciding.delete(callId);
+    changed(messageId);
+  }
+}
+
 /** A new session, trying again (and saying so) until the server gives one. */
 async function createSession() {
   for (let failures = 1; ; failures++) {
     try {
-      const sid = await api.createSession();
+      const { session_id: sid } = await client.createSession();
       clearNotice("start");
       return sid;
     } catch (err) {
-      if (err.status === 401) throw err; // accessRefused said so
+      if (err.status === 401) throw accessRefused(err);
       tell(err, { doing: "start" }, "start");
-      await api.sleep(api.retryDelay(err, failures));
+      await sleep(retryDelay(err, failures));
     }
   }
 }
@@ -229,7 +180,6 @@ async function createSession() {
 // ---- the session and its token ----
 
 function remember(sid) {
-  state.sid = sid;
   try {
     localStorage.setItem(SESSION_KEY, sid);
   } catch {
@@ -270,9 +220,9 @@ function takeToken() {
     }
   }
   try {
-    api.access.token = given || sessionStorage.getItem(TOKEN_KEY);
+    return given || sessionStorage.getItem(TOKEN_KEY);
   } catch {
-    api.access.token = given;
+    return given;
   }
 }
 
@@ -291,67 +241,53 @@ function sessionGone(why = "deleted") {
 
 /** The server refused our token (expired, or none): only the app can give a fresh one. */
 function accessRefused(err) {
-  if (state.gone) return;
+  if (state.gone) return err;
   stopFollowing();
   notice(advise(plain(err)).text, { kind: "gone" });
   updateChrome();
+  return err;
 }
 
 function stopFollowing() {
   state.gone = true;
-  releaseWholeAnswers();
-  transport?.close();
+  state.session?.close();
   $("composer").hidden = true;
   $("connection").hidden = true;
-}
-
-/** The tab is back or the network returned: catch up now, not at the next retry. */
-function catchUp() {
-  if (!state.gone) transport?.catchUp();
 }
 
 // ---- boot ----
 
 async function boot() {
-  takeToken(); // first: the fragment leaves the address bar before anything else runs
-  api.access.refused = accessRefused;
-  initWholeAnswers({ reload: reloadSnapshot, gone: () => sessionGone() });
+  const token = takeToken(); // first: the fragment leaves the address bar before anything else runs
+  client = new RelayClient(token ? { token } : {});
   state.withoutStreaming = storedWithoutStreaming();
   bindUi({
-    send, stop, regenerate, retry, newChat, setWithoutStreaming,
-    shown: () => {
-      flush();
-      catchUp();
+    send, stop, regenerate, retry, newChat, decide,
+    setWithoutStreaming: (on) => {
+      setWithoutStreaming(on);
+      renderAll();
     },
-    online: catchUp,
+    shown: flush, // the client catches up by itself (and on `online`)
+    online: connectionChanged,
     offline: connectionChanged,
   });
   const linked = new URLSearchParams(location.search).get("session");
   // A link names the chat the user means: if it cannot be opened, say so
   // (and keep the chat this browser remembers) rather than open another.
   if (linked !== null && !SESSION_ID.test(linked)) return void sessionGone("malformed");
-  state.sid = linked || storedSession() || await createSession();
   try {
-    await fetchSnapshot();
+    await openSession(linked || storedSession() || await createSession());
   } catch (err) {
-    if (err.status !== 404) throw err;
+    if (err.status === 401) return void accessRefused(err);
+    if (err.code !== "session_not_found") throw err;
     if (linked) return void sessionGone("missing");
     // The chat this browser remembered is gone (deleted, another server):
     // nobody asked for it by name, so start afresh.
-    state.sid = await createSession();
-    await fetchSnapshot();
-    notice("Your last chat no longer exists; this is a new one.", { kind: "load" });
+    await openSession(await createSession());
+    notice("Your last chat no longer exists; this is a new one.", { kind: "new" });
   }
-  remember(state.sid);
-  transport = follow(state.sid, {
-    cursor: () => state.cursor,
-    receive,
-    reload: reloadSnapshot,
-    reloading: () => state.reloading,
-    dueSince: () => (activeAnswer() || state.sending ? state.dueSince : null),
-    gone: () => sessionGone(),
-    changed: connectionChanged,
-  });
+  remember(state.session.id);
+  setInterval(connectionChanged, STATUS_TICK_MS);
 }
 
 if ($("composer")) boot().catch((err) => {

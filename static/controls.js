@@ -135,7 +135,8 @@ async function copyCode(button) {
 
 /**
  * Wire the controls to the page's `actions`: send(text), stop(), regenerate(),
- * retry(answerId), newChat(), setWithoutStreaming(on), shown() (the tab is
+ * retry(answerId), newChat(), setWithoutStreaming(on), decide(answerId,
+ * callId, approved) (a tool card's Approve or Deny), shown() (the tab is
  * visible again), online(), offline().
  */
 export function bindUi(actions) {
@@ -164,6 +165,10 @@ export function bindUi(actions) {
     if (button?.classList.contains("copy")) copyCode(button);
     else if (button?.classList.contains("retry")) actions.retry(button.closest("li").dataset.messageId);
     else if (button?.classList.contains("regenerate")) actions.regenerate();
+    else if (button?.dataset.decision) {
+      const card = button.closest("[data-call-id]");
+      actions.decide(button.closest("li").dataset.messageId, card.dataset.callId, button.dataset.decision === "approve");
+    }
   });
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden) actions.shown();

@@ -25,14 +25,15 @@ function duration(seconds) {
  * A failed request as a sentence saying what to do about it. `err` has the
  * HTTP `status`, API.md's error `code`, the server's `message` and the
  * `retryAfterS` it asked for; no `status` means the request never got an
- * answer (offline, server unreachable). `doing` is what failed: "send" and
- * "stop" the user does again; "start" (a new chat) and "load" (the chat's
- * snapshot) the page retries by itself. Returns `{text, waitS}`; `waitS` is
+ * answer (offline, server unreachable). `doing` is what failed: "send",
+ * "stop" and "decide" (a tool card's Approve or Deny) the user does again;
+ * "start" (a new chat) and "load" (the chat's snapshot) the page retries by
+ * itself. Returns `{text, waitS}`; `waitS` is
  * set when the server asked us to wait, so the page can count it down.
  */
 export function advise(err, { doing = "send", online = true, length = 0 } = {}) {
   const auto = doing === "start" || doing === "load";
-  const again = doing === "stop" ? "press Stop again" : "send again";
+  const again = { stop: "press Stop again", decide: "press Approve or Deny again" }[doing] || "send again";
   const waitFor = (cause, seconds) => ({
     text: `${cause} ${auto ? `We'll try again in ${duration(seconds)}.` : `Wait ${duration(seconds)} and ${again}.`}`,
     waitS: seconds,
@@ -64,7 +65,10 @@ export function advise(err, { doing = "send", online = true, length = 0 } = {}) 
     const cause = "Something went wrong on the server.";
     return { text: `${cause} ${auto ? "We'll keep trying." : `Wait a moment and ${again}.`}` };
   }
-  const failed = { send: "Not sent", stop: "Could not stop the answer", start: "Cannot start a chat" };
+  const failed = {
+    send: "Not sent", stop: "Could not stop the answer", start: "Cannot start a chat",
+    decide: "Your decision was not recorded",
+  };
   return { text: `${failed[doing] || "Failed"}: ${err.message || `HTTP ${err.status}`}` };
 }
 
@@ -117,7 +121,7 @@ export function clearNotice(kind) {
  */
 export function showAdvice(err, context, kind, refresh = () => {}) {
   const online = navigator.onLine;
-  const advice = advise(err, { online, ...context });
+  const advice = advise(plain(err), { online, ...context });
   notice(advice.text, { kind });
   if (advice.waitS) {
     const until = Date.now() + advice.waitS * 1000;
@@ -138,7 +142,8 @@ export function showAdvice(err, context, kind, refresh = () => {}) {
   return advice;
 }
 
-/** The fields `advise` reads, off an error of any kind. */
+/** The fields `advise` reads, off an error of any kind (the client's RelayError has `retryAfterMs`). */
 export function plain(err) {
-  return { status: err.status, code: err.code, message: err.message, retryAfterS: err.retryAfterS };
+  const retryAfterS = err.retryAfterS ?? (err.retryAfterMs == null ? null : err.retryAfterMs / 1000);
+  return { status: err.status, code: err.code, message: err.message, retryAfterS };
 }

@@ -15,10 +15,12 @@ import { MarkdownView } from "./markdown_view.js";
 import { answerTrouble } from "./notices.js";
 import { nearBottom, scrollToEnd, updateChrome } from "./controls.js";
 import { showThinking, thinkingView } from "./thinking.js";
+import { ToolCards } from "./tools.js";
 
 const RENDER_MEASURE = "relay:render";
 const STATUS_LABEL = {
-  queued: "waiting…", streaming: "writing…", cancelled: "stopped", error: "failed",
+  queued: "waiting…", streaming: "writing…", waiting: "waiting for a decision", cancelled: "stopped",
+  error: "failed",
 };
 
 let views = new Map(); // message id -> MessageView
@@ -68,17 +70,6 @@ export function renderAll() {
   if (stick) scrollToEnd();
 }
 
-/** A message added after the snapshot (our own prompt and its answer). */
-export function addView(message) {
-  const view = new MessageView(message);
-  views.set(message.id, view);
-  view.update(message);
-  const stick = nearBottom();
-  $("messages").append(view.li);
-  updateChrome();
-  if (stick) scrollToEnd();
-}
-
 class MessageView {
   constructor(message) {
     this.role = message.role;
@@ -95,6 +86,7 @@ class MessageView {
     this.body.className = "body";
     this.li.append(head, this.body);
     this.markdown = message.role === "assistant" ? new MarkdownView(this.body) : null;
+    this.tools = null; // the tool call cards, once the answer calls a tool
     this.thinking = null; // the Thinking block, while there is reasoning to show
     this.failure = null; // what went wrong, and its Retry button
     this.failureShown = null; // the error it shows, as JSON
@@ -111,6 +103,7 @@ class MessageView {
     if (this.role === "user") growText(this.body, message.content);
     else this.markdown.show(whole ? "" : message.content, !unfinished(message));
     this.showThinking(message.reasoning && !whole ? message : null);
+    this.showTools(whole ? null : message);
     this.showFailure(message.status === "error" ? message : null);
   }
 
@@ -129,9 +122,19 @@ class MessageView {
     }
     if (!this.thinking) {
       this.thinking = thinkingView(message.id);
-      this.body.before(this.thinking);
+      (this.tools?.box ?? this.body).before(this.thinking);
     }
     showThinking(this.thinking, message);
+  }
+
+  /** The answer's tool calls as cards, between its Thinking block and its text. */
+  showTools(message) {
+    if (!this.tools && !message?.parts?.some((part) => part.type === "tool")) return;
+    if (!this.tools) {
+      this.tools = new ToolCards();
+      this.body.before(this.tools.box);
+    }
+    this.tools.show(message ?? { parts: [] }, (callId) => state.deciding.get(callId));
   }
 
   showFailure(message) {

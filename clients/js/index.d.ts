@@ -182,6 +182,11 @@ export class Session {
   on(type: "change", listener: (message: Message | null) => void): () => void;
   on(type: "event", listener: (event: RelayEvent) => void): () => void;
   on(type: "state", listener: (state: SessionState) => void): () => void;
+  /** A snapshot failed (a restart, a flaky hop) and is asked for again; `failures` so far. */
+  on(
+    type: "retrying",
+    listener: (trouble: { doing: "load"; error: RelayError; failures: number }) => void,
+  ): () => void;
   /** The answer being written now, if any. */
   active(): Message | undefined;
   send(content: string, options?: SendOptions): Promise<Accepted>;
@@ -194,6 +199,8 @@ export class Session {
   /** The answer once final (or waiting for a tool decision). */
   answer(messageId: string): Promise<Message>;
   setWhole(on: boolean): void;
+  /** True while the answer is asked for whole (whole-answer mode): none of its text is shown yet. */
+  waitingWhole(messageId: string): boolean;
 }
 
 export function idempotencyKey(): string;

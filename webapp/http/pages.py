@@ -12,11 +12,17 @@ noreferrer"`). With it on, the page takes its token from the URL fragment
 (`#access_token=`), which browsers never send, and drops it from the address
 bar at once. No other site may frame the page (clickjacking): CSP's
 `frame-ancestors`, and X-Frame-Options for browsers that predate it.
+
+The page's transport and answer model are the JS client library
+(clients/js/src), served as it is under /static/client/: one copy, imported
+by the page's modules, from our origin like the rest of static/.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, render_template, send_from_directory
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, current_app, render_template, send_from_directory
 
 bp = Blueprint("pages", __name__)
 
@@ -56,3 +62,13 @@ def favicon() -> Response:
     return send_from_directory(
         current_app.static_folder, "favicon.svg", mimetype="image/svg+xml", max_age=86400
     )
+
+
+@bp.get("/static/client/<path:filename>")
+def client_module(filename: str) -> Response:
+    """A module of the JS client (clients/js/src), as the page imports it: no build step,
+    no copy. Cached as static/ is (Flask's static settings), served as JavaScript."""
+    if not filename.endswith(".js"):
+        abort(404)
+    source = Path(current_app.static_folder).parent / "clients" / "js" / "src"
+    return send_from_directory(source, filename, mimetype="text/javascript")

@@ -48,7 +48,11 @@ export class Session {
     this.connection = new Connection(this, options);
   }
 
-  /** Listen to "change" (a message, or null for all), "event" (each applied), "state"; returns the unsubscribe. */
+  /**
+   * Listen to "change" (a message, or null for all), "event" (each applied),
+   * "state", "retrying" (`{doing, error, failures}`: a snapshot failed and is
+   * asked for again); returns the unsubscribe.
+   */
   on(type, listener) {
     if (!this.listeners.has(type)) this.listeners.set(type, new Set());
     this.listeners.get(type).add(listener);
@@ -160,6 +164,7 @@ export class Session {
         return this.adopt(await this.client.snapshot(this.id));
       } catch (err) {
         if (this.fatal(err) || (err.status >= 400 && err.status < 500 && err.status !== 429)) throw err;
+        this.emit("retrying", { doing: "load", error: err, failures });
         await sleep(retryDelay(err, failures, this.connection.retryMs), this.connection.waker.signal);
       }
     }
@@ -275,6 +280,11 @@ export class Session {
     this.waits.clear();
     // Their events were passed over: the snapshot has the text so far.
     if (waited) this.reload().catch(() => {});
+  }
+
+  /** True while answer `mid` is asked for whole (whole-answer mode): none of its text is shown yet. */
+  waitingWhole(mid) {
+    return this.waits.has(mid);
   }
 
   claimWhole() {

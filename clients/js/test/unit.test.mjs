@@ -294,6 +294,41 @@ test("the transport posts the decisions a Chat made, for the calls that wait for
   assert.deepEqual(posted, [["approve", "m1", "c1", true, undefined], ["output", "m1", "c2", { error: "no camera" }]]);
 });
 
+test("a snapshot that fails is asked for again, and each failure is told as `retrying`", async () => {
+  const snapshot = { session_id: "s1", messages: [], active_message_id: null, cursor: "0-0" };
+  const { client, close } = await scripted((req, body, n) => {
+    if (req.url.includes("/poll")) return [200, { events: [], cursor: "0-0", reset: false }];
+    return n === 1 ? [503, { error: { code: "unavailable" } }, { "Retry-After": "0" }] : [200, snapshot];
+  });
+  const session = client.session("s1", { transport: "poll" });
+  const told = [];
+  session.on("retrying", ({ doing, error, failures }) => told.push([doing, error.code, failures]));
+  try {
+    await session.open();
+    assert.deepEqual(told, [["load", "unavailable", 1]]);
+    assert.equal(session.stats.snapshots, 1);
+  } finally {
+    session.close();
+    close();
+  }
+});
+
+test("whole-answer mode says which answers it is waiting for", async () => {
+  const answer = { id: "m1", role: "assistant", status: "streaming", content: "so far" };
+  const snapshot = { session_id: "s1", messages: [answer], active_message_id: "m1", cursor: "0-0" };
+  const { client, close } = await scripted((req) =>
+    req.url.includes("wait=") ? [200, { ...answer, status: "done", content: "whole" }] : [200, snapshot]);
+  const session = client.session("s1", { transport: "poll", whole: true });
+  try {
+    await session.reload();  // not opened: nothing follows the stream
+    assert.equal(session.waitingWhole("m1"), true);
+    const shown = await new Promise((resolve) => session.on("change", (m) => m?.status === "done" && resolve(m)));
+    assert.deepEqual([shown.content, session.waitingWhole("m1")], ["whole", false]);
+  } finally {
+    close();
+  }
+});
+
 // ---- an end whose counts disagree: the stored answer, never the short one ----
 
 /** A relay that leaves out one chunk of its stream; its snapshot, after the end, is whole. */
