@@ -1,0 +1,220 @@
+"""Tool calls on the chat page (API.md, Tools; static/tools.js), driven in headless Chromium.
+
+Each test runs a web and a worker of its own with the test app's tools
+(tests/support/app_tools.py: `double`, `pay` which needs approval, `nap`
+which runs long), and the model server scripts the steps: a call, then text.
+What a card shows is compared with what relay stored. The phone test also
+writes the screenshots of docs/chat-page.md to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.browser import PHONE, ChatPage, chromium
+from tests.support.model_server import ModelServer
+from tests.support.processes import ROOT
+from tests.support.tool_answers import answer_in_steps, calls_step, text_step
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
+
+ARTIFACTS = ROOT / "test-artifacts"
+TOOLS = {"TOOLS_MODULE": "tests.support.app_tools", "JOB_LEASE_SECONDS": "1.5"}
+CARD = 'li.message[data-message-id="{}"] .tool-card'
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture()
+def tabs(browser) -> Iterator[Any]:
+    """Open the page in new contexts (desktop, or `phone=True`); each checked for JS errors."""
+    made: list[tuple[Any, ChatPage]] = []
+
+    def open_(url: str, phone: bool = False) -> ChatPage:
+        context = browser.new_context(
+            **(PHONE if phone else {"viewport": {"width": 960, "height": 720}})
+        )
+        chat = ChatPage(context).open(url)
+        made.append((context, chat))
+        return chat
+
+    yield open_
+    for context, chat in made:
+        chat.check_no_errors()
+        context.close()
+
+
+@pytest.fixture()
+def stack(private_stack) -> Any:
+    return private_stack(**TOOLS)
+
+
+def card(chat: ChatPage, answer_id: str) -> Any:
+    return chat.page.locator(CARD.format(answer_id))
+
+
+def wait_card(chat: ChatPage, answer_id: str, status: str) -> None:
+    chat.wait_for(
+        "document.querySelector(arg[0])?.dataset.status === arg[1]",
+        [CARD.format(answer_id), status],
+    )
+
+
+def stored_parts(web: str, session_id: str, answer_id: str) -> list[dict[str, Any]]:
+    messages = httpx.get(f"{web}/api/sessions/{session_id}", timeout=10).json()["messages"]
+    return next(m["parts"] for m in messages if m["id"] == answer_id)
+
+
+def pay_then(model_server: ModelServer, prompt: str, *text: str) -> None:
+    answer_in_steps(model_server, prompt, calls_step(("pay", {})), text_step(*text))
+
+
+def test_a_tool_card_streams_with_its_arguments_status_and_result(
+    stack, tabs, model_server: ModelServer, unique: str
+) -> None:
+    web = stack.web()
+    stack.worker()
+    prompt = f"double it {unique}"
+    after = text_step("Twice ", "21 ", "is ", "42.", gate_after=1)
+    answer_in_steps(model_server, prompt, calls_step(("double", {"n": 21})), after)
+    chat = tabs(web)
+    answer_id = chat.send(prompt)
+
+    # The result shows while the next step is still being written.
+    wait_card(chat, answer_id, "ok")
+    assert chat.answer(answer_id).get_attribute("data-status") == "streaming"
+    tool = card(chat, answer_id)
+    assert tool.locator(".tool-name").text_content() == "double"
+    assert tool.locator(".tool-status").text_content() == "done"
+    assert tool.locator(".tool-result").text_content() == "42"
+    arguments = tool.locator("details.tool-arguments")
+    assert arguments.get_attribute("open") is None  # collapsed
+    assert json.loads(arguments.locator("pre").text_content()) == {"n": 21}
+    assert tool.locator(".tool-actions").is_hidden()
+    after.gate.set()
+    chat.wait_status(answer_id, "done")
+    assert chat.answer_text(answer_id) == "Twice 21 is 42."
+
+    (part,) = [p for p in stored_parts(web, chat.session_id, answer_id) if p["type"] == "tool"]
+    assert (part["name"], part["status"], part["output"]) == ("double", "ok", 42)
+    assert tool.get_attribute("data-call-id") == part["call_id"]
+
+
+def test_approve_works_after_a_reload(stack, tabs, model_server: ModelServer, unique: str) -> None:
+    web = stack.web()
+    stack.worker()
+    prompt = f"pay after a reload {unique}"
+    pay_then(model_server, prompt, "Paid", ".")
+    chat = tabs(web)
+    answer_id = chat.send(prompt)
+    wait_card(chat, answer_id, "waiting_approval")
+    chat.wait_status(answer_id, "waiting")
+    assert chat.page.locator("#stop").is_visible() and chat.page.locator("#send").is_disabled()
+
+    chat.page.reload()
+    chat.wait_connection("live")
+    wait_card(chat, answer_id, "waiting_approval")
+    tool = card(chat, answer_id)
+    assert tool.locator(".tool-status").text_content() == "needs your approval"
+    ARTIFACTS.mkdir(exist_ok=True)
+    top = {"x": 0, "y": 0, "width": 960, "height": 320}
+    chat.page.screenshot(path=str(ARTIFACTS / "tools-desktop.png"), clip=top)
+    tool.get_by_role("button", name="Approve").click()
+    wait_card(chat, answer_id, "ok")
+    chat.wait_status(answer_id, "done")
+    assert tool.locator(".tool-result").text_content() == "paid"
+    assert tool.locator(".tool-actions").is_hidden()
+    assert chat.answer_text(answer_id) == "Paid."
+    (part,) = [p for p in stored_parts(web, chat.session_id, answer_id) if p["type"] == "tool"]
+    assert (part["status"], part["output"]) == ("ok", "paid")
+
+
+def test_a_deny_in_a_second_tab_shows_in_the_first(
+    stack, tabs, model_server: ModelServer, unique: str
+) -> None:
+    web = stack.web()
+    stack.worker()
+    prompt = f"pay from two tabs {unique}"
+    pay_then(model_server, prompt, "Not paid", ".")
+    first = tabs(web)
+    answer_id = first.send(prompt)
+    second = tabs(f"{web}/?session={first.session_id}")
+    for chat in (first, second):
+        wait_card(chat, answer_id, "waiting_approval")
+        chat.wait_for(
+            "document.querySelector(arg + ' .tool-actions')?.hidden === false",
+            CARD.format(answer_id),
+        )
+
+    card(second, answer_id).get_by_role("button", name="Deny").click()
+    for chat in (first, second):
+        wait_card(chat, answer_id, "denied")
+        chat.wait_status(answer_id, "done")
+        tool = card(chat, answer_id)
+        assert tool.locator(".tool-status").text_content() == "denied"
+        assert tool.locator(".tool-result").text_content() == "Denied: it did not run."
+        assert tool.locator(".tool-actions").is_hidden()
+        assert chat.answer_text(answer_id) == "Not paid."
+    (part,) = [p for p in stored_parts(web, first.session_id, answer_id) if p["type"] == "tool"]
+    assert part["status"] == "denied"
+
+
+def test_a_call_lost_as_it_ran_says_it_may_or_may_not_have_happened(
+    stack, tabs, model_server: ModelServer, unique: str
+) -> None:
+    web = stack.web()
+    worker = stack.worker()
+    prompt = f"nap once {unique}"
+    answer_in_steps(model_server, prompt, calls_step(("nap", {})), text_step("Maybe", "."))
+    chat = tabs(web)
+    answer_id = chat.send(prompt)
+    wait_card(chat, answer_id, "running")
+    assert card(chat, answer_id).locator(".tool-status").text_content() == "running…"
+    worker.kill()  # while the tool runs: it may or may not have done its work
+    stack.worker()
+
+    wait_card(chat, answer_id, "in_doubt")
+    chat.wait_status(answer_id, "done", timeout_ms=60_000)
+    tool = card(chat, answer_id)
+    assert tool.locator(".tool-status").text_content() == "may or may not have happened"
+    assert "this action may or may not have happened" in tool.locator(".tool-result").text_content()
+    assert [
+        p["status"] for p in stored_parts(web, chat.session_id, answer_id) if p["type"] == "tool"
+    ] == ["in_doubt"]
+
+
+def test_on_a_phone_a_card_awaiting_approval_fits_and_approve_is_a_tap(
+    stack, tabs, model_server: ModelServer, unique: str
+) -> None:
+    web = stack.web()
+    stack.worker()
+    prompt = "Pay the 12 € invoice, please."
+    pay_then(model_server, prompt, "Paid", ": the invoice is settled.")
+    chat = tabs(web, phone=True)
+    answer_id = chat.tap_send(prompt)
+    wait_card(chat, answer_id, "waiting_approval")
+    chat.wait_for(
+        "document.querySelector(arg + ' .tool-actions')?.hidden === false", CARD.format(answer_id)
+    )
+    tool = card(chat, answer_id)
+    tool.locator("details").evaluate("(details) => { details.open = true; }")  # for the picture
+    assert chat.page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["viewport"]["width"]
+    for name in ("Approve", "Deny"):
+        box = tool.get_by_role("button", name=name).bounding_box()
+        assert box["height"] >= 32 and box["x"] + box["width"] <= PHONE["viewport"]["width"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    chat.page.screenshot(path=str(ARTIFACTS / "tools-phone.png"))
+
+    tool.get_by_role("button", name="Approve").tap()
+    wait_card(chat, answer_id, "ok")
+    chat.wait_status(answer_id, "done")
+    assert chat.answer_text(answer_id) == "Paid: the invoice is settled."
