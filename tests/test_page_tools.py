@@ -2,7 +2,8 @@
 
 Each test runs a web and a worker of its own with the test app's tools
 (tests/support/app_tools.py: `double`, `pay` which needs approval, `nap`
-which runs long), and the model server scripts the steps: a call, then text.
+which runs long), and the model server scripts the steps: a call, then text;
+one runs the demo model with its demo tools, as a newcomer sees the page.
 What a card shows is compared with what relay stored. The phone test also
 writes the screenshots of docs/chat-page.md to test-artifacts/.
 """
@@ -107,6 +108,24 @@ def test_a_tool_card_streams_with_its_arguments_status_and_result(
     (part,) = [p for p in stored_parts(web, chat.session_id, answer_id) if p["type"] == "tool"]
     assert (part["name"], part["status"], part["output"]) == ("double", "ok", 42)
     assert tool.get_attribute("data-call-id") == part["call_id"]
+
+
+def test_out_of_the_box_the_demo_model_shows_a_tool_card(private_stack, tabs, unique: str) -> None:
+    """No API key and no tool source: the demo model calls its `add` tool on a sum."""
+    demo = private_stack(OPENAI_API_KEY="")
+    web = demo.web()
+    demo.worker()
+    chat = tabs(web)
+    answer_id = chat.send(f"what is 2 + 3? ({unique})")
+    wait_card(chat, answer_id, "ok")
+    tool = card(chat, answer_id)
+    assert tool.locator(".tool-name").text_content() == "add"
+    assert json.loads(tool.locator("details.tool-arguments pre").text_content()) == {
+        "numbers": [2, 3]
+    }
+    assert json.loads(tool.locator(".tool-result").text_content()) == {"sum": 5}
+    chat.wait_status(answer_id, "done")
+    assert "I asked the add tool" in chat.answer_text(answer_id)
 
 
 def test_approve_works_after_a_reload(stack, tabs, model_server: ModelServer, unique: str) -> None:
