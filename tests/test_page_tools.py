@@ -59,6 +59,14 @@ def stack(private_stack) -> Any:
     return private_stack(**TOOLS)
 
 
+@pytest.fixture()
+def tool_web(stack) -> str:
+    """The stack's web, with a worker running."""
+    web = stack.web()
+    stack.worker()
+    return web
+
+
 def card(chat: ChatPage, answer_id: str) -> Any:
     return chat.page.locator(CARD.format(answer_id))
 
@@ -70,9 +78,19 @@ def wait_card(chat: ChatPage, answer_id: str, status: str) -> None:
     )
 
 
-def stored_parts(web: str, session_id: str, answer_id: str) -> list[dict[str, Any]]:
-    messages = httpx.get(f"{web}/api/sessions/{session_id}", timeout=10).json()["messages"]
-    return next(m["parts"] for m in messages if m["id"] == answer_id)
+def wait_asked(chat: ChatPage, answer_id: str) -> None:
+    """Wait until the card offers Approve and Deny."""
+    chat.wait_for(
+        "document.querySelector(arg + ' .tool-actions')?.hidden === false", CARD.format(answer_id)
+    )
+
+
+def stored_tool(web: str, chat: ChatPage, answer_id: str) -> dict[str, Any]:
+    """The answer's one tool part, as the snapshot has it."""
+    messages = httpx.get(f"{web}/api/sessions/{chat.session_id}", timeout=10).json()["messages"]
+    parts = next(m["parts"] for m in messages if m["id"] == answer_id)
+    (tool,) = [part for part in parts if part["type"] == "tool"]
+    return tool
 
 
 def pay_then(model_server: ModelServer, prompt: str, *text: str) -> None:
@@ -80,10 +98,9 @@ def pay_then(model_server: ModelServer, prompt: str, *text: str) -> None:
 
 
 def test_a_tool_card_streams_with_its_arguments_status_and_result(
-    stack, tabs, model_server: ModelServer, unique: str
+    tool_web: str, tabs, model_server: ModelServer, unique: str
 ) -> None:
-    web = stack.web()
-    stack.worker()
+    web = tool_web
     prompt = f"double it {unique}"
     after = text_step("Twice ", "21 ", "is ", "42.", gate_after=1)
     answer_in_steps(model_server, prompt, calls_step(("double", {"n": 21})), after)
@@ -105,7 +122,7 @@ def test_a_tool_card_streams_with_its_arguments_status_and_result(
     chat.wait_status(answer_id, "done")
     assert chat.answer_text(answer_id) == "Twice 21 is 42."
 
-    (part,) = [p for p in stored_parts(web, chat.session_id, answer_id) if p["type"] == "tool"]
+    part = stored_tool(web, chat, answer_id)
     assert (part["name"], part["status"], part["output"]) == ("double", "ok", 42)
     assert tool.get_attribute("data-call-id") == part["call_id"]
 
@@ -128,9 +145,10 @@ def test_out_of_the_box_the_demo_model_shows_a_tool_card(private_stack, tabs, un
     assert "I asked the add tool" in chat.answer_text(answer_id)
 
 
-def test_approve_works_after_a_reload(stack, tabs, model_server: ModelServer, unique: str) -> None:
-    web = stack.web()
-    stack.worker()
+def test_approve_works_after_a_reload(
+    tool_web: str, tabs, model_server: ModelServer, unique: str
+) -> None:
+    web = tool_web
     prompt = f"pay after a reload {unique}"
     pay_then(model_server, prompt, "Paid", ".")
     chat = tabs(web)
@@ -153,15 +171,14 @@ def test_approve_works_after_a_reload(stack, tabs, model_server: ModelServer, un
     assert tool.locator(".tool-result").text_content() == "paid"
     assert tool.locator(".tool-actions").is_hidden()
     assert chat.answer_text(answer_id) == "Paid."
-    (part,) = [p for p in stored_parts(web, chat.session_id, answer_id) if p["type"] == "tool"]
+    part = stored_tool(web, chat, answer_id)
     assert (part["status"], part["output"]) == ("ok", "paid")
 
 
 def test_a_deny_in_a_second_tab_shows_in_the_first(
-    stack, tabs, model_server: ModelServer, unique: str
+    tool_web: str, tabs, model_server: ModelServer, unique: str
 ) -> None:
-    web = stack.web()
-    stack.worker()
+    web = tool_web
     prompt = f"pay from two tabs {unique}"
     pay_then(model_server, prompt, "Not paid", ".")
     first = tabs(web)
@@ -169,10 +186,7 @@ def test_a_deny_in_a_second_tab_shows_in_the_first(
     second = tabs(f"{web}/?session={first.session_id}")
     for chat in (first, second):
         wait_card(chat, answer_id, "waiting_approval")
-        chat.wait_for(
-            "document.querySelector(arg + ' .tool-actions')?.hidden === false",
-            CARD.format(answer_id),
-        )
+        wait_asked(chat, answer_id)
 
     card(second, answer_id).get_by_role("button", name="Deny").click()
     for chat in (first, second):
@@ -183,7 +197,7 @@ def test_a_deny_in_a_second_tab_shows_in_the_first(
         assert tool.locator(".tool-result").text_content() == "Denied: it did not run."
         assert tool.locator(".tool-actions").is_hidden()
         assert chat.answer_text(answer_id) == "Not paid."
-    (part,) = [p for p in stored_parts(web, first.session_id, answer_id) if p["type"] == "tool"]
+    part = stored_tool(web, first, answer_id)
     assert part["status"] == "denied"
 
 
@@ -206,24 +220,18 @@ def test_a_call_lost_as_it_ran_says_it_may_or_may_not_have_happened(
     tool = card(chat, answer_id)
     assert tool.locator(".tool-status").text_content() == "may or may not have happened"
     assert "this action may or may not have happened" in tool.locator(".tool-result").text_content()
-    assert [
-        p["status"] for p in stored_parts(web, chat.session_id, answer_id) if p["type"] == "tool"
-    ] == ["in_doubt"]
+    assert stored_tool(web, chat, answer_id)["status"] == "in_doubt"
 
 
 def test_on_a_phone_a_card_awaiting_approval_fits_and_approve_is_a_tap(
-    stack, tabs, model_server: ModelServer, unique: str
+    tool_web: str, tabs, model_server: ModelServer, unique: str
 ) -> None:
-    web = stack.web()
-    stack.worker()
     prompt = "Pay the 12 € invoice, please."
     pay_then(model_server, prompt, "Paid", ": the invoice is settled.")
-    chat = tabs(web, phone=True)
+    chat = tabs(tool_web, phone=True)
     answer_id = chat.tap_send(prompt)
     wait_card(chat, answer_id, "waiting_approval")
-    chat.wait_for(
-        "document.querySelector(arg + ' .tool-actions')?.hidden === false", CARD.format(answer_id)
-    )
+    wait_asked(chat, answer_id)
     tool = card(chat, answer_id)
     tool.locator("details").evaluate("(details) => { details.open = true; }")  # for the picture
     assert chat.page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["viewport"]["width"]
