@@ -56,7 +56,7 @@ function tell(err, context, kind) {
 
 function connectionChanged() {
   const session = state.session;
-  if (session && !state.gone) showConnection(session.state === "connecting" ? "reconnecting" : session.state);
+  if (session && !state.gone) showConnection(session.state);
 }
 
 /** Open chat `sid`: its snapshot shown, then its events followed; rejects on 404 and 401. */

@@ -19,7 +19,7 @@ const PLACEHOLDER = {
   touch: "Message relay",
 };
 const CONNECTION_LABEL = {
-  live: "live", reconnecting: "reconnecting…", polling: "polling", offline: "offline",
+  connecting: "connecting…", live: "live", reconnecting: "reconnecting…", polling: "polling", offline: "offline",
 };
 // Reconnecting this long (the badge pulses) before the page says so in words.
 const TROUBLE_NOTICE_MS = 8000;
@@ -60,7 +60,7 @@ function placeRegenerate(active) {
 
 let troubleSince = 0; // when the connection was last seen going from working to not
 
-/** Show the transport's status ("live", "polling", "reconnecting", "offline"). */
+/** Show the connection's state, the client Session's ("connecting", "live", "polling", "reconnecting", "offline"). */
 export function showConnection(now) {
   if (state.gone) return;
   const badge = $("connection");
