@@ -3,7 +3,8 @@
 Each test runs a web and a worker of its own with the test app's tools
 (tests/support/app_tools.py: `double`, `pay` which needs approval, `nap`
 which runs long), and the model server scripts the steps: a call, then text;
-one runs the demo model with its demo tools, as a newcomer sees the page.
+one runs the demo model with its demo tools, as a newcomer sees the page,
+and one renders cards of every status, with hostile text, in the page itself.
 What a card shows is compared with what relay stored. The phone test also
 writes the screenshots of docs/chat-page.md to test-artifacts/.
 """
@@ -245,3 +246,48 @@ def test_on_a_phone_a_card_awaiting_approval_fits_and_approve_is_a_tap(
     wait_card(chat, answer_id, "ok")
     chat.wait_status(answer_id, "done")
     assert chat.answer_text(answer_id) == "Paid: the invoice is settled."
+
+
+def test_cards_show_untrusted_text_as_text_and_every_status_in_words(web: str, tabs) -> None:
+    """Arguments, outputs and errors are the model's and the tools': never markup."""
+    chat = tabs(web)
+    shown = chat.page.evaluate("""async () => {
+        const { ToolCards } = await import("/static/tools.js");
+        const evil = "<img src=x onerror=window.__pwned=1><script>window.__pwned=2</script>";
+        const call = (call_id, status, extra = {}) => ({
+          type: "tool", step: 0, call_id, name: `t_${status}`, arguments: { q: evil },
+          runs_on: "server", status, output: null, error: null, ...extra });
+        const cards = new ToolCards();
+        document.body.append(cards.box);
+        cards.show({ status: "waiting", parts: [
+          call("a", "ok", { output: evil }), call("b", "error", { error: evil }),
+          call("c", "denied"), call("d", "in_doubt"), call("e", "running"),
+          call("f", "waiting_approval"), call("g", "waiting_output", { runs_on: "client" }),
+        ] }, () => undefined);
+        const tags = [...cards.box.querySelectorAll("*")].map((node) => node.tagName.toLowerCase());
+        const rows = [...cards.box.children].map((card) => [
+          card.dataset.status, card.querySelector(".tool-status").textContent,
+          card.querySelector(".tool-result").hidden ? null : card.querySelector(".tool-result").textContent,
+          !card.querySelector(".tool-actions").hidden,
+        ]);
+        return { tags: [...new Set(tags)].sort(), rows };
+    }""")
+    assert shown["tags"] == ["button", "details", "div", "pre", "span", "summary"]
+    assert chat.page.evaluate("window.__pwned") is None
+    evil = "<img src=x onerror=window.__pwned=1><script>window.__pwned=2</script>"
+    assert shown["rows"] == [
+        ["ok", "done", evil, False],
+        ["error", "failed", f"It failed: {evil}", False],
+        ["denied", "denied", "Denied: it did not run.", False],
+        [
+            "in_doubt",
+            "may or may not have happened",
+            "The server stopped while this ran, so this action may or may not have happened. "
+            "It was not run again, so that it cannot happen twice: check before you ask for it "
+            "again.",
+            False,
+        ],
+        ["running", "running…", None, False],
+        ["waiting_approval", "needs your approval", None, True],
+        ["waiting_output", "waiting for the app", None, False],
+    ]
