@@ -23,7 +23,8 @@ const STATUS_LABEL = {
   denied: "denied",
   in_doubt: "may or may not have happened",
 };
-const DECIDING_LABEL = { approve: "approving…", deny: "denying…" };
+const DECIDING_LABEL = { approve: "approving…", deny: "denying…" }; // posted, not yet recorded
+const DECIDED_LABEL = { approve: "approved", deny: "denied" }; // recorded, the answer goes on
 const RESULT = {
   denied: () => "Denied: it did not run.",
   error: (part) => `It failed: ${part.error || "no reason given"}`,
@@ -90,8 +91,8 @@ export class ToolCards {
   }
 }
 
-function decision(kind, label) {
-  const button = el("button", label);
+function decision(kind, text) {
+  const button = el("button", text);
   button.type = "button";
   button.className = kind;
   button.dataset.decision = kind;
@@ -104,7 +105,7 @@ function update(card, part, answerWaits, deciding) {
   // Only a waiting answer takes a decision: a call sent again as the answer
   // goes on (API.md, `from_step`) shows as asked until its result comes.
   const asks = part.status === "waiting_approval" && answerWaits;
-  growText(card.status, asks && deciding ? DECIDING_LABEL[deciding] : label(part, answerWaits));
+  growText(card.status, label(part, answerWaits, deciding));
   const args = typeof part.arguments === "string" ? part.arguments : JSON.stringify(part.arguments, null, 2);
   growText(card.code, args ?? "");
   const result = RESULT[part.status]?.(part) ?? "";
@@ -114,7 +115,8 @@ function update(card, part, answerWaits, deciding) {
   for (const button of card.actions.children) button.disabled = Boolean(deciding);
 }
 
-function label(part, answerWaits) {
-  if (part.status === "waiting_approval" && !answerWaits) return "asks for approval";
-  return STATUS_LABEL[part.status] || part.status;
+function label(part, answerWaits, deciding) {
+  if (part.status !== "waiting_approval") return STATUS_LABEL[part.status] || part.status;
+  if (answerWaits) return deciding ? DECIDING_LABEL[deciding] : STATUS_LABEL.waiting_approval;
+  return deciding ? DECIDED_LABEL[deciding] : "asks for approval";
 }

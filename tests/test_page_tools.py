@@ -270,7 +270,17 @@ def test_cards_show_untrusted_text_as_text_and_every_status_in_words(web: str, t
           card.querySelector(".tool-result").hidden ? null : card.querySelector(".tool-result").textContent,
           !card.querySelector(".tool-actions").hidden,
         ]);
-        return { tags: [...new Set(tags)].sort(), rows };
+        // This tab's decision: on its way while the answer waits; recorded once it goes on.
+        const asked = [call("f", "waiting_approval")];
+        const decided = [];
+        for (const [status, mine] of [["waiting", "deny"], ["streaming", "deny"]]) {
+          cards.show({ status, parts: asked }, () => mine);
+          const card = cards.box.firstChild;
+          decided.push([card.querySelector(".tool-status").textContent,
+                        card.querySelector(".tool-actions").hidden,
+                        card.querySelector(".deny").disabled]);
+        }
+        return { tags: [...new Set(tags)].sort(), rows, decided };
     }""")
     assert shown["tags"] == ["button", "details", "div", "pre", "span", "summary"]
     assert chat.page.evaluate("window.__pwned") is None
@@ -291,3 +301,4 @@ def test_cards_show_untrusted_text_as_text_and_every_status_in_words(web: str, t
         ["waiting_approval", "needs your approval", None, True],
         ["waiting_output", "waiting for the app", None, False],
     ]
+    assert shown["decided"] == [["denying…", False, True], ["denied", True, True]]
