@@ -116,17 +116,27 @@ def kind(request_line: str) -> str:
 
 
 # Stream offsets at every scale (the page may see too many failed connections
-# and long-poll, its polls cut too), or only past the response head (each
-# connection delivers events, so SSE stays in use and resumes by Last-Event-ID).
-@pytest.mark.parametrize("min_bytes", [16, 512], ids=["at-any-offset", "past-the-head"])
+# and long-poll, its polls cut too), or only past the response head and often
+# (each connection delivers events, so SSE stays in use and resumes by
+# Last-Event-ID, tens of times).
+@pytest.mark.parametrize(
+    "stream_bytes", [(16, 8192), (512, 2048)], ids=["at-any-offset", "past-the-head"]
+)
 def test_cut_at_random_byte_offsets_the_page_resumes_to_exactly_the_stored_answer(
-    app, relay: str, tab: ChatPage, model_server: ModelServer, unique: str, seed: int, min_bytes
+    app,
+    relay: str,
+    tab: ChatPage,
+    model_server: ModelServer,
+    unique: str,
+    seed: int,
+    stream_bytes: tuple[int, int],
 ) -> None:
     prompt = f"through cuts {unique}"
     chunks = numbered("k", CHUNKS)
     model_server.behave(prompt, chunks=chunks, delay_seconds=0.03)
+    low, high = stream_bytes
     proxy = ByteCuttingProxy(
-        relay, seed=seed, cuts=0, min_bytes=min_bytes, only=EVENT_REQUESTS
+        relay, seed=seed, cuts=0, min_bytes=low, max_bytes=high, only=EVENT_REQUESTS
     ).start()
     try:
         tab.open(proxy.base_url)
