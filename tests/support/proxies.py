@@ -24,6 +24,7 @@ connection.
   headers included, until it has made its number of cuts.
 
 Every connection is bounded by `max_seconds`; `stop()` closes them all.
+`requests` logs the request line of each, in the order they came.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class Proxy:
         self.upstream = (host, int(port))
         self.max_seconds = max_seconds
         self.connections = 0
+        self.requests: list[str] = []  # "GET /path HTTP/1.1", one per request
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -115,6 +117,8 @@ class Proxy:
         upstream = None
         try:
             head, rest = read_head(client, accepted + 10)
+            with self._lock:
+                self.requests.append(head.split(b"\r\n", 1)[0].decode(errors="replace"))
             answer = self.intercept(head)
             if answer is not None:
                 client.sendall(answer)
@@ -316,7 +320,8 @@ class ByteCuttingProxy(Proxy):
     long-poll whose answer outgrew every stream offset still gets through
     sometimes, as it would on a real flaky network. The draws come from a
     `random.Random(seed)`, in the order responses start. After `cuts` cuts
-    it relays everything, so that a test always ends.
+    it relays everything, so that a test always ends. With `only`, it cuts
+    only the responses to requests whose request line matches it.
     """
 
     def __init__(
@@ -327,13 +332,16 @@ class ByteCuttingProxy(Proxy):
         min_bytes: int = 16,
         max_bytes: int = 8192,
         bounded_odds: float = 0.5,
+        only: re.Pattern[str] | None = None,
     ) -> None:
         super().__init__(upstream)
+        self.only = only
         self.random = random.Random(seed)
         self.scale = (math.log(min_bytes), math.log(max_bytes))
         self.bounded_odds = bounded_odds
         self.cuts_left = cuts
         self.cuts: list[str] = []  # the request line of each response it cut
+        self.cut_bytes: list[bytes] = []  # what it relayed of each, head included
         self._request = threading.local()
 
     def intercept(self, head: bytes) -> bytes | None:
@@ -343,6 +351,8 @@ class ByteCuttingProxy(Proxy):
     def offset(self, head: bytes) -> int | None:
         """Where to cut the response whose head is `head` (None: not at all)."""
         length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        if self.only is not None and not self.only.search(self._request.line):
+            return None
         with self._lock:
             if length is None:
                 return int(math.exp(self.random.uniform(*self.scale)))
@@ -362,19 +372,24 @@ class ByteCuttingProxy(Proxy):
         head = received[: received.index(b"\r\n\r\n") + 4]
         offset = self.offset(head)
         sent = 0
+        relayed: list[bytes] = []  # what went to the client
         for data in itertools.chain(
             [received], self.pump(client, upstream, accepted + self.max_seconds)
         ):
-            if offset is not None and sent + len(data) > offset and self._take_cut():
-                client.sendall(data[: offset - sent])
-                return
+            if offset is not None and sent + len(data) > offset:
+                piece = data[: max(offset - sent, 0)]
+                if self._take_cut(relayed + [piece]):
+                    client.sendall(piece)
+                    return
+            relayed.append(data)
             client.sendall(data)
             sent += len(data)
 
-    def _take_cut(self) -> bool:
+    def _take_cut(self, relayed: list[bytes]) -> bool:
         with self._lock:
             if self.cuts_left <= 0:
                 return False
             self.cuts_left -= 1
             self.cuts.append(self._request.line)
+            self.cut_bytes.append(b"".join(relayed))
             return True
