@@ -79,6 +79,14 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="keep the temporary directory (logs, database) and print its path",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an app setting for web and worker, on top of the bench's (repeatable), to "
+        "compare runs with and without it, e.g. --set WORKER_JOIN_PIECES=false",
+    )
     sweep_arguments(parser)
     return parser.parse_args(argv)
 
@@ -182,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     steps: list = []
     started = time.monotonic()
     stack = Stack(workdir, args.database_url, pinning)
+    stack.settings = dict(setting.partition("=")[::2] for setting in args.set)
     try:
         stack.start()
         if chosen:
@@ -199,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         database=stack.database_kind,
         quick=args.quick,
         pinned=pinning.describe() if pinning else None,
+        settings=stack.settings,
         nchan=plan.nchan,
         scenarios=chosen,
         seconds=elapsed,
@@ -232,6 +242,8 @@ def show(
     )
     if stack.pinning is not None:
         print(stack.pinning.describe())
+    if stack.settings:
+        print("settings: " + " ".join(f"{k}={v}" for k, v in stack.settings.items()))
     if stack.pinning is not None or args.sweep:
         print(
             "Nchan (Redis): nginx with the Nchan module and its own redis-server, same load"

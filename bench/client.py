@@ -113,6 +113,7 @@ class SSEConn(asyncio.Protocol):
         # The newest entry id received, or the cursor the stream started after.
         self.last_id = path.partition("last_event_id=")[2].encode()
         self.indices: set[int] = set()
+        self.chunk_events = 0  # relay joins deltas that come together into one chunk
         self.duplicates = 0
         self.keepalives = 0
         self.last_read = 0  # monotonic ns of the last bytes from the server
@@ -388,8 +389,8 @@ class Client:
     def record(self, conn: SSEConn, entry_id: bytes, event: bytes, data: bytes, now: int) -> None:
         """The fan-out recorder: chunk index and latency per delivery, the `end`."""
         if event == b"chunk":
-            stamp = STAMP.search(data)
-            if stamp is not None:
+            conn.chunk_events += 1
+            for stamp in STAMP.finditer(data):  # one a delta: a chunk may hold several
                 self._stamped(conn.indices, stamp)
                 self.timings.add(entry_id, int(stamp[2]), now)
         elif event == b"end":
@@ -554,7 +555,9 @@ class Client:
             duplicates += conn.duplicates
             no_end += conn.end is None
             dropped += conn.closed and conn.end is None
-            short_end += conn.end is not None and conn.end.get("chunks") != want
+            # Nchan's end counts its messages, one a delta; relay's its chunk events.
+            chunks = want if self.nchan else conn.chunk_events
+            short_end += conn.end is not None and conn.end.get("chunks") != chunks
         return {
             "streams": len(mine),
             "deliveries": len(self.timings),
@@ -638,8 +641,7 @@ class Client:
                         continue
                     seen.add(event["id"])
                     if event["event"] == "chunk":
-                        stamp = STAMP.search(event["data"]["text"].encode())
-                        if stamp is not None:
+                        for stamp in STAMP.finditer(event["data"]["text"].encode()):
                             self._stamped(indices, stamp)
                             self.timings.add(event["id"], int(stamp[2]), now)
                     elif event["event"] == "end":

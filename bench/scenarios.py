@@ -588,36 +588,37 @@ def _longpoll_at(
 # -- 4. worker throughput ----------------------------------------------------
 
 
-def _stream_bounds(stack: Stack, sessions: list[str]) -> tuple[int, int, int, list[str]]:
-    """(chunk entries in the streams, first entry ms, last entry ms, problems).
+def _stream_bounds(stack: Stack, sessions: list[str]) -> tuple[int, int, int, int, list[str]]:
+    """(chunk entries, model deltas in them, first entry ms, last entry ms, problems).
 
     Chunks are counted in Redis (entries other than `start` and `end`) and
-    checked against what each `end` says it covered.
+    checked against what each `end` says it covered; deltas by their stamps
+    in the chunks' text (relay joins deltas that come together into one chunk).
     """
     import json
 
+    from bench.client import STAMP
     from webapp.storage import keys  # key names live in one place: use it, do not copy it
 
-    chunks, first_ms, last_ms, problems = 0, None, None, []
+    chunks, deltas, first_ms, last_ms, problems = 0, 0, None, None, []
     with stack.redis.pipeline(transaction=False) as pipe:
         for session_id in sessions:
-            pipe.xrange(keys.stream(session_id), count=1)
-            pipe.xrevrange(keys.stream(session_id), count=1)
-            pipe.xlen(keys.stream(session_id))
+            pipe.xrange(keys.stream(session_id))
         answers = pipe.execute()
-    rows = zip(sessions, answers[::3], answers[1::3], answers[2::3], strict=True)
-    for session_id, head, tail, length in rows:
-        if not head or not tail or tail[0][1].get("event") != "end":
-            problems.append(f"{session_id}: no end ({tail[:1]})")
+    for session_id, entries in zip(sessions, answers, strict=True):
+        if not entries or entries[-1][1].get("event") != "end":
+            problems.append(f"{session_id}: no end ({entries[-1:]})")
             continue
-        said = json.loads(tail[0][1]["data"])["chunks"]
-        if said != length - 2:
-            problems.append(f"{session_id}: {length - 2} chunk entries, `end` says {said}")
-        chunks += length - 2
-        start, end = int(head[0][0].split("-")[0]), int(tail[0][0].split("-")[0])
+        said = json.loads(entries[-1][1]["data"])["chunks"]
+        if said != len(entries) - 2:
+            problems.append(f"{session_id}: {len(entries) - 2} chunk entries, `end` says {said}")
+        chunks += len(entries) - 2
+        for _, fields in entries[1:-1]:
+            deltas += len(STAMP.findall(json.loads(fields["data"])["text"].encode()))
+        start, end = int(entries[0][0].split("-")[0]), int(entries[-1][0].split("-")[0])
         first_ms = start if first_ms is None else min(first_ms, start)
         last_ms = end if last_ms is None else max(last_ms, end)
-    return chunks, first_ms or 0, last_ms or 0, problems
+    return chunks, deltas, first_ms or 0, last_ms or 0, problems
 
 
 def sdk_alone(base_url: str, prompt: str, streams: int) -> dict[str, float]:
@@ -680,11 +681,11 @@ def worker(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
                     if not any(pipe.execute()):
                         break
                 time.sleep(0.02)
-        chunks, first_ms, last_ms, problems = _stream_bounds(stack, sessions)
+        chunks, deltas, first_ms, last_ms, problems = _stream_bounds(stack, sessions)
         span = max(last_ms - first_ms, 1) / 1000
-        per_second = chunks / span
-        worker_us = 1e6 * cpu.used["worker"] / max(chunks, 1)
-        redis_us = 1e6 * cpu.used["redis"] / max(chunks, 1)
+        per_second = deltas / span
+        worker_us = 1e6 * cpu.used["worker"] / max(deltas, 1)
+        redis_us = 1e6 * cpu.used["redis"] / max(deltas, 1)
         say(f"worker: the openai SDK alone, {plan.sdk_streams} streams")
         sdk = sdk_alone(stack.model.base_url, prompt, plan.sdk_streams)
         xadds = floor.get("throughput", {}).get("per_second")
@@ -693,11 +694,12 @@ def worker(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
                 Row(
                     name,
                     f"{count} concurrent generations x {n:,} deltas, instant model",
-                    f"{chunks:,} / {count * n:,}",
+                    f"{deltas:,} / {count * n:,}",
                     "written",
                     f"{count * n:,}",
-                    chunks == count * n,
+                    deltas == count * n,
                 ),
+                Row(name, "chunk events they were written as", chunks, ""),
                 Row(
                     name,
                     "deltas written per second",
@@ -724,6 +726,7 @@ def worker(stack: Stack, plan: Plan, floor: dict[str, Any]) -> tuple[list[Row], 
             )
         return rows, {
             "chunks": chunks,
+            "deltas": deltas,
             "span_seconds": span,
             "post_seconds": post_seconds,
             "cpu_seconds": cpu.used,

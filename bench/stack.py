@@ -221,6 +221,7 @@ class Stack:
         self.redis: redis.Redis | None = None
         self.database_url = database_url or f"sqlite:///{workdir / 'bench.sqlite3'}"
         self._app_runs = 0
+        self.settings: dict[str, str] = {}  # `--set`: on top of the bench's, below a scenario's
         self._last_logs: dict[str, Path] = {}
 
     @property
@@ -286,6 +287,7 @@ class Stack:
             # sessions at once. 40 each is plenty: a generation holds a
             # connection only while it reads its history and stores its answer.
             env.update(DATABASE_POOL_SIZE="5", DATABASE_MAX_OVERFLOW="35")
+        env.update(self.settings)
         env.update(overrides)
         return env
 

@@ -83,6 +83,9 @@ def base_env(
         LLM_MODEL="test-model",
         SYSTEM_PROMPT=TEST_SYSTEM_PROMPT,
         HEARTBEAT_SECONDS="1",
+        # One chunk a delta, as the tests count them: whether deltas that come
+        # together are joined depends on timing. test_joined_pieces.py turns it on.
+        WORKER_JOIN_PIECES="false",
         WORKER_POP_TIMEOUT_SECONDS="1",
         RATE_LIMIT="100000/minute",  # tests that limit start their own web server
         SESSION_RATE_LIMIT="100000/minute",

@@ -22,6 +22,7 @@ from tests.support.model_server import ModelServer
 from webapp.exceptions import ModelError
 from webapp.write.demo_model import DemoModel
 from webapp.write.llm import Delta, Finish, OpenAIModel, Reasoning
+from webapp.write.model_wire import sse_data
 from webapp.write.tool_calls import ToolCall, assistant_message, tool_call_id, tool_message
 
 
@@ -355,3 +356,24 @@ def test_the_demo_model_answers_as_before_when_no_tool_fits(
     pieces = list(DemoModel(0).stream(messages, tools=tools, tool_choice=tool_choice))
     assert "".join(p.text for p in pieces[:-1]) == DemoModel.answer(prompt)
     assert pieces[-1].finish_reason == "stop"
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+def test_sse_lines_end_with_lf_crlf_or_cr_and_may_be_split_at_any_byte(newline: bytes) -> None:
+    lines = [
+        b'data: {"a": "\xc3\xa9"}',  # é: a character of two bytes, split between reads too
+        b"",
+        b": a comment, then an event of two data lines",
+        b'data:{"b":',
+        b"data: 2}",
+        b"",
+        b"data: [DONE]",
+        b"",
+        b"data: after the end: not read",
+        b"",
+    ]
+    body = newline.join(lines)
+    for cut in range(len(body) + 1):
+        for cut2 in (cut, min(cut + 1, len(body))):
+            reads = [body[:cut], body[cut:cut2], body[cut2:]]
+            assert list(sse_data(iter(reads))) == [{"a": "é"}, {"b": 2}], (cut, cut2)

@@ -70,6 +70,9 @@ class Behavior:
     # Send `gate_after` deltas, then wait for `gate` before the rest.
     gate_after: int | None = None
     gate: threading.Event = field(default_factory=threading.Event)
+    # Send the deltas from `gate_after` on (all with None) and the end in one
+    # write, without delays: they reach the worker together.
+    burst: bool = False
     calls: int = 0
 
     def for_step(self, messages: list[dict[str, Any]]) -> Behavior:
@@ -194,8 +197,13 @@ class ModelServer:
         handler.send_header("Connection", "close")
         handler.end_headers()
 
+        held: list[bytes] | None = None  # a burst, until it is sent
+
         def send(payload: dict[str, Any] | str) -> None:
             data = payload if isinstance(payload, str) else json.dumps(payload)
+            if held is not None:
+                held.append(f"data: {data}\n\n".encode())
+                return
             handler.wfile.write(f"data: {data}\n\n".encode())
             handler.wfile.flush()
 
@@ -220,7 +228,10 @@ class ModelServer:
                     return
                 if index == behavior.gate_after:
                     behavior.gate.wait(60)
-                time.sleep(behavior.delay_seconds)
+                if behavior.burst and index == (behavior.gate_after or 0):
+                    held = []
+                if held is None:
+                    time.sleep(behavior.delay_seconds)
                 send(frame({name: text}))
                 sent = {CONTENT: call.sent, TOOL_CALLS: call.tool_calls_sent}
                 sent.get(name, call.reasoning_sent).append(text)
@@ -242,6 +253,9 @@ class ModelServer:
                 }
             )
             send("[DONE]")
+            if held is not None:
+                handler.wfile.write(b"".join(held))
+                handler.wfile.flush()
             call.finished = True
         except (BrokenPipeError, ConnectionResetError, OSError):
             pass

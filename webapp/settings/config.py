@@ -183,6 +183,9 @@ SETTINGS: tuple[Setting, ...] = (
     # How long a worker waits on the job list before looking around again.
     Setting("WORKER_POP_TIMEOUT_SECONDS", Number(0, 300, above=True), 5.0),
     Setting("WORKER_SHUTDOWN_GRACE_SECONDS", Number(0), 20.0),
+    # Pieces the model sends while the previous write is on its way go out as
+    # one chunk (write/piece_writes.py); off, one chunk a piece.
+    Setting("WORKER_JOIN_PIECES", Boolean(), True),
     # A job whose worker has not renewed its lease for this long is run again.
     Setting("JOB_LEASE_SECONDS", Number(1), 15.0),
     # Attempts per answer before it ends with `error` worker_lost.

@@ -283,6 +283,7 @@ def new_generation(
         stream_ttl_seconds=settings["STREAM_TTL_SECONDS"],
         maxlen=settings["STREAM_MAXLEN"],
         batcher=batcher,
+        join_pieces=settings["WORKER_JOIN_PIECES"],
     )
     return Generation(
         job,

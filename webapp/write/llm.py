@@ -265,7 +265,7 @@ class OpenAIModel:
     ) -> Iterator[Piece]:
         """The text and reasoning pieces of the streamed body; the rest is noted in `state` and `calls`."""
         reasoning = self._reasoning
-        for chunk in sse_data(response.iter_lines()):
+        for chunk in sse_data(response.iter_bytes()):
             state.model = chunk.get("model") or state.model
             if chunk.get("usage"):
                 state.usage = usage_of(chunk["usage"])

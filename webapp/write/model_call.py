@@ -1,8 +1,9 @@
 """One model call of a step, streamed into the answer's events as its pieces come.
 
-The hot path of every answer: each piece of text or reasoning is one fenced
-append (a `chunk` or `reasoning` event carrying its `step`) and one list
-append, nothing more. The tool calls the model asked for come after the
+The hot path of every answer: each piece of text or reasoning goes to a
+fenced append (a `chunk` or `reasoning` event carrying its `step`), joined
+with the pieces that come while the previous append is on its way
+(piece_writes.py), and to a list, nothing more. The tool calls the model asked for come after the
 step's text (llm.py); they are collected, decided on (steps.StepCall) and
 returned with the step when the call's `Finish` comes. Nothing of them is
 written here: the step loop records the step before any of its events.
@@ -16,15 +17,15 @@ has sent nothing: after a piece, asking again would repeat it.
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from webapp.exceptions import Cancelled, ModelError
+from webapp.exceptions import ModelError
 from webapp.storage import events
 from webapp.write.attempt import Attempt
 from webapp.write.lifecycle import State
 from webapp.write.llm import Delta, Finish, Messages, Piece, Reasoning
+from webapp.write.piece_writes import PieceWrites
 from webapp.write.steps import Step, StepCall
 from webapp.write.tool_calls import ToolCall, step_key
 
@@ -56,40 +57,35 @@ class ModelCall:
         )
         return self.write(number, pieces)
 
-    def write(self, number: int, pieces: Iterable[Piece]) -> Step:
-        """Write `pieces` as step `number`'s events; the step once its Finish comes."""
+    def write(self, number: int, pieces: Iterable[Piece], *, join: bool = True) -> Step:
+        """Write `pieces` as step `number`'s events; the step once its Finish comes.
+
+        `join`: pieces that come while a write is on its way go out as one
+        (piece_writes.py); False writes one event a piece.
+        """
         step = Step(number)
         self.attempt.answer.begin(step)
         calls: list[ToolCall] = []
-        for index, piece in enumerate(pieces):
-            if index == 0:
-                self.attempt.confirm_sent()
-            kind = type(piece)
-            if kind is Delta or kind is Reasoning:
-                self._write(number, piece)  # type: ignore[arg-type]
-            elif kind is Finish:
-                step.finish = piece  # type: ignore[assignment]
-                step.calls = [StepCall.decide(call, self.attempt.tools) for call in calls]
-                return step
-            else:
-                calls.append(piece)  # type: ignore[arg-type]
+        writes = PieceWrites(self.attempt, number, join=join)
+        try:
+            for index, piece in enumerate(pieces):
+                if index == 0:
+                    self.attempt.confirm_sent()
+                kind = type(piece)
+                if kind is Delta or kind is Reasoning:
+                    writes.put(piece)  # type: ignore[arg-type]
+                elif kind is Finish:
+                    writes.flush()
+                    step.finish = piece  # type: ignore[assignment]
+                    step.calls = [StepCall.decide(call, self.attempt.tools) for call in calls]
+                    return step
+                else:
+                    calls.append(piece)  # type: ignore[arg-type]
+        except ModelError:
+            writes.flush()  # what the model sent before it failed is written, as it came
+            raise
+        except BaseException:
+            writes.close()
+            raise
+        writes.flush()
         raise ModelError(events.UPSTREAM_ERROR, "the model stream ended without finishing")
-
-    def _write(self, number: int, piece: Delta | Reasoning) -> None:
-        """Write a piece of the answer or its reasoning; Fenced or Cancelled as the reply says.
-
-        Both kinds take the same fenced, exactly-once append, and count apart.
-        """
-        attempt = self.attempt
-        thought = type(piece) is Reasoning
-        build = events.reasoning_data if thought else events.chunk_data
-        written = attempt.writer.append(
-            events.REASONING if thought else events.CHUNK,
-            build(attempt.job.message_id, piece.text, number),
-        )
-        if written.fenced:
-            raise attempt.fenced("mid-answer")
-        if attempt.answer.add(piece):
-            attempt.ledger.first_token(time.time() - attempt.job.enqueued_at, reasoning=thought)
-        if written.cancel_requested:
-            raise Cancelled()

@@ -65,7 +65,7 @@ class StepLoop:
 
     def cached(self, cached: CachedAnswer) -> Finish:
         """A cached answer, streamed as step 0 as it first streamed."""
-        return self._final(ModelCall(self.attempt).write(0, cached.pieces()))
+        return self._final(ModelCall(self.attempt).write(0, cached.pieces(), join=False))
 
     def run(self) -> Finish | None:
         """Steps until one has no tool calls: the answer's Finish; None when the answer paused."""

@@ -222,6 +222,7 @@ class StreamWriter:
         maxlen: int,
         retry_seconds: float = 30.0,
         batcher: WriteBatcher | None = None,
+        join_pieces: bool = True,
     ) -> None:
         self._client = client
         self._keys = keys.session_keys(session_id)
@@ -232,6 +233,7 @@ class StreamWriter:
         self._maxlen = maxlen
         self._retry_seconds = retry_seconds
         self._batcher = batcher
+        self._join_pieces = join_pieces
         # The write of the last `send`, until its outcome is read: its args and
         # the reply on its way, or (with no batcher) the outcome itself.
         self._sent: tuple[list[Any], AsyncResult] | Written | None = None
@@ -271,6 +273,23 @@ class StreamWriter:
         else:
             reply = self._batcher.submit(keys.APPEND, self._keys, args, after_next_wait=True)
             self._sent = (args, reply)
+
+    @property
+    def joins_pieces(self) -> bool:
+        """Whether pieces that come together may be joined (WORKER_JOIN_PIECES): `send_now` then."""
+        return self._join_pieces and self._batcher is not None
+
+    def send_now(self, event: str, data: str) -> AsyncResult:
+        """Append without waiting, queued for the batcher's next pipeline; its reply on its way.
+
+        For a piece of the answer (piece_writes.py): nothing is sent before
+        it. Its outcome is read with `sent_written()`, before any other write.
+        """
+        assert self._batcher is not None and self._sent is None
+        args = self._args(event, data)
+        reply = self._batcher.submit(keys.APPEND, self._keys, args)
+        self._sent = (args, reply)
+        return reply
 
     def sent_written(self) -> Written:
         """The outcome of the last `send`, retrying it as `append` would if it failed."""

@@ -1,0 +1,80 @@
+"""Pieces that reach the worker together go out as one chunk; the first of a burst is never held.
+
+WORKER_JOIN_PIECES (on by default, off in the other tests, which count one
+chunk a delta): write/piece_writes.py. The model server sends the rest of
+the answer in one write (`burst`), so it reaches the worker in one read.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.support.client import answer_text, create_session, post_prompt, read_sse, reasoning_text
+from tests.support.model_server import ModelServer
+from tests.support.sql import stored_message
+
+
+@pytest.fixture()
+def joined(private_stack) -> tuple[object, str]:
+    stack = private_stack(WORKER_JOIN_PIECES="true")
+    web = stack.web()
+    stack.worker()
+    return stack, web
+
+
+def test_the_first_piece_goes_out_alone_and_the_burst_after_it_joined(
+    joined, model_server: ModelServer, unique: str
+) -> None:
+    stack, web = joined
+    prompt = f"joined {unique}"
+    pieces = [f"p{i:02d} " for i in range(20)]
+    behavior = model_server.behave(prompt, chunks=pieces, gate_after=1, burst=True)
+    with httpx.Client(base_url=web, timeout=30) as http:
+        session_id = create_session(http)
+        message_id = post_prompt(http, session_id, prompt)["message_id"]
+        # The model holds the rest until this chunk is read: a first piece held
+        # back for company would time this read out.
+        first = read_sse(web, session_id, max_events=2).events
+        assert [(e.event, e.data.get("text")) for e in first] == [
+            ("start", None),
+            ("chunk", "p00 "),
+        ]
+        behavior.gate.set()
+        events = read_sse(web, session_id, until_message=message_id).events
+
+    chunks = [e.data["text"] for e in events if e.event == "chunk"]
+    assert answer_text(events, message_id) == "".join(pieces)
+    assert chunks[:2] == ["p00 ", "p01 "]  # each the first of its burst
+    assert len(chunks) < len(pieces)  # the rest came together: joined
+    end = events[-1].data
+    assert (end["chunks"], end["text_length"]) == (len(chunks), len("".join(pieces)))
+    stored = stored_message(stack.app, message_id)
+    assert (stored.content, stored.chunk_count) == ("".join(pieces), len(chunks))
+
+
+def test_reasoning_and_answer_in_one_burst_keep_their_order_and_texts(
+    joined, model_server: ModelServer, unique: str
+) -> None:
+    stack, web = joined
+    prompt = f"joined thinking {unique}"
+    thoughts = [f"t{i} " for i in range(6)]
+    answer = [f"a{i} " for i in range(6)]
+    model_server.behave(prompt, reasoning=thoughts, chunks=answer, burst=True)
+    with httpx.Client(base_url=web, timeout=30) as http:
+        session_id = create_session(http)
+        message_id = post_prompt(http, session_id, prompt)["message_id"]
+        events = read_sse(web, session_id, until_message=message_id).events
+
+    kinds = [e.event for e in events]
+    reasoning = kinds.count("reasoning")
+    chunks = kinds.count("chunk")
+    assert kinds == ["start"] + ["reasoning"] * reasoning + ["chunk"] * chunks + ["end"]
+    assert events[1].data["text"] == "t0 "  # the first piece of the burst, alone
+    assert reasoning_text(events, message_id) == "".join(thoughts)
+    assert answer_text(events, message_id) == "".join(answer)
+    assert reasoning + chunks < len(thoughts) + len(answer)
+    end = events[-1].data
+    assert (end["chunks"], end["reasoning_chunks"]) == (chunks, reasoning)
+    stored = stored_message(stack.app, message_id)
+    assert (stored.content, stored.reasoning) == ("".join(answer), "".join(thoughts))
