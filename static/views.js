@@ -101,7 +101,7 @@ class MessageView {
     growText(this.name, message.role === "user" ? "You" : message.model || "assistant");
     this.showBadge(badgeLabel(message, whole), whole ? "whole" : message.status);
     if (this.role === "user") growText(this.body, message.content);
-    else this.markdown.show(whole ? "" : message.content, !unfinished(message));
+    else this.markdown.show(whole ? "" : shownText(message), !unfinished(message));
     this.showThinking(message.reasoning && !whole ? message : null);
     this.showTools(whole ? null : message);
     this.showFailure(message.status === "error" ? message : null);
@@ -145,6 +145,22 @@ class MessageView {
     this.failure = message ? failureView(message.error) : null;
     if (this.failure) this.body.after(this.failure);
   }
+}
+
+/**
+ * An answer's text as shown: each step's text (steps are separate model
+ * calls, with tool calls between them) a paragraph of its own, not run
+ * together as `content` has them.
+ */
+function shownText(message) {
+  const steps = [];
+  for (const part of message.parts || []) {
+    if (part.type !== "text" || !part.text) continue;
+    if (steps.at(-1)?.step === part.step) steps.at(-1).text += part.text;
+    else steps.push({ step: part.step, text: part.text });
+  }
+  if (steps.length < 2) return message.content;
+  return steps.map((step) => step.text.trimEnd()).join("\n\n");
 }
 
 function badgeLabel(message, whole) {

@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from tests.support.browser import PHONE, ChatPage, chromium
-from tests.support.model_server import ModelServer
+from tests.support.model_server import Behavior, ModelServer
 from tests.support.processes import ROOT
-from tests.support.tool_answers import answer_in_steps, calls_step, text_step
+from tests.support.tool_answers import answer_in_steps, calls_step, fragment, text_step
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -103,8 +103,11 @@ def test_a_tool_card_streams_with_its_arguments_status_and_result(
 ) -> None:
     web = tool_web
     prompt = f"double it {unique}"
+    # Step 0 says something, then calls; step 1 answers with the result.
+    calls = [("content", "Let me double it. "), ("tool_calls", [fragment(0, "double", {"n": 21})])]
+    first = Behavior(script=calls, finish_reason="tool_calls")
     after = text_step("Twice ", "21 ", "is ", "42.", gate_after=1)
-    answer_in_steps(model_server, prompt, calls_step(("double", {"n": 21})), after)
+    answer_in_steps(model_server, prompt, first, after)
     chat = tabs(web)
     answer_id = chat.send(prompt)
 
@@ -121,7 +124,9 @@ def test_a_tool_card_streams_with_its_arguments_status_and_result(
     assert tool.locator(".tool-actions").is_hidden()
     after.gate.set()
     chat.wait_status(answer_id, "done")
-    assert chat.answer_text(answer_id) == "Twice 21 is 42."
+    # Each step's text a paragraph of its own, not run together.
+    paragraphs = chat.answer(answer_id).locator(".body > p").all_text_contents()
+    assert paragraphs == ["Let me double it.", "Twice 21 is 42."]
 
     part = stored_tool(web, chat, answer_id)
     assert (part["name"], part["status"], part["output"]) == ("double", "ok", 42)
