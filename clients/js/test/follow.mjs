@@ -21,7 +21,7 @@
 // "state"}, {"type": "sent", "messageId"}, {"type": "text", "id", "text"} (every
 // new text of an answer), then one {"type": "result", ...}: the answer,
 // the log of what was applied ({"kind": "event", id, event, messageId, attempt,
-// text} and {"kind": "snapshot", cursor, contents: {id: content}}), the session's and connection's
+// fromStep, text} and {"kind": "snapshot", cursor, contents: {id: content}}), the session's and connection's
 // stats, the token calls, and an error ({status, code, message}) if any.
 // Exits 0 whenever the client behaved as a client does (an error is a result).
 
@@ -74,8 +74,8 @@ async function main() {
     adopt(snapshot);
   };
   session.on("event", (ev) => {
-    const { message_id: messageId, attempt = null, text = null } = ev.data;
-    log.push({ kind: "event", id: ev.id, event: ev.event, messageId, attempt, text });
+    const { message_id: messageId, attempt = null, from_step: fromStep = null, text = null } = ev.data;
+    log.push({ kind: "event", id: ev.id, event: ev.event, messageId, attempt, fromStep, text });
   });
   const shown = new Map(); // answer id -> the text last printed
   session.on("change", () => {
