@@ -104,6 +104,18 @@ def test_from_step_keeps_earlier_steps_and_tools_track_their_status() -> None:
     assert (answer.content, answer.incomplete) == ("Let me look. Found one.", False)
 
 
+def test_a_tool_call_starts_in_the_status_relay_stores_for_it() -> None:
+    """As API.md's Stored parts: a client tool waits for its output, a server tool runs."""
+    answer = fold(
+        ev(1, "tool_call", step=0, call_id="c1", name="pick", arguments={}, runs_on="client"),
+        ev(2, "tool_call", step=0, call_id="c2", name="look", arguments={}),
+    )
+    assert [(p.status, p.runs_on) for p in answer.tool_calls] == [
+        ("waiting_output", "client"),
+        ("running", "server"),
+    ]
+
+
 def test_a_reset_loads_the_message_from_the_snapshot() -> None:
     answer = fold(ev(1, "start", attempt=1), ev(2, "chunk", text="par"))
     snapshot = {

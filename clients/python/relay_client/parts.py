@@ -59,8 +59,11 @@ def append_text(parts: list[Part], kind: str, step: int, text: str) -> None:
 
 
 def tool_called(parts: list[Part], data: dict[str, Any]) -> None:
+    """A `tool_call`: waiting for a person, for the front end (a client tool), or running."""
     if data.get("approval_id"):
         status = "waiting_approval"
+    elif data.get("runs_on") == "client":
+        status = "waiting_output"
     else:
         status = "running"
     parts.append(
@@ -70,7 +73,7 @@ def tool_called(parts: list[Part], data: dict[str, Any]) -> None:
             call_id=data.get("call_id"),
             name=data.get("name"),
             arguments=data.get("arguments"),
-            runs_on=data.get("runs_on"),
+            runs_on=data.get("runs_on", "server"),
             status=status,
             approval_id=data.get("approval_id"),
         )
