@@ -116,6 +116,28 @@ def test_a_tool_call_starts_in_the_status_relay_stores_for_it() -> None:
     ]
 
 
+def test_an_input_given_shows_in_its_part_and_following_goes_on() -> None:
+    answer = fold(
+        ev(1, "start", attempt=1, from_step=0),
+        ev(2, "tool_call", step=0, call_id="c1", name="pay", arguments={}, approval_id="a1"),
+        ev(3, "waiting", **{"for": [{"call_id": "c1", "kind": "approval"}]}),
+    )
+    assert answer.needs_input and answer.followed_to_the_end
+    answer.give("c1", "running")
+    assert (answer.tool_calls[0].status, answer.needs_input) == ("running", False)
+    assert answer.status == "waiting" and not answer.followed_to_the_end  # until relay goes on
+    stale = {"id": MID, "status": "waiting", "parts": [{"type": "tool", "step": 0,
+             "call_id": "c1", "name": "pay", "status": "waiting_approval"}]}  # fmt: skip
+    answer.load(stale)  # a snapshot read before relay took the approval up
+    assert (answer.tool_calls[0].status, answer.followed_to_the_end) == ("running", False)
+    answer.apply(ev(4, "start", attempt=1, from_step=0))
+    answer.apply(
+        ev(5, "tool_call", step=0, call_id="c1", name="pay", arguments={}, approval_id="a1")
+    )
+    answer.apply(ev(6, "tool_result", step=0, call_id="c1", status="ok", output="paid"))
+    assert answer.tool_calls[0].status == "ok" and answer.status == "streaming"
+
+
 def test_a_reset_loads_the_message_from_the_snapshot() -> None:
     answer = fold(ev(1, "start", attempt=1), ev(2, "chunk", text="par"))
     snapshot = {

@@ -238,3 +238,76 @@ def test_js_ends_with_exactly_the_stored_parts(
     restart.check(model_server, message_id, message["parts"])
     for text in result.texts(message_id):
         assert message["content"].startswith(text), f"the client showed {text!r}"
+
+
+# -- an answer that waits, followed again once its input is given ---------------------
+
+
+def waits_twice(private_stack, model_server: ModelServer, prompt: str) -> str:
+    """A stack whose answer to `prompt` waits for an approval (`pay`), then for a client
+    tool's output (`pick_color`), then says two words."""
+    stack = private_stack(**ENV)
+    web = stack.web()
+    stack.worker()
+    answer_in_steps(
+        model_server,
+        prompt,
+        Behavior(script=[("tool_calls", [fragment(0, "pay", {})])], finish_reason="tool_calls"),
+        Behavior(
+            script=[("tool_calls", [fragment(0, "pick_color", {"hint": "sky"})])],
+            finish_reason="tool_calls",
+        ),
+        Behavior(chunks=["Paid, ", "blue."]),
+    )
+    return web
+
+
+def check_waited_twice(parts: list[Any], snapshot: dict[str, Any]) -> None:
+    stored = snapshot["messages"][-1]["parts"]
+    assert [as_stored(dataclasses.asdict(p)) for p in parts] == stored
+    assert [(p["type"], p.get("status"), p.get("output")) for p in stored] == [
+        ("tool", "ok", "paid"),
+        ("tool", "ok", {"color": "blue"}),
+        ("text", None, None),
+    ]
+
+
+def test_python_sync_follows_a_waiting_answer_again_once_its_input_is_given(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"wait twice sync {unique}"
+    with Client(waits_twice(private_stack, model_server, prompt), policy=POLICY) as relay:
+        session_id = relay.create_session()
+        answer = relay.send(session_id, prompt).wait()
+        assert [p.status for p in answer.tool_calls] == ["waiting_approval"]
+        assert answer.wait().status == "waiting"  # nothing given yet: it still waits
+        relay.approve(session_id, answer.message_id, answer.tool_calls[0].call_id, True)
+        assert answer.wait().status == "waiting"
+        assert [p.status for p in answer.tool_calls] == ["ok", "waiting_output"]
+        relay.tool_output(
+            session_id, answer.message_id, answer.tool_calls[1].call_id, {"color": "blue"}
+        )
+        assert (answer.wait().status, answer.content) == ("done", "Paid, blue.")
+        check_waited_twice(answer.parts, relay.snapshot(session_id))
+
+
+def test_python_async_follows_a_waiting_answer_again_once_its_input_is_given(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"wait twice async {unique}"
+    web = waits_twice(private_stack, model_server, prompt)
+
+    async def follow() -> tuple[Any, dict[str, Any]]:
+        async with AsyncClient(web, policy=POLICY) as relay:
+            session_id = await relay.create_session()
+            answer = await (await relay.send(session_id, prompt))
+            call_id = answer.tool_calls[0].call_id
+            await relay.approve(session_id, answer.message_id, call_id, True)
+            assert (await answer).status == "waiting"
+            call_id = answer.tool_calls[1].call_id
+            await relay.tool_output(session_id, answer.message_id, call_id, {"color": "blue"})
+            assert (await answer).status == "done"
+            return answer, await relay.snapshot(session_id)
+
+    answer, snapshot = asyncio.run(follow())
+    check_waited_twice(answer.parts, snapshot)

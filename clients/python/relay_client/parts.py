@@ -21,6 +21,7 @@ TEXT = "text"
 REASONING = "reasoning"
 TOOL = "tool"
 KIND_OF_EVENT = {ev.CHUNK: TEXT, ev.REASONING: REASONING}
+WAITING_STATUSES = ("waiting_approval", "waiting_output")
 
 
 @dataclass
@@ -99,6 +100,13 @@ def tools_waiting(parts: list[Part], data: dict[str, Any]) -> None:
         part = find_tool(parts, item.get("call_id"))
         if part is not None:
             part.status = "waiting_approval" if item.get("kind") == "approval" else "waiting_output"
+
+
+def show_given(parts: list[Part], given: dict[str, tuple[str, Any, str | None]]) -> None:
+    """Tool parts still waiting for an input that was given show it (status, output, error)."""
+    for part in parts:
+        if part.type == TOOL and part.status in WAITING_STATUSES and part.call_id in given:
+            part.status, part.output, part.error = given[part.call_id]
 
 
 def from_message(message: dict[str, Any]) -> list[Part]:
