@@ -19,6 +19,7 @@ import json
 import threading
 from typing import Any
 
+import httpx
 import pytest
 from relay_client import AsyncClient, Client, Event, Policy
 
@@ -264,7 +265,8 @@ def waits_twice(private_stack, model_server: ModelServer, prompt: str) -> str:
 
 def check_waited_twice(parts: list[Any], snapshot: dict[str, Any]) -> None:
     stored = snapshot["messages"][-1]["parts"]
-    assert [as_stored(dataclasses.asdict(p)) for p in parts] == stored
+    shown = [p if isinstance(p, dict) else dataclasses.asdict(p) for p in parts]
+    assert [as_stored(p) for p in shown] == stored
     assert [(p["type"], p.get("status"), p.get("output")) for p in stored] == [
         ("tool", "ok", "paid"),
         ("tool", "ok", {"color": "blue"}),
@@ -311,3 +313,22 @@ def test_python_async_follows_a_waiting_answer_again_once_its_input_is_given(
 
     answer, snapshot = asyncio.run(follow())
     check_waited_twice(answer.parts, snapshot)
+
+
+@pytest.mark.usefixtures("js_harness")
+def test_js_follows_a_waiting_answer_again_once_its_input_is_given(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"wait twice js {unique}"
+    web = waits_twice(private_stack, model_server, prompt)
+    inputs = {"approved": True, "output": {"color": "blue"}}
+    result = Follower(web, prompt=prompt, inputs=inputs).result()
+    message = result.message
+    assert (message["status"], message["content"], result.report["waits"]) == (
+        "done",
+        "Paid, blue.",
+        2,
+    )
+    with httpx.Client(base_url=web, timeout=30) as http:
+        snapshot = http.get(f"/api/sessions/{result.report['sessionId']}").json()
+    check_waited_twice(message["parts"], snapshot)

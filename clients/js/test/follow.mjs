@@ -12,6 +12,9 @@
 //   "postAttempts": 4,
 //   "whole": false,                answers whole (GET ?wait=), not as they stream
 //   "regenerate": false,           then regenerate the answer, and wait for the new one
+//   "inputs": null,                {"approved": bool, "output": any JSON}: while the answer
+//                                   waits, approve (or deny) each call, give each client tool
+//                                   that output, and wait for the answer again
 //   "debug": false,                every 3 s, the session's state and stats on stderr
 //   "token": {"secret", "audience", "sub", "ttlSeconds", "firstExpired", "alwaysExpired"}
 //                                   optional: getToken() signs HS256 tokens with these
@@ -102,6 +105,14 @@ async function main() {
       print({ type: "sent", messageId: answerId });
     }
     if (answerId) result.message = await session.answer(answerId);
+    while (args.inputs && result.message?.status === "waiting") {
+      result.waits = (result.waits ?? 0) + 1;
+      for (const part of result.message.parts.filter((p) => p.type === "tool")) {
+        if (part.status === "waiting_approval") await session.approve(answerId, part.call_id, args.inputs.approved);
+        if (part.status === "waiting_output") await session.toolOutput(answerId, part.call_id, { output: args.inputs.output });
+      }
+      result.message = await session.answer(answerId);
+    }
     if (args.regenerate) {
       result.replaced = answerId;
       answerId = (await session.regenerate()).message_id;

@@ -12,6 +12,7 @@ import { test } from "node:test";
 import { readUIMessageStream } from "ai";
 
 import { applyEvent, idAfter, RelayClient, sseParser, toModel } from "../src/index.js";
+import { needsInput, showGiven } from "../src/answers.js";
 import { RelayChatTransport, uiMessage } from "../src/ai-sdk.js";
 import { Auth, expiresAt, retryAfterMs } from "../src/http.js";
 import { backoff } from "../src/retry.js";
@@ -107,6 +108,18 @@ test("tool calls, their results and waits show as tool parts with a status", () 
   assert.equal(m.status, "waiting");
 });
 
+test("a tool input given shows in its part, and the answer no longer needs one", () => {
+  const m = assistant();
+  fold(m, [
+    ["start", {}],
+    ["tool_call", { call_id: "c1", name: "pay", arguments: {}, runs_on: "server", approval_id: "a1" }],
+    ["waiting", { for: [{ call_id: "c1", kind: "approval" }] }],
+  ]);
+  assert.ok(needsInput(m));
+  showGiven(m, new Map([["c1", { status: "running" }]]));
+  assert.deepEqual([m.status, m.parts[0].status, needsInput(m)], ["waiting", "running", false]);
+});
+
 test("a snapshot's answer without parts gets them from its texts", () => {
   const m = toModel({ id: "m", role: "assistant", content: "answer", reasoning: "why", status: "done" });
   assert.deepEqual(m.parts, [{ type: "reasoning", step: 0, text: "why" }, { type: "text", step: 0, text: "answer" }]);
@@ -177,6 +190,15 @@ test("tool parts map to the SDK's tool chunks and states", async () => {
   assert.deepEqual(tools.map((p) => [p.type, p.state]), [["tool-search", "output-available"], ["tool-drop", "approval-requested"]]);
   assert.equal(tools[0].output, 42);
   assert.equal(tools[1].approval.id, "a2");
+});
+
+test("an answer waiting only for inputs given already goes on: its stream does not end", async () => {
+  const ask = { type: "tool", step: 0, call_id: "c2", name: "drop", arguments: {}, runs_on: "server", approval_id: "a2" };
+  const feed = new UiFeed("m", state("waiting", [{ ...ask, status: "waiting_approval" }]));
+  assert.deepEqual(feed.update(state("waiting", [{ ...ask, status: "running" }])).map((c) => c.type), ["start"]);
+  assert.equal(feed.finished, false);
+  const rest = feed.update(state("done", [{ ...ask, status: "ok", output: 1 }, text("Dropped.", 1)]));
+  assert.equal(rest.at(-1).type, "finish");
 });
 
 test("a stored message becomes a UIMessage with its steps and tool states", () => {
