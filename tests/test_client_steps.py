@@ -9,6 +9,10 @@ attempt 2, whose `start` says `from_step` 1 and streams step 1 again
 SSE and long-poll; the Python one, sync and asyncio) follows the answer
 live from the first event, and must end with exactly the parts relay
 stored: same order, texts and tool results, nothing twice, nothing missing.
+
+Then an answer that waits twice (an approval, then a client tool's output):
+each client, and RelayChatTransport as useChat drives it, gives the inputs
+and follows the same answer on to its end.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import httpx
 import pytest
 from relay_client import AsyncClient, Client, Event, Policy
 
-from tests.support.js_client import Follower
+from tests.support.client import create_session
+from tests.support.js_client import Follower, node
 from tests.support.model_server import REASONING_FIELDS, Behavior, ModelServer
 from tests.support.processes import wait_for
 from tests.support.sql import answer_rows
@@ -332,3 +337,30 @@ def test_js_follows_a_waiting_answer_again_once_its_input_is_given(
     with httpx.Client(base_url=web, timeout=30) as http:
         snapshot = http.get(f"/api/sessions/{result.report['sessionId']}").json()
     check_waited_twice(message["parts"], snapshot)
+
+
+@pytest.mark.usefixtures("js_harness")
+def test_relay_chat_transport_streams_the_rest_of_the_answer_after_each_input(
+    private_stack, model_server: ModelServer, unique: str
+) -> None:
+    prompt = f"wait twice ai sdk {unique}"
+    web = waits_twice(private_stack, model_server, prompt)
+    with httpx.Client(base_url=web, timeout=30) as http:
+        session_id = create_session(http)
+        args = {"baseUrl": web, "sessionId": session_id, "prompt": prompt}
+        turns = json.loads(node("tool-chat.mjs", json.dumps({**args, "output": {"color": "blue"}})))
+        snapshot = http.get(f"/api/sessions/{session_id}").json()
+    check_waited_twice(snapshot["messages"][-1]["parts"], snapshot)
+    turns = turns["turns"]
+    assert [t["chunks"][-1] for t in turns] == ["finish", "finish", "finish"]
+    tools = [
+        (p["type"], p["state"], p.get("output"))
+        for p in turns[-1]["message"]["parts"]
+        if p["type"].startswith("tool-")
+    ]
+    assert tools == [
+        ("tool-pay", "output-available", "paid"),
+        ("tool-pick_color", "output-available", {"color": "blue"}),
+    ]
+    texts = [p["text"] for p in turns[-1]["message"]["parts"] if p["type"] == "text"]
+    assert "".join(texts) == "Paid, blue."
