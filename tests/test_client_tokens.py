@@ -49,26 +49,38 @@ def auth_web(base_env: dict[str, str], app: Any, log_dir: Path, worker: Process)
     proc.stop()
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_token_that_expires_mid_answer_is_renewed_and_nothing_is_lost(
-    auth_web: str, model_server: ModelServer, unique: str
+    auth_web: str, model_server: ModelServer, unique: str, mode: str
 ) -> None:
-    prompt, texts = f"renew {unique}", [f"r{i:02d} " for i in range(20)]
+    prompt, texts = f"renew {mode} {unique}", [f"r{i:02d} " for i in range(20)]
     behavior = model_server.behave(prompt, chunks=texts, gate_after=5, delay_seconds=0.002)
     minter = Minter(ttl=2)
-    with Client(auth_web, token_provider=minter, policy=POLICY) as relay:
-        answer = relay.send(relay.create_session(), prompt)
 
-        def release_after_a_renewal() -> None:
-            # The server ends the stream when its token expires (plus its leeway);
-            # the client comes back with a new one, then the rest streams.
-            wait_for(lambda: minter.calls >= 2, timeout=30, what="a renewal")
-            behavior.gate.set()
+    def release_after_a_renewal() -> None:
+        # The server ends the stream when its token expires (plus its leeway);
+        # the client comes back with a new one, then the rest streams.
+        wait_for(lambda: minter.calls >= 2, timeout=30, what="a renewal")
+        behavior.gate.set()
 
-        threading.Thread(target=release_after_a_renewal, daemon=True).start()
-        events: list[Event] = list(answer)
+    threading.Thread(target=release_after_a_renewal, daemon=True).start()
+    if mode == "sync":
+        with Client(auth_web, token_provider=minter, policy=POLICY) as relay:
+            answer = relay.send(relay.create_session(), prompt)
+            events: list[Event] = list(answer)
+    else:
+
+        async def follow() -> tuple[Any, list[Event]]:
+            async with AsyncClient(auth_web, token_provider=minter, policy=POLICY) as relay:
+                answer = await relay.send(await relay.create_session(), prompt)
+                return answer, [event async for event in answer]
+
+        answer, events = asyncio.run(follow())
     ids = [e.id for e in events]
     assert len(ids) == len(set(ids))
-    assert (answer.status, answer.content) == ("done", "".join(texts))
+    # Every chunk yielded once, in order (the answer's text alone could be a repair).
+    assert [e.data["text"] for e in events if e.event == "chunk"] == texts
+    assert (answer.status, answer.content, answer.incomplete) == ("done", "".join(texts), False)
     assert minter.calls >= 2
 
 
