@@ -21,10 +21,11 @@
 // }
 //
 // Prints JSON lines as it goes: {"type": "open", "sessionId"}, {"type": "state",
-// "state"}, {"type": "sent", "messageId"}, {"type": "text", "id", "text"} (every
-// new text of an answer), then one {"type": "result", ...}: the answer,
-// the log of what was applied ({"kind": "event", id, event, messageId, attempt,
-// fromStep, text} and {"kind": "snapshot", cursor, contents: {id: content}}), the session's and connection's
+// "state"}, {"type": "sent", "messageId"}, {"type": "event", "id", "event"} (each
+// applied), {"type": "text", "id", "text"} (every new text of an answer), then
+// one {"type": "result", ...}: the answer, the log of what was applied ({"kind":
+// "event", id, event, messageId, attempt, fromStep, text} and {"kind":
+// "snapshot", cursor, contents: {id: content}}), the session's and connection's
 // stats, the token calls, and an error ({status, code, message}) if any.
 // Exits 0 whenever the client behaved as a client does (an error is a result).
 
@@ -79,6 +80,7 @@ async function main() {
   session.on("event", (ev) => {
     const { message_id: messageId, attempt = null, from_step: fromStep = null, text = null } = ev.data;
     log.push({ kind: "event", id: ev.id, event: ev.event, messageId, attempt, fromStep, text });
+    print({ type: "event", id: ev.id, event: ev.event });
   });
   const shown = new Map(); // answer id -> the text last printed
   session.on("change", () => {
