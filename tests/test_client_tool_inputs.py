@@ -47,6 +47,11 @@ def waits_twice(private_stack, model_server: ModelServer, prompt: str) -> str:
     return web
 
 
+def snapshot_of(web: str, session_id: str) -> dict[str, Any]:
+    with httpx.Client(base_url=web, timeout=30) as http:
+        return http.get(f"/api/sessions/{session_id}").json()
+
+
 def check_waited_twice(parts: list[Any], snapshot: dict[str, Any]) -> None:
     stored = snapshot["messages"][-1]["parts"]
     shown = [p if isinstance(p, dict) else dataclasses.asdict(p) for p in parts]
@@ -113,9 +118,7 @@ def test_js_follows_a_waiting_answer_again_once_its_input_is_given(
         "Paid, blue.",
         2,
     )
-    with httpx.Client(base_url=web, timeout=30) as http:
-        snapshot = http.get(f"/api/sessions/{result.report['sessionId']}").json()
-    check_waited_twice(message["parts"], snapshot)
+    check_waited_twice(message["parts"], snapshot_of(web, result.report["sessionId"]))
 
 
 @pytest.mark.usefixtures("js_harness")
@@ -126,11 +129,10 @@ def test_relay_chat_transport_streams_the_rest_of_the_answer_after_each_input(
     web = waits_twice(private_stack, model_server, prompt)
     with httpx.Client(base_url=web, timeout=30) as http:
         session_id = create_session(http)
-        args = {"baseUrl": web, "sessionId": session_id, "prompt": prompt}
-        turns = json.loads(node("tool-chat.mjs", json.dumps({**args, "output": {"color": "blue"}})))
-        snapshot = http.get(f"/api/sessions/{session_id}").json()
+    args = {"baseUrl": web, "sessionId": session_id, "prompt": prompt, "output": {"color": "blue"}}
+    turns = json.loads(node("tool-chat.mjs", json.dumps(args)))["turns"]
+    snapshot = snapshot_of(web, session_id)
     check_waited_twice(snapshot["messages"][-1]["parts"], snapshot)
-    turns = turns["turns"]
     assert [t["chunks"][-1] for t in turns] == ["finish", "finish", "finish"]
     tools = [
         (p["type"], p["state"], p.get("output"))
