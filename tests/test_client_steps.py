@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from relay_client import AsyncClient, Client, Event, Policy
 
-from tests.support.js_client import Follower
+from tests.support.js_client import Follower, id_key
 from tests.support.model_server import REASONING_FIELDS, Behavior, ModelServer
 from tests.support.processes import wait_for
 from tests.support.sql import answer_rows
@@ -149,22 +149,35 @@ def starts(events: list[Event]) -> list[tuple[int, int]]:
     return [(e.data["attempt"], e.data["from_step"]) for e in events if e.event == "start"]
 
 
-def check_events(restart: StepRestart, session_id: str, message_id: str, seen: list[Event]):
-    """Each event of the answer yielded once, in the stream's order, and none missing."""
-    stream = sse_until(restart.web, session_id, message_id, timeout=30)
-    expected = [e.id for e in stream if e.data.get("message_id") == message_id]
-    assert [e.id for e in seen] == expected
-    assert starts(seen) == [(1, 0), (2, restart.from_step)]
+def check_events(restart: StepRestart, answer: Any, snapshot_cursor: str, seen: list[Event]):
+    """Each event of the answer after its snapshot yielded once, in the stream's order, and
+    none missing; the new attempt's `start` among them."""
+    stream = sse_until(restart.web, answer.session_id, answer.message_id, timeout=30)
+    ours = [e for e in stream if e.data.get("message_id") == answer.message_id]
+    assert [e.id for e in seen] == [e.id for e in ours if id_key(e.id) > id_key(snapshot_cursor)]
+    assert starts(ours) == [(1, 0), (2, restart.from_step)]
+    assert starts(seen)[-1] == (2, restart.from_step)
 
 
-def release_once_loaded(answer: Any, restart: StepRestart) -> None:
-    """Step 0 goes once the answer has read its snapshot: every part comes as events."""
+def follow_from_snapshot(answer: Any, restart: StepRestart) -> list[str]:
+    """Step 0 goes once the answer has read its snapshot, so that every part comes as
+    events (attempt 1's `start` may come before: it is not held). The snapshot's cursor
+    is recorded in the list returned."""
+    cursors: list[str] = []
+    load_snapshot = answer.load_snapshot
+
+    def recorded(snapshot: dict[str, Any]) -> bool:
+        cursors.append(snapshot["cursor"])
+        return load_snapshot(snapshot)
+
+    answer.load_snapshot = recorded
 
     def release() -> None:
         wait_for(lambda: answer.loaded, timeout=30, what="the answer's snapshot")
         restart.first.gate.set()
 
     threading.Thread(target=release, daemon=True).start()
+    return cursors
 
 
 def as_applied(answer: Any) -> list[dict[str, Any]]:
@@ -186,7 +199,7 @@ def test_python_sync_ends_with_exactly_the_stored_parts(
     with Client(restart.web, policy=POLICY) as relay:
         session_id = relay.create_session()
         answer = relay.send(session_id, restart.prompt)
-        release_once_loaded(answer, restart)
+        cursors = follow_from_snapshot(answer, restart)
         events, seen = iter(answer), []
         for event in events:
             seen.append(event)
@@ -202,7 +215,7 @@ def test_python_sync_ends_with_exactly_the_stored_parts(
             if event.event == "end":
                 applied = as_applied(answer)
     assert (answer.status, answer.attempt) == ("done", 2)
-    check_events(restart, session_id, answer.message_id, seen)
+    check_events(restart, answer, cursors[0], seen)
     restart.check(model_server, answer.message_id, applied)
 
 
@@ -212,11 +225,11 @@ def test_python_async_ends_with_exactly_the_stored_parts(
 ) -> None:
     restart = StepRestart(private_stack, model_server, f"steps async {during} {unique}", during)
 
-    async def follow() -> tuple[str, Any, list[Event], list[dict[str, Any]]]:
+    async def follow() -> tuple[Any, list[Event], list[dict[str, Any]], list[str]]:
         async with AsyncClient(restart.web, policy=POLICY) as relay:
             session_id = await relay.create_session()
             answer = await relay.send(session_id, restart.prompt)
-            release_once_loaded(answer, restart)
+            cursors = follow_from_snapshot(answer, restart)
             seen: list[Event] = []
             async for event in answer:
                 seen.append(event)
@@ -225,11 +238,11 @@ def test_python_async_ends_with_exactly_the_stored_parts(
                     await asyncio.to_thread(restart.kill_and_replace)
                 elif event.event == "end":
                     applied = as_applied(answer)
-            return session_id, answer, seen, applied
+            return answer, seen, applied, cursors
 
-    session_id, answer, seen, applied = asyncio.run(follow())
+    answer, seen, applied, cursors = asyncio.run(follow())
     assert (answer.status, answer.attempt) == ("done", 2)
-    check_events(restart, session_id, answer.message_id, seen)
+    check_events(restart, answer, cursors[0], seen)
     restart.check(model_server, answer.message_id, applied)
 
 
