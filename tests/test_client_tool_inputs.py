@@ -28,9 +28,10 @@ from tests.test_js_client import js_harness  # noqa: F401 (a fixture)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
-def waits_twice(private_stack, model_server: ModelServer, prompt: str) -> str:
-    """A stack whose answer to `prompt` waits for an approval (`pay`), then for a client
-    tool's output (`pick_color`), then says two words."""
+def waits_twice(private_stack, model_server: ModelServer, name: str) -> tuple[str, str]:
+    """A stack, and a prompt whose answer waits for an approval (`pay`), then for a
+    client tool's output (`pick_color`), then says two words: (prompt, relay's URL)."""
+    prompt = f"wait twice {name}"
     stack = private_stack(**ENV)
     web = stack.web()
     stack.worker()
@@ -44,7 +45,7 @@ def waits_twice(private_stack, model_server: ModelServer, prompt: str) -> str:
         ),
         Behavior(chunks=["Paid, ", "blue."]),
     )
-    return web
+    return prompt, web
 
 
 def snapshot_of(web: str, session_id: str) -> dict[str, Any]:
@@ -66,8 +67,8 @@ def check_waited_twice(parts: list[Any], snapshot: dict[str, Any]) -> None:
 def test_python_sync_follows_a_waiting_answer_again_once_its_input_is_given(
     private_stack, model_server: ModelServer, unique: str
 ) -> None:
-    prompt = f"wait twice sync {unique}"
-    with Client(waits_twice(private_stack, model_server, prompt), policy=POLICY) as relay:
+    prompt, web = waits_twice(private_stack, model_server, f"sync {unique}")
+    with Client(web, policy=POLICY) as relay:
         session_id = relay.create_session()
         answer = relay.send(session_id, prompt).wait()
         assert [p.status for p in answer.tool_calls] == ["waiting_approval"]
@@ -85,8 +86,7 @@ def test_python_sync_follows_a_waiting_answer_again_once_its_input_is_given(
 def test_python_async_follows_a_waiting_answer_again_once_its_input_is_given(
     private_stack, model_server: ModelServer, unique: str
 ) -> None:
-    prompt = f"wait twice async {unique}"
-    web = waits_twice(private_stack, model_server, prompt)
+    prompt, web = waits_twice(private_stack, model_server, f"async {unique}")
 
     async def follow() -> tuple[Any, dict[str, Any]]:
         async with AsyncClient(web, policy=POLICY) as relay:
@@ -108,8 +108,7 @@ def test_python_async_follows_a_waiting_answer_again_once_its_input_is_given(
 def test_js_follows_a_waiting_answer_again_once_its_input_is_given(
     private_stack, model_server: ModelServer, unique: str
 ) -> None:
-    prompt = f"wait twice js {unique}"
-    web = waits_twice(private_stack, model_server, prompt)
+    prompt, web = waits_twice(private_stack, model_server, f"js {unique}")
     inputs = {"approved": True, "output": {"color": "blue"}}
     result = Follower(web, prompt=prompt, inputs=inputs).result()
     message = result.message
@@ -125,8 +124,7 @@ def test_js_follows_a_waiting_answer_again_once_its_input_is_given(
 def test_relay_chat_transport_streams_the_rest_of_the_answer_after_each_input(
     private_stack, model_server: ModelServer, unique: str
 ) -> None:
-    prompt = f"wait twice ai sdk {unique}"
-    web = waits_twice(private_stack, model_server, prompt)
+    prompt, web = waits_twice(private_stack, model_server, f"ai sdk {unique}")
     with httpx.Client(base_url=web, timeout=30) as http:
         session_id = create_session(http)
     args = {"baseUrl": web, "sessionId": session_id, "prompt": prompt, "output": {"color": "blue"}}
