@@ -1,10 +1,11 @@
 // relay-client's own tests (node:test): the parts that need no relay.
 //
 // Run: node --test test/unit.test.mjs (from clients/js, after `npm ci` in test/).
-// The network edge is faked only where relay has no such endpoint yet (the
-// tool calls) or to script failures (a lost answer, a 503): a small HTTP
-// server of node:http that records what it was asked. Everything else is
-// tested against real relay processes by tests/test_js_client.py.
+// The network edge is faked only to check the tool calls' requests on their
+// own or to script failures (a lost answer, a 503): a small HTTP server of
+// node:http that records what it was asked. Everything else is tested
+// against real relay processes by tests/test_js_client.py, and tool answers
+// by tests/test_client_steps.py and tests/test_client_tool_inputs.py.
 
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
