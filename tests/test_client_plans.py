@@ -104,6 +104,40 @@ def test_from_step_keeps_earlier_steps_and_tools_track_their_status() -> None:
     assert (answer.content, answer.incomplete) == ("Let me look. Found one.", False)
 
 
+def test_a_tool_call_starts_in_the_status_relay_stores_for_it() -> None:
+    """As API.md's Stored parts: a client tool waits for its output, a server tool runs."""
+    answer = fold(
+        ev(1, "tool_call", step=0, call_id="c1", name="pick", arguments={}, runs_on="client"),
+        ev(2, "tool_call", step=0, call_id="c2", name="look", arguments={}),
+    )
+    assert [(p.status, p.runs_on) for p in answer.tool_calls] == [
+        ("waiting_output", "client"),
+        ("running", "server"),
+    ]
+
+
+def test_an_input_given_shows_in_its_part_and_following_goes_on() -> None:
+    answer = fold(
+        ev(1, "start", attempt=1, from_step=0),
+        ev(2, "tool_call", step=0, call_id="c1", name="pay", arguments={}, approval_id="a1"),
+        ev(3, "waiting", **{"for": [{"call_id": "c1", "kind": "approval"}]}),
+    )
+    assert answer.needs_input and answer.followed_to_the_end
+    answer.give("c1", "running")
+    assert (answer.tool_calls[0].status, answer.needs_input) == ("running", False)
+    assert answer.status == "waiting" and not answer.followed_to_the_end  # until relay goes on
+    stale = {"id": MID, "status": "waiting", "parts": [{"type": "tool", "step": 0,
+             "call_id": "c1", "name": "pay", "status": "waiting_approval"}]}  # fmt: skip
+    answer.load(stale)  # a snapshot read before relay took the approval up
+    assert (answer.tool_calls[0].status, answer.followed_to_the_end) == ("running", False)
+    answer.apply(ev(4, "start", attempt=1, from_step=0))
+    answer.apply(
+        ev(5, "tool_call", step=0, call_id="c1", name="pay", arguments={}, approval_id="a1")
+    )
+    answer.apply(ev(6, "tool_result", step=0, call_id="c1", status="ok", output="paid"))
+    assert answer.tool_calls[0].status == "ok" and answer.status == "streaming"
+
+
 def test_a_reset_loads_the_message_from_the_snapshot() -> None:
     answer = fold(ev(1, "start", attempt=1), ev(2, "chunk", text="par"))
     snapshot = {

@@ -131,7 +131,7 @@ def test_bad_input_raises_the_typed_error_of_its_code(relay: Client, unique: str
 
 
 def test_the_tool_calls_go_where_api_md_says(relay: Client, unique: str) -> None:
-    """The tools' server side is not built yet: its routes answer 404 as JSON, typed."""
+    """An answer without that call: its tool routes answer 404 as JSON, typed (NotFound)."""
     session_id = relay.create_session()
     message_id = relay.send(session_id, f"tools {unique}").wait().message_id
     with pytest.raises(NotFound):

@@ -21,6 +21,9 @@ from tests.support.processes import Process, start_web, wait_for
 pytestmark = pytest.mark.slow
 
 SECRET = "a-test-secret-for-the-python-client"
+# Checked as `end` is yielded: the client would then reload the stored answer, which
+# would hide a lost or repeated chunk.
+REPAIRED = "`end` disagreed with what the events made"
 POLICY = Policy(seed=7, backoff_seconds=0.05, reconnect_seconds=0.05)
 
 
@@ -49,26 +52,47 @@ def auth_web(base_env: dict[str, str], app: Any, log_dir: Path, worker: Process)
     proc.stop()
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_token_that_expires_mid_answer_is_renewed_and_nothing_is_lost(
-    auth_web: str, model_server: ModelServer, unique: str
+    auth_web: str, model_server: ModelServer, unique: str, mode: str
 ) -> None:
-    prompt, texts = f"renew {unique}", [f"r{i:02d} " for i in range(20)]
+    prompt, texts = f"renew {mode} {unique}", [f"r{i:02d} " for i in range(20)]
     behavior = model_server.behave(prompt, chunks=texts, gate_after=5, delay_seconds=0.002)
     minter = Minter(ttl=2)
-    with Client(auth_web, token_provider=minter, policy=POLICY) as relay:
-        answer = relay.send(relay.create_session(), prompt)
 
-        def release_after_a_renewal() -> None:
-            # The server ends the stream when its token expires (plus its leeway);
-            # the client comes back with a new one, then the rest streams.
-            wait_for(lambda: minter.calls >= 2, timeout=30, what="a renewal")
-            behavior.gate.set()
+    def release_after_a_renewal() -> None:
+        # The server ends the stream when its token expires (plus its leeway);
+        # the client comes back with a new one, then the rest streams.
+        wait_for(lambda: minter.calls >= 2, timeout=30, what="a renewal")
+        behavior.gate.set()
 
-        threading.Thread(target=release_after_a_renewal, daemon=True).start()
-        events: list[Event] = list(answer)
+    threading.Thread(target=release_after_a_renewal, daemon=True).start()
+    if mode == "sync":
+        with Client(auth_web, token_provider=minter, policy=POLICY) as relay:
+            answer = relay.send(relay.create_session(), prompt)
+            events: list[Event] = []
+            for event in answer:
+                events.append(event)
+                assert not answer.incomplete, REPAIRED
+    else:
+
+        async def follow() -> tuple[Any, list[Event]]:
+            async with AsyncClient(auth_web, token_provider=minter, policy=POLICY) as relay:
+                answer = await relay.send(await relay.create_session(), prompt)
+                events: list[Event] = []
+                async for event in answer:
+                    events.append(event)
+                    assert not answer.incomplete, REPAIRED
+                return answer, events
+
+        answer, events = asyncio.run(follow())
     ids = [e.id for e in events]
     assert len(ids) == len(set(ids))
-    assert (answer.status, answer.content) == ("done", "".join(texts))
+    # The chunks yielded are the answer's last ones, in order (its snapshot may hold
+    # the first few), and the last 15 came after the renewal.
+    chunks = [e.data["text"] for e in events if e.event == "chunk"]
+    assert len(chunks) >= 15 and chunks == texts[-len(chunks) :]
+    assert (answer.status, answer.content, answer.incomplete) == ("done", "".join(texts), False)
     assert minter.calls >= 2
 
 

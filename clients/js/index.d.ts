@@ -194,9 +194,11 @@ export class Session {
   cancel(messageId?: string): Promise<unknown>;
   /** Answer the last prompt again (the last answer by default). */
   regenerate(messageId?: string): Promise<Accepted>;
+  /** A decision on a call that waits for one; once relay took it, its part shows it. */
   approve(messageId: string, callId: string, approved: boolean, reason?: string): Promise<unknown>;
+  /** A client tool's result; once relay took it, its part shows it. */
   toolOutput(messageId: string, callId: string, result: { output: Json } | { error: string }): Promise<unknown>;
-  /** The answer once final (or waiting for a tool decision). */
+  /** The answer once final, or waiting for a tool input not given yet. */
   answer(messageId: string): Promise<Message>;
   setWhole(on: boolean): void;
   /** True while the answer is asked for whole (whole-answer mode): none of its text is shown yet. */

@@ -29,6 +29,20 @@ export function isFinal(message) {
   return FINAL.includes(message.status);
 }
 
+/** Waiting for a tool input nobody has given here: nothing more comes until someone does. */
+export function needsInput(message) {
+  return message.status === "waiting" && message.parts.some((p) => p.type === "tool" && p.status.startsWith("waiting"));
+}
+
+/** Tool parts still waiting for an input that was given (`given`: call id -> fields) show it. */
+export function showGiven(message, given) {
+  for (const part of message.parts || []) {
+    if (part.type === "tool" && part.status.startsWith("waiting") && given.has(part.call_id)) {
+      Object.assign(part, given.get(part.call_id));
+    }
+  }
+}
+
 /** A snapshot message as the model holds it: an assistant's with `parts` (made from its texts when the server sent none). */
 export function toModel(message) {
   const model = { ...message };

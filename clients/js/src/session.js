@@ -20,7 +20,7 @@
 // "reconnecting", "offline"), or "unauthorized" (the token was refused
 // twice: nothing retries), "gone" (the session does not exist) or "closed".
 
-import { applyEvent, idAfter, isFinal, toModel, UNFINISHED } from "./answers.js";
+import { applyEvent, idAfter, isFinal, needsInput, showGiven, toModel, UNFINISHED } from "./answers.js";
 import { Connection } from "./connection.js";
 import { RelayError } from "./http.js";
 import { retryDelay, sleep } from "./retry.js";
@@ -44,6 +44,7 @@ export class Session {
     this.dueSince = 0; // when the session last learned that an answer is due
     this.whole = Boolean(options.whole);
     this.waits = new Map(); // answer id -> AbortController of its whole-answer wait
+    this.given = new Map(); // call id -> what its tool part shows once relay took its input
     this.stats = { snapshots: 0, repairs: 0 };
     this.connection = new Connection(this, options);
   }
@@ -125,7 +126,9 @@ export class Session {
     }
     if (this.waits.has(message.id)) return true; // shown whole: its events only move the cursor
     this.emit("event", ev);
-    if (applyEvent(message, ev) === "mismatch") {
+    const applied = applyEvent(message, ev);
+    showGiven(message, this.given);
+    if (applied === "mismatch") {
       // `end` means stored: the snapshot has the whole answer. Not shown till
       // then: a front end (or the AI SDK's stream) would take this one as final.
       this.stats.repairs++;
@@ -173,6 +176,7 @@ export class Session {
   adopt(snapshot) {
     const behind = idAfter(this.cursor, snapshot.cursor);
     this.messages = snapshot.messages.map(toModel);
+    for (const message of this.messages) showGiven(message, this.given);
     this.byId = new Map(this.messages.map((m) => [m.id, m]));
     this.cursor = snapshot.cursor;
     this.stats.snapshots++;
@@ -239,20 +243,34 @@ export class Session {
   }
 
   approve(mid, callId, approved, reason) {
-    return this.client.approve(this.id, mid, callId, approved, reason);
+    const request = this.client.approve(this.id, mid, callId, approved, reason);
+    return this.give(mid, callId, request, { status: approved ? "running" : "denied" });
   }
 
   toolOutput(mid, callId, result) {
-    return this.client.toolOutput(this.id, mid, callId, result);
+    const shown = "error" in result ? { status: "error", error: result.error } : { status: "ok", output: result.output };
+    return this.give(mid, callId, this.client.toolOutput(this.id, mid, callId, result), shown);
   }
 
-  /** The answer `mid` once it is final (or waiting for a tool decision). */
+  /** Once relay took a tool input, its part shows it (till events say more) and the answer is due again. */
+  async give(mid, callId, request, shown) {
+    const reply = await request;
+    this.given.set(callId, shown);
+    const message = this.byId.get(mid);
+    if (message?.parts) {
+      showGiven(message, this.given);
+      this.emit("change", message);
+    }
+    return reply;
+  }
+
+  /** The answer `mid` once it is final, or waiting for a tool input not given here. */
   answer(mid) {
     return new Promise((resolve, reject) => {
       const check = () => {
         const message = this.byId.get(mid);
         if (this.held) return; // a reload or a post is under way: its outcome decides
-        if (message && (isFinal(message) || message.status === "waiting")) {
+        if (message && (isFinal(message) || needsInput(message))) {
           done();
           resolve(message);
         } else if (!message) {

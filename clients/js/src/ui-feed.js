@@ -10,6 +10,8 @@
 // attempt, `from_step`) is a `reset-step` (ai >= 7.0.70), which drops the
 // current step, and the step is sent again.
 
+import { isFinal, needsInput } from "./answers.js";
+
 const FINISH_REASONS = { stop: "stop", length: "length", content_filter: "content-filter" };
 
 /** "code: message", as relay's own chat stream writes an answer's error. */
@@ -125,10 +127,10 @@ export class UiFeed {
     this.open = null;
   }
 
-  /** A final answer ends the stream; so does one waiting for tool decisions (the rest is a new request). */
+  /** A final answer ends the stream; so does one waiting for tool inputs (the rest is a new request). */
   end(out, message) {
     const { status } = message;
-    if (!["done", "cancelled", "error", "waiting"].includes(status)) return;
+    if (!isFinal(message) && !needsInput(message)) return; // its inputs given: it goes on
     this.close(out);
     this.finished = true;
     if (status === "cancelled") return void out.push({ type: "abort" });

@@ -12,16 +12,20 @@
 //   "postAttempts": 4,
 //   "whole": false,                answers whole (GET ?wait=), not as they stream
 //   "regenerate": false,           then regenerate the answer, and wait for the new one
+//   "inputs": null,                {"approved": bool, "output": any JSON}: while the answer
+//                                   waits, approve (or deny) each call, give each client tool
+//                                   that output, and wait for the answer again
 //   "debug": false,                every 3 s, the session's state and stats on stderr
 //   "token": {"secret", "audience", "sub", "ttlSeconds", "firstExpired", "alwaysExpired"}
 //                                   optional: getToken() signs HS256 tokens with these
 // }
 //
 // Prints JSON lines as it goes: {"type": "open", "sessionId"}, {"type": "state",
-// "state"}, {"type": "sent", "messageId"}, {"type": "text", "id", "text"} (every
-// new text of an answer), then one {"type": "result", ...}: the answer,
-// the log of what was applied ({"kind": "event", id, event, messageId, attempt,
-// text} and {"kind": "snapshot", cursor, contents: {id: content}}), the session's and connection's
+// "state"}, {"type": "sent", "messageId"}, {"type": "event", "id", "event"} (each
+// applied), {"type": "text", "id", "text"} (every new text of an answer), then
+// one {"type": "result", ...}: the answer, the log of what was applied ({"kind":
+// "event", id, event, messageId, attempt, fromStep, text} and {"kind":
+// "snapshot", cursor, contents: {id: content}}), the session's and connection's
 // stats, the token calls, and an error ({status, code, message}) if any.
 // Exits 0 whenever the client behaved as a client does (an error is a result).
 
@@ -74,8 +78,9 @@ async function main() {
     adopt(snapshot);
   };
   session.on("event", (ev) => {
-    const { message_id: messageId, attempt = null, text = null } = ev.data;
-    log.push({ kind: "event", id: ev.id, event: ev.event, messageId, attempt, text });
+    const { message_id: messageId, attempt = null, from_step: fromStep = null, text = null } = ev.data;
+    log.push({ kind: "event", id: ev.id, event: ev.event, messageId, attempt, fromStep, text });
+    print({ type: "event", id: ev.id, event: ev.event });
   });
   const shown = new Map(); // answer id -> the text last printed
   session.on("change", () => {
@@ -102,6 +107,14 @@ async function main() {
       print({ type: "sent", messageId: answerId });
     }
     if (answerId) result.message = await session.answer(answerId);
+    while (args.inputs && result.message?.status === "waiting") {
+      result.waits = (result.waits ?? 0) + 1;
+      for (const part of result.message.parts.filter((p) => p.type === "tool")) {
+        if (part.status === "waiting_approval") await session.approve(answerId, part.call_id, args.inputs.approved);
+        if (part.status === "waiting_output") await session.toolOutput(answerId, part.call_id, { output: args.inputs.output });
+      }
+      result.message = await session.answer(answerId);
+    }
     if (args.regenerate) {
       result.replaced = answerId;
       answerId = (await session.regenerate()).message_id;

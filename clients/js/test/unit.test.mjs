@@ -1,10 +1,11 @@
 // relay-client's own tests (node:test): the parts that need no relay.
 //
 // Run: node --test test/unit.test.mjs (from clients/js, after `npm ci` in test/).
-// The network edge is faked only where relay has no such endpoint yet (the
-// tool calls) or to script failures (a lost answer, a 503): a small HTTP
-// server of node:http that records what it was asked. Everything else is
-// tested against real relay processes by tests/test_js_client.py.
+// The network edge is faked only to check the tool calls' requests on their
+// own or to script failures (a lost answer, a 503): a small HTTP server of
+// node:http that records what it was asked. Everything else is tested
+// against real relay processes by tests/test_js_client.py, and tool answers
+// by tests/test_client_steps.py and tests/test_client_tool_inputs.py.
 
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
@@ -12,6 +13,7 @@ import { test } from "node:test";
 import { readUIMessageStream } from "ai";
 
 import { applyEvent, idAfter, RelayClient, sseParser, toModel } from "../src/index.js";
+import { needsInput, showGiven } from "../src/answers.js";
 import { RelayChatTransport, uiMessage } from "../src/ai-sdk.js";
 import { Auth, expiresAt, retryAfterMs } from "../src/http.js";
 import { backoff } from "../src/retry.js";
@@ -107,6 +109,18 @@ test("tool calls, their results and waits show as tool parts with a status", () 
   assert.equal(m.status, "waiting");
 });
 
+test("a tool input given shows in its part, and the answer no longer needs one", () => {
+  const m = assistant();
+  fold(m, [
+    ["start", {}],
+    ["tool_call", { call_id: "c1", name: "pay", arguments: {}, runs_on: "server", approval_id: "a1" }],
+    ["waiting", { for: [{ call_id: "c1", kind: "approval" }] }],
+  ]);
+  assert.ok(needsInput(m));
+  showGiven(m, new Map([["c1", { status: "running" }]]));
+  assert.deepEqual([m.status, m.parts[0].status, needsInput(m)], ["waiting", "running", false]);
+});
+
 test("a snapshot's answer without parts gets them from its texts", () => {
   const m = toModel({ id: "m", role: "assistant", content: "answer", reasoning: "why", status: "done" });
   assert.deepEqual(m.parts, [{ type: "reasoning", step: 0, text: "why" }, { type: "text", step: 0, text: "answer" }]);
@@ -177,6 +191,15 @@ test("tool parts map to the SDK's tool chunks and states", async () => {
   assert.deepEqual(tools.map((p) => [p.type, p.state]), [["tool-search", "output-available"], ["tool-drop", "approval-requested"]]);
   assert.equal(tools[0].output, 42);
   assert.equal(tools[1].approval.id, "a2");
+});
+
+test("an answer waiting only for inputs given already goes on: its stream does not end", async () => {
+  const ask = { type: "tool", step: 0, call_id: "c2", name: "drop", arguments: {}, runs_on: "server", approval_id: "a2" };
+  const feed = new UiFeed("m", state("waiting", [{ ...ask, status: "waiting_approval" }]));
+  assert.deepEqual(feed.update(state("waiting", [{ ...ask, status: "running" }])).map((c) => c.type), ["start"]);
+  assert.equal(feed.finished, false);
+  const rest = feed.update(state("done", [{ ...ask, status: "ok", output: 1 }, text("Dropped.", 1)]));
+  assert.equal(rest.at(-1).type, "finish");
 });
 
 test("a stored message becomes a UIMessage with its steps and tool states", () => {

@@ -13,7 +13,11 @@ An answer starts from the session's snapshot (the text so far and the
 
 `wait()` (sync) or `await answer` (asyncio) follows the answer until it is
 final, or waiting for a tool decision; iterating it yields its events as
-they are applied. Following again later goes on from where it stopped.
+they are applied. Following again later goes on from where it stopped. A
+decision given through the answer's client (`approve`, `tool_output`) shows
+in its part at once (`given`, until events say more): once every call the
+answer waits for has its input, following it again goes on until it is
+final or waits for other calls.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class Answer:
         # False once a `start` kept earlier steps: `end` counts what this attempt
         # did not stream (parts loaded from a snapshot say so themselves).
         self._counts_known = True
+        # call id -> (status, output, error) of an input this client gave (`give`)
+        self.given: dict[str, tuple[str, Any, str | None]] = {}
         self._driver = driver
 
     # -- what it shows ------------------------------------------------------
@@ -85,6 +91,18 @@ class Answer:
     def settled(self) -> bool:
         """Nothing more comes without someone acting: final, or waiting for tool input."""
         return self.final or self.status == WAITING
+
+    @property
+    def needs_input(self) -> bool:
+        """Waiting, for a call whose input was not given through this client."""
+        return self.status == WAITING and any(
+            part.status in p.WAITING_STATUSES for part in self.tool_calls
+        )
+
+    @property
+    def followed_to_the_end(self) -> bool:
+        """Where following stops: final, or waiting for an input not given yet."""
+        return self.final or self.needs_input
 
     def raise_for_status(self) -> Answer:
         """AnswerFailed when the answer ended with an `error`; else the answer."""
@@ -156,6 +174,7 @@ class Answer:
         self.usage = message.get("usage")
         self.error = message.get("error") if isinstance(message.get("error"), dict) else None
         self.loaded = True
+        p.show_given(self.parts, self.given)
 
     def load_snapshot(self, snapshot: dict[str, Any]) -> bool:
         """Take this message and the cursor from a snapshot; False when it is not there."""
@@ -167,13 +186,15 @@ class Answer:
         return True
 
     def apply(self, event: Event) -> bool:
-        """Fold one event in (any event of the session: others are ignored); True once settled."""
+        """Fold one event in (any event of the session: others are ignored); True once
+        followed to the end (final, or waiting for input not given)."""
         if event.event == ev.RESET and event.snapshot is not None:
             if not self.load_snapshot(event.snapshot):
                 raise NotFound(404, "message_not_found", "the message left the snapshot")
         elif event.message_id == self.message_id:
             self._fold(event.event, event.data)
-        return self.settled
+            p.show_given(self.parts, self.given)
+        return self.followed_to_the_end
 
     def _fold(self, kind: str, data: dict[str, Any]) -> None:
         step = int(data.get("step", 0) or 0)
@@ -211,6 +232,11 @@ class Answer:
         self.usage = data.get("usage")
         self.status = "cancelled" if self.finish_reason == "cancelled" else "done"
         self.check_end()
+
+    def give(self, call_id: str, status: str, output: Any = None, error: str | None = None) -> None:
+        """relay took an input for `call_id`: its part shows it while relay still waits."""
+        self.given[call_id] = (status, output, error)
+        p.show_given(self.parts, self.given)
 
     def check_end(self) -> bool:
         """Whether the parts disagree with `end`'s counts (kept as `incomplete`)."""

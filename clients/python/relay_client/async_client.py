@@ -88,9 +88,7 @@ class AsyncClient(ClientBase[httpx.AsyncClient]):
         approved: bool,
         reason: str | None = None,
     ) -> None:
-        await self._run(
-            calls.approve(session_id, message_id, call_id, approved, reason, self.policy)
-        )
+        await self._run(self._approve(session_id, message_id, call_id, approved, reason))
 
     async def tool_output(
         self,
@@ -101,9 +99,7 @@ class AsyncClient(ClientBase[httpx.AsyncClient]):
         *,
         error: str | None = None,
     ) -> None:
-        await self._run(
-            calls.tool_output(session_id, message_id, call_id, output, error, self.policy)
-        )
+        await self._run(self._tool_output(session_id, message_id, call_id, output, error))
 
     async def _run(self, plan: Plan[T]) -> T:
         return await self._driver.run(plan)

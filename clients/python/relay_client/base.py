@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
 
-from . import follow
+from . import calls, follow
 from .actions import Plan
 from .answer import Answer
 from .events import Cursor
@@ -49,10 +50,35 @@ class ClientBase(Generic[H]):
         self.tokens = Tokens(token, token_provider)
         self._http: H = http or self._http_class(base_url=base_url, timeout=timeout)
         self._driver: Any = self._driver_class(self._http, self.tokens, httpx.Timeout(timeout))
+        # The answers handed out, told of the tool inputs given here (Answer.give).
+        self._answers: weakref.WeakValueDictionary[str, Answer] = weakref.WeakValueDictionary()
 
     def answer(self, session_id: str, message_id: str) -> Answer:
         """An answer to follow, by its ids (one this client did not send, too)."""
-        return Answer(session_id, message_id, self)
+        answer = Answer(session_id, message_id, self)
+        self._answers[message_id] = answer
+        return answer
+
+    def _approve(
+        self, sid: str, mid: str, call_id: str, approved: bool, reason: str | None
+    ) -> Plan[None]:
+        yield from calls.approve(sid, mid, call_id, approved, reason, self.policy)
+        self._given(mid, call_id, "running" if approved else "denied")
+
+    def _tool_output(
+        self, sid: str, mid: str, call_id: str, output: Any, error: str | None
+    ) -> Plan[None]:
+        yield from calls.tool_output(sid, mid, call_id, output, error, self.policy)
+        if error is None:
+            self._given(mid, call_id, "ok", output=output)
+        else:
+            self._given(mid, call_id, "error", error=error)
+
+    def _given(self, mid: str, call_id: str, status: str, **result: Any) -> None:
+        """relay took a tool input: the answer followed here shows it and goes on."""
+        answer = self._answers.get(mid)
+        if answer is not None:
+            answer.give(call_id, status, **result)
 
     def _follow_answer(self, answer: Answer) -> Plan[None]:
         return follow.answer(answer, self.policy, self.transport)

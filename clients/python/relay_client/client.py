@@ -112,7 +112,7 @@ class Client(ClientBase[httpx.Client]):
         Sending the same decision again is accepted; another raises Conflict
         (`tool_call_settled`). A deployment without tools answers NotFound.
         """
-        self._run(calls.approve(session_id, message_id, call_id, approved, reason, self.policy))
+        self._run(self._approve(session_id, message_id, call_id, approved, reason))
 
     def tool_output(
         self,
@@ -128,7 +128,7 @@ class Client(ClientBase[httpx.Client]):
         The same rules as `approve`: the same result again is accepted,
         another raises Conflict; a deployment without tools answers NotFound.
         """
-        self._run(calls.tool_output(session_id, message_id, call_id, output, error, self.policy))
+        self._run(self._tool_output(session_id, message_id, call_id, output, error))
 
     # -- performing plans (drivers.py) ------------------------------------------------
 

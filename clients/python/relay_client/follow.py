@@ -33,6 +33,7 @@ from httpx_sse import ServerSentEvent
 
 from . import calls
 from .actions import Authorize, Emit, Open, Plan, Receive, Request, Sleep
+from .answer import WAITING as WAITING_STATUS
 from .errors import ConnectionLost, IncompleteAnswer, ProtocolError, error_from
 from .events import RESET, Cursor, Event
 from .retry import Backoff, Policy, retry_after_seconds
@@ -173,9 +174,14 @@ def answer(target: Answer, policy: Policy, transport: str) -> Plan[None]:
         if not target.load_snapshot(snapshot):
             target.load((yield from calls.message(sid, mid, policy)))
     if transport == WHOLE:
-        while not target.settled:
+        backoff = policy.reconnect()
+        while not target.followed_to_the_end:
+            if (
+                target.status == WAITING_STATUS
+            ):  # inputs given, not yet taken up: relay answers at once
+                yield Sleep(backoff.delay(1))
             target.load((yield from calls.message(sid, mid, policy, policy.whole_wait_seconds)))
-    elif not target.settled:
+    elif not target.followed_to_the_end:
         yield from session_events(sid, target.cursor, policy, transport, target.apply)
     if target.incomplete:
         target.load((yield from calls.message(sid, mid, policy)))

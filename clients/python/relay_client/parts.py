@@ -21,6 +21,7 @@ TEXT = "text"
 REASONING = "reasoning"
 TOOL = "tool"
 KIND_OF_EVENT = {ev.CHUNK: TEXT, ev.REASONING: REASONING}
+WAITING_STATUSES = ("waiting_approval", "waiting_output")
 
 
 @dataclass
@@ -59,8 +60,11 @@ def append_text(parts: list[Part], kind: str, step: int, text: str) -> None:
 
 
 def tool_called(parts: list[Part], data: dict[str, Any]) -> None:
+    """A `tool_call`: waiting for a person, for the front end (a client tool), or running."""
     if data.get("approval_id"):
         status = "waiting_approval"
+    elif data.get("runs_on") == "client":
+        status = "waiting_output"
     else:
         status = "running"
     parts.append(
@@ -70,7 +74,7 @@ def tool_called(parts: list[Part], data: dict[str, Any]) -> None:
             call_id=data.get("call_id"),
             name=data.get("name"),
             arguments=data.get("arguments"),
-            runs_on=data.get("runs_on"),
+            runs_on=data.get("runs_on", "server"),
             status=status,
             approval_id=data.get("approval_id"),
         )
@@ -96,6 +100,13 @@ def tools_waiting(parts: list[Part], data: dict[str, Any]) -> None:
         part = find_tool(parts, item.get("call_id"))
         if part is not None:
             part.status = "waiting_approval" if item.get("kind") == "approval" else "waiting_output"
+
+
+def show_given(parts: list[Part], given: dict[str, tuple[str, Any, str | None]]) -> None:
+    """Tool parts still waiting for an input that was given show it (status, output, error)."""
+    for part in parts:
+        if part.type == TOOL and part.status in WAITING_STATUSES and part.call_id in given:
+            part.status, part.output, part.error = given[part.call_id]
 
 
 def from_message(message: dict[str, Any]) -> list[Part]:
