@@ -264,26 +264,36 @@ def test_a_caught_up_follower_is_written_to_by_its_channel_until_the_hub_closes(
     next(hubs, None)
 
 
-def test_wait_for_final_returns_on_the_messages_end(
-    hub: Hub, client: redis.Redis, unique: str
+def rest(writer: StreamWriter, how: str) -> None:
+    """Bring `wait-msg` to rest: its end, or a pause for a decision."""
+    if how == events.WAITING:
+        writer.append(events.WAITING, events.waiting_data("wait-msg", [("call-1", "approval")]))
+        return
+    data = events.end_data(
+        "wait-msg", finish_reason="stop", usage=None, duration_ms=1, chunks=2, text_length=6
+    )
+    writer.finish(events.END, data)
+
+
+@pytest.mark.parametrize("how", [events.END, events.WAITING])
+def test_a_whole_answer_wait_returns_when_the_message_ends_or_waits(
+    hub: Hub, client: redis.Redis, unique: str, how: str
 ) -> None:
     session_id = f"wait{unique}"
     writer = writer_for(client, session_id, "wait-msg")
     cursor = chunk(writer, "wait-msg", "one")
-    waited = gevent.spawn(hub.wait_for_final, session_id, "wait-msg", cursor, 20)
+    # Longer than the join below: a wait that only its time ends fails the test.
+    waited = gevent.spawn(hub.wait_until_at_rest, session_id, "wait-msg", cursor, 120)
     # The end is written once the wait follows the session, not after a pause.
     wait_for(
         lambda: (channel := hub.channel(session_id)) is not None and channel.followers == 1,
         what="the wait to follow the session",
     )
-    assert not waited.dead, "nothing final after the cursor yet: it must wait"
+    assert not waited.dead, "nothing at rest after the cursor yet: it must wait"
     chunk(writer, "wait-msg", "two")
-    data = events.end_data(
-        "wait-msg", finish_reason="stop", usage=None, duration_ms=1, chunks=2, text_length=6
-    )
-    writer.finish(events.END, data)
+    rest(writer, how)
     waited.join(timeout=20)
-    assert waited.dead and waited.successful(), "the end must end the wait"
+    assert waited.dead and waited.successful(), f"`{how}` must end the wait"
     assert client.xlen(keys.stream(session_id)) == 3
 
 

@@ -79,7 +79,7 @@ def accepted(submitted: prompts.Submitted) -> Response:
 
 @bp.get("/api/sessions/<session_id>/messages/<message_id>")
 def get_message(session_id: str, message_id: str) -> Response:
-    """One message; with ?wait=, once it is finished or the wait runs out (or the token does)."""
+    """One message; with ?wait=, once it is finished or waiting, or the wait runs out (or the token does)."""
     caller = auth.current_caller()
     sessions.find_for(caller, session_id)
     params.valid_id(message_id, "message")
@@ -92,7 +92,7 @@ def get_message(session_id: str, message_id: str) -> Response:
         db.session.close()  # hold no pooled SQL connection while waiting
         release = limits.acquire_stream(request, current_app.config)
         try:
-            hub.wait_for_final(session_id, message_id, cursor, wait)
+            hub.wait_until_at_rest(session_id, message_id, cursor, wait)
         finally:
             release()
         message = message_after_wait(client, session_id, message)

@@ -145,25 +145,28 @@ class Hub:
 
     # -- what the views ask ----------------------------------------------
 
-    def wait_for_final(
+    def wait_until_at_rest(
         self, session_id: str, message_id: str, cursor: str, timeout_seconds: float
     ) -> None:
-        """Return once the message's `end` or `error` is after `cursor`, or the time is up.
+        """Return once the message's `end`, `error` or `waiting` is after `cursor`, or the time is up.
+
+        A waiting answer says nothing more until a decision or an output
+        comes, so a whole-answer wait ends there too (API.md: Tools).
 
         The request waits on the hub, not on a Redis connection; a reset or a
         shutdown ends the wait early (the caller answers with what SQL and
         the stream hold then).
         """
 
-        def is_final(entry: Entry) -> bool:
+        def is_at_rest(entry: Entry) -> bool:
             return (
-                entry.event in events.FINAL_EVENTS
+                entry.event in events.AT_REST_EVENTS
                 and entry.parsed().get("message_id") == message_id
             )
 
         try:
             with self.follow(session_id, cursor) as follower:
-                follower.wait_until(is_final, timeout_seconds)
+                follower.wait_until(is_at_rest, timeout_seconds)
         except (Reset, HubClosed):
             pass
 
@@ -293,10 +296,10 @@ class HubExtension:
     def note_owner(self, session_id: str, owner: str | None) -> None:
         self._current().note_owner(session_id, owner)
 
-    def wait_for_final(
+    def wait_until_at_rest(
         self, session_id: str, message_id: str, cursor: str, timeout_seconds: float
     ) -> None:
-        self._current().wait_for_final(session_id, message_id, cursor, timeout_seconds)
+        self._current().wait_until_at_rest(session_id, message_id, cursor, timeout_seconds)
 
     def close(self, app: Flask) -> None:
         """End this process's streams now (on SIGTERM, see gunicorn.conf.py)."""

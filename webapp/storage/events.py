@@ -39,6 +39,9 @@ WAITING = "waiting"
 
 # Events after which a message has nothing more to say.
 FINAL_EVENTS = frozenset({END, ERROR})
+# Events after which nothing more comes of a message until someone acts: the
+# final ones, and a pause for a person's decision or the front end's output.
+AT_REST_EVENTS = FINAL_EVENTS | {WAITING}
 
 # `end`'s finish_reason: the model's own (stop, length, content_filter), or ours.
 FINISH_STOP = "stop"
