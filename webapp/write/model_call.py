@@ -3,10 +3,11 @@
 The hot path of every answer: each piece of text or reasoning goes to a
 fenced append (a `chunk` or `reasoning` event carrying its `step`), joined
 with the pieces that come while the previous append is on its way
-(piece_writes.py), and to a list, nothing more. The tool calls the model asked for come after the
-step's text (llm.py); they are collected, decided on (steps.StepCall) and
-returned with the step when the call's `Finish` comes. Nothing of them is
-written here: the step loop records the step before any of its events.
+(piece_writes.py), and to a list, nothing more. The tool calls the model
+asked for come after the step's text (llm.py); they are collected, decided
+on (steps.StepCall) and returned with the step when the call's `Finish`
+comes. Nothing of them is written here: the step loop records the step
+before any of its events.
 
 Every wait on the model (its next piece, a pause before asking again) runs
 in the ASKING state, the one in which the worker may cancel. A failed call

@@ -24,8 +24,8 @@ def sse_data(body: Iterator[bytes]) -> Iterator[dict[str, Any]]:
 
     Read from the bytes as they come (the response's `iter_bytes()`): lines
     are split a network read at a time, not through httpx's text and line
-    decoders, a generator each per piece (about a fifth of the worker's CPU
-    per piece, issue 25). Lines end with LF, CRLF or CR, as the SSE format
+    decoders, a generator each per piece (the read of a piece: 43 -> 37 µs of
+    CPU in issue 25's measurement). Lines end with LF, CRLF or CR, as the SSE format
     allows. An `error` object in place of a chunk (the API's way to fail
     mid-stream) is raised as a retryable ModelError, as the SDK's own stream
     raises it.

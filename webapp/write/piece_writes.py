@@ -13,18 +13,21 @@ joined into one event, written as soon as that write's reply comes:
   is recognised by its sequence number only while the writes of an answer
   reach Redis in order.
 
-A paced model (a piece every few ms) gets one event per piece, as before;
-an instant one (a proxy that buffered, a cached answer) gets a few events
-in place of hundreds: one write, one notice and one delivery per client
-each, instead of one per piece (docs/performance.md, issue 25).
+A paced model (pieces further apart than a write's round trip) gets one
+event a piece, as before; a fast one, or a burst (a proxy that buffered, a
+stall that ended) gets a few events in place of hundreds: one write, one
+notice and one delivery per client each, instead of one a piece
+(docs/performance.md, issue 25).
 
 The next write goes out from the reply's callback, in gevent's hub, so a
 piece waits for no read of the model. What can block stays in the
 generation's greenlet: a write that failed is retried there (with backoff,
 writer.py), the first-token metric is recorded there, and a fenced or
 cancelled reply is raised there, at the next piece or when the step's
-pieces are flushed. A writer without a batcher (tests' recording one)
-writes each piece as it comes, waiting for its reply.
+pieces are flushed. With WORKER_JOIN_PIECES off, a writer without a
+batcher (tests' recording one) or a cached answer (`join=False`: it
+streams again as it first streamed), each piece is written as it comes,
+its reply awaited.
 """
 
 from __future__ import annotations
