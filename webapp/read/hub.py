@@ -150,18 +150,14 @@ class Hub:
     ) -> None:
         """Return once the message's `end`, `error` or `waiting` is after `cursor`, or the time is up.
 
-        A waiting answer says nothing more until a decision or an output
-        comes, so a whole-answer wait ends there too (API.md: Tools).
-
         The request waits on the hub, not on a Redis connection; a reset or a
         shutdown ends the wait early (the caller answers with what SQL and
         the stream hold then).
         """
 
-        def is_at_rest(entry: Entry) -> bool:
-            return (
-                entry.event in events.AT_REST_EVENTS
-                and entry.parsed().get("message_id") == message_id
+        def is_at_rest(entry: Entry) -> bool:  # a waiting answer says nothing more for now
+            return entry.event in events.AT_REST_EVENTS and (
+                entry.parsed().get("message_id") == message_id
             )
 
         try:
