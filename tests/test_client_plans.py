@@ -274,6 +274,34 @@ def test_a_stream_waits_the_servers_retry_resumes_by_id_and_stops_on_a_final_err
     assert second >= 7.0  # never less than Retry-After
 
 
+def test_a_stream_held_by_a_proxy_is_followed_by_long_poll_from_the_same_cursor() -> None:
+    """Headers, then not one byte: held (a cut or a stall after a byte is not); long-poll
+    for the stint, then SSE again; the events go on from one cursor, each once."""
+    policy = Policy(seed=1, sse_retry_seconds=(0.0, 60.0))
+    plan = follow.session_events("s1", Cursor("3-0"), policy, "sse", lambda e: e.event == "end")
+
+    def item(n: int, kind: str) -> dict[str, Any]:
+        return {"id": f"{n}-0", "event": kind, "data": {"message_id": MID, "text": "x"}}
+
+    def polled(cursor: str, *items: dict[str, Any]) -> httpx.Response:
+        return answer(200, {"events": list(items), "cursor": cursor, "reset": False})
+
+    chunk = sse("chunk", json.dumps({"message_id": MID, "text": "hi"}), "4-0")
+    held = httpx.ReadTimeout("no byte")
+    opens = [httpx.ConnectError("refused"), answer(200), answer(200), answer(200)]
+    polls = [polled("5-0", item(4, "chunk"), item(5, "chunk")), polled("6-0", item(6, "end"))]
+    log: list[Any] = []
+    drive(plan, opens + polls, [sse(retry=50), chunk, held, held, held], log)
+    opened = [a.request.headers.get("Last-Event-ID") for a in log if isinstance(a, Open)]
+    assert opened == ["3-0", "3-0", "4-0", "4-0"]  # a stint of 0 s: SSE again at once
+    sent = [a.request for a in log if isinstance(a, Send)]
+    assert [(r.path, r.params) for r in sent] == [
+        ("/api/sessions/s1/poll", {"timeout": "20", "after": "4-0"}),
+        ("/api/sessions/s1/poll", {"timeout": "20", "after": "5-0"}),
+    ]
+    assert [a.event.id for a in log if isinstance(a, Emit)] == ["4-0", "5-0", "6-0"]
+
+
 def test_a_lost_answer_is_asked_again_after_the_servers_wait() -> None:
     policy = Policy(seed=1)
     lost = httpx.ReadError("cut")

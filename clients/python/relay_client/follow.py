@@ -15,6 +15,12 @@ Deliberate choices:
   reconnected, with a token renewed before it runs out (tokens.py).
 - A stalled stream (no byte, not even a keep-alive, for
   `Policy.stall_seconds`) is a cut like any other.
+- A stream whose headers came and then not one byte in that time, though
+  relay writes its `retry:` line at once, is held by a proxy that buffers
+  whole bodies (the JS client's "buffered", clients/js/src/connection.js):
+  the follower long-polls from the same cursor, tries SSE again after
+  `Policy.sse_retry_seconds` (15 s, then 30 s, ... 5 min), and stays on
+  SSE once a stream brings a byte. A cut is not a sign of buffering.
 - A `reset` reloads the snapshot and moves the cursor to the snapshot's;
   the caller gets the `reset` event with the snapshot to rebuild from.
 - Reconnects and resets are logged at debug level, with the session and
@@ -23,8 +29,10 @@ Deliberate choices:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +57,8 @@ POLL = "poll"
 WHOLE = "whole"
 TRANSPORTS = (SSE, POLL, WHOLE)
 UNFINISHED = ("queued", "streaming")
+# How one SSE connection ended (read_stream).
+MET, CUT, HELD = "met", "cut", "held"
 
 
 def session_events(
@@ -57,11 +67,19 @@ def session_events(
     """The session's events after `cursor`, each once, until `until(event)` is true."""
     if transport == POLL:
         yield from poll_events(session_id, cursor, policy, until)
-    else:
-        yield from sse_events(session_id, cursor, policy, until)
+        return
+    retries = policy.sse_retry_seconds
+    for held in itertools.count():
+        if (yield from sse_events(session_id, cursor, policy, until)):
+            return
+        stint = retries[min(held, len(retries) - 1)]
+        log.info("sse held session=%s after=%s: long-poll for %gs", session_id, cursor.value, stint)
+        if (yield from poll_events(session_id, cursor, policy, until, time.monotonic() + stint)):
+            return
 
 
-def sse_events(session_id: str, cursor: Cursor, policy: Policy, until: Until | None) -> Plan[None]:
+def sse_events(session_id: str, cursor: Cursor, policy: Policy, until: Until | None) -> Plan[bool]:
+    """Follow by SSE: True once `until` is met, False when a proxy holds the stream."""
     reconnect = policy.reconnect()
     failures, renewed = 0, False
     path = calls.session_path(session_id, "events")
@@ -77,11 +95,11 @@ def sse_events(session_id: str, cursor: Cursor, policy: Policy, until: Until | N
             status = outcome.status_code
             if status == 200:
                 renewed = False
-                progressed, done = yield from read_stream(
+                progressed, end = yield from read_stream(
                     session_id, cursor, policy, reconnect, until
                 )
-                if done:
-                    return
+                if end != CUT:
+                    return end == MET
             elif status == 401 and not renewed:
                 renewed = True
                 if (yield Authorize(renew=True)) is not None:
@@ -101,13 +119,16 @@ def sse_events(session_id: str, cursor: Cursor, policy: Policy, until: Until | N
 
 def read_stream(
     session_id: str, cursor: Cursor, policy: Policy, reconnect: Backoff, until: Until | None
-) -> Plan[tuple[bool, bool]]:
-    """Read one open SSE response: (whether it brought anything new, whether `until` was met)."""
-    progressed = False
+) -> Plan[tuple[bool, str]]:
+    """Read one open SSE response: (whether it brought anything new, MET, CUT or HELD)."""
+    progressed, received = False, False
     while True:
         item = yield Receive()
+        if isinstance(item, httpx.ReadTimeout) and not received:
+            return False, HELD  # not even the opening `retry:` line
         if item is None or isinstance(item, httpx.TransportError):
-            return progressed, False
+            return progressed, CUT
+        received = True
         if item.retry is not None:
             reconnect.base_seconds = item.retry / 1000
         if not item.data:
@@ -124,7 +145,7 @@ def read_stream(
         stop = until is not None and until(event)
         yield Emit(event)
         if stop:
-            return progressed, True
+            return progressed, MET
 
 
 def sse_data(item: ServerSentEvent) -> dict[str, Any]:
@@ -137,8 +158,15 @@ def sse_data(item: ServerSentEvent) -> dict[str, Any]:
     return data
 
 
-def poll_events(session_id: str, cursor: Cursor, policy: Policy, until: Until | None) -> Plan[None]:
-    while True:
+def poll_events(
+    session_id: str,
+    cursor: Cursor,
+    policy: Policy,
+    until: Until | None,
+    deadline: float | None = None,
+) -> Plan[bool]:
+    """Follow by long-poll, until `deadline` (time.monotonic) if given: whether `until` was met."""
+    while deadline is None or time.monotonic() < deadline:
         poll = yield from calls.poll(
             session_id, cursor.value, policy.poll_seconds, policy, persistent=True
         )
@@ -147,7 +175,7 @@ def poll_events(session_id: str, cursor: Cursor, policy: Policy, until: Until | 
             stop = until is not None and until(event)
             yield Emit(event)
             if stop:
-                return
+                return True
             continue
         for event in poll.events:
             if event.id is None or not cursor.admit(event.id):
@@ -155,7 +183,8 @@ def poll_events(session_id: str, cursor: Cursor, policy: Policy, until: Until | 
             stop = until is not None and until(event)
             yield Emit(event)
             if stop:
-                return
+                return True
+    return False
 
 
 def reload(session_id: str, cursor: Cursor, policy: Policy, data: dict[str, Any]) -> Plan[Event]:

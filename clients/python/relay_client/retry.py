@@ -61,7 +61,8 @@ class Policy:
     The defaults follow relay's chat page: four tries of a post whose answer
     was lost, SSE reconnects that never give up (as EventSource), a stream
     that brings no byte for three of the server's default heartbeats (15 s)
-    counted as stalled.
+    counted as stalled (or, without its first byte, held by a buffering
+    proxy: long-poll, and SSE again later, as the JS client does).
     """
 
     attempts: int = 4  # tries of one request whose answer is lost
@@ -73,6 +74,8 @@ class Policy:
     # Connections in a row that bring nothing new before ConnectionLost; None: never.
     reconnects: int | None = None
     stall_seconds: float = 45.0
+    # Long-polling before SSE is tried again, after a proxy held it (follow.py): 1st, 2nd, ...
+    sse_retry_seconds: tuple[float, ...] = (15.0, 30.0, 60.0, 120.0, 300.0)
     poll_seconds: float = 20.0  # a long-poll's `timeout` (API.md: at most 25)
     whole_wait_seconds: float = 25.0  # `?wait=` of the whole-answer mode
     seed: int | None = None  # of the jitter, for tests that replay one run
