@@ -302,6 +302,17 @@ def test_a_stream_held_by_a_proxy_is_followed_by_long_poll_from_the_same_cursor(
     assert [a.event.id for a in log if isinstance(a, Emit)] == ["4-0", "5-0", "6-0"]
 
 
+def test_no_sse_retries_means_long_poll_for_good_once_a_stream_was_held() -> None:
+    policy = Policy(seed=1, sse_retry_seconds=())
+    plan = follow.session_events("s1", Cursor("3-0"), policy, "sse", lambda e: e.event == "end")
+    end = {"id": "4-0", "event": "end", "data": {"message_id": MID}}
+    poll = answer(200, {"events": [end], "cursor": "4-0", "reset": False})
+    log: list[Any] = []
+    drive(plan, [answer(200), poll], [httpx.ReadTimeout("no byte")], log)
+    assert len([a for a in log if isinstance(a, Open)]) == 1  # SSE never again
+    assert [a.event.id for a in log if isinstance(a, Emit)] == ["4-0"]
+
+
 def test_a_lost_answer_is_asked_again_after_the_servers_wait() -> None:
     policy = Policy(seed=1)
     lost = httpx.ReadError("cut")

@@ -72,6 +72,10 @@ def session_events(
     for held in itertools.count():
         if (yield from sse_events(session_id, cursor, policy, until)):
             return
+        if not retries:  # SSE is never tried again: long-poll from here on
+            log.info("sse held session=%s after=%s: long-poll", session_id, cursor.value)
+            yield from poll_events(session_id, cursor, policy, until)
+            return
         stint = retries[min(held, len(retries) - 1)]
         log.info("sse held session=%s after=%s: long-poll for %gs", session_id, cursor.value, stint)
         if (yield from poll_events(session_id, cursor, policy, until, time.monotonic() + stint)):

@@ -74,7 +74,8 @@ class Policy:
     # Connections in a row that bring nothing new before ConnectionLost; None: never.
     reconnects: int | None = None
     stall_seconds: float = 45.0
-    # Long-polling before SSE is tried again, after a proxy held it (follow.py): 1st, 2nd, ...
+    # Long-polling before SSE is tried again, after a proxy held it (follow.py): 1st, 2nd, ...;
+    # empty: long-poll for good once a proxy held it.
     sse_retry_seconds: tuple[float, ...] = (15.0, 30.0, 60.0, 120.0, 300.0)
     poll_seconds: float = 20.0  # a long-poll's `timeout` (API.md: at most 25)
     whole_wait_seconds: float = 25.0  # `?wait=` of the whole-answer mode
