@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from relay_client import AsyncClient, Client, Event, Policy
 
-from tests.support.broken_wire import ByteCuttingProxy, StallingProxy
+from tests.support.broken_wire import ByteCuttingProxy
 from tests.support.model_server import ModelServer
 from tests.support.processes import Process, wait_for
+from tests.support.proxies import FreezingProxy
 from tests.support.sql import answer_rows
 
 pytestmark = pytest.mark.slow
@@ -149,7 +150,7 @@ def test_a_stream_that_goes_silent_is_left_for_a_new_one(
     """No byte for `stall_seconds` (relay sends a keep-alive every second here): reconnect."""
     prompt, texts = f"stalled {unique}", chunks("q", 30)
     behavior = model_server.behave(prompt, chunks=texts, gate_after=0, delay_seconds=0.01)
-    proxy = StallingProxy(web, stalls=1, after_bytes=400).start()
+    proxy = FreezingProxy(web, after_bytes=400, freeze=1).start()
     try:
         policy = Policy(seed=5, reconnect_seconds=0.05, stall_seconds=2.0)
         with Client(proxy.base_url, policy=policy) as relay:
@@ -158,7 +159,7 @@ def test_a_stream_that_goes_silent_is_left_for_a_new_one(
             events = list(answer)
     finally:
         proxy.stop()
-    assert proxy.stalled == 1
+    assert proxy.frozen == 1
     assert_once_and_whole(events, texts)
 
 

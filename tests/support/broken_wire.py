@@ -4,9 +4,6 @@
   random byte offset (drawn from a seeded generator, one per connection),
   then closes both sides: cuts land inside headers, inside an SSE event,
   inside a JSON body.
-- `StallingProxy` lets its first SSE responses go silent part-way, the
-  connection left open (a NAT or load balancer that forgot it): no byte,
-  not even a keep-alive, reaches the client any more.
 - The rest make a deployment that breaks one rule of API.md, for the
   conformance check to name:
   - `RepeatingIds` sends every third `chunk` of an SSE stream twice;
@@ -27,7 +24,6 @@ import itertools
 import random
 import re
 import socket
-import threading
 from collections.abc import Iterator
 
 from tests.support.proxies import Proxy
@@ -72,33 +68,6 @@ class ByteCuttingProxy(Proxy):
                 return
             client.sendall(data)
             left -= len(data) if left >= 0 else 0
-
-
-class StallingProxy(Proxy):
-    """Its first `stalls` SSE responses stop after `after_bytes`, held open; the rest pass."""
-
-    def __init__(self, upstream: str, stalls: int = 1, after_bytes: int = 400) -> None:
-        super().__init__(upstream)
-        self.stalls, self.after_bytes = stalls, after_bytes
-        self.stalled = 0  # responses it went silent on
-        self._request = threading.local()  # each connection is served on its own thread
-
-    def intercept(self, head: bytes) -> bytes | None:
-        self._request.sse = b"/events" in head.split(b"\r\n", 1)[0]
-        return None
-
-    def relay(self, client: socket.socket, upstream: socket.socket, accepted: float) -> None:
-        with self._lock:
-            stall = self._request.sse and self.stalled < self.stalls
-            self.stalled += stall
-        left = self.after_bytes if stall else None
-        for data in self.pump(client, upstream, accepted + self.max_seconds):
-            if left is None:
-                client.sendall(data)
-            elif left > 0:
-                client.sendall(data[:left])
-                left -= min(left, len(data))
-            # else: read and dropped, until the client gives up on the silence
 
 
 class BrokenRelay(Proxy):
